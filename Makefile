@@ -1,0 +1,57 @@
+# c2c-denoise — `make help` lists the targets. Variables: EXP, ARGS, RESUME, TRAINER, DEVICES, NODES,
+# CKPT, CKPTS, INPUTS, OUT, MIX.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+EXP    ?= supervised_unet
+ARGS   ?=
+OUT    ?= restored
+MIX    ?= 1.0
+RUNS   ?= runs
+
+TRAIN_FLAGS := $(if $(filter 1 yes true,$(RESUME)),--resume,$(if $(RESUME),--resume $(RESUME))) \
+               $(if $(TRAINER),--use trainer/$(TRAINER)) \
+               $(if $(DEVICES),trainer.devices=$(DEVICES)) $(if $(NODES),trainer.num_nodes=$(NODES))
+
+.DEFAULT_GOAL := help
+.PHONY: help setup train evaluate denoise tensorboard bench test test-fast lint clean-runs
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+	@echo "  experiments: $$(ls experiments | sed 's/\.yaml//' | tr '\n' ' ')"
+
+setup: $(STAMP) ## create .venv and install the pinned dependencies (idempotent)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=24"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	@touch $(STAMP)
+
+train: $(STAMP) ## train EXP (ARGS="key=value ...", RESUME=1, TRAINER=gpu|cpu, DEVICES=, NODES=)
+	$(PY) -m lightning_app.train $(EXP) $(ARGS) $(TRAIN_FLAGS)
+
+evaluate: $(STAMP) ## score checkpoints on the fixed validation set: CKPTS="runs/.../best.ckpt ..."
+	$(PY) -m lightning_app.evaluate $(CKPTS) $(ARGS)
+
+denoise: $(STAMP) ## restore files: INPUTS="a.wav dir/" CKPT=... [OUT=restored] [MIX=1.0]
+	$(PY) -m lightning_app.denoise $(INPUTS) --checkpoint $(CKPT) --output-dir $(OUT) --mix $(MIX) $(ARGS)
+
+tensorboard: $(STAMP) ## TensorBoard over every run in runs/
+	$(VENV)/bin/tensorboard --logdir $(RUNS) --bind_all
+
+bench: $(STAMP) ## data throughput, training step time, denoiser real-time factor
+	$(PY) -m lightning_app.bench $(ARGS)
+
+test: $(STAMP) ## the test suite (CPU, data made by the tests)
+	$(PY) -m pytest
+
+test-fast: $(STAMP) ## the test suite without tests marked slow
+	$(PY) -m pytest -m "not slow"
+
+lint: $(STAMP) ## ruff
+	$(VENV)/bin/ruff check lightning_app tests
+
+clean-runs: ## delete runs/ (all checkpoints and logs!)
+	rm -rf $(RUNS)

@@ -1,0 +1,107 @@
+"""Benchmarks that print numbers (no pass/fail): data throughput, training step, restoration speed.
+
+    python -m lightning_app.bench [--experiment supervised_unet] [--device cpu|cuda] [key=value ...]
+
+Medians over repeats, measured in this one run; compare ratios, not absolute times,
+across machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from lightning_app import config as C
+from lightning_app.denoise import Restorer
+from lightning_app.train import build_datamodule, build_system
+
+
+def _median_time(fn, repeats: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bench_data(datamodule, examples: int) -> dict:
+    datamodule.setup("fit")
+    ds = datamodule.train_set
+    keys = iter([(0, 0, 0, i) for i in range(10_000)])
+    per_example = _median_time(lambda: ds[next(keys)], repeats=examples)
+    return {"segments_per_s_per_worker": 1.0 / per_example,
+            "segment_seconds": datamodule.segment_samples / datamodule.sample_rate}
+
+
+def bench_train_step(system, datamodule, device: torch.device, repeats: int, precision: str) -> dict:
+    batch = next(iter(datamodule.train_dataloader()))
+    batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+    system = system.to(device).train()
+    opt = torch.optim.AdamW(system.parameters(), lr=1e-4)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
+
+    def step():
+        with autocast:
+            loss = system.shared_step(batch)["loss"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    seconds = _median_time(step, repeats, warmup=2)
+    n = batch["noisy"].shape[0]
+    return {"train_step_s": seconds, "batch_size": n, "train_samples_per_s": n / seconds}
+
+
+def bench_restore(system, device: torch.device, seconds: float, rates=(16000, 48000)) -> dict:
+    system = system.to(device).eval()
+    out = {}
+    rng = np.random.default_rng(0)
+    for rate in rates:
+        audio = (0.1 * rng.standard_normal((int(seconds * rate), 1))).astype(np.float32)
+        restorer = Restorer(system)
+        took = _median_time(lambda: restorer(audio, rate), repeats=3)
+        out[f"rtf_{rate // 1000}k"] = took / seconds
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m lightning_app.bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--experiment", default="supervised_unet")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--steps", type=int, default=5, help="timed training steps")
+    p.add_argument("--audio-seconds", type=float, default=30.0, help="length restored for the real-time factor")
+    p.add_argument("overrides", nargs="*")
+    args = p.parse_args(argv)
+
+    cfg = C.compose(args.experiment, args.overrides)
+    device = torch.device(args.device)
+    system = build_system(cfg)
+    datamodule = build_datamodule(cfg, system)
+    print(f"c2c-denoise bench: {args.experiment}, device {device}, torch threads {torch.get_num_threads()}")
+    data = bench_data(datamodule, examples=30)
+    print(f"  data:     {data['segments_per_s_per_worker']:.1f} segments/s per worker "
+          f"({data['segment_seconds']:.2f} s segments, procedural speech + noise)")
+    step = bench_train_step(system, datamodule, device, args.steps, cfg.trainer.precision)
+    print(f"  training: {step['train_step_s'] * 1000:.0f} ms per step (batch {step['batch_size']}), "
+          f"{step['train_samples_per_s']:.1f} segments/s")
+    needed = step["train_samples_per_s"] / data["segments_per_s_per_worker"]
+    print(f"            workers needed to keep up: {needed:.2f} (data.num_workers = {cfg.data.num_workers})")
+    restore = bench_restore(system, device, args.audio_seconds)
+    for key, value in restore.items():
+        print(f"  restore:  real-time factor {value:.3f} at {key[4:]}Hz input "
+              f"(seconds of compute per second of audio; {1 / value:.0f}x faster than real time)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

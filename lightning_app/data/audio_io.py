@@ -1,0 +1,121 @@
+"""Audio file reading and writing with errors that name the file and the problem.
+
+soundfile (libsndfile) does the I/O; torchaudio resamples.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+
+
+class AudioFileError(Exception):
+    """A file that cannot be used, with the reason; str() reads 'path: reason'."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    path: str
+    sample_rate: int
+    frames: int
+    channels: int
+    subtype: str
+    format: str
+
+    @property
+    def seconds(self) -> float:
+        return self.frames / self.sample_rate
+
+
+def probe(path: str | os.PathLike) -> AudioInfo:
+    """Header facts of an audio file; raises AudioFileError if it is not readable audio."""
+    path = Path(path)
+    if not path.is_file():
+        raise AudioFileError(path, "no such file")
+    if path.stat().st_size == 0:
+        raise AudioFileError(path, "empty file (0 bytes)")
+    try:
+        info = sf.info(str(path))
+    except Exception as exc:  # libsndfile's errors are RuntimeError/LibsndfileError
+        raise AudioFileError(path, f"not a readable audio file ({exc})") from None
+    if info.frames <= 0:
+        raise AudioFileError(path, "contains no audio samples")
+    return AudioInfo(str(path), int(info.samplerate), int(info.frames), int(info.channels),
+                     str(info.subtype), str(info.format))
+
+
+def check_samples(path: str | os.PathLike, audio: np.ndarray, allow_silence: bool = False) -> None:
+    """Reject NaN/Inf and (unless allowed) all-zero audio."""
+    if not np.all(np.isfinite(audio)):
+        bad = int(np.count_nonzero(~np.isfinite(audio)))
+        raise AudioFileError(path, f"contains {bad} NaN/Inf sample(s)")
+    if not allow_silence and not np.any(audio):
+        raise AudioFileError(path, "is digital silence (every sample is zero)")
+
+
+def read(path: str | os.PathLike, start: int = 0, frames: int = -1, allow_silence: bool = False) -> tuple[np.ndarray, int]:
+    """(samples as float32 (frames, channels), sample_rate); checked for NaN/Inf and silence."""
+    probe(path)
+    try:
+        audio, sr = sf.read(str(path), start=start, frames=frames, dtype="float32", always_2d=True)
+    except Exception as exc:
+        raise AudioFileError(path, f"could not decode audio ({exc})") from None
+    if audio.shape[0] == 0:
+        raise AudioFileError(path, "contains no audio samples")
+    check_samples(path, audio, allow_silence=allow_silence)
+    return audio, int(sr)
+
+
+def to_mono(audio: np.ndarray) -> np.ndarray:
+    """(frames, channels) -> (frames,), averaging channels."""
+    return audio.mean(axis=1) if audio.ndim == 2 else audio
+
+
+def resample(audio: np.ndarray | torch.Tensor, orig_sr: int, new_sr: int) -> np.ndarray | torch.Tensor:
+    """Band-limited resampling along the last axis (torchaudio's windowed sinc)."""
+    if orig_sr == new_sr:
+        return audio
+    if isinstance(audio, np.ndarray):
+        return AF.resample(torch.from_numpy(np.ascontiguousarray(audio)), orig_sr, new_sr).numpy()
+    return AF.resample(audio, orig_sr, new_sr)
+
+
+def write(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, subtype: str | None = None) -> None:
+    """Write (frames, channels) or (frames,) audio; to a temporary name first, then renamed."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.partial")
+    suffix = path.suffix.lower().lstrip(".")
+    format_name = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG"}.get(suffix)
+    if format_name is None:
+        raise AudioFileError(path, f"cannot write '.{suffix}' files; use .wav, .flac or .ogg")
+    if subtype is not None and not sf.check_format(format_name, subtype):
+        subtype = None
+    try:
+        sf.write(str(tmp), audio, sample_rate, subtype=subtype, format=format_name)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def find_audio_files(root: str | os.PathLike) -> list[Path]:
+    """Audio files under a folder (recursive) or the file itself, sorted for a stable order."""
+    root = Path(root)
+    if root.is_file():
+        return [root]
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such file or folder")
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)

@@ -1,0 +1,169 @@
+"""Where clean speech and noise come from: procedural generators or folders of files.
+
+A source is called with a numpy Generator and a length and returns mono float audio at
+the model's sample rate plus a short label (used to break metrics down by noise type).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from lightning_app.data import audio_io
+from lightning_app.data.dsp import rms
+from lightning_app.data.noise import NoiseMixture
+from lightning_app.data.speech import SpeechConfig, synthesize_speech
+
+log = logging.getLogger(__name__)
+
+# Segments quieter than this (RMS, full scale 1.0) are treated as silence when cropping files.
+SILENCE_RMS = 1e-4
+
+
+class ProceduralSpeech:
+    label = "procedural_speech"
+
+    def __init__(self, sample_rate: int, **speech_ranges):
+        self.sample_rate = sample_rate
+        self.config = SpeechConfig(**{k: tuple(v) if isinstance(v, (list, tuple)) else v
+                                      for k, v in speech_ranges.items()})
+
+    def __call__(self, rng: np.random.Generator, num_samples: int) -> tuple[np.ndarray, str]:
+        return synthesize_speech(rng, num_samples, self.sample_rate, self.config), self.label
+
+
+class ProceduralNoise:
+    def __init__(self, sample_rate: int, generators: dict, max_layers: int = 3, layer_level_db=(-12.0, 0.0)):
+        self.sample_rate = sample_rate
+        self.mixture = NoiseMixture(generators, max_layers=max_layers, layer_level_db=tuple(layer_level_db))
+
+    def __call__(self, rng: np.random.Generator, num_samples: int) -> tuple[np.ndarray, str]:
+        return self.mixture(rng, num_samples, self.sample_rate)
+
+
+class FileIndex:
+    """Header facts of every audio file under a folder, cached as JSON next to the runs.
+
+    The cache key covers every file's path, size and mtime, so edits to the folder
+    rebuild it. Unreadable files are logged once by name and left out.
+    """
+
+    def __init__(self, entries: list[dict], root: str):
+        self.entries = entries
+        self.root = root
+
+    @classmethod
+    def build(cls, root: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> "FileIndex":
+        files = audio_io.find_audio_files(root)
+        if not files:
+            raise FileNotFoundError(f"{root}: no .wav/.flac/.ogg files found")
+        stamp = hashlib.sha1()
+        for f in files:
+            st = f.stat()
+            stamp.update(f"{f}|{st.st_size}|{st.st_mtime_ns}".encode())
+        cache = Path(cache_dir) / f"index-{stamp.hexdigest()[:16]}.json" if cache_dir else None
+        if cache is not None and cache.is_file():
+            data = json.loads(cache.read_text())
+            return cls(data["entries"], data["root"])
+        entries = []
+        for f in files:
+            try:
+                entries.append(asdict(audio_io.probe(f)))
+            except audio_io.AudioFileError as exc:
+                log.warning("skipping %s", exc)
+        if not entries:
+            raise FileNotFoundError(f"{root}: no readable audio files (all {len(files)} failed to open)")
+        index = cls(entries, str(root))
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(".partial")
+            tmp.write_text(json.dumps({"root": str(root), "entries": entries}))
+            os.replace(tmp, cache)
+        return index
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
+class AudioFolder:
+    """Random segments of audio files under a folder, read without loading whole files.
+
+    Files are picked with probability proportional to their duration; multichannel files
+    are averaged to mono and resampled to the model's rate. A file shorter than the segment
+    is looped (noise) or zero-padded at a random offset (speech).
+    """
+
+    def __init__(self, sample_rate: int, path: str, cache_dir: str | None = None, loop_short: bool = False,
+                 label: str | None = None, max_tries: int = 5):
+        self.sample_rate = sample_rate
+        self.path = path
+        self.cache_dir = cache_dir
+        self.loop_short = loop_short
+        self.label = label
+        self.max_tries = max_tries
+        self._index: FileIndex | None = None
+
+    def prepare(self) -> None:
+        """Build (or load) the file index; cheap on later calls."""
+        if self._index is None:
+            self._index = FileIndex.build(self.path, self.cache_dir)
+            seconds = np.array([e["frames"] / e["sample_rate"] for e in self._index.entries])
+            self._probs = seconds / seconds.sum()
+
+    def _read_segment(self, rng: np.random.Generator, entry: dict, num_samples: int) -> np.ndarray:
+        sr = entry["sample_rate"]
+        need = int(np.ceil(num_samples * sr / self.sample_rate)) + 16
+        if entry["frames"] > need:
+            start = int(rng.integers(0, entry["frames"] - need))
+            audio, _ = audio_io.read(entry["path"], start=start, frames=need, allow_silence=True)
+        else:
+            audio, _ = audio_io.read(entry["path"], allow_silence=True)
+        mono = audio_io.resample(audio_io.to_mono(audio), sr, self.sample_rate)
+        if len(mono) >= num_samples:
+            return mono[:num_samples]
+        if self.loop_short:
+            return np.tile(mono, int(np.ceil(num_samples / len(mono))))[:num_samples]
+        out = np.zeros(num_samples, dtype=np.float32)
+        offset = int(rng.integers(0, num_samples - len(mono) + 1))
+        out[offset : offset + len(mono)] = mono
+        return out
+
+    def __call__(self, rng: np.random.Generator, num_samples: int) -> tuple[np.ndarray, str]:
+        self.prepare()
+        segment = None
+        for _ in range(self.max_tries):
+            entry = self._index.entries[int(rng.choice(len(self._index), p=self._probs))]
+            try:
+                segment = self._read_segment(rng, entry, num_samples)
+            except (audio_io.AudioFileError, sf.LibsndfileError) as exc:
+                log.warning("skipping unreadable segment: %s", exc)
+                continue
+            if rms(segment) > SILENCE_RMS:
+                break
+        if segment is None:
+            raise RuntimeError(f"{self.path}: could not read a usable segment in {self.max_tries} tries")
+        label = self.label or Path(entry["path"]).parent.name
+        return segment.astype(np.float32), label
+
+
+def build_clean_source(sample_rate: int, kind: str, cache_dir: str | None, folder: dict, procedural: dict):
+    if kind == "procedural":
+        return ProceduralSpeech(sample_rate, **procedural)
+    if kind == "folder":
+        return AudioFolder(sample_rate, cache_dir=cache_dir, loop_short=False, label="speech", **folder)
+    raise ValueError(f"data.clean.kind must be 'procedural' or 'folder', got {kind!r}")
+
+
+def build_noise_source(sample_rate: int, kind: str, cache_dir: str | None, folder: dict, procedural: dict):
+    if kind == "procedural":
+        return ProceduralNoise(sample_rate, **procedural)
+    if kind == "folder":
+        return AudioFolder(sample_rate, cache_dir=cache_dir, loop_short=True, **folder)
+    raise ValueError(f"data.noise.kind must be 'procedural' or 'folder', got {kind!r}")

@@ -1,0 +1,185 @@
+"""Procedural speech-like audio, so the suite trains with nothing downloaded.
+
+Source-filter synthesis: a band-limited glottal pulse train with a moving pitch contour
+and a noise source are shaped frame by frame in the STFT domain by a formant envelope
+(vowels gliding between targets) or a fricative band. Syllables alternate with pauses at
+a speaking rhythm drawn per "speaker". Every draw comes from the numpy Generator passed
+in, so a clip is a pure function of its seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lightning_app.data.dsp import istft, stft
+
+# Formant targets (F1, F2, F3) in Hz for adult vowels; speakers scale them.
+_VOWELS = np.array(
+    [
+        [730, 1090, 2440],  # a
+        [270, 2290, 3010],  # i
+        [300, 870, 2240],  # u
+        [530, 1840, 2480],  # e
+        [570, 840, 2410],  # o
+        [660, 1720, 2410],  # ae
+        [440, 1020, 2240],  # schwa-like
+        [390, 1990, 2550],  # I
+        [640, 1190, 2390],  # uh
+        [490, 1350, 1690],  # er
+    ],
+    dtype=np.float64,
+)
+
+_N_FFT = 512
+_HOP = 128
+
+
+@dataclass(frozen=True)
+class SpeechConfig:
+    """Ranges the generator draws from; defaults cover adult and child-like voices."""
+
+    f0_range_hz: tuple[float, float] = (80.0, 300.0)
+    formant_scale: tuple[float, float] = (0.85, 1.25)
+    syllables_per_s: tuple[float, float] = (3.0, 6.5)
+    pause_probability: float = 0.15
+    fricative_probability: float = 0.45
+    breathiness: tuple[float, float] = (0.0, 0.25)
+
+
+def _polyblep_saw(phase: np.ndarray, dt: np.ndarray) -> np.ndarray:
+    """Sawtooth from a running phase in cycles with polyBLEP anti-aliasing at the wraps."""
+    p = phase % 1.0
+    saw = 2.0 * p - 1.0
+    dt = np.clip(dt, 1e-6, 0.5)
+    head = p < dt
+    t = p[head] / dt[head]
+    saw[head] -= t + t - t * t - 1.0
+    tail = p > 1.0 - dt
+    t = (p[tail] - 1.0) / dt[tail]
+    saw[tail] -= t * t + t + t + 1.0
+    return -saw  # falling edge first, like a glottal closure
+
+
+def _formant_envelope(freqs: np.ndarray, formants: np.ndarray, bandwidths: np.ndarray) -> np.ndarray:
+    """|H(f)| of cascaded second-order resonators; formants (frames, K) -> (frames, bins)."""
+    f = freqs[None, None, :]
+    fk = formants[:, :, None]
+    bk = bandwidths[:, :, None]
+    # Normalised so the response is 1 at DC: |fk^2 / (fk^2 - f^2 + j f bk)|.
+    resp = fk**2 / np.sqrt((fk**2 - f**2) ** 2 + (f * bk) ** 2)
+    return np.prod(resp, axis=1)
+
+
+def synthesize_speech(rng: np.random.Generator, num_samples: int, sample_rate: int,
+                      config: SpeechConfig = SpeechConfig()) -> np.ndarray:
+    """One clip of speech-like audio, float32, peak-normalised to a random level."""
+    n_frames = num_samples // _HOP + 1
+    frame_t = np.arange(n_frames) * _HOP / sample_rate
+    duration = num_samples / sample_rate
+
+    f0_base = np.exp(rng.uniform(np.log(config.f0_range_hz[0]), np.log(config.f0_range_hz[1])))
+    vt_scale = rng.uniform(*config.formant_scale)
+    rate = rng.uniform(*config.syllables_per_s)
+    breath = rng.uniform(*config.breathiness)
+
+    voiced_amp = np.zeros(n_frames)
+    fric_amp = np.zeros(n_frames)
+    fric_centre = np.full(n_frames, 4000.0)
+    formants = np.zeros((n_frames, 4))
+    f0_knots_t, f0_knots_v = [0.0], [f0_base * rng.uniform(0.9, 1.15)]
+
+    prev_vowel = _VOWELS[rng.integers(len(_VOWELS))]
+    # Start a little before the clip so crops begin mid-utterance as often as not.
+    t = -rng.uniform(0.0, 0.3)
+    while t < duration:
+        if rng.random() < config.pause_probability:
+            t += rng.uniform(0.06, 0.45)
+            continue
+        syl = rng.uniform(0.6, 1.5) / rate
+        onset = rng.uniform(0.03, 0.12) if rng.random() < config.fricative_probability else 0.0
+        coda = rng.uniform(0.03, 0.1) if rng.random() < config.fricative_probability * 0.5 else 0.0
+        nucleus = max(syl - onset - coda, 0.05)
+        level = rng.uniform(0.4, 1.0)
+
+        if onset:
+            sel = (frame_t >= t) & (frame_t < t + onset)
+            fric_amp[sel] = np.maximum(fric_amp[sel], level * rng.uniform(0.15, 0.6))
+            fric_centre[sel] = rng.uniform(2500, 7000)
+        v0, v1 = t + onset, t + onset + nucleus
+        sel = (frame_t >= v0) & (frame_t < v1)
+        if sel.any():
+            u = (frame_t[sel] - v0) / nucleus
+            # Smooth rise and fall of the vowel's loudness.
+            env = np.sin(np.pi * np.clip(u, 0, 1)) ** 0.6
+            voiced_amp[sel] = np.maximum(voiced_amp[sel], level * env)
+            vowel = _VOWELS[rng.integers(len(_VOWELS))] * rng.uniform(0.92, 1.08, size=3)
+            glide = np.clip(u / rng.uniform(0.3, 0.8), 0, 1)[:, None]
+            f123 = (prev_vowel * (1 - glide) + vowel * glide) * vt_scale
+            formants[sel, :3] = f123
+            formants[sel, 3] = 3300 * vt_scale
+            prev_vowel = vowel
+            # Pitch accent: rise or fall within the syllable, with a slow declination.
+            decl = 1.0 - 0.15 * max(v0, 0.0) / max(duration, 1e-3)
+            f0_knots_t += [v0, (v0 + v1) / 2, v1]
+            f0_knots_v += [f0_base * decl * rng.uniform(0.85, 1.2) for _ in range(3)]
+        if coda:
+            sel = (frame_t >= v1) & (frame_t < v1 + coda)
+            fric_amp[sel] = np.maximum(fric_amp[sel], level * rng.uniform(0.1, 0.4))
+            fric_centre[sel] = rng.uniform(2500, 7000)
+        t = v1 + coda + rng.uniform(0.0, 0.05)
+
+    # Frames between vowels keep the last formants so the envelope never collapses.
+    empty = formants[:, 0] == 0
+    if empty.all():
+        formants[:] = np.append(_VOWELS[0], 3300) * vt_scale
+    else:
+        idx = np.where(~empty, np.arange(n_frames), 0)
+        np.maximum.accumulate(idx, out=idx)
+        first = np.argmax(~empty)
+        idx[:first] = first
+        formants = formants[idx]
+    nyq = sample_rate / 2
+    formants = np.minimum(formants, nyq * 0.9)
+    bandwidths = np.stack([50 + 0.08 * formants[:, k] for k in range(4)], axis=1) * rng.uniform(0.8, 1.6)
+
+    # Pitch contour with jitter and a little vibrato.
+    order = np.argsort(f0_knots_t)
+    times = np.arange(num_samples) / sample_rate
+    f0 = np.interp(times, np.asarray(f0_knots_t)[order], np.asarray(f0_knots_v)[order])
+    f0 *= 1.0 + 0.01 * np.sin(2 * np.pi * rng.uniform(4, 7) * times + rng.uniform(0, 2 * np.pi))
+    f0 *= np.exp(np.cumsum(rng.normal(0, 0.0008, num_samples)).clip(-0.08, 0.08))
+    dt = f0 / sample_rate
+    excitation = _polyblep_saw(np.cumsum(dt) + rng.random(), dt)
+    noise = rng.standard_normal(num_samples)
+
+    freqs = np.fft.rfftfreq(_N_FFT, 1.0 / sample_rate)
+    exc_spec = stft(excitation, _N_FFT, _HOP)[: n_frames]
+    noise_spec = stft(noise, _N_FFT, _HOP)[: n_frames]
+    vowel_env = _formant_envelope(freqs, formants, bandwidths)
+    # Glottal roll-off above the first formant region; lip radiation is folded into the saw.
+    tilt = 1.0 / np.sqrt(1.0 + (freqs / rng.uniform(600, 1500)) ** 2)
+    voiced = exc_spec * vowel_env * tilt
+    voiced *= voiced_amp[:, None]
+    aspiration = noise_spec * vowel_env * tilt * (breath * voiced_amp)[:, None] * 0.3
+    fric_band = np.exp(-0.5 * ((freqs[None] - fric_centre[:, None]) / (0.35 * fric_centre[:, None])) ** 2)
+    fricative = noise_spec * fric_band * fric_amp[:, None] * 0.25
+
+    spec = voiced + aspiration + fricative
+    out = istft(spec, _N_FFT, _HOP, num_samples)
+    out = _random_coloration(rng, out, sample_rate)
+    peak = np.max(np.abs(out))
+    if peak < 1e-8:
+        return np.zeros(num_samples, dtype=np.float32)
+    return (out / peak * rng.uniform(0.3, 0.9)).astype(np.float32)
+
+
+def _random_coloration(rng: np.random.Generator, x: np.ndarray, sample_rate: int) -> np.ndarray:
+    """A gentle random microphone/room tilt so every 'recording' sounds a bit different."""
+    spec = np.fft.rfft(x)
+    freqs = np.fft.rfftfreq(len(x), 1.0 / sample_rate)
+    octaves = np.log2(np.maximum(freqs, 50.0) / 1000.0)
+    gain_db = rng.uniform(-3, 3) * octaves + rng.uniform(-4, 4) * np.exp(-0.5 * ((octaves - rng.uniform(-1.5, 2)) / 0.7) ** 2)
+    highpass = 1.0 / np.sqrt(1.0 + (rng.uniform(40, 120) / np.maximum(freqs, 1.0)) ** 4)
+    return np.fft.irfft(spec * 10 ** (gain_db / 20) * highpass, n=len(x))

@@ -1,0 +1,91 @@
+"""Loss terms, each ``fn(estimate, target) -> scalar``; systems combine them by config weight.
+
+All terms are computed in float32 even under mixed precision: SI-SDR and log-spectra
+lose too much in bf16.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch.nn import functional as F
+
+EPS = 1e-8
+
+
+def _flat(x: torch.Tensor) -> torch.Tensor:
+    return x.float().reshape(x.shape[0], -1)
+
+
+def waveform_l1(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The research's MAE. On its own it rewards muting; see energy_preservation."""
+    return F.l1_loss(_flat(estimate), _flat(target))
+
+
+def si_sdr(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-example scale-invariant SDR in dB, (batch,)."""
+    est, ref = _flat(estimate), _flat(target)
+    est = est - est.mean(dim=1, keepdim=True)
+    ref = ref - ref.mean(dim=1, keepdim=True)
+    scale = (est * ref).sum(1, keepdim=True) / (ref.pow(2).sum(1, keepdim=True) + EPS)
+    proj = scale * ref
+    return 10 * torch.log10((proj.pow(2).sum(1) + EPS) / ((est - proj).pow(2).sum(1) + EPS))
+
+
+def neg_si_sdr(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """-SI-SDR / 10, so one unit is 10 dB and the term sits on the scale of the others."""
+    return -si_sdr(estimate, target).mean() / 10.0
+
+
+def neg_snr(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """-SNR / 10. Unlike SI-SDR it is not scale invariant, so it also pins the output level."""
+    est, ref = _flat(estimate), _flat(target)
+    snr = 10 * torch.log10((ref.pow(2).sum(1) + EPS) / ((ref - est).pow(2).sum(1) + EPS))
+    return -snr.mean() / 10.0
+
+
+def energy_preservation(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """|log(RMS_est / RMS_target)|: zero when the level is kept, grows as the output is muted."""
+    est, ref = _flat(estimate), _flat(target)
+    ratio = (est.pow(2).mean(1) + EPS) / (ref.pow(2).mean(1) + EPS)
+    return (0.5 * torch.log(ratio)).abs().mean()
+
+
+def _magnitude(x: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
+    window = torch.hann_window(n_fft, device=x.device)
+    spec = torch.stft(_flat(x), n_fft, hop, window=window, center=True, return_complex=True)
+    return spec.abs().clamp_min(1e-7)
+
+
+def multi_resolution_stft(estimate: torch.Tensor, target: torch.Tensor,
+                          resolutions=((512, 128), (1024, 256), (256, 64))) -> torch.Tensor:
+    """Spectral convergence + log-magnitude L1, averaged over STFT resolutions."""
+    total = estimate.new_zeros((), dtype=torch.float32)
+    for n_fft, hop in resolutions:
+        est, ref = _magnitude(estimate, n_fft, hop), _magnitude(target, n_fft, hop)
+        convergence = torch.linalg.vector_norm(ref - est, dim=(1, 2)) / (torch.linalg.vector_norm(ref, dim=(1, 2)) + EPS)
+        log_mag = (ref.log() - est.log()).abs().mean(dim=(1, 2))
+        total = total + (convergence + log_mag).mean()
+    return total / len(resolutions)
+
+
+WAVEFORM_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "l1": waveform_l1,
+    "mrstft": multi_resolution_stft,
+    "si_sdr": neg_si_sdr,
+    "snr": neg_snr,
+    "energy": energy_preservation,
+}
+
+
+def weighted_sum(terms: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
+    return sum(weights[name] * value for name, value in terms.items())
+
+
+def waveform_loss_terms(estimate: torch.Tensor, target: torch.Tensor, weights: dict[str, float]) -> dict[str, torch.Tensor]:
+    """Every waveform term whose weight is non-zero; unknown names are a clear error."""
+    unknown = sorted(set(weights) - set(WAVEFORM_LOSSES))
+    if unknown:
+        raise ValueError(f"unknown loss term(s) {unknown}; known: {sorted(WAVEFORM_LOSSES)}")
+    return {name: WAVEFORM_LOSSES[name](estimate, target) for name, w in weights.items() if w}

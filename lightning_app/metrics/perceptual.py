@@ -1,0 +1,67 @@
+"""PESQ (wideband, 16 kHz) and STOI per clip, safe to run in worker processes.
+
+Deliberately imports no torch: a spawned worker starts in a second instead of several.
+Every failure of one clip becomes NaN plus a reason, never an exception: pesq raises
+NoUtterancesError on a silent reference, a ValueError (NaN) on an all-zero output — what a
+muting model produces — and BufferTooShortError under 0.25 s; pystoi errors on very short clips.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from math import gcd
+
+import numpy as np
+from scipy.signal import resample_poly
+
+PESQ_RATE = 16000
+MIN_PESQ_SECONDS = 0.25
+
+
+def to_pesq_rate(x: np.ndarray, sample_rate: int) -> np.ndarray:
+    if sample_rate == PESQ_RATE:
+        return x
+    g = gcd(PESQ_RATE, sample_rate)
+    return resample_poly(x, PESQ_RATE // g, sample_rate // g)
+
+
+def safe_pesq(clean: np.ndarray, other: np.ndarray, sample_rate: int) -> tuple[float, str | None]:
+    from pesq import pesq
+
+    if len(clean) < MIN_PESQ_SECONDS * sample_rate:
+        return math.nan, "shorter than 0.25 s"
+    ref, deg = to_pesq_rate(clean, sample_rate), to_pesq_rate(other, sample_rate)
+    if not np.any(ref):
+        return math.nan, "silent reference"
+    if not np.any(deg):
+        return math.nan, "silent output"
+    try:
+        score = float(pesq(PESQ_RATE, ref.astype(np.float64), deg.astype(np.float64), "wb"))
+    except Exception as exc:  # pesq's own errors and its NaN ValueError alike
+        return math.nan, f"{type(exc).__name__}: {exc}"
+    return (score, None) if math.isfinite(score) else (math.nan, "non-finite score")
+
+
+def safe_stoi(clean: np.ndarray, other: np.ndarray, sample_rate: int) -> tuple[float, str | None]:
+    from pystoi import stoi
+
+    if not np.any(clean):
+        return math.nan, "silent reference"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            score = float(stoi(clean.astype(np.float64), other.astype(np.float64), sample_rate, extended=False))
+    except Exception as exc:
+        return math.nan, f"{type(exc).__name__}: {exc}"
+    # pystoi returns 1e-5 when it finds too little speech to score: that is no score.
+    return (score, None) if math.isfinite(score) and score > 1e-4 else (math.nan, "too little speech for STOI")
+
+
+def score_clip(clean: np.ndarray, noisy: np.ndarray, estimate: np.ndarray, sample_rate: int) -> dict:
+    """PESQ and STOI of the output and of the noisy input, with failure reasons."""
+    out = {}
+    for prefix, signal in (("", estimate), ("input_", noisy)):
+        out[f"{prefix}pesq"], out[f"{prefix}pesq_error"] = safe_pesq(clean, signal, sample_rate)
+        out[f"{prefix}stoi"], out[f"{prefix}stoi_error"] = safe_stoi(clean, signal, sample_rate)
+    return out

@@ -1,0 +1,16 @@
+"""LightningModules: one base with the shared step, one thin subclass per variant."""
+
+from __future__ import annotations
+
+from lightning_app.systems.base import DenoiseSystem
+from lightning_app.systems.supervised import SupervisedSystem
+
+SYSTEMS: dict[str, type[DenoiseSystem]] = {
+    "supervised": SupervisedSystem,
+}
+
+
+def system_class(kind: str) -> type[DenoiseSystem]:
+    if kind not in SYSTEMS:
+        raise ValueError(f"system.kind '{kind}' is not one of {sorted(SYSTEMS)}")
+    return SYSTEMS[kind]

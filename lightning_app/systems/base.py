@@ -1,0 +1,98 @@
+"""The shared training logic of every variant.
+
+A variant overrides ``shared_step`` (batch -> loss terms, with the total under "loss") and,
+when its inference path is not ``self.net(noisy)``, ``enhance``. Everything else — logging,
+the non-finite guard, validation outputs for the metric callbacks, optimisers — lives here.
+"""
+
+from __future__ import annotations
+
+import torch
+import lightning as L
+
+from lightning_app.nets import build_net
+
+
+class DenoiseSystem(L.LightningModule):
+    #: registry name, stored in checkpoints so lightning_app.denoise rebuilds the right variant
+    kind: str = "base"
+    #: batch keys the variant's loss may read (clean is only for metrics in Noise2Noise)
+    loss_inputs: tuple[str, ...] = ("noisy", "clean")
+
+    def __init__(self, model: dict, loss: dict, optim: dict, sample_rate: int):
+        super().__init__()
+        # Plain dicts only: checkpoints must load with torch.load(weights_only=True).
+        self.save_hyperparameters(logger=False)
+        self.net = build_net(**model)
+        self.loss_weights = dict(loss)
+        self.optim_cfg = dict(optim)
+        self.sample_rate = sample_rate
+        self.skipped_batches = 0
+
+    @classmethod
+    def arguments_from_config(cls, cfg) -> dict:
+        """Constructor arguments from the run config, as plain containers."""
+        from lightning_app.config import to_container
+
+        return {"model": to_container(cfg.model), "loss": to_container(cfg.system.loss),
+                "optim": to_container(cfg.optim), "sample_rate": int(cfg.data.sample_rate)}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["system_kind"] = self.kind
+
+    def enhance(self, noisy: torch.Tensor) -> torch.Tensor:
+        """The inference path used by validation metrics and lightning_app.denoise."""
+        return self.net(noisy)
+
+    def forward(self, noisy: torch.Tensor) -> torch.Tensor:
+        return self.enhance(noisy)
+
+    def shared_step(self, batch: dict) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def _finite_everywhere(self, loss: torch.Tensor) -> bool:
+        # Every rank must agree to skip, or DDP's gradient all-reduce waits forever.
+        return bool(self.trainer.strategy.reduce_boolean_decision(bool(torch.isfinite(loss)), all=True))
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        terms = self.shared_step(batch)
+        loss = terms["loss"]
+        if not self._finite_everywhere(loss):
+            self.skipped_batches += 1
+            self.log("train/skipped_batches", float(self.skipped_batches), rank_zero_only=True)
+            # A zero loss that still touches every parameter keeps DDP's reducer in step.
+            return sum(p.sum() * 0.0 for p in self.parameters())
+        batch_size = batch["noisy"].shape[0]
+        self.log_dict({f"train/{k}": v.detach() for k, v in terms.items() if k != "loss"}, on_step=True,
+                      on_epoch=True, batch_size=batch_size)
+        self.log("train/loss", loss.detach(), on_step=True, on_epoch=True, prog_bar=True, batch_size=batch_size)
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> dict:
+        terms = self.shared_step(batch)
+        self.log_dict({f"val/loss_{k}" if k != "loss" else "val/loss": v for k, v in terms.items()},
+                      on_epoch=True, sync_dist=True, batch_size=batch["noisy"].shape[0])
+        return {"estimate": self.enhance(batch["noisy"]).detach()}
+
+    def test_step(self, batch: dict, batch_idx: int) -> dict:
+        return {"estimate": self.enhance(batch["noisy"]).detach()}
+
+    def configure_optimizers(self):
+        cfg = self.optim_cfg
+        optimizer = torch.optim.AdamW(self.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+        kind = cfg["scheduler"]
+        if kind == "constant":
+            return optimizer
+        total = int(self.trainer.estimated_stepping_batches)
+        if kind == "onecycle":
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg["lr"], total_steps=max(total, 2),
+                                                            pct_start=cfg["warmup_fraction"])
+        elif kind == "cosine":
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total, 1))
+        else:
+            raise ValueError(f"optim.scheduler must be onecycle, cosine or constant, got {kind!r}")
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        self.clip_gradients(optimizer, gradient_clip_val=self.optim_cfg["grad_clip"] or None,
+                            gradient_clip_algorithm="norm")

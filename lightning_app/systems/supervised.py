@@ -1,0 +1,18 @@
+"""Supervised denoising: the network's output against the clean target."""
+
+from __future__ import annotations
+
+import torch
+
+from lightning_app.losses import waveform_loss_terms, weighted_sum
+from lightning_app.systems.base import DenoiseSystem
+
+
+class SupervisedSystem(DenoiseSystem):
+    kind = "supervised"
+
+    def shared_step(self, batch: dict) -> dict[str, torch.Tensor]:
+        estimate = self.net(batch["noisy"])
+        terms = waveform_loss_terms(estimate, batch["clean"], self.loss_weights)
+        terms["loss"] = weighted_sum(terms, self.loss_weights)
+        return terms

@@ -1,0 +1,227 @@
+"""The one training entry point: config -> data, system, callbacks, logger, Trainer -> fit.
+
+    python -m lightning_app.train EXPERIMENT [key=value ...] [--use GROUP/NAME] [--resume [RUN_DIR|CKPT]]
+
+Every run lives in runs/<experiment>/<version>/ with the resolved config.yaml, TensorBoard
+events and checkpoints/{best,last}.ckpt. --resume continues the latest run of the
+experiment that has a last.ckpt: same directory, same TensorBoard curves, and the saved
+config (command-line overrides still apply on top).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import re
+import sys
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig
+
+from lightning_app import config as C
+from lightning_app.callbacks import (AudioExamples, OverSuppressionAlarm, PerceptualQuality, RNGState,
+                                     WaveformQuality)
+from lightning_app.data.datamodule import DenoiseDataModule
+from lightning_app.metrics.quality import PERCEPTUAL_METRICS, WAVEFORM_METRICS
+from lightning_app.systems import DenoiseSystem, system_class
+
+log = logging.getLogger("lightning_app.train")
+
+LAST = "last.ckpt"
+BEST = "best.ckpt"
+
+
+# ----------------------------------------------------------------------------- run directories
+def experiment_dir(cfg: DictConfig) -> Path:
+    return Path(cfg.run.root) / cfg.experiment
+
+
+def _versions(exp_dir: Path) -> list[tuple[int, Path]]:
+    found = []
+    for p in exp_dir.glob("version_*"):
+        m = re.fullmatch(r"version_(\d+)", p.name)
+        if m and p.is_dir():
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def next_version(exp_dir: Path) -> str:
+    versions = _versions(exp_dir)
+    return f"version_{versions[-1][0] + 1 if versions else 0}"
+
+
+def latest_resumable(exp_dir: Path) -> Path | None:
+    """The newest run directory of an experiment that has checkpoints/last.ckpt."""
+    for _, path in reversed(_versions(exp_dir)):
+        if (path / "checkpoints" / LAST).is_file():
+            return path
+    return None
+
+
+def resolve_resume(target: str, cfg: DictConfig) -> tuple[Path, Path]:
+    """(run_dir, checkpoint) from --resume's argument: 'latest', a run directory or a .ckpt file."""
+    if target == "latest":
+        run_dir = latest_resumable(experiment_dir(cfg))
+        if run_dir is None:
+            raise C.ConfigError(f"nothing to resume: no run under {experiment_dir(cfg)} has checkpoints/{LAST}. "
+                                f"Start one with: make train EXP={cfg.experiment}")
+        return run_dir, run_dir / "checkpoints" / LAST
+    path = Path(target)
+    if path.is_file() and path.suffix == ".ckpt":
+        return path.parent.parent, path
+    if (path / "checkpoints" / LAST).is_file():
+        return path, path / "checkpoints" / LAST
+    raise C.ConfigError(f"cannot resume from {target}: expected a run directory with checkpoints/{LAST} or a .ckpt file")
+
+
+# ----------------------------------------------------------------------------- builders
+def build_system(cfg: DictConfig) -> DenoiseSystem:
+    cls = system_class(cfg.system.kind)
+    return cls(**cls.arguments_from_config(cfg))
+
+
+def build_datamodule(cfg: DictConfig, system: DenoiseSystem) -> DenoiseDataModule:
+    d = cfg.data
+    sr = d.sample_rate
+    valid = system.net.valid_length
+    return DenoiseDataModule(
+        sample_rate=sr, mode=d.mode,
+        segment_samples=valid(round(d.segment_seconds * sr)), val_samples=valid(round(d.val_segment_seconds * sr)),
+        snr_db=list(d.snr_db), gain_db=list(d.gain_db), batch_size=d.batch_size, num_workers=d.num_workers,
+        train_examples_per_epoch=d.train_examples_per_epoch, val_clips=d.val_clips, seed=cfg.seed,
+        clean=C.to_container(d.clean), noise=C.to_container(d.noise), paired=C.to_container(d.paired),
+        cache_dir=d.cache_dir)
+
+
+def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[L.Callback]:
+    m = cfg.metrics
+    return [
+        WaveformQuality(silent_clean_rms=m.silent_clean_rms),
+        PerceptualQuality(cfg.data.sample_rate, every_n_epochs=m.perceptual_every_n_epochs,
+                          clips=m.perceptual_clips, workers=m.perceptual_workers),
+        OverSuppressionAlarm(threshold=m.retention_alarm),  # after WaveformQuality: it reads its result
+        AudioExamples(cfg.data.sample_rate, every_n_epochs=cfg.media.every_n_epochs, clips=cfg.media.clips),
+        ModelCheckpoint(dirpath=run_dir / "checkpoints", filename=Path(BEST).stem, monitor=cfg.checkpoint.monitor,
+                        mode=cfg.checkpoint.mode, save_top_k=1, save_last=True, auto_insert_metric_name=False,
+                        enable_version_counter=False),
+        LearningRateMonitor(logging_interval="step"),
+        RNGState(),
+    ]
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path, logger: TensorBoardLogger, callbacks: list) -> L.Trainer:
+    return L.Trainer(**C.to_container(cfg.trainer), default_root_dir=run_dir, logger=logger, callbacks=callbacks,
+                     use_distributed_sampler=False)  # our samplers shard by rank themselves
+
+
+def log_hparams(logger: TensorBoardLogger, cfg: DictConfig) -> None:
+    """Hyper-parameters for TensorBoard's HParams view, linked to the real metric curves.
+
+    Only the metric *names* are declared here; TensorBoard shows each one's latest logged
+    value, so nothing is written as a placeholder score.
+    """
+    from torch.utils.tensorboard.summary import hparams
+
+    flat = {k: ("null" if v is None else v) for k, v in C.flatten(C.to_container(cfg)).items()}
+    tags = [f"val/{n}" for n in (*WAVEFORM_METRICS, *PERCEPTUAL_METRICS)] + ["val/loss", "val/si_sdr_best"]
+    exp, ssi, sei = hparams(flat, {t: 0.0 for t in tags})
+    writer = logger.experiment._get_file_writer()
+    for summary in (exp, ssi, sei):
+        writer.add_summary(summary)
+
+
+def final_metrics(trainer: L.Trainer) -> dict[str, float]:
+    return {k: float(v) for k, v in trainer.callback_metrics.items()
+            if k.startswith("val/") and torch.is_tensor(v) and v.numel() == 1}
+
+
+# ----------------------------------------------------------------------------- main
+def train(cfg: DictConfig, resume: str | None = None, ckpt_path: Path | None = None) -> dict:
+    """Fit one experiment; returns {'run_dir', 'best', 'last', 'metrics'}."""
+    if resume:
+        run_dir, ckpt_path = resolve_resume(resume, cfg)
+    else:
+        exp_dir = experiment_dir(cfg)
+        run_dir = exp_dir / (cfg.run.version or next_version(exp_dir))
+        if (run_dir / "checkpoints" / LAST).exists():
+            raise C.ConfigError(f"{run_dir} already holds a run; resume it with RESUME=1 or pick a new run.version")
+    cfg.run.version = run_dir.name
+
+    L.seed_everything(cfg.seed, workers=True)
+    system = build_system(cfg)
+    datamodule = build_datamodule(cfg, system)
+    logger = TensorBoardLogger(save_dir=str(run_dir.parent.parent), name=run_dir.parent.name, version=run_dir.name,
+                               default_hp_metric=False)
+    callbacks = build_callbacks(cfg, run_dir)
+    trainer = build_trainer(cfg, run_dir, logger, callbacks)
+    if trainer.is_global_zero:
+        C.save(cfg, run_dir / "config.yaml")
+        if ckpt_path is None:
+            log_hparams(logger, cfg)
+    trainer.fit(system, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
+
+    ckpt_dir = run_dir / "checkpoints"
+    result = {"run_dir": str(run_dir), "best": str(ckpt_dir / BEST), "last": str(ckpt_dir / LAST),
+              "metrics": final_metrics(trainer)}
+    if trainer.is_global_zero:
+        (run_dir / "metrics.json").write_text(json.dumps(result, indent=2, sort_keys=True))
+        print_summary(result, cfg)
+    return result
+
+
+def print_summary(result: dict, cfg: DictConfig) -> None:
+    m = result["metrics"]
+
+    def fmt(key, unit=""):
+        v = m.get(key)
+        return "n/a" if v is None or not math.isfinite(v) else f"{v:.2f}{unit}"
+
+    print(f"\n{cfg.experiment} finished: {result['run_dir']}")
+    print(f"  SI-SDR {fmt('val/si_sdr', ' dB')} (input {fmt('val/si_sdr_input', ' dB')}, gain {fmt('val/si_sdr_i', ' dB')})")
+    print(f"  PESQ {fmt('val/pesq')} (input {fmt('val/pesq_input')})   STOI {fmt('val/stoi')} (input {fmt('val/stoi_input')})")
+    print(f"  amplitude retention {fmt('val/amplitude_retention')}   speech removed {fmt('val/speech_removed')}")
+    print(f"  best checkpoint: {result['best']}")
+    print(f"  TensorBoard: make tensorboard  (or tensorboard --logdir {Path(result['run_dir']).parent})")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m lightning_app.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("experiment", help=f"one of: {', '.join(C.available_experiments())}")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. trainer.max_epochs=3")
+    parser.add_argument("--use", action="append", default=[], metavar="GROUP/NAME",
+                        help="apply a building block from configs/, e.g. trainer/gpu (repeatable)")
+    parser.add_argument("--resume", nargs="?", const="latest", default=None, metavar="RUN_DIR|CKPT",
+                        help="continue the latest run with a last.ckpt (or the given one)")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    try:
+        cfg = C.compose(args.experiment, args.overrides, blocks=args.use)
+        if args.resume:
+            run_dir, _ = resolve_resume(args.resume, cfg)
+            cfg = C.compose_saved(run_dir / "config.yaml", args.overrides, blocks=args.use)
+        if args.print_config:
+            print(C.OmegaConf.to_yaml(cfg))
+            return 0
+        train(cfg, resume=args.resume)
+    except C.ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""Shared fixtures: the real config, shrunk; tiny trained checkpoints; generated audio files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from lightning_app import config as C
+
+os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
+torch.set_num_threads(2)
+
+SMOKE = ["data/smoke", "model/tiny"]
+
+
+def smoke_config(tmp_path: Path, *overrides: str, experiment: str = "supervised_unet", blocks=SMOKE):
+    """The real experiment config with the smoke/tiny blocks and runs under tmp_path."""
+    return C.compose(experiment, [f"run.root={tmp_path / 'runs'}", f"data.cache_dir={tmp_path / 'cache'}",
+                                  *overrides], blocks=blocks)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """One tiny supervised run (1 epoch), shared by the tests that only read its outputs."""
+    from lightning_app.train import train
+
+    root = tmp_path_factory.mktemp("trained")
+    cfg = smoke_config(root, "trainer.max_epochs=1")
+    return train(cfg)
+
+
+def write_tone_file(path: Path, seconds: float, sample_rate: int, channels: int = 1, subtype: str = "PCM_16",
+                    seed: int = 0) -> np.ndarray:
+    """A speech-band test signal (two tones + noise) written with soundfile; returns the samples."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    base = 0.3 * np.sin(2 * np.pi * 220 * t) + 0.2 * np.sin(2 * np.pi * 1300 * t)
+    audio = np.stack([base * (1 - 0.2 * c) + 0.05 * rng.standard_normal(len(t)) for c in range(channels)], axis=1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, audio.astype(np.float32), sample_rate, subtype=subtype)
+    return audio

@@ -1,0 +1,99 @@
+"""End-to-end tiny runs through the real entry point: files, TensorBoard content, resume, alarm."""
+
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from lightning_app import train as train_mod
+from lightning_app.train import train
+from tests.conftest import smoke_config
+
+
+def _events(run_dir: Path) -> EventAccumulator:
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0, "audio": 0, "tensors": 0})
+    acc.Reload()
+    return acc
+
+
+def test_run_writes_config_events_checkpoints_and_every_quality_metric(trained_run):
+    run_dir = Path(trained_run["run_dir"])
+    assert run_dir.name == "version_0" and run_dir.parent.name == "supervised_unet"
+    assert (run_dir / "config.yaml").is_file() and (run_dir / "metrics.json").is_file()
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+
+    tags = _events(run_dir).Tags()
+    for name in ("si_sdr", "si_sdr_input", "si_sdr_i", "snr_i", "pesq", "pesq_i", "stoi", "stoi_i",
+                 "amplitude_retention", "speech_removed", "spectral_correlation", "muting_alarm", "loss"):
+        assert f"val/{name}" in tags["scalars"], name
+    assert "train/loss_step" in tags["scalars"] and "train/mrstft_epoch" in tags["scalars"]
+    assert {"audio_0/noisy", "audio_0/clean", "audio_0/denoised"} <= set(tags["audio"])
+    assert {"spectrogram_0/noisy", "spectrogram_0/denoised"} <= set(tags["images"])
+    assert "_hparams_/session_start_info" in _events(run_dir).PluginTagToContent("hparams")
+
+    metrics = trained_run["metrics"]
+    assert metrics["val/si_sdr_i"] == pytest.approx(metrics["val/si_sdr"] - metrics["val/si_sdr_input"], abs=1e-6)
+    assert metrics["val/clips"] == 4 and metrics["val/silent_clips"] == 0
+
+
+def test_checkpoint_loads_with_weights_only(trained_run):
+    ckpt = torch.load(trained_run["best"], weights_only=True, map_location="cpu")
+    assert ckpt["system_kind"] == "supervised"
+    assert isinstance(ckpt["hyper_parameters"]["model"], dict)
+
+
+class _StopAfterFirstEpoch(L.Callback):
+    def on_train_epoch_end(self, trainer, pl_module):
+        trainer.should_stop = True
+
+
+def test_resume_continues_exactly_as_an_uninterrupted_run(tmp_path, monkeypatch):
+    args = ("trainer.max_epochs=2", "optim.scheduler=onecycle")
+    straight = train(smoke_config(tmp_path / "a", *args))
+
+    original = train_mod.build_callbacks
+    monkeypatch.setattr(train_mod, "build_callbacks", lambda cfg, d: original(cfg, d) + [_StopAfterFirstEpoch()])
+    interrupted = train(smoke_config(tmp_path / "b", *args))
+    monkeypatch.setattr(train_mod, "build_callbacks", original)
+    half = torch.load(interrupted["last"], weights_only=True)
+    assert half["epoch"] == 0
+
+    resumed = train(smoke_config(tmp_path / "b", *args), resume="latest")
+    assert resumed["run_dir"] == interrupted["run_dir"], "resume must reuse the run directory"
+    a = torch.load(straight["last"], weights_only=True)
+    b = torch.load(resumed["last"], weights_only=True)
+    assert a["global_step"] == b["global_step"] and a["epoch"] == b["epoch"] == 1
+    for name, tensor in a["state_dict"].items():
+        torch.testing.assert_close(tensor, b["state_dict"][name], rtol=0, atol=1e-6, msg=name)
+    opt_a, opt_b = a["optimizer_states"][0]["state"], b["optimizer_states"][0]["state"]
+    for k in opt_a:
+        torch.testing.assert_close(opt_a[k]["exp_avg"], opt_b[k]["exp_avg"], rtol=0, atol=1e-6)
+    assert a["lr_schedulers"][0]["last_epoch"] == b["lr_schedulers"][0]["last_epoch"]
+    # One TensorBoard run directory, continued, and still exactly best + last checkpoints.
+    run_dir = Path(resumed["run_dir"])
+    assert [p.name for p in run_dir.parent.iterdir()] == ["version_0"]
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+
+
+def test_resume_without_a_run_says_what_to_do(tmp_path):
+    from lightning_app.config import ConfigError
+
+    with pytest.raises(ConfigError, match="nothing to resume.*make train EXP=supervised_unet"):
+        train(smoke_config(tmp_path), resume="latest")
+
+
+def test_a_muting_model_raises_the_over_suppression_alarm(tmp_path):
+    cfg = smoke_config(tmp_path, "trainer.max_epochs=1", "model.mask_max=0.05", "optim.lr=1e-7")
+    with pytest.warns(UserWarning, match="OVER-SUPPRESSION"):
+        result = train(cfg)
+    assert result["metrics"]["val/amplitude_retention"] < 0.1
+    assert result["metrics"]["val/muting_alarm"] == 1.0
+
+
+def test_train_cli_rejects_unknown_keys_before_doing_anything(tmp_path, capsys):
+    code = train_mod.main(["supervised_unet", "trainer.max_epoch=3", f"run.root={tmp_path}"])
+    assert code == 2
+    assert "unknown config key 'trainer.max_epoch'" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
