@@ -9,6 +9,8 @@ ARGS   ?=
 OUT    ?= restored
 MIX    ?= 1.0
 RUNS   ?= runs
+TB_HOST ?= 127.0.0.1
+TB_PORT ?= 6006
 
 TRAIN_FLAGS := $(if $(filter 1 yes true,$(RESUME)),--resume,$(if $(RESUME),--resume $(RESUME))) \
                $(if $(TRAINER),--use trainer/$(TRAINER)) \
@@ -38,8 +40,8 @@ evaluate: $(STAMP) ## score checkpoints on the fixed validation set: CKPTS="runs
 denoise: $(STAMP) ## restore files: INPUTS="a.wav dir/" CKPT=... [OUT=restored] [MIX=1.0]
 	$(PY) -m lightning_app.denoise $(INPUTS) --checkpoint $(CKPT) --output-dir $(OUT) --mix $(MIX) $(ARGS)
 
-tensorboard: $(STAMP) ## TensorBoard over every run in runs/
-	$(VENV)/bin/tensorboard --logdir $(RUNS) --bind_all
+tensorboard: $(STAMP) ## TensorBoard over every run in runs/ (TB_HOST=0.0.0.0 to reach it from elsewhere)
+	$(VENV)/bin/tensorboard --logdir $(RUNS) --host $(TB_HOST) --port $(TB_PORT)
 
 bench: $(STAMP) ## data throughput, training step time, denoiser real-time factor
 	$(PY) -m lightning_app.bench $(ARGS)

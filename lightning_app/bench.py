@@ -68,7 +68,7 @@ def bench_restore(system, device: torch.device, seconds: float, rates=(16000, 48
     for rate in rates:
         audio = (0.1 * rng.standard_normal((int(seconds * rate), 1))).astype(np.float32)
         restorer = Restorer(system)
-        took = _median_time(lambda: restorer(audio, rate), repeats=3)
+        took = _median_time(lambda r=restorer, a=audio, sr=rate: r(a, sr), repeats=3)
         out[f"rtf_{rate // 1000}k"] = took / seconds
     return out
 

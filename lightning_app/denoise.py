@@ -92,20 +92,30 @@ def enhance_mono(system: DenoiseSystem, audio: np.ndarray, chunk: int, overlap: 
         group = windows[b : b + batch_size]
         pieces = np.stack([padded[s : s + len(w)] for s, w in group])
         enhanced = system.enhance(torch.from_numpy(pieces).unsqueeze(1).to(device)).float().cpu().numpy()[:, 0]
-        for (s, w), piece in zip(group, enhanced):
+        for (s, w), piece in zip(group, enhanced, strict=True):
             out[s : s + len(w)] += w * piece
     return out[: len(audio)]
 
 
+# Model input level: the median RMS of the default training mixtures (measured: -29.7 dBFS).
+TARGET_RMS_DBFS = -30.0
+
+
 @dataclass
 class Restorer:
-    """Turns (frames, channels) audio at any rate into denoised audio of the same shape and rate."""
+    """Turns (frames, channels) audio at any rate into denoised audio of the same shape and rate.
+
+    Each channel is brought to the level the model was trained at with one gain for the whole
+    channel (never per chunk, which would make level jumps between chunks), and the gain is
+    undone afterwards, so a quiet transfer is denoised like a loud one.
+    """
 
     system: DenoiseSystem
     mix: float = 1.0
     chunk_seconds: float = 10.0
     overlap_seconds: float = 0.5
     batch_size: int = 8
+    normalise: bool = True
 
     def __post_init__(self):
         if not 0.0 <= self.mix <= 1.0:
@@ -119,11 +129,19 @@ class Restorer:
         for ch in range(audio.shape[1]):
             original = audio[:, ch].astype(np.float32)
             at_model_rate = audio_io.resample(original, sample_rate, self.model_rate)
-            denoised = enhance_mono(self.system, at_model_rate, chunk, overlap, self.batch_size)
+            gain = self._gain(at_model_rate)
+            denoised = enhance_mono(self.system, at_model_rate * gain, chunk, overlap, self.batch_size) / gain
             back = audio_io.resample(denoised.astype(np.float32), self.model_rate, sample_rate)
             back = np.pad(back, (0, max(0, len(original) - len(back))))[: len(original)]
             out[:, ch] = self.mix * back + (1.0 - self.mix) * original
         return out
+
+
+    def _gain(self, audio: np.ndarray) -> float:
+        level = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
+        if not self.normalise or level < 1e-7:
+            return 1.0
+        return 10 ** (TARGET_RMS_DBFS / 20) / level
 
 
 # ----------------------------------------------------------------------------- files

@@ -6,7 +6,7 @@ lose too much in bf16.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch.nn import functional as F

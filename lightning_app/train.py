@@ -26,8 +26,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig
 
 from lightning_app import config as C
-from lightning_app.callbacks import (AudioExamples, OverSuppressionAlarm, PerceptualQuality, RNGState,
-                                     WaveformQuality)
+from lightning_app.callbacks import AudioExamples, OverSuppressionAlarm, PerceptualQuality, RNGState, WaveformQuality
 from lightning_app.data.datamodule import DenoiseDataModule
 from lightning_app.metrics.quality import PERCEPTUAL_METRICS, WAVEFORM_METRICS
 from lightning_app.systems import DenoiseSystem, system_class

@@ -64,6 +64,11 @@ def test_training_segments_have_the_networks_valid_length(tmp_path):
     assert set(batch) >= {"noisy", "clean", "snr_db", "noise_type", "index"}
 
 
+def test_speech_generator_never_returns_a_silent_clip():
+    for seed in range(300):
+        assert np.any(synthesize_speech(np.random.default_rng(seed), SR // 2, SR)), seed
+
+
 def test_speech_generator_is_deterministic_finite_and_speech_like():
     x = synthesize_speech(np.random.default_rng(1), 2 * SR, SR)
     y = synthesize_speech(np.random.default_rng(1), 2 * SR, SR)

@@ -39,7 +39,7 @@ def test_amplitude_retention_speech_removed_and_spectral_correlation(speech):
     # Removing exactly the noise removes no speech; muting removes all of it.
     assert float(MF.speech_removed(clean, noisy, clean)) < 0.05
     muted = float(MF.speech_removed(torch.zeros_like(clean), noisy, clean))
-    assert muted == pytest.approx(float(MF.pearson(noisy, clean).abs()), abs=1e-9) and muted > 0.8
+    assert muted == pytest.approx(float(MF.pearson(noisy, clean).abs()), abs=1e-9) and muted > 0.5
     assert float(MF.spectral_correlation(clean, clean)) == pytest.approx(1.0, abs=1e-9)
     assert float(MF.spectral_correlation(torch.randn_like(clean), clean)) < 0.5
 

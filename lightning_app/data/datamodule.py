@@ -5,8 +5,14 @@ from __future__ import annotations
 import lightning as L
 from torch.utils.data import DataLoader
 
-from lightning_app.data.datasets import (TEST_STREAM, VAL_STREAM, MixtureDataset, PairedFolderDataset,
-                                         ShardSampler, TrainKeySampler)
+from lightning_app.data.datasets import (
+    TEST_STREAM,
+    VAL_STREAM,
+    MixtureDataset,
+    PairedFolderDataset,
+    ShardSampler,
+    TrainKeySampler,
+)
 from lightning_app.data.sources import AudioFolder, build_clean_source, build_noise_source
 
 

@@ -8,7 +8,7 @@ relative levels. Parameters are ranges the generator draws from; their defaults 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from scipy.signal import oaconvolve
@@ -96,7 +96,7 @@ def clicks(rng, num_samples, sample_rate, rate_hz=(0.5, 10.0), width_ms=(0.3, 3.
     pos = _events(rng, num_samples, sample_rate, _log_uniform(rng, rate_hz))
     amp = rng.uniform(0.3, 1.0, size=len(pos)) * rng.choice([-1.0, 1.0], size=len(pos))
     out = np.zeros(num_samples)
-    for p, a in zip(pos, amp):
+    for p, a in zip(pos, amp, strict=True):
         width = _uniform(rng, width_ms) * 1e-3 * sample_rate
         n = np.arange(int(5 * width) + 2)
         ring = rng.uniform(500.0, min(5000.0, sample_rate * 0.4)) / sample_rate

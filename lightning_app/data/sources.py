@@ -60,7 +60,7 @@ class FileIndex:
         self.root = root
 
     @classmethod
-    def build(cls, root: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> "FileIndex":
+    def build(cls, root: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> FileIndex:
         files = audio_io.find_audio_files(root)
         if not files:
             raise FileNotFoundError(f"{root}: no .wav/.flac/.ogg files found")

@@ -26,17 +26,21 @@ class ConvBlock(nn.Sequential):
 
 
 class UpBlock(nn.Module):
+    """Up-sample, concatenate the skip features (zeros when there are none), fuse."""
+
     def __init__(self, c_in: int, c_skip: int, c_out: int, stride):
         super().__init__()
         kernel = tuple(4 if s == 2 else 3 for s in stride)
+        self.c_skip = c_skip
         self.up = nn.ConvTranspose2d(c_in, c_out, kernel, stride=stride, padding=1)
-        self.fuse = ConvBlock(c_out + c_skip, c_out) if c_skip else ConvBlock(c_out, c_out)
+        self.fuse = ConvBlock(c_out + c_skip, c_out)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None) -> torch.Tensor:
         x = F.gelu(self.up(x))
-        if skip is not None:
-            x = torch.cat([x, skip], dim=1)
-        return self.fuse(x)
+        if skip is None:
+            # The same weights serve a no-skip path: it sees constant zeros, never any input detail.
+            skip = x.new_zeros(x.shape[0], self.c_skip, *x.shape[2:])
+        return self.fuse(torch.cat([x, skip], dim=1))
 
 
 class TemporalContext(nn.Module):
@@ -73,16 +77,15 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Bottleneck -> 2-channel mask logits; ``use_skips=False`` ignores the skip features."""
+    """Bottleneck -> 2-channel mask logits. Called with ``skips=None`` it uses no skip features."""
 
-    def __init__(self, channels: list[int], time_strides: list[int], use_skips: bool = True):
+    def __init__(self, channels: list[int], time_strides: list[int], bottleneck_channels: int | None = None):
         super().__init__()
-        self.use_skips = use_skips
         rev = channels[::-1]
         strides = time_strides[::-1]
+        ins = [bottleneck_channels or rev[0], *rev[1:]]
         self.ups = nn.ModuleList(
-            UpBlock(rev[i], rev[i + 1] if use_skips else 0, rev[i + 1], stride=(2, strides[i]))
-            for i in range(len(rev) - 1))
+            UpBlock(ins[i], rev[i + 1], rev[i + 1], stride=(2, strides[i])) for i in range(len(rev) - 1))
         self.head = nn.Conv2d(channels[0], 2, 1)
         # Start near a pass-through mask (about 0.8 on every bin): training begins from the noisy input.
         nn.init.zeros_(self.head.weight)
@@ -92,8 +95,7 @@ class Decoder(nn.Module):
     def forward(self, bottleneck: torch.Tensor, skips: list[torch.Tensor] | None) -> torch.Tensor:
         x = bottleneck
         for i, up in enumerate(self.ups):
-            skip = skips[-(i + 2)] if (self.use_skips and skips is not None) else None
-            x = up(x, skip)
+            x = up(x, skips[-(i + 2)] if skips is not None else None)
         return self.head(x)
 
 
@@ -104,12 +106,14 @@ def bounded_complex_mask(logits: torch.Tensor, mask_max: float) -> torch.Tensor:
     return m * (mask_max * torch.tanh(mag / mask_max) / mag.clamp_min(1e-8))
 
 
-class SpectralUNet(nn.Module):
-    """Waveform (B, 1, N) -> denoised waveform (B, 1, N) via a complex ratio mask."""
+class SpectralMaskNet(nn.Module):
+    """Waveform in, waveform out: STFT front end, features, and masked re-synthesis.
 
-    def __init__(self, n_fft: int = 512, hop: int = 256, channels=(16, 32, 64, 96),
-                 time_strides=(1, 2, 2), context_dilations=(1, 2, 4, 8), mask_max: float = 1.25,
-                 compress: float = 0.3):
+    Subclasses turn features into mask logits. Any input length works: the waveform is
+    zero-padded to ``valid_length`` and trimmed back.
+    """
+
+    def __init__(self, n_fft: int, hop: int, channels, time_strides, mask_max: float, compress: float):
         super().__init__()
         channels, time_strides = list(channels), list(time_strides)
         if len(time_strides) != len(channels) - 1:
@@ -123,9 +127,6 @@ class SpectralUNet(nn.Module):
         self.time_factor = 1
         for s in time_strides:
             self.time_factor *= s
-        self.encoder = Encoder(channels, time_strides)
-        self.context = TemporalContext(channels[-1], tuple(context_dilations))
-        self.decoder = Decoder(channels, time_strides)
 
     def valid_length(self, num_samples: int) -> int:
         """Smallest length >= num_samples whose frame count the U-Net halves without padding."""
@@ -155,6 +156,19 @@ class SpectralUNet(nn.Module):
         n = like.shape[-1]
         wave = self.stft.inverse(spec * mask, self.valid_length(n))
         return wave[..., :n].reshape(like.shape).to(like.dtype)
+
+
+class SpectralUNet(SpectralMaskNet):
+    """2D U-Net with skip connections predicting a complex ratio mask (the supervised model)."""
+
+    def __init__(self, n_fft: int = 512, hop: int = 256, channels=(8, 16, 32, 64, 128),
+                 time_strides=(2, 2, 1, 1), context_dilations=(1, 2, 4, 8), mask_max: float = 1.25,
+                 compress: float = 0.3):
+        super().__init__(n_fft, hop, channels, time_strides, mask_max, compress)
+        channels, time_strides = list(channels), list(time_strides)
+        self.encoder = Encoder(channels, time_strides)
+        self.context = TemporalContext(channels[-1], tuple(context_dilations))
+        self.decoder = Decoder(channels, time_strides)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         spec, feats = self.analyse(wave)

@@ -7,8 +7,8 @@ the non-finite guard, validation outputs for the metric callbacks, optimisers â€
 
 from __future__ import annotations
 
-import torch
 import lightning as L
+import torch
 
 from lightning_app.nets import build_net
 
