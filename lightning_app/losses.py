@@ -79,6 +79,38 @@ WAVEFORM_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]
 }
 
 
+# ----------------------------------------------------------------------------- Noise2Noise terms
+def noise2noise_mse(estimate: torch.Tensor, target: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    """|estimate - target|^2 / |source|^2 per example, averaged.
+
+    With target = clean + noise_a and an estimate made from source = clean + noise_b, the
+    expectation over noise_a is minimised by the clean signal (Noise2Noise). The normaliser
+    is the *source's* power, which does not depend on noise_a, so the optimum is unchanged
+    while loud and quiet examples weigh alike.
+    """
+    est, ref, src = _flat(estimate), _flat(target), _flat(source)
+    return ((est - ref).pow(2).sum(1) / (src.pow(2).sum(1) + EPS)).mean()
+
+
+def content(z_a: torch.Tensor, z_b: torch.Tensor) -> torch.Tensor:
+    """Normalised latent distance: 0 for identical latents; scale-free, so shrinking z cannot game it."""
+    a, b = _flat(z_a), _flat(z_b)
+    return ((a - b).pow(2).sum(1) / (0.5 * (a.pow(2).sum(1) + b.pow(2).sum(1)) + EPS)).mean()
+
+
+def _log_magnitude(x: torch.Tensor, n_fft: int = 512, hop: int = 128) -> torch.Tensor:
+    return _magnitude(x, n_fft, hop).log()
+
+
+def edge(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Spectro-temporal gradient loss: L1 between the time and frequency differences of the
+    log-magnitude spectrograms, which keeps onsets and harmonic edges sharp."""
+    est, ref = _log_magnitude(estimate), _log_magnitude(target)
+    d_time = (est.diff(dim=2) - ref.diff(dim=2)).abs().mean()
+    d_freq = (est.diff(dim=1) - ref.diff(dim=1)).abs().mean()
+    return d_time + d_freq
+
+
 def weighted_sum(terms: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
     return sum(weights[name] * value for name, value in terms.items())
 

@@ -80,6 +80,34 @@ def resolve_resume(target: str, cfg: DictConfig) -> tuple[Path, Path]:
     raise C.ConfigError(f"cannot resume from {target}: expected a run directory with checkpoints/{LAST} or a .ckpt file")
 
 
+def resolve_init_from(spec: str, root: str) -> Path:
+    """system.init_from: 'latest:<experiment>' (its newest run's best.ckpt) or a checkpoint path."""
+    if spec.startswith("latest:"):
+        experiment = spec.split(":", 1)[1]
+        exp_dir = Path(root) / experiment
+        for _, path in reversed(_versions(exp_dir)):
+            if (path / "checkpoints" / BEST).is_file():
+                return path / "checkpoints" / BEST
+        raise C.ConfigError(f"system.init_from={spec}: no run of {experiment} has checkpoints/{BEST} under {exp_dir}. "
+                            f"Run that stage first: make train EXP={experiment}")
+    path = Path(spec)
+    if not path.is_file():
+        raise C.ConfigError(f"system.init_from={spec}: no such checkpoint file")
+    return path
+
+
+def load_initial_weights(system: DenoiseSystem, checkpoint: Path) -> None:
+    """Weights only: optimizer, schedule and epoch counter start fresh (a new stage, not a resume)."""
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    try:
+        system.load_state_dict(ckpt["state_dict"], strict=True)
+    except (RuntimeError, KeyError) as exc:
+        detail = str(exc).strip().splitlines()[0][:300]
+        raise C.ConfigError(f"{checkpoint} does not fit this experiment's model ({detail}). It was trained with "
+                            f"different model.* settings: re-run that stage with the same model config.") from None
+    log.info("initialised weights from %s", checkpoint)
+
+
 # ----------------------------------------------------------------------------- builders
 def build_system(cfg: DictConfig) -> DenoiseSystem:
     cls = system_class(cfg.system.kind)
@@ -155,6 +183,8 @@ def train(cfg: DictConfig, resume: str | None = None, ckpt_path: Path | None = N
 
     L.seed_everything(cfg.seed, workers=True)
     system = build_system(cfg)
+    if cfg.system.init_from and ckpt_path is None:  # a resumed run already has its own weights
+        load_initial_weights(system, resolve_init_from(cfg.system.init_from, cfg.run.root))
     datamodule = build_datamodule(cfg, system)
     logger = TensorBoardLogger(save_dir=str(run_dir.parent.parent), name=run_dir.parent.name, version=run_dir.name,
                                default_hp_metric=False)
@@ -190,6 +220,51 @@ def print_summary(result: dict, cfg: DictConfig) -> None:
     print(f"  TensorBoard: make tensorboard  (or tensorboard --logdir {Path(result['run_dir']).parent})")
 
 
+def check_schedule_unchanged(saved: DictConfig, new: DictConfig) -> None:
+    """A one-cycle schedule's length is fixed when a run starts; resuming cannot stretch it."""
+    keys = ("trainer.max_epochs", "data.train_examples_per_epoch", "data.batch_size")
+    changed = [k for k in keys if C.OmegaConf.select(saved, k) != C.OmegaConf.select(new, k)]
+    if changed and saved.optim.scheduler == "onecycle":
+        raise C.ConfigError(f"cannot resume with a different {', '.join(changed)}: this run's one-cycle learning-rate "
+                            "schedule was sized at its start. Resume unchanged, or start a new run from its weights "
+                            "with system.init_from=<its last.ckpt> (or use optim.scheduler=cosine|constant).")
+
+
+def run_stages(parent: DictConfig, overrides: list[str], blocks: list[str], resume: bool) -> list[dict]:
+    """Train each stage of a sequence experiment in order (e.g. progressive, leakage_ablation).
+
+    A named stage runs under runs/<parent>/<name>/. With resume, finished stages (metrics.json
+    written) are skipped and an interrupted one continues from its last.ckpt.
+    """
+    results = []
+    for stage in parent.stages:
+        stage_overrides = [*overrides, *stage.get("overrides", [])]
+        cfg = C.compose(stage.experiment, stage_overrides, blocks=blocks)
+        if stage.get("name"):
+            cfg.experiment = f"{parent.experiment}/{stage.name}"
+        latest = latest_resumable(experiment_dir(cfg))
+        if resume and latest is not None and (latest / "metrics.json").is_file():
+            log.info("stage %s already finished in %s; skipping", cfg.experiment, latest)
+            results.append({"stage": cfg.experiment, **json.loads((latest / "metrics.json").read_text())})
+            continue
+        if resume and latest is not None:
+            cfg = C.compose_saved(latest / "config.yaml", stage_overrides, blocks=blocks)
+            results.append({"stage": cfg.experiment, **train(cfg, resume=str(latest))})
+        else:
+            results.append({"stage": cfg.experiment, **train(cfg)})
+    print_stage_table(results)
+    return results
+
+
+def print_stage_table(results: list[dict]) -> None:
+    keys = ("val/si_sdr_i", "val/pesq", "val/stoi", "val/amplitude_retention", "val/leakage")
+    print("\n| stage | " + " | ".join(k.split("/", 1)[1] for k in keys) + " | run |")
+    print("|---" * (len(keys) + 2) + "|")
+    for r in results:
+        cells = [f"{r['metrics'][k]:.3f}" if k in r["metrics"] and math.isfinite(r["metrics"][k]) else "–" for k in keys]
+        print(f"| {r['stage']} | " + " | ".join(cells) + f" | {r['run_dir']} |")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m lightning_app.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -208,13 +283,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         cfg = C.compose(args.experiment, args.overrides, blocks=args.use)
-        if args.resume:
+        if args.resume and not cfg.stages:
             run_dir, _ = resolve_resume(args.resume, cfg)
             cfg = C.compose_saved(run_dir / "config.yaml", args.overrides, blocks=args.use)
+            check_schedule_unchanged(C.compose_saved(run_dir / "config.yaml"), cfg)
         if args.print_config:
             print(C.OmegaConf.to_yaml(cfg))
             return 0
-        train(cfg, resume=args.resume)
+        if cfg.stages:
+            run_stages(cfg, args.overrides, args.use, resume=bool(args.resume))
+        else:
+            train(cfg, resume=args.resume)
     except C.ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

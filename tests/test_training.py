@@ -97,3 +97,11 @@ def test_train_cli_rejects_unknown_keys_before_doing_anything(tmp_path, capsys):
     assert code == 2
     assert "unknown config key 'trainer.max_epoch'" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_resuming_with_a_longer_one_cycle_schedule_is_refused_clearly(tmp_path, capsys):
+    args = ["supervised_unet", f"run.root={tmp_path}", f"data.cache_dir={tmp_path / 'cache'}",
+            "use=[data/smoke,model/tiny]", "trainer.max_epochs=1"]
+    assert train_mod.main(args) == 0
+    assert train_mod.main([*args[:-1], "trainer.max_epochs=3", "--resume"]) == 2
+    assert "cannot resume with a different trainer.max_epochs" in capsys.readouterr().err

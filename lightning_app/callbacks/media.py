@@ -44,8 +44,11 @@ class AudioExamples(L.Callback):
         if writer is None:
             return
         index = batch["index"].reshape(-1).tolist()
+        if min(index) >= self.clips:
+            return
         step = trainer.global_step
         tracks = {"noisy": batch["noisy"], "clean": batch["clean"], "denoised": outputs["estimate"]}
+        # Variants may add their own diagnostic images (Noise2Noise: cross_abs_a/b).
         extra = pl_module.media(batch) if hasattr(pl_module, "media") else {}
         for row, clip in enumerate(index):
             if clip >= self.clips:

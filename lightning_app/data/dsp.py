@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import fft as sfft
 
 
 def stft(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
@@ -11,13 +12,14 @@ def stft(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
     padded = np.pad(x, (pad, pad + n_fft))
     n_frames = len(x) // hop + 1
     idx = np.arange(n_fft)[None, :] + hop * np.arange(n_frames)[:, None]
-    return np.fft.rfft(padded[idx] * np.hanning(n_fft + 1)[:-1], axis=1)
+    window = np.hanning(n_fft + 1)[:-1].astype(np.float32)
+    return sfft.rfft(padded[idx].astype(np.float32) * window, axis=1)
 
 
 def istft(spec: np.ndarray, n_fft: int, hop: int, length: int) -> np.ndarray:
     """Weighted overlap-add inverse of :func:`stft` (exact for an unmodified spectrum)."""
-    window = np.hanning(n_fft + 1)[:-1]
-    frames = np.fft.irfft(spec, n=n_fft, axis=1) * window
+    window = np.hanning(n_fft + 1)[:-1].astype(np.float32)
+    frames = sfft.irfft(spec.astype(np.complex64), n=n_fft, axis=1) * window
     n_frames = frames.shape[0]
     total = hop * (n_frames - 1) + n_fft
     out = np.zeros(total)
@@ -38,10 +40,10 @@ def istft(spec: np.ndarray, n_fft: int, hop: int, length: int) -> np.ndarray:
 def shape_spectrum(rng: np.random.Generator, num_samples: int, gain: np.ndarray | callable,
                    sample_rate: int) -> np.ndarray:
     """Gaussian noise with magnitude response ``gain(freqs)``, unit RMS."""
-    spec = np.fft.rfft(rng.standard_normal(num_samples))
+    spec = sfft.rfft(rng.standard_normal(num_samples, dtype=np.float32))
     freqs = np.fft.rfftfreq(num_samples, 1.0 / sample_rate)
-    spec *= gain(freqs) if callable(gain) else gain
-    out = np.fft.irfft(spec, n=num_samples)
+    spec *= (gain(freqs) if callable(gain) else gain).astype(np.float32)
+    out = sfft.irfft(spec, n=num_samples).astype(np.float64)
     return out / max(float(np.sqrt(np.mean(out**2))), 1e-12)
 
 

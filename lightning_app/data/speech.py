@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import fft as sfft
 
 from lightning_app.data.dsp import istft, stft
 
@@ -70,10 +71,11 @@ def _formant_envelope(freqs: np.ndarray, formants: np.ndarray, bandwidths: np.nd
     (A cascade of resonators normalised at DC falls by 12 dB/octave per formant above F4,
     which made the generated speech far duller than real speech above 2.5 kHz.)
     """
-    f = freqs[None, None, :]
-    half = 0.5 * bandwidths[:, :, None]
-    peaks = 10 ** (levels_db[None, :, None] / 20) / np.sqrt(1.0 + ((f - formants[:, :, None]) / half) ** 2)
-    return 10 ** (floor_db / 20) + peaks.sum(axis=1)
+    f = freqs[None, None, :].astype(np.float32)
+    half = 0.5 * bandwidths[:, :, None].astype(np.float32)
+    gains = (10 ** (levels_db[None, :, None] / 20)).astype(np.float32)
+    peaks = gains / np.sqrt(1.0 + ((f - formants[:, :, None].astype(np.float32)) / half) ** 2)
+    return np.float32(10 ** (floor_db / 20)) + peaks.sum(axis=1)
 
 
 def synthesize_speech(rng: np.random.Generator, num_samples: int, sample_rate: int,
@@ -177,7 +179,7 @@ def _synthesize_once(rng: np.random.Generator, num_samples: int, sample_rate: in
     f0 *= np.exp(np.cumsum(rng.normal(0, 0.0008, num_samples)).clip(-0.08, 0.08))
     dt = f0 / sample_rate
     excitation = _polyblep_saw(np.cumsum(dt) + rng.random(), dt)
-    noise = rng.standard_normal(num_samples)
+    noise = rng.standard_normal(num_samples, dtype=np.float32)
 
     freqs = np.fft.rfftfreq(_N_FFT, 1.0 / sample_rate)
     exc_spec = stft(excitation, _N_FFT, _HOP)[: n_frames]
@@ -185,7 +187,7 @@ def _synthesize_once(rng: np.random.Generator, num_samples: int, sample_rate: in
     vowel_env = _formant_envelope(freqs, formants, bandwidths, levels_db, floor_db=rng.uniform(-36, -26))
     # The sawtooth's -6 dB/octave stands for glottal source plus lip radiation; voices vary
     # from pressed (flat) to breathy (steeper), so add a random extra tilt of 0..6 dB/octave.
-    tilt = (1.0 + (freqs / rng.uniform(500, 2500)) ** 2) ** (-rng.uniform(0.0, 0.5))
+    tilt = ((1.0 + (freqs / rng.uniform(500, 2500)) ** 2) ** (-rng.uniform(0.0, 0.5))).astype(np.float32)
     voiced = exc_spec * vowel_env * tilt
     voiced *= voiced_amp[:, None]
     aspiration = noise_spec * vowel_env * tilt * (breath * voiced_amp)[:, None] * 0.3
@@ -203,9 +205,9 @@ def _synthesize_once(rng: np.random.Generator, num_samples: int, sample_rate: in
 
 def _random_coloration(rng: np.random.Generator, x: np.ndarray, sample_rate: int) -> np.ndarray:
     """A gentle random microphone/room tilt so every 'recording' sounds a bit different."""
-    spec = np.fft.rfft(x)
+    spec = sfft.rfft(x.astype(np.float32))
     freqs = np.fft.rfftfreq(len(x), 1.0 / sample_rate)
     octaves = np.log2(np.maximum(freqs, 50.0) / 1000.0)
     gain_db = rng.uniform(-3, 3) * octaves + rng.uniform(-4, 4) * np.exp(-0.5 * ((octaves - rng.uniform(-1.5, 2)) / 0.7) ** 2)
     highpass = 1.0 / np.sqrt(1.0 + (rng.uniform(50, 200) / np.maximum(freqs, 1.0)) ** 4)
-    return np.fft.irfft(spec * 10 ** (gain_db / 20) * highpass, n=len(x))
+    return sfft.irfft(spec * (10 ** (gain_db / 20) * highpass).astype(np.float32), n=len(x))

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from lightning_app.systems.base import DenoiseSystem
+from lightning_app.systems.noise2noise import Noise2NoiseSystem
 from lightning_app.systems.supervised import SupervisedSystem
 
 SYSTEMS: dict[str, type[DenoiseSystem]] = {
     "supervised": SupervisedSystem,
+    "noise2noise": Noise2NoiseSystem,
 }
 
 

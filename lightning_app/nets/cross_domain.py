@@ -1,0 +1,86 @@
+"""Shared encoder with two decoders (a, b) for Noise2Noise on pairs (x_a, x_b).
+
+    z_a, skips_a = encoder(x_a)            z_b, skips_b = encoder(x_b)
+    recon_a = decoder_a(z_a, skips_a)      cross_a = decoder_a(z_b, skips?)   -> target x_a
+    recon_b = decoder_b(z_b, skips_b)      cross_b = decoder_b(z_a, skips?)   -> target x_b
+
+Each decoder predicts a mask applied to its *input's* spectrogram (cross_a masks x_b).
+The research found that skip connections in the cross path carry the source's noise
+straight into the output (the reconstruction path teaches the decoder to copy skip
+detail), which breaks Noise2Noise's independent-noise assumption. So the cross path
+(``cross_domain_strategy: no_skip``, the default) and the inference path use no skips;
+``skip`` (cross path fed the source's own skips) is kept for the ablation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from lightning_app.nets.unet import Decoder, Encoder, SpectralMaskNet, TemporalContext
+
+STRATEGIES = ("no_skip", "skip")
+INFERENCE = ("a", "b", "mean")
+
+
+@dataclass
+class Encoded:
+    spec: torch.Tensor          # complex input spectrogram (the mask is applied to it)
+    z: torch.Tensor             # latent (B, latent, F', T')
+    skips: list[torch.Tensor]   # encoder feature maps, finest first
+
+
+class CrossDomainNet(SpectralMaskNet):
+    def __init__(self, n_fft: int = 512, hop: int = 256, channels=(8, 16, 32, 64, 128), time_strides=(2, 2, 1, 1),
+                 context_dilations=(1, 2, 4, 8), mask_max: float = 1.25, compress: float = 0.3,
+                 latent_channels: int = 128, cross_domain_strategy: str = "no_skip", inference_decoder: str = "a"):
+        super().__init__(n_fft, hop, channels, time_strides, mask_max, compress)
+        if cross_domain_strategy not in STRATEGIES:
+            raise ValueError(f"model.cross_domain_strategy must be one of {STRATEGIES}, got {cross_domain_strategy!r}")
+        if inference_decoder not in INFERENCE:
+            raise ValueError(f"model.inference_decoder must be one of {INFERENCE}, got {inference_decoder!r}")
+        channels, time_strides = list(channels), list(time_strides)
+        self.cross_domain_strategy = cross_domain_strategy
+        self.inference_decoder = inference_decoder
+        self.encoder = Encoder(channels, time_strides)
+        self.context = TemporalContext(channels[-1], tuple(context_dilations))
+        self.to_latent = nn.Conv2d(channels[-1], latent_channels, 1)
+        self.decoder_a = Decoder(channels, time_strides, bottleneck_channels=latent_channels)
+        self.decoder_b = Decoder(channels, time_strides, bottleneck_channels=latent_channels)
+
+    def encode(self, wave: torch.Tensor) -> Encoded:
+        spec, feats = self.analyse(wave)
+        skips = self.encoder(feats)
+        return Encoded(spec, self.to_latent(self.context(skips[-1])), skips)
+
+    def decode(self, decoder: Decoder, z: torch.Tensor, skips: list[torch.Tensor] | None, spec: torch.Tensor,
+               like: torch.Tensor) -> torch.Tensor:
+        return self.synthesise(spec, decoder(z, skips), like)
+
+    def cross(self, decoder: Decoder, source: Encoded, like: torch.Tensor) -> torch.Tensor:
+        """decoder(z_source) applied to the source's spectrogram; skips only under the 'skip' strategy."""
+        skips = source.skips if self.cross_domain_strategy == "skip" else None
+        return self.decode(decoder, source.z, skips, source.spec, like)
+
+    def paths(self, x_a: torch.Tensor, x_b: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every training output for a pair: latents, reconstructions (with skips) and cross outputs."""
+        a, b = self.encode(x_a), self.encode(x_b)
+        return {
+            "z_a": a.z, "z_b": b.z,
+            "recon_a": self.decode(self.decoder_a, a.z, a.skips, a.spec, x_a),
+            "recon_b": self.decode(self.decoder_b, b.z, b.skips, b.spec, x_b),
+            "cross_a": self.cross(self.decoder_a, b, x_b),  # target x_a
+            "cross_b": self.cross(self.decoder_b, a, x_a),  # target x_b
+        }
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        """Inference: the no-skip path of decoder a, b, or the mean of both."""
+        enc = self.encode(wave)
+        outputs = []
+        if self.inference_decoder in ("a", "mean"):
+            outputs.append(self.decode(self.decoder_a, enc.z, None, enc.spec, wave))
+        if self.inference_decoder in ("b", "mean"):
+            outputs.append(self.decode(self.decoder_b, enc.z, None, enc.spec, wave))
+        return outputs[0] if len(outputs) == 1 else 0.5 * (outputs[0] + outputs[1])

@@ -1,0 +1,79 @@
+"""The Noise2Noise family: pure, extreme-latent and two-stage progressive share this system.
+
+No clean signal enters a loss: the terms see only x_a and x_b. Clean and the two noises
+are read in validation, for metrics and the leakage diagnostic only.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from lightning_app import losses
+from lightning_app.callbacks.media import error_image
+from lightning_app.metrics.functional import pearson
+from lightning_app.metrics.quality import ClipMeans
+from lightning_app.nets.cross_domain import CrossDomainNet
+from lightning_app.systems.base import DenoiseSystem
+
+TERMS = ("content", "recon", "cross", "edge")
+DIAGNOSTICS = ("leakage", "leakage_a", "leakage_b", "cross_si_sdr_i")
+
+
+class Noise2NoiseSystem(DenoiseSystem):
+    kind = "noise2noise"
+    loss_inputs = ("noisy", "noisy_b")
+
+    def __init__(self, model: dict, loss: dict, optim: dict, sample_rate: int):
+        super().__init__(model, loss, optim, sample_rate)
+        if not isinstance(self.net, CrossDomainNet):
+            raise ValueError("system.kind=noise2noise needs model.kind=cross_domain")
+        unknown = sorted(set(loss) - set(TERMS))
+        if unknown:
+            raise ValueError(f"unknown Noise2Noise loss term(s) {unknown}; known: {list(TERMS)}")
+        self.diagnostics = ClipMeans(DIAGNOSTICS)
+
+    @classmethod
+    def arguments_from_config(cls, cfg) -> dict:
+        args = super().arguments_from_config(cfg)
+        args["loss"] = {k: float(v) for k, v in cfg.system.noise2noise.items()}
+        return args
+
+    def shared_step(self, batch: dict) -> dict[str, torch.Tensor]:
+        x_a, x_b = batch["noisy"], batch["noisy_b"]
+        paths = self.net.paths(x_a, x_b)
+        w = self.loss_weights
+        terms = {
+            "content": losses.content(paths["z_a"], paths["z_b"]),
+            "recon": losses.noise2noise_mse(paths["recon_a"], x_a, x_a) + losses.noise2noise_mse(paths["recon_b"], x_b, x_b),
+            "cross": losses.noise2noise_mse(paths["cross_a"], x_a, x_b) + losses.noise2noise_mse(paths["cross_b"], x_b, x_a),
+        }
+        if w.get("edge"):
+            terms["edge"] = losses.edge(paths["cross_a"], x_a) + losses.edge(paths["cross_b"], x_b)
+        terms["loss"] = losses.weighted_sum({k: v for k, v in terms.items()}, {k: w.get(k, 0.0) for k in terms})
+        self._paths = paths
+        return terms
+
+    def validation_step(self, batch: dict, batch_idx: int) -> dict:
+        out = super().validation_step(batch, batch_idx)
+        paths, clean = self._paths, batch["clean"]
+        # Leakage: does the cross output's error follow the *source* domain's noise?
+        leak_a = pearson(paths["cross_a"] - clean, batch["noise_b"]).abs()
+        leak_b = pearson(paths["cross_b"] - clean, batch["noise"]).abs()
+        si_in = losses.si_sdr(batch["noisy_b"], clean)
+        self.diagnostics.update({"leakage": 0.5 * (leak_a + leak_b), "leakage_a": leak_a, "leakage_b": leak_b,
+                                 "cross_si_sdr_i": losses.si_sdr(paths["cross_a"], clean) - si_in})
+        return out
+
+    def on_validation_epoch_end(self) -> None:
+        values = self.diagnostics.compute()
+        self.diagnostics.reset()
+        self.log_dict({f"val/{k}": v for k, v in values.items()})
+
+    @torch.no_grad()
+    def media(self, batch: dict) -> dict[str, list]:
+        """|cross output - its target| spectrograms: noise-like when nothing leaks, structured when it does."""
+        paths = self.net.paths(batch["noisy"], batch["noisy_b"])
+        return {
+            "cross_abs_a": [error_image(c, t) for c, t in zip(paths["cross_a"], batch["noisy"], strict=True)],
+            "cross_abs_b": [error_image(c, t) for c, t in zip(paths["cross_b"], batch["noisy_b"], strict=True)],
+        }

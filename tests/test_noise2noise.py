@@ -1,0 +1,159 @@
+"""The Noise2Noise family: loss hygiene, the no-skip cross path, progressive stages."""
+
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from lightning_app import config as C
+from lightning_app import losses
+from lightning_app import train as train_mod
+from lightning_app.nets.cross_domain import CrossDomainNet, Encoded
+from lightning_app.train import build_datamodule, build_system, train
+from tests.conftest import smoke_config
+
+TINY = dict(channels=[4, 8, 8], time_strides=[1, 2], context_dilations=[1, 2], latent_channels=8)
+
+
+def _trained_like(net: CrossDomainNet) -> CrossDomainNet:
+    """The mask heads start at zero (a pass-through); give them weights so inputs matter."""
+    for decoder in (net.decoder_a, net.decoder_b):
+        torch.nn.init.normal_(decoder.head.weight, std=0.5)
+    return net.eval()
+
+
+def _n2n_batch(tmp_path, experiment="pure_noise2noise"):
+    cfg = smoke_config(tmp_path, experiment=experiment)
+    system = build_system(cfg)
+    dm = build_datamodule(cfg, system)
+    dm.setup("fit")
+    return system, next(iter(dm.train_dataloader()))
+
+
+def test_loss_never_reads_the_clean_signal(tmp_path):
+    system, batch = _n2n_batch(tmp_path)
+    torch.manual_seed(0)
+    before = system.shared_step(batch)
+    garbage = dict(batch, clean=torch.randn_like(batch["clean"]) * 100, noise=torch.randn_like(batch["noise"]),
+                   noise_b=torch.randn_like(batch["noise_b"]))
+    after = system.shared_step(garbage)
+    for name in before:
+        torch.testing.assert_close(before[name], after[name], rtol=0, atol=0, msg=name)
+    # and the gradient cannot reach it either
+    clean = batch["clean"].clone().requires_grad_(True)
+    system.shared_step(dict(batch, clean=clean))["loss"].backward()
+    assert clean.grad is None
+
+
+def test_no_skip_cross_path_ignores_skip_features_and_skip_path_does_not():
+    x = torch.randn(2, 1, 4000)
+    for strategy, should_change in (("no_skip", False), ("skip", True)):
+        torch.manual_seed(0)
+        net = _trained_like(CrossDomainNet(**TINY, cross_domain_strategy=strategy))
+        with torch.no_grad():
+            enc = net.encode(x)
+            tampered = Encoded(enc.spec, enc.z, [torch.randn_like(s) * 10 for s in enc.skips])
+            out, out_tampered = net.cross(net.decoder_a, enc, x), net.cross(net.decoder_a, tampered, x)
+        assert torch.allclose(out, out_tampered) != should_change, strategy
+    # Inference uses the no-skip path whatever the training strategy.
+    torch.manual_seed(0)
+    net = _trained_like(CrossDomainNet(**TINY, cross_domain_strategy="skip"))
+    with torch.no_grad():
+        enc = net.encode(x)
+        torch.testing.assert_close(net(x), net.decode(net.decoder_a, enc.z, None, enc.spec, x))
+
+
+def test_content_loss_is_zero_for_identical_inputs_and_positive_otherwise():
+    net = _trained_like(CrossDomainNet(**TINY))
+    x = torch.randn(2, 1, 4000)
+    same = net.paths(x, x)
+    assert float(losses.content(same["z_a"], same["z_b"])) == 0.0
+    other = net.paths(x, x + 0.5 * torch.randn_like(x))
+    assert float(losses.content(other["z_a"], other["z_b"])) > 0.0
+
+
+def test_noise2noise_mse_is_minimised_by_the_clean_signal_on_average():
+    g = torch.Generator().manual_seed(0)
+    clean = torch.randn(1, 1, 4000, generator=g)
+    x_b = clean + 0.5 * torch.randn(clean.shape, generator=g)
+    targets = [clean + 0.5 * torch.randn(clean.shape, generator=g) for _ in range(200)]
+    mean = lambda est: torch.stack([losses.noise2noise_mse(est, t, x_b) for t in targets]).mean()
+    assert mean(clean) < mean(x_b) and mean(clean) < mean(0.5 * clean)
+
+
+@pytest.mark.parametrize("experiment", ["pure_noise2noise", "extreme_denoising", "progressive_stage1"])
+def test_each_noise2noise_experiment_trains_a_tiny_run(tmp_path, experiment):
+    result = train(smoke_config(tmp_path, "trainer.max_epochs=1", experiment=experiment))
+    for key in ("val/si_sdr_i", "val/leakage", "val/leakage_a", "val/leakage_b", "val/amplitude_retention"):
+        assert key in result["metrics"], key
+    assert 0.0 <= result["metrics"]["val/leakage"] <= 1.0
+    images = {p.name for p in Path(result["run_dir"]).glob("events.*")}
+    assert images, "TensorBoard events written"
+
+
+def _stage2(tmp_path, *extra):
+    return smoke_config(tmp_path, "trainer.max_epochs=2", *extra, experiment="progressive_stage2")
+
+
+def test_stage2_without_stage1_says_which_run_to_do_first(tmp_path):
+    with pytest.raises(C.ConfigError, match="make train EXP=progressive_stage1"):
+        train(_stage2(tmp_path))
+
+
+class _StopAfterFirstEpoch(L.Callback):
+    enabled = True
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        trainer.should_stop = self.enabled
+
+
+class _Capture(L.Callback):
+    def on_train_start(self, trainer, pl_module):
+        self.weights = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+        self.step = trainer.global_step
+        self.epoch = trainer.current_epoch
+        self.optimizer_state = dict(trainer.optimizers[0].state)
+
+
+def test_stage2_starts_from_stage1_weights_with_a_fresh_optimizer_and_resumes_as_stage2(tmp_path, monkeypatch):
+    stage1 = train(smoke_config(tmp_path, "trainer.max_epochs=1", experiment="progressive_stage1"))
+    stage1_weights = torch.load(stage1["best"], weights_only=True)["state_dict"]
+
+    capture, stop = _Capture(), _StopAfterFirstEpoch()
+    original = train_mod.build_callbacks
+    monkeypatch.setattr(train_mod, "build_callbacks", lambda cfg, d: original(cfg, d) + [capture, stop])
+    stage2 = train(_stage2(tmp_path))  # interrupted after its first epoch
+    for name, tensor in stage1_weights.items():
+        torch.testing.assert_close(capture.weights[name], tensor, rtol=0, atol=0, msg=name)
+    assert capture.step == 0 and capture.epoch == 0 and capture.optimizer_state == {}
+    assert torch.load(stage2["last"], weights_only=True)["optimizer_states"][0]["param_groups"][0]["max_lr"] == 1e-4
+
+    # Resuming stage 2 continues stage 2: its own weights and step, even with stage 1 gone.
+    stage2_last = torch.load(stage2["last"], weights_only=True)
+    for p in Path(stage1["run_dir"]).joinpath("checkpoints").iterdir():
+        p.unlink()
+    capture, stop.enabled = _Capture(), False
+    resumed = train(_stage2(tmp_path), resume="latest")
+    assert resumed["run_dir"] == stage2["run_dir"]
+    assert capture.step == stage2_last["global_step"] > 0
+    assert torch.load(resumed["last"], weights_only=True)["epoch"] == 1
+    for name, tensor in stage2_last["state_dict"].items():
+        torch.testing.assert_close(capture.weights[name], tensor, rtol=0, atol=0, msg=name)
+
+
+def test_incompatible_stage1_checkpoint_is_a_clear_error(tmp_path):
+    stage1 = train(smoke_config(tmp_path, "trainer.max_epochs=1", "model.latent_channels=16", experiment="progressive_stage1"))
+    with pytest.raises(C.ConfigError, match="does not fit this experiment's model"):
+        train(_stage2(tmp_path, f"system.init_from={stage1['best']}"))
+
+
+def test_sequence_experiment_runs_stages_in_order_and_skips_finished_ones_on_resume(tmp_path, capsys):
+    args = [f"run.root={tmp_path / 'runs'}", f"data.cache_dir={tmp_path / 'cache'}", "use=[data/smoke,model/tiny]",
+            "trainer.max_epochs=1"]
+    assert train_mod.main(["progressive", *args]) == 0
+    out = capsys.readouterr().out
+    assert out.index("progressive_stage1 finished") < out.index("progressive_stage2 finished")
+    assert (tmp_path / "runs" / "progressive_stage2" / "version_0" / "metrics.json").is_file()
+    assert train_mod.main(["progressive", *args, "--resume"]) == 0
+    assert not (tmp_path / "runs" / "progressive_stage1" / "version_1").exists(), "finished stages are not re-run"
