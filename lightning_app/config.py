@@ -101,20 +101,30 @@ def compose(experiment: str, overrides: Iterable[str] = (), blocks: Iterable[str
         raise ConfigError(f"unknown experiment '{experiment}' (no {exp_path}); "
                           f"available: {', '.join(available_experiments(experiment_dir))}")
     exp_cfg = _load_yaml(exp_path, "experiment")
-    cli = _parse_overrides(overrides)
 
     exp_blocks = list(exp_cfg.pop("use", []) or [])
-    cli_blocks = list(cli.pop("use", []) or [])
-    for name in exp_blocks:
-        cfg = _merge(cfg, load_block(name, config_dir), f"building block configs/{name}.yaml")
+    cfg = _apply_blocks(cfg, exp_blocks, config_dir)
     cfg = _merge(cfg, exp_cfg, f"experiment file {exp_path.name}")
-    for name in [*blocks, *cli_blocks]:
-        cfg = _merge(cfg, load_block(name, config_dir), f"building block configs/{name}.yaml")
-    cfg = _merge(cfg, cli, "command-line overrides")
+    cfg, launch_blocks = _apply_launch(cfg, overrides, blocks, config_dir)
     cfg.experiment = experiment
-    cfg.use = [*exp_blocks, *blocks, *cli_blocks]
+    cfg.use = [*exp_blocks, *launch_blocks]
     _validate(cfg)
     return cfg
+
+
+def _apply_blocks(cfg: DictConfig, names: Iterable[str], config_dir: Path) -> DictConfig:
+    for name in names:
+        cfg = _merge(cfg, load_block(name, config_dir), f"building block configs/{name}.yaml")
+    return cfg
+
+
+def _apply_launch(cfg: DictConfig, overrides: Iterable[str], blocks: Iterable[str],
+                  config_dir: Path) -> tuple[DictConfig, list[str]]:
+    """Blocks given at launch (TRAINER=..., use=[...]) and then key=value overrides."""
+    cli = _parse_overrides(overrides)
+    names = [*blocks, *(cli.pop("use", []) or [])]
+    cfg = _apply_blocks(cfg, names, config_dir)
+    return _merge(cfg, cli, "command-line overrides"), names
 
 
 def compose_saved(saved: Path, overrides: Iterable[str] = (), blocks: Iterable[str] = (),
@@ -123,11 +133,7 @@ def compose_saved(saved: Path, overrides: Iterable[str] = (), blocks: Iterable[s
     cfg = _load_yaml(config_dir / "defaults.yaml", "defaults")
     OmegaConf.set_struct(cfg, True)
     cfg = _merge(cfg, _load_yaml(Path(saved), "saved run config"), f"saved config {saved}")
-    cli = _parse_overrides(overrides)
-    cli_blocks = list(cli.pop("use", []) or [])
-    for name in [*blocks, *cli_blocks]:
-        cfg = _merge(cfg, load_block(name, config_dir), f"building block configs/{name}.yaml")
-    cfg = _merge(cfg, cli, "command-line overrides")
+    cfg, _ = _apply_launch(cfg, overrides, blocks, config_dir)
     _validate(cfg)
     return cfg
 

@@ -93,9 +93,19 @@ def noise2noise_mse(estimate: torch.Tensor, target: torch.Tensor, source: torch.
 
 
 def content(z_a: torch.Tensor, z_b: torch.Tensor) -> torch.Tensor:
-    """Normalised latent distance: 0 for identical latents; scale-free, so shrinking z cannot game it."""
+    """Distance between the paired latents relative to how much latents vary across the batch.
+
+    Plain (or scale-normalised) MSE between z_a and z_b is minimised by a latent that ignores
+    its input; it collapsed to 0 in our first runs while the skip path did all the
+    reconstruction, leaving the no-skip cross path blind. Dividing by the spread of latents
+    over the batch's different clips makes collapse useless: z must differ between clips and
+    agree between the two noisy copies of one clip. 0 for identical inputs.
+    """
     a, b = _flat(z_a), _flat(z_b)
-    return ((a - b).pow(2).sum(1) / (0.5 * (a.pow(2).sum(1) + b.pow(2).sum(1)) + EPS)).mean()
+    if a.shape[0] < 2:  # no spread to measure in a batch of one: fall back to a scale-free distance
+        return ((a - b).pow(2).sum(1) / (0.5 * (a.pow(2).sum(1) + b.pow(2).sum(1)) + EPS)).mean()
+    spread = torch.cat([a, b]).var(dim=0).mean()
+    return (a - b).pow(2).mean() / (spread + EPS)
 
 
 def _log_magnitude(x: torch.Tensor, n_fft: int = 512, hop: int = 128) -> torch.Tensor:

@@ -157,3 +157,18 @@ def test_sequence_experiment_runs_stages_in_order_and_skips_finished_ones_on_res
     assert (tmp_path / "runs" / "progressive_stage2" / "version_0" / "metrics.json").is_file()
     assert train_mod.main(["progressive", *args, "--resume"]) == 0
     assert not (tmp_path / "runs" / "progressive_stage1" / "version_1").exists(), "finished stages are not re-run"
+
+
+def test_content_loss_cannot_be_gamed_by_shrinking_or_shifting_the_latent():
+    g = torch.Generator().manual_seed(1)
+    shared = torch.randn(8, 4, 3, 5, generator=g)  # what the two noisy copies have in common
+    z_a = shared + 0.1 * torch.randn(shared.shape, generator=g)
+    z_b = shared + 0.1 * torch.randn(shared.shape, generator=g)
+    base = float(losses.content(z_a, z_b))
+    assert 0.0 < base < 0.1
+    assert float(losses.content(1e-2 * z_a, 1e-2 * z_b)) == __import__("pytest").approx(base, rel=1e-3)
+    assert float(losses.content(z_a + 7.0, z_b + 7.0)) == __import__("pytest").approx(base, rel=1e-4)
+    # Latents that no longer tell clips apart score worse than informative ones.
+    blind_a = 0.1 * torch.randn(shared.shape, generator=g)
+    blind_b = 0.1 * torch.randn(shared.shape, generator=g)
+    assert float(losses.content(blind_a, blind_b)) > 10 * base
