@@ -136,7 +136,6 @@ class Restorer:
             out[:, ch] = self.mix * back + (1.0 - self.mix) * original
         return out
 
-
     def _gain(self, audio: np.ndarray) -> float:
         level = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
         if not self.normalise or level < 1e-7:

@@ -49,7 +49,7 @@ class Noise2NoiseSystem(DenoiseSystem):
         }
         if w.get("edge"):
             terms["edge"] = losses.edge(paths["cross_a"], x_a) + losses.edge(paths["cross_b"], x_b)
-        terms["loss"] = losses.weighted_sum({k: v for k, v in terms.items()}, {k: w.get(k, 0.0) for k in terms})
+        terms["loss"] = losses.weighted_sum(terms, {k: w.get(k, 0.0) for k in terms})
         self._paths = paths
         return terms
 
