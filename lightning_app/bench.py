@@ -1,6 +1,6 @@
 """Benchmarks that print numbers (no pass/fail): data throughput, training step, restoration speed.
 
-    python -m lightning_app.bench [--experiment supervised_unet] [--device cpu|cuda] [key=value ...]
+    python -m lightning_app.bench [--experiment supervised_unet] [--device cpu|cuda] [--fed-steps N] [key=value ...]
 
 Medians over repeats, measured in this one run; compare ratios, not absolute times,
 across machines.
@@ -40,14 +40,11 @@ def bench_data(datamodule, examples: int) -> dict:
             "segment_seconds": datamodule.segment_samples / datamodule.sample_rate}
 
 
-def bench_train_step(system, datamodule, device: torch.device, repeats: int, precision: str) -> dict:
-    batch = next(iter(datamodule.train_dataloader()))
-    batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-    system = system.to(device).train()
+def _step_fn(system, device: torch.device, precision: str):
     opt = torch.optim.AdamW(system.parameters(), lr=1e-4)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
 
-    def step():
+    def step(batch):
         with autocast:
             loss = system.shared_step(batch)["loss"]
         opt.zero_grad(set_to_none=True)
@@ -56,9 +53,36 @@ def bench_train_step(system, datamodule, device: torch.device, repeats: int, pre
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    seconds = _median_time(step, repeats, warmup=2)
+    return step
+
+
+def _to(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def bench_train_step(system, datamodule, device: torch.device, repeats: int, precision: str) -> dict:
+    """Compute alone: one batch, already on the device, stepped repeatedly."""
+    batch = _to(next(iter(datamodule.train_dataloader())), device)
+    system = system.to(device).train()
+    step = _step_fn(system, device, precision)
+    seconds = _median_time(lambda: step(batch), repeats, warmup=2)
     n = batch["noisy"].shape[0]
     return {"train_step_s": seconds, "batch_size": n, "train_samples_per_s": n / seconds}
+
+
+def bench_fed_training(system, datamodule, device: torch.device, steps: int, precision: str) -> dict:
+    """Steps fed by the real DataLoader (its workers, pinned memory): does loading keep up?"""
+    system = system.to(device).train()
+    step = _step_fn(system, device, precision)
+    datamodule.train_examples_per_epoch = max(datamodule.train_examples_per_epoch, (steps + 1) * datamodule.batch_size)
+    loader = iter(datamodule.train_dataloader())
+    step(_to(next(loader), device))  # worker start-up and warm-up are not timed
+    start, samples = time.perf_counter(), 0
+    for _ in range(steps):
+        batch = _to(next(loader), device)
+        step(batch)
+        samples += batch["noisy"].shape[0]
+    return {"fed_samples_per_s": samples / (time.perf_counter() - start)}
 
 
 def bench_restore(system, device: torch.device, seconds: float, rates=(16000, 48000)) -> dict:
@@ -79,6 +103,7 @@ def main(argv=None) -> int:
     p.add_argument("--experiment", default="supervised_unet")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--steps", type=int, default=5, help="timed training steps")
+    p.add_argument("--fed-steps", type=int, default=0, help="also time this many steps fed by the DataLoader")
     p.add_argument("--audio-seconds", type=float, default=30.0, help="length restored for the real-time factor")
     p.add_argument("overrides", nargs="*")
     args = p.parse_args(argv)
@@ -96,6 +121,11 @@ def main(argv=None) -> int:
           f"{step['train_samples_per_s']:.1f} segments/s")
     needed = step["train_samples_per_s"] / data["segments_per_s_per_worker"]
     print(f"            workers needed to keep up: {needed:.2f} (data.num_workers = {cfg.data.num_workers})")
+    if args.fed_steps:
+        fed = bench_fed_training(system, datamodule, device, args.fed_steps, cfg.trainer.precision)
+        print(f"  fed:      {fed['fed_samples_per_s']:.1f} segments/s through the DataLoader "
+              f"({args.fed_steps} steps, {cfg.data.num_workers} workers): "
+              f"{fed['fed_samples_per_s'] / step['train_samples_per_s']:.0%} of compute-only throughput")
     restore = bench_restore(system, device, args.audio_seconds)
     for key, value in restore.items():
         print(f"  restore:  real-time factor {value:.3f} at {key[4:]}Hz input "

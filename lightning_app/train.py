@@ -23,7 +23,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from lightning_app import config as C
 from lightning_app.callbacks import AudioExamples, OverSuppressionAlarm, PerceptualQuality, RNGState, WaveformQuality
@@ -114,7 +114,29 @@ def build_system(cfg: DictConfig) -> DenoiseSystem:
     return cls(**cls.arguments_from_config(cfg))
 
 
+def required_paths(cfg: DictConfig) -> list[str]:
+    """The ``???`` keys this data setup reads."""
+    d = cfg.data
+    keys = {"paired": [f"data.paired.{k}" for k in ("train_noisy", "train_clean", "val_noisy", "val_clean")],
+            "real_pairs": ["data.real_pairs.a", "data.real_pairs.b"]}.get(d.mode, [])
+    if d.mode != "paired":
+        keys += [f"data.{src}.folder.path" for src in ("clean", "noise") if d[src].kind == "folder"]
+    return keys
+
+
+def check_data_config(cfg: DictConfig, system: DenoiseSystem) -> None:
+    missing = [k for k in required_paths(cfg) if OmegaConf.is_missing(OmegaConf.select(cfg, k.rsplit(".", 1)[0]),
+                                                                        k.rsplit(".", 1)[1])]
+    if missing:
+        example = " ".join(f"{k}=/path/to/..." for k in missing)
+        raise C.ConfigError(f"data.mode={cfg.data.mode} needs {', '.join(missing)}; e.g. ARGS=\"{example}\"")
+    if cfg.data.mode == "real_pairs" and "clean" in system.loss_inputs:
+        raise C.ConfigError("data.mode=real_pairs has no clean targets: train a Noise2Noise experiment "
+                            "(e.g. make train EXP=pure_noise2noise ARGS=\"data.mode=real_pairs ...\")")
+
+
 def build_datamodule(cfg: DictConfig, system: DenoiseSystem) -> DenoiseDataModule:
+    check_data_config(cfg, system)
     d = cfg.data
     sr = d.sample_rate
     valid = system.net.valid_length
@@ -124,7 +146,7 @@ def build_datamodule(cfg: DictConfig, system: DenoiseSystem) -> DenoiseDataModul
         snr_db=list(d.snr_db), gain_db=list(d.gain_db), batch_size=d.batch_size, num_workers=d.num_workers,
         train_examples_per_epoch=d.train_examples_per_epoch, val_clips=d.val_clips, seed=cfg.seed,
         clean=C.to_container(d.clean), noise=C.to_container(d.noise), paired=C.to_container(d.paired),
-        cache_dir=d.cache_dir)
+        real_pairs=C.to_container(d.real_pairs), cache_dir=d.cache_dir)
 
 
 def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[L.Callback]:
@@ -238,7 +260,7 @@ def run_stages(parent: DictConfig, overrides: list[str], blocks: list[str], resu
     """
     results = []
     for stage in parent.stages:
-        stage_overrides = [*overrides, *stage.get("overrides", [])]
+        stage_overrides = [*stage.get("overrides", []), *overrides]  # the command line has the last word
         cfg = C.compose(stage.experiment, stage_overrides, blocks=blocks)
         if stage.get("name"):
             cfg.experiment = f"{parent.experiment}/{stage.name}"
@@ -257,7 +279,7 @@ def run_stages(parent: DictConfig, overrides: list[str], blocks: list[str], resu
 
 
 def print_stage_table(results: list[dict]) -> None:
-    keys = ("val/si_sdr_i", "val/pesq", "val/stoi", "val/amplitude_retention", "val/leakage")
+    keys = ("val/si_sdr_i", "val/pesq", "val/stoi", "val/amplitude_retention", "val/leakage", "val/residual_noise")
     print("\n| stage | " + " | ".join(k.split("/", 1)[1] for k in keys) + " | run |")
     print("|---" * (len(keys) + 2) + "|")
     for r in results:
@@ -275,7 +297,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--resume", nargs="?", const="latest", default=None, metavar="RUN_DIR|CKPT",
                         help="continue the latest run with a last.ckpt (or the given one)")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    return parser.parse_args(argv)
+    return parser.parse_intermixed_args(argv)  # options may sit between the overrides
 
 
 def main(argv: list[str] | None = None) -> int:

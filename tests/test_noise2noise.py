@@ -1,5 +1,6 @@
 """The Noise2Noise family: loss hygiene, the no-skip cross path, progressive stages."""
 
+import dataclasses
 from pathlib import Path
 
 import lightning as L
@@ -9,7 +10,7 @@ import torch
 from lightning_app import config as C
 from lightning_app import losses
 from lightning_app import train as train_mod
-from lightning_app.nets.cross_domain import CrossDomainNet, Encoded
+from lightning_app.nets.cross_domain import CrossDomainNet
 from lightning_app.train import build_datamodule, build_system, train
 from tests.conftest import smoke_config
 
@@ -46,22 +47,38 @@ def test_loss_never_reads_the_clean_signal(tmp_path):
     assert clean.grad is None
 
 
-def test_no_skip_cross_path_ignores_skip_features_and_skip_path_does_not():
-    x = torch.randn(2, 1, 4000)
+def test_no_skip_cross_path_ignores_skip_features_and_skip_path_reads_the_targets():
+    x_a, x_b = torch.randn(2, 1, 4000), torch.randn(2, 1, 4000)
     for strategy, should_change in (("no_skip", False), ("skip", True)):
         torch.manual_seed(0)
         net = _trained_like(CrossDomainNet(**TINY, cross_domain_strategy=strategy))
         with torch.no_grad():
-            enc = net.encode(x)
-            tampered = Encoded(enc.spec, enc.z, [torch.randn_like(s) * 10 for s in enc.skips])
-            out, out_tampered = net.cross(net.decoder_a, enc, x), net.cross(net.decoder_a, tampered, x)
+            a, b = net.encode(x_a), net.encode(x_b)
+            tampered = dataclasses.replace(a, skips=[torch.randn_like(s) * 10 for s in a.skips])
+            out, out_tampered = net.cross(net.decoder_a, b, a, x_b), net.cross(net.decoder_a, b, tampered, x_b)
+            # the source's own skips never enter the cross path
+            b_tampered = dataclasses.replace(b, skips=[torch.randn_like(s) * 10 for s in b.skips])
+            torch.testing.assert_close(net.cross(net.decoder_a, b_tampered, a, x_b), out)
         assert torch.allclose(out, out_tampered) != should_change, strategy
-    # Inference uses the no-skip path whatever the training strategy.
+    # Inference: the no-skip path; a model trained with the skip ablation runs through its own skips.
+    for strategy, skips in (("no_skip", lambda enc: None), ("skip", lambda enc: enc.skips)):
+        torch.manual_seed(0)
+        net = _trained_like(CrossDomainNet(**TINY, cross_domain_strategy=strategy))
+        with torch.no_grad():
+            enc = net.encode(x_a)
+            torch.testing.assert_close(net(x_a), net.decode(net.decoder_a, enc, x_a, skips(enc)), msg=strategy)
+
+
+def test_no_skip_cross_output_depends_on_the_source_copy_only():
+    """Noise2Noise needs cross_a = f(x_b): changing x_a (the target copy) must not move it."""
     torch.manual_seed(0)
-    net = _trained_like(CrossDomainNet(**TINY, cross_domain_strategy="skip"))
+    net = _trained_like(CrossDomainNet(**TINY))
+    x_a, x_b = torch.randn(2, 1, 4000), torch.randn(2, 1, 4000)
     with torch.no_grad():
-        enc = net.encode(x)
-        torch.testing.assert_close(net(x), net.decode(net.decoder_a, enc.z, None, enc.spec, x))
+        first = net.paths(x_a, x_b)
+        second = net.paths(x_a + torch.randn_like(x_a), x_b)
+    torch.testing.assert_close(first["cross_a"], second["cross_a"])
+    assert not torch.allclose(first["cross_b"], second["cross_b"])
 
 
 def test_content_loss_is_zero_for_identical_inputs_and_positive_otherwise():
@@ -85,7 +102,8 @@ def test_noise2noise_mse_is_minimised_by_the_clean_signal_on_average():
 @pytest.mark.parametrize("experiment", ["pure_noise2noise", "extreme_denoising", "progressive_stage1"])
 def test_each_noise2noise_experiment_trains_a_tiny_run(tmp_path, experiment):
     result = train(smoke_config(tmp_path, "trainer.max_epochs=1", experiment=experiment))
-    for key in ("val/si_sdr_i", "val/leakage", "val/leakage_a", "val/leakage_b", "val/amplitude_retention"):
+    for key in ("val/si_sdr_i", "val/leakage", "val/leakage_a", "val/leakage_b", "val/residual_noise",
+                "val/amplitude_retention"):
         assert key in result["metrics"], key
     assert 0.0 <= result["metrics"]["val/leakage"] <= 1.0
     images = {p.name for p in Path(result["run_dir"]).glob("events.*")}
@@ -172,3 +190,14 @@ def test_content_loss_cannot_be_gamed_by_shrinking_or_shifting_the_latent():
     blind_a = 0.1 * torch.randn(shared.shape, generator=g)
     blind_b = 0.1 * torch.randn(shared.shape, generator=g)
     assert float(losses.content(blind_a, blind_b)) > 10 * base
+
+
+def test_side_by_side_experiment_trains_both_on_one_budget_and_the_command_line_wins(tmp_path, capsys):
+    args = [f"run.root={tmp_path / 'runs'}", f"data.cache_dir={tmp_path / 'cache'}", "use=[data/smoke,model/tiny]",
+            "trainer.max_epochs=1"]  # the stages say 4 epochs; the command line has the last word
+    assert train_mod.main(["noise2noise_vs_supervised", *args]) == 0
+    out = capsys.readouterr().out
+    for name in ("supervised", "noise2noise"):
+        run = tmp_path / "runs" / "noise2noise_vs_supervised" / name / "version_0"
+        assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 0, name  # 0-based: one epoch
+        assert f"| noise2noise_vs_supervised/{name} |" in out

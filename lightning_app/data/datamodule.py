@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader
 
 from lightning_app.data.datasets import (
@@ -13,11 +14,14 @@ from lightning_app.data.datasets import (
     ShardSampler,
     TrainKeySampler,
 )
+from lightning_app.data.pairs import RealPairDataset, RealPairIndex
 from lightning_app.data.sources import AudioFolder, build_clean_source, build_noise_source
 
 
 class DenoiseDataModule(L.LightningDataModule):
-    """Synthetic mixtures (procedural or folder sources) or paired noisy/clean folders.
+    """Synthetic mixtures (procedural or folder sources), paired noisy/clean folders, or real
+    Noise2Noise pairs (training only; their validation is the synthetic noise2noise set, since
+    real pairs have no clean reference to score against).
 
     ``segment_samples`` and ``val_samples`` come from the network's ``valid_length`` so the
     U-Net never pads. Our samplers shard by rank themselves (train: different draws per
@@ -28,7 +32,7 @@ class DenoiseDataModule(L.LightningDataModule):
     def __init__(self, *, sample_rate: int, mode: str, segment_samples: int, val_samples: int,
                  snr_db, gain_db, batch_size: int, num_workers: int, train_examples_per_epoch: int,
                  val_clips: int, seed: int, clean: dict, noise: dict, paired: dict | None = None,
-                 cache_dir: str | None = None):
+                 real_pairs: dict | None = None, cache_dir: str | None = None):
         super().__init__()
         self.sample_rate = sample_rate
         self.mode = mode
@@ -42,6 +46,7 @@ class DenoiseDataModule(L.LightningDataModule):
         self.seed = seed
         self.clean_spec, self.noise_spec = clean, noise
         self.paired = paired or {}
+        self.real_pairs = real_pairs or {}
         self.cache_dir = cache_dir
         self.train_set = self.val_set = None
 
@@ -50,12 +55,20 @@ class DenoiseDataModule(L.LightningDataModule):
         noise = build_noise_source(self.sample_rate, cache_dir=self.cache_dir, **self.noise_spec)
         return clean, noise
 
+    def _pair_index(self) -> RealPairIndex:
+        return RealPairIndex.build(sample_rate=self.sample_rate, min_samples=self.segment_samples,
+                                   cache_dir=self.cache_dir, folder_a=self.real_pairs["a"],
+                                   folder_b=self.real_pairs["b"],
+                                   **{k: v for k, v in self.real_pairs.items() if k not in ("a", "b")})
+
     def prepare_data(self) -> None:
-        # Runs once per node: build folder indexes so every rank then only reads the cache.
+        # Runs once per node: build folder indexes (and pair alignments) so every rank then only reads the cache.
         if self.mode != "paired":
             for source in self._sources():
                 if isinstance(source, AudioFolder):
                     source.prepare()
+        if self.mode == "real_pairs":
+            self._pair_index()
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
@@ -69,8 +82,12 @@ class DenoiseDataModule(L.LightningDataModule):
             return
         clean, noise = self._sources()
         common = dict(clean_source=clean, noise_source=noise, snr_db=self.snr_db, gain_db=self.gain_db,
-                      mode=self.mode, seed=self.seed)
-        self.train_set = MixtureDataset(num_samples=self.segment_samples, **common)
+                      mode="noise2noise" if self.mode == "real_pairs" else self.mode, seed=self.seed)
+        if self.mode == "real_pairs":
+            self.train_set = RealPairDataset(self._pair_index(), self.sample_rate, self.segment_samples, self.gain_db,
+                                             self.seed)
+        else:
+            self.train_set = MixtureDataset(num_samples=self.segment_samples, **common)
         self.val_set = MixtureDataset(num_samples=self.val_samples, length=self.val_clips, stream=VAL_STREAM, **common)
         self.test_set = MixtureDataset(num_samples=self.val_samples, length=self.val_clips, stream=TEST_STREAM, **common)
 
@@ -80,7 +97,7 @@ class DenoiseDataModule(L.LightningDataModule):
 
     def _loader(self, dataset, sampler, shuffle_workers: bool) -> DataLoader:
         return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
-                          persistent_workers=shuffle_workers and self.num_workers > 0, pin_memory=False,
+                          persistent_workers=shuffle_workers and self.num_workers > 0, pin_memory=torch.cuda.is_available(),
                           drop_last=False)
 
     def train_dataloader(self) -> DataLoader:

@@ -4,12 +4,15 @@
     recon_a = decoder_a(z_a, skips_a)      cross_a = decoder_a(z_b, skips?)   -> target x_a
     recon_b = decoder_b(z_b, skips_b)      cross_b = decoder_b(z_a, skips?)   -> target x_b
 
-Each decoder predicts a mask applied to its *input's* spectrogram (cross_a masks x_b).
-The research found that skip connections in the cross path carry the source's noise
-straight into the output (the reconstruction path teaches the decoder to copy skip
-detail), which breaks Noise2Noise's independent-noise assumption. So the cross path
-(``cross_domain_strategy: no_skip``, the default) and the inference path use no skips;
-``skip`` (cross path fed the source's own skips) is kept for the ablation.
+Each decoder predicts a mask applied to its *input's* spectrogram (cross_a masks x_b), so a
+cross output is a function of the other copy alone, as Noise2Noise needs.
+
+The research found that skip connections in the cross path break that: decoder_a(z_b, skips_a)
+gets x_a's own detail through the skips and learns to copy it, noise_a included, into an output
+whose target is x_a. So the cross path (``cross_domain_strategy: no_skip``, the default) and the
+inference path use no skips; ``skip`` (cross path fed the *target's* skips, the research's
+leaking design) is kept for the ablation; a model trained that way also denoises through its
+skips (decoder_a(z_x, skips_x)), as the research's did, since its decoders never ran without them.
 """
 
 from __future__ import annotations
@@ -55,32 +58,38 @@ class CrossDomainNet(SpectralMaskNet):
         skips = self.encoder(feats)
         return Encoded(spec, self.to_latent(self.context(skips[-1])), skips)
 
-    def decode(self, decoder: Decoder, z: torch.Tensor, skips: list[torch.Tensor] | None, spec: torch.Tensor,
-               like: torch.Tensor) -> torch.Tensor:
-        return self.synthesise(spec, decoder(z, skips), like)
+    def decode(self, decoder: Decoder, source: Encoded, like: torch.Tensor,
+               skips: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """decoder(z_source, skips) -> mask on the source's spectrogram -> waveform shaped like ``like``."""
+        return self.synthesise(source.spec, decoder(source.z, skips), like)
 
-    def cross(self, decoder: Decoder, source: Encoded, like: torch.Tensor) -> torch.Tensor:
-        """decoder(z_source) applied to the source's spectrogram; skips only under the 'skip' strategy."""
-        skips = source.skips if self.cross_domain_strategy == "skip" else None
-        return self.decode(decoder, source.z, skips, source.spec, like)
+    def cross(self, decoder: Decoder, source: Encoded, target: Encoded, like: torch.Tensor) -> torch.Tensor:
+        """decoder(z_source) on the source's spectrogram; the *target's* skips only under 'skip'."""
+        skips = target.skips if self.cross_domain_strategy == "skip" else None
+        return self.decode(decoder, source, like, skips)
 
     def paths(self, x_a: torch.Tensor, x_b: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every training output for a pair: latents, reconstructions (with skips) and cross outputs."""
         a, b = self.encode(x_a), self.encode(x_b)
         return {
             "z_a": a.z, "z_b": b.z,
-            "recon_a": self.decode(self.decoder_a, a.z, a.skips, a.spec, x_a),
-            "recon_b": self.decode(self.decoder_b, b.z, b.skips, b.spec, x_b),
-            "cross_a": self.cross(self.decoder_a, b, x_b),  # target x_a
-            "cross_b": self.cross(self.decoder_b, a, x_a),  # target x_b
+            "recon_a": self.decode(self.decoder_a, a, x_a, a.skips),
+            "recon_b": self.decode(self.decoder_b, b, x_b, b.skips),
+            "cross_a": self.cross(self.decoder_a, b, a, x_b),  # target x_a
+            "cross_b": self.cross(self.decoder_b, a, b, x_a),  # target x_b
         }
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        """Inference: the no-skip path of decoder a, b, or the mean of both."""
+        """Inference: the no-skip path of decoder a, b, or the mean of both.
+
+        Under the ``skip`` ablation the decoders were only ever trained with skip features, so
+        that model is run the way it was trained: through its input's own skips.
+        """
         enc = self.encode(wave)
+        skips = enc.skips if self.cross_domain_strategy == "skip" else None
         outputs = []
         if self.inference_decoder in ("a", "mean"):
-            outputs.append(self.decode(self.decoder_a, enc.z, None, enc.spec, wave))
+            outputs.append(self.decode(self.decoder_a, enc, wave, skips))
         if self.inference_decoder in ("b", "mean"):
-            outputs.append(self.decode(self.decoder_b, enc.z, None, enc.spec, wave))
+            outputs.append(self.decode(self.decoder_b, enc, wave, skips))
         return outputs[0] if len(outputs) == 1 else 0.5 * (outputs[0] + outputs[1])
