@@ -1,5 +1,5 @@
 # c2c-denoise — `make help` lists the targets. Variables: EXP, ARGS, RESUME, TRAINER, DEVICES, NODES,
-# CKPT, CKPTS, INPUTS, OUT, MIX.
+# CKPT, CKPTS, DATA, REPORT, INPUTS, OUT, MIX, LONG_MINUTES.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -11,6 +11,8 @@ MIX    ?= 1.0
 RUNS   ?= runs
 TB_HOST ?= 127.0.0.1
 TB_PORT ?= 6006
+LONG_MINUTES ?= 120
+REPORT ?= evaluation
 
 TRAIN_FLAGS := $(if $(filter 1 yes true,$(RESUME)),--resume,$(if $(RESUME),--resume $(RESUME))) \
                $(if $(TRAINER),--use trainer/$(TRAINER)) \
@@ -34,8 +36,8 @@ $(STAMP): pyproject.toml constraints.txt
 train: $(STAMP) ## train EXP (ARGS="key=value ...", RESUME=1, TRAINER=gpu|cpu, DEVICES=, NODES=)
 	$(PY) -m lightning_app.train $(EXP) $(ARGS) $(TRAIN_FLAGS)
 
-evaluate: $(STAMP) ## score checkpoints on the fixed validation set: CKPTS="runs/.../best.ckpt ..."
-	$(PY) -m lightning_app.evaluate $(CKPTS) $(ARGS)
+evaluate: $(STAMP) ## checkpoints vs baselines: CKPTS="runs/.../best.ckpt ..." [DATA=dir with noisy/ clean/] [REPORT=evaluation]
+	$(PY) -m lightning_app.evaluate $(CKPTS) $(if $(DATA),--data $(DATA)) --output-dir $(REPORT) $(ARGS)
 
 denoise: $(STAMP) ## restore files: INPUTS="a.wav dir/" CKPT=... [OUT=restored] [MIX=1.0]
 	$(PY) -m lightning_app.denoise $(INPUTS) --checkpoint $(CKPT) --output-dir $(OUT) --mix $(MIX) $(ARGS)
@@ -43,8 +45,8 @@ denoise: $(STAMP) ## restore files: INPUTS="a.wav dir/" CKPT=... [OUT=restored] 
 tensorboard: $(STAMP) ## TensorBoard over every run in runs/ (TB_HOST=0.0.0.0 to reach it from elsewhere)
 	$(VENV)/bin/tensorboard --logdir $(RUNS) --host $(TB_HOST) --port $(TB_PORT)
 
-bench: $(STAMP) ## data throughput, training step time, denoiser real-time factor
-	$(PY) -m lightning_app.bench $(ARGS)
+bench: $(STAMP) ## data, training step, real-time factor; restores a LONG_MINUTES (120) 48 kHz stereo file for peak memory
+	$(PY) -m lightning_app.bench --long-file-minutes $(LONG_MINUTES) $(ARGS)
 
 test: $(STAMP) ## the test suite (CPU, data made by the tests)
 	$(PY) -m pytest

@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import torch
 
 from lightning_app import config as C
@@ -85,6 +90,40 @@ def bench_fed_training(system, datamodule, device: torch.device, steps: int, pre
     return {"fed_samples_per_s": samples / (time.perf_counter() - start)}
 
 
+def write_test_recording(path: Path, seconds: float, rate: int, channels: int, block_seconds: float = 60.0) -> None:
+    """A long noisy tone recording, written block by block (the benchmark itself stays small)."""
+    rng = np.random.default_rng(0)
+    with sf.SoundFile(str(path), "w", samplerate=rate, channels=channels, subtype="PCM_16") as f:
+        done = 0
+        total = int(seconds * rate)
+        while done < total:
+            n = min(int(block_seconds * rate), total - done)
+            t = (done + np.arange(n)) / rate
+            tone = 0.2 * np.sin(2 * np.pi * 220 * t) * (1 + 0.5 * np.sin(2 * np.pi * 0.3 * t))
+            f.write((tone[:, None] + 0.03 * rng.standard_normal((n, channels))).astype(np.float32))
+            done += n
+
+
+def bench_restore_file(system, seconds: float, rate: int, channels: int, device: str) -> dict:
+    """The real CLI on a generated file, in a child process: wall time and that process's peak RSS."""
+    with tempfile.TemporaryDirectory(prefix="c2c-bench-") as tmp:
+        tmp = Path(tmp)
+        src = tmp / f"long_{rate}.wav"
+        write_test_recording(src, seconds, rate, channels)
+        ckpt = tmp / "model.ckpt"
+        torch.save({"state_dict": system.state_dict(), "hyper_parameters": dict(system.hparams),
+                    "system_kind": system.kind}, ckpt)
+        child = ("import resource, sys; from lightning_app import denoise; code = denoise.main(sys.argv[1:]); "
+                 "print('PEAK_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)")
+        cmd = [sys.executable, "-c", child, str(src), "--checkpoint", str(ckpt), "--output-dir", str(tmp / "out"),
+               "--no-progress", "--device", device]
+        start = time.perf_counter()
+        done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+        took = time.perf_counter() - start
+        peak_kib = int(done.stdout.split("PEAK_KIB")[1].split()[0])
+    return {"rtf": took / seconds, "peak_rss_mb": peak_kib / 1024}
+
+
 def bench_restore(system, device: torch.device, seconds: float, rates=(16000, 48000)) -> dict:
     system = system.to(device).eval()
     out = {}
@@ -105,6 +144,9 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=5, help="timed training steps")
     p.add_argument("--fed-steps", type=int, default=0, help="also time this many steps fed by the DataLoader")
     p.add_argument("--audio-seconds", type=float, default=30.0, help="length restored for the real-time factor")
+    p.add_argument("--long-file-minutes", type=float, nargs="*", default=[],
+                   help="also restore generated 48 kHz stereo files of these lengths with the CLI, "
+                        "in a child process, and report its peak memory (e.g. 10 120)")
     p.add_argument("overrides", nargs="*")
     args = p.parse_args(argv)
 
@@ -130,6 +172,10 @@ def main(argv=None) -> int:
     for key, value in restore.items():
         print(f"  restore:  real-time factor {value:.3f} at {key[4:]}Hz input "
               f"(seconds of compute per second of audio; {1 / value:.0f}x faster than real time)")
+    for minutes in args.long_file_minutes:
+        long = bench_restore_file(system.cpu(), minutes * 60, 48000, 2, args.device)
+        print(f"  long file: {minutes:g} min, 48 kHz stereo, CLI in a child process: real-time factor "
+              f"{long['rtf']:.3f}, peak RSS {long['peak_rss_mb']:.0f} MB")
     return 0
 
 

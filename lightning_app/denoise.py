@@ -10,7 +10,11 @@ A bad file is reported with its name and the reason, the others are still done, 
 exit status is 1 if anything failed.
 
 --mix blends denoised and original: 1.0 is fully denoised; the research's remedy for an
-over-suppressing model was --mix 0.3 (0.3 denoised + 0.7 original).
+over-suppressing model was --mix 0.3 (0.3 denoised + 0.7 original). --residual also writes
+what was removed. Files of any length are read, denoised and written block by block, so
+memory does not grow with the file; the result equals a single pass over the whole file.
+Above the model's Nyquist frequency (a 48 kHz transfer and a 16 kHz model) the input is
+passed through untouched unless --high-band drop; the log line of each file says which.
 """
 
 from __future__ import annotations
@@ -20,11 +24,14 @@ import logging
 import math
 import sys
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import torch
+from tqdm.auto import tqdm
 
 from lightning_app.data import audio_io
 from lightning_app.systems import DenoiseSystem, system_class
@@ -82,32 +89,58 @@ def crossfade_windows(length: int, chunk: int, overlap: int) -> tuple[int, list[
 
 
 @torch.no_grad()
-def enhance_mono(system: DenoiseSystem, audio: np.ndarray, chunk: int, overlap: int, batch_size: int = 8) -> np.ndarray:
-    """Denoise one channel at the model's rate in cross-faded chunks (bounded model memory)."""
+def enhance_mono(system: DenoiseSystem, audio: np.ndarray, chunk: int, overlap: int, batch_size: int = 8,
+                 span: tuple[int, int] | None = None, offset: int = 0) -> np.ndarray:
+    """Denoise one channel at the model's rate in cross-faded chunks (bounded model memory).
+
+    ``audio`` holds samples [offset, offset + len) of a signal whose chunk grid starts at 0;
+    with ``span`` = (first, last) sample of the whole signal's padded grid, only the chunks that
+    reach into [first, last) are run, and the result is exact there: the same chunks with the
+    same weights as a pass over the whole signal. Default: the whole of ``audio``.
+    """
     device = next(system.parameters()).device
-    padded_length, windows = crossfade_windows(len(audio), chunk, overlap)
-    padded = np.pad(audio.astype(np.float32), (0, padded_length - len(audio)))
-    out = np.zeros(padded_length, dtype=np.float64)
+    total = offset + len(audio)
+    padded_length, windows = crossfade_windows(total if span is None else span[2], chunk, overlap)
+    first, last = (0, padded_length) if span is None else span[:2]
+    windows = [(s, w) for s, w in windows if s < last and s + len(w) > first]
+    lo = windows[0][0]
+    hi = windows[-1][0] + len(windows[-1][1])
+    if lo < offset:
+        raise ValueError(f"input starts at {offset} but the first chunk needs sample {lo}")
+    padded = np.zeros(hi - lo, dtype=np.float32)
+    have = audio[lo - offset : hi - offset]
+    padded[: len(have)] = have
+    out = np.zeros(hi - lo, dtype=np.float64)
     for b in range(0, len(windows), batch_size):
         group = windows[b : b + batch_size]
-        pieces = np.stack([padded[s : s + len(w)] for s, w in group])
+        pieces = np.stack([padded[s - lo : s - lo + len(w)] for s, w in group])
         enhanced = system.enhance(torch.from_numpy(pieces).unsqueeze(1).to(device)).float().cpu().numpy()[:, 0]
         for (s, w), piece in zip(group, enhanced, strict=True):
-            out[s : s + len(w)] += w * piece
-    return out[: len(audio)]
+            out[s - lo : s - lo + len(w)] += w * piece
+    if span is None:
+        return out[: len(audio)]
+    return out  # samples [lo, hi) of the whole signal's output
 
 
 # Model input level: the median RMS of the default training mixtures (measured: -29.7 dBFS).
 TARGET_RMS_DBFS = -30.0
+CHANNEL_MODES = ("independent", "mid_side")
+HIGH_BAND = ("pass", "drop")
 
 
 @dataclass
 class Restorer:
-    """Turns (frames, channels) audio at any rate into denoised audio of the same shape and rate.
+    """Denoises (frames, channels) audio at any rate into audio of the same shape and rate.
 
-    Each channel is brought to the level the model was trained at with one gain for the whole
-    channel (never per chunk, which would make level jumps between chunks), and the gain is
-    undone afterwards, so a quiet transfer is denoised like a loud one.
+    Long files go through ``restore_file`` block by block: every block is computed from a
+    window of the input that holds every model chunk (on one global chunk grid) and every
+    resampling tap its samples depend on, so the result equals a single pass over the whole
+    file while memory stays bounded by the block length.
+
+    Each channel (or mid and side) is brought to the level the model was trained at with one
+    gain for the whole file — never per block or chunk, which would make level jumps — and
+    the gain is undone afterwards. Above the model's Nyquist frequency the input is passed
+    through untouched (``high_band='pass'``) or dropped; ``mix`` blends the result with the input.
     """
 
     system: DenoiseSystem
@@ -116,31 +149,118 @@ class Restorer:
     overlap_seconds: float = 0.5
     batch_size: int = 8
     normalise: bool = True
+    channel_mode: str = "independent"
+    high_band: str = "pass"
+    block_seconds: float = 120.0
 
     def __post_init__(self):
         if not 0.0 <= self.mix <= 1.0:
             raise ValueError(f"--mix must be between 0 and 1, got {self.mix}")
+        if self.channel_mode not in CHANNEL_MODES:
+            raise ValueError(f"channel mode must be one of {CHANNEL_MODES}, got {self.channel_mode!r}")
+        if self.high_band not in HIGH_BAND:
+            raise ValueError(f"high band must be one of {HIGH_BAND}, got {self.high_band!r}")
         self.model_rate = int(self.system.sample_rate)
 
-    def __call__(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
-        chunk = max(int(self.chunk_seconds * self.model_rate), 1)
+    # ------------------------------------------------------------------ grids
+    def _grid(self, rate: int) -> tuple[int, int, int, int]:
+        """(chunk, overlap, unit_model, unit_file): chunk steps and block edges fall on sample
+        positions that exist at both rates (multiples of unit_model / unit_file)."""
+        g = math.gcd(rate, self.model_rate)
+        unit_m, unit_f = self.model_rate // g, rate // g
+        chunk = max(int(self.chunk_seconds * self.model_rate), 2 * unit_m)
         overlap = min(int(self.overlap_seconds * self.model_rate), chunk // 2)
-        out = np.empty_like(audio, dtype=np.float32)
-        for ch in range(audio.shape[1]):
-            original = audio[:, ch].astype(np.float32)
-            at_model_rate = audio_io.resample(original, sample_rate, self.model_rate)
-            gain = self._gain(at_model_rate)
-            denoised = enhance_mono(self.system, at_model_rate * gain, chunk, overlap, self.batch_size) / gain
-            back = audio_io.resample(denoised.astype(np.float32), self.model_rate, sample_rate)
-            back = np.pad(back, (0, max(0, len(original) - len(back))))[: len(original)]
-            out[:, ch] = self.mix * back + (1.0 - self.mix) * original
-        return out
+        step = max(unit_m, round((chunk - overlap) / unit_m) * unit_m)
+        return step + overlap, overlap, unit_m, unit_f
 
-    def _gain(self, audio: np.ndarray) -> float:
-        level = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
-        if not self.normalise or level < 1e-7:
-            return 1.0
-        return 10 ** (TARGET_RMS_DBFS / 20) / level
+    @staticmethod
+    def _model_length(frames: int, rate: int, model_rate: int) -> int:
+        return math.ceil(frames * model_rate / rate)  # what resampling the whole signal gives
+
+    def plan(self, frames: int, rate: int) -> list[tuple[int, int]]:
+        """File-sample blocks [start, stop) that restore_file writes one after another."""
+        chunk, overlap, unit_m, unit_f = self._grid(rate)
+        step_m = chunk - overlap
+        block_m = max(1, round(self.block_seconds * self.model_rate / step_m)) * step_m
+        block_f = block_m // unit_m * unit_f
+        return [(s, min(s + block_f, frames)) for s in range(0, frames, block_f)]
+
+    # ------------------------------------------------------------------ processing
+    def levels(self, mean_squares: np.ndarray) -> np.ndarray:
+        """Per processed signal: the gain that brings it to the training level."""
+        gains = np.ones(len(mean_squares))
+        if self.normalise:
+            rms = np.sqrt(mean_squares)
+            ok = rms > 1e-7
+            gains[ok] = 10 ** (TARGET_RMS_DBFS / 20) / rms[ok]
+        return gains
+
+    def to_signals(self, audio: np.ndarray) -> np.ndarray:
+        """(frames, channels) -> (frames, signals): channels, or mid and side."""
+        if self.channel_mode == "mid_side" and audio.shape[1] == 2:
+            return np.stack([0.5 * (audio[:, 0] + audio[:, 1]), 0.5 * (audio[:, 0] - audio[:, 1])], axis=1)
+        return audio
+
+    def from_signals(self, signals: np.ndarray) -> np.ndarray:
+        if self.channel_mode == "mid_side" and signals.shape[1] == 2:
+            return np.stack([signals[:, 0] + signals[:, 1], signals[:, 0] - signals[:, 1]], axis=1)
+        return signals
+
+    def process_block(self, read, frames: int, rate: int, block: tuple[int, int], gains: np.ndarray) -> np.ndarray:
+        """Denoised file samples [block) as (n, channels); ``read(start, stop)`` gives input frames."""
+        chunk, overlap, unit_m, unit_f = self._grid(rate)
+        m = self.model_rate
+        margin_f = math.ceil(2048 / unit_f) * unit_f  # resampling taps reach a few dozen samples
+        margin_m = margin_f // unit_f * unit_m
+        total_m = self._model_length(frames, rate, m)
+        start_f, stop_f = block
+        c0, c1 = start_f // unit_f * unit_m, self._model_length(stop_f, rate, m)
+        # Model-rate samples needed: the block plus the resampling margin on the way back ...
+        need0, need1 = max(0, c0 - margin_m), min(total_m, c1 + margin_m)
+        padded_total, windows = crossfade_windows(total_m, chunk, overlap)
+        used = [s for s, w in windows if s < need1 and s + len(w) > need0]
+        lo_m, hi_m = used[0], min(used[-1] + chunk, total_m)
+        # ... and to feed every chunk that reaches into them, plus the margin on the way in.
+        read0 = max(0, lo_m // unit_m * unit_f - margin_f)
+        read1 = min(frames, math.ceil(hi_m / unit_m) * unit_f + margin_f)
+        x = self.to_signals(read(read0, read1).astype(np.float64))
+        off_m = read0 // unit_f * unit_m
+        out = np.empty((stop_f - start_f, x.shape[1]), dtype=np.float64)
+        for i in range(x.shape[1]):
+            low = np.asarray(audio_io.resample(x[:, i].astype(np.float32), rate, m), dtype=np.float64)
+            if read1 == frames:  # the whole signal's resampled length ends here
+                low = low[: total_m - off_m]
+            enhanced = enhance_mono(self.system, low * gains[i], chunk, overlap, self.batch_size,
+                                    span=(need0, need1, total_m), offset=off_m) / gains[i]
+            lo = used[0]
+            wet_m = enhanced[need0 - lo : need1 - lo]
+            wet = self._back(wet_m, rate)
+            if self.high_band == "pass" and rate > m:
+                wet = wet + self._high_band(x[:, i], low, need0, need1, off_m, read0, rate, unit_m, unit_f)
+            first = start_f - need0 // unit_m * unit_f
+            wet = wet[first : first + stop_f - start_f]
+            dry = x[start_f - read0 : stop_f - read0, i]
+            out[:, i] = self.mix * np.pad(wet, (0, len(dry) - len(wet))) + (1.0 - self.mix) * dry
+        return self.from_signals(out)
+
+    def _back(self, wave_m: np.ndarray, rate: int) -> np.ndarray:
+        """Model-rate samples starting on the shared grid -> file-rate samples from the matching position."""
+        return np.asarray(audio_io.resample(wave_m.astype(np.float32), self.model_rate, rate), dtype=np.float64)
+
+    def _high_band(self, x: np.ndarray, low: np.ndarray, need0: int, need1: int, off_m: int, read0: int,
+                   rate: int, unit_m: int, unit_f: int) -> np.ndarray:
+        """What the model cannot see: the input minus its band-limited (model-rate) version."""
+        band_limited = self._back(low[need0 - off_m : need1 - off_m], rate)
+        first = need0 // unit_m * unit_f - read0
+        original = x[first : first + len(band_limited)]
+        return np.pad(original, (0, len(band_limited) - len(original))) - band_limited
+
+    def __call__(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+        """Whole (frames, channels) array at once (one block), e.g. for evaluation."""
+        frames = len(audio)
+        gains = self.levels(np.mean(np.square(self.to_signals(audio.astype(np.float64))), axis=0))
+        block = (0, frames)
+        return self.process_block(lambda a, b: audio[a:b], frames, sample_rate, block, gains).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- files
@@ -177,16 +297,50 @@ def check_plan(pairs: list[tuple[Path, Path]], overwrite: bool) -> dict[Path, st
     return refused
 
 
-def restore_file(restorer: Restorer, src: Path, dst: Path) -> float:
-    """Denoise one file; returns the audio duration in seconds."""
+def _scan(path: Path, f: sf.SoundFile, block: int, to_signals) -> np.ndarray:
+    """First pass over a file: mean square of each processed signal; NaN/Inf and silence are errors."""
+    total = 0.0
+    f.seek(0)
+    for start in range(0, f.frames, block):
+        data = f.read(min(block, f.frames - start), dtype="float64", always_2d=True)
+        if not np.all(np.isfinite(data)):
+            at = start + int(np.argwhere(~np.isfinite(data))[0, 0])
+            raise audio_io.AudioFileError(path, f"contains NaN/Inf samples (first at {at / f.samplerate:.2f} s)")
+        total = total + np.sum(np.square(to_signals(data)), axis=0)
+    if not np.any(total):
+        raise audio_io.AudioFileError(path, "is digital silence (every sample is zero)")
+    return total / f.frames
+
+
+def restore_file(restorer: Restorer, src: Path, dst: Path, residual: Path | None = None, subtype: str | None = None,
+                 progress: bool = False) -> float:
+    """Denoise one file block by block (memory bounded by the block, not the file); returns its seconds."""
     info = audio_io.probe(src)
-    audio, sr = audio_io.read(src)
-    out = restorer(audio, sr)
-    if "FLOAT" not in info.subtype and "DOUBLE" not in info.subtype:
-        out = np.clip(out, -1.0, 1.0)  # integer formats cannot hold overs
+    subtype = subtype or info.subtype
+    clip = "FLOAT" not in subtype and "DOUBLE" not in subtype  # integer formats cannot hold overs
     dst.parent.mkdir(parents=True, exist_ok=True)
-    audio_io.write(dst, out, sr, subtype=info.subtype)
+    with sf.SoundFile(str(src)) as f, ExitStack() as outputs:
+        rate, frames = f.samplerate, f.frames
+        gains = restorer.levels(_scan(src, f, rate * 60, restorer.to_signals))
+
+        def read(start: int, stop: int) -> np.ndarray:
+            f.seek(start)
+            return f.read(stop - start, dtype="float64", always_2d=True)
+
+        out = outputs.enter_context(audio_io.atomic_writer(dst, rate, f.channels, subtype))
+        removed = outputs.enter_context(audio_io.atomic_writer(residual, rate, f.channels, subtype)) if residual else None
+        with tqdm(total=frames / rate, unit="s", desc=src.name, disable=not progress, leave=False) as bar:
+            for block in restorer.plan(frames, rate):
+                restored = restorer.process_block(read, frames, rate, block, gains)
+                if removed is not None:
+                    removed.write(read(*block) - restored)
+                out.write(np.clip(restored, -1.0, 1.0) if clip else restored)
+                bar.update((block[1] - block[0]) / rate)
     return info.seconds
+
+
+def residual_path(dst: Path) -> Path:
+    return dst.with_name(f"{dst.stem}.residual{dst.suffix}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -196,11 +350,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--checkpoint", required=True, help="a .ckpt from runs/<experiment>/<version>/checkpoints/")
     p.add_argument("--output-dir", required=True, help="where the restored files go (created if needed)")
     p.add_argument("--mix", type=float, default=1.0, help="share of the denoised signal, 0..1 (default 1.0)")
+    p.add_argument("--residual", action="store_true",
+                   help="also write what was removed (input - output) as NAME.residual.EXT, for listening checks")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (inputs are never replaced)")
+    p.add_argument("--channels", default="independent", choices=["independent", "mid-side"],
+                   help="stereo: denoise each channel, or mid and side (default independent)")
+    p.add_argument("--high-band", default="pass", choices=HIGH_BAND,
+                   help="above the model's Nyquist frequency: pass the input through (default) or drop it")
+    p.add_argument("--subtype", default=None, help="output sample format, e.g. PCM_16, PCM_24, FLOAT (default: the input's)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--chunk-seconds", type=float, default=10.0, help="model input length per chunk")
-    p.add_argument("--batch-size", type=int, default=8, help="chunks per forward pass")
+    p.add_argument("--block-seconds", type=float, default=120.0, help="audio read, denoised and written per step")
+    p.add_argument("--batch-size", type=int, default=8, help="chunks per forward pass (raise it on a GPU)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)
+
+
+def describe(restorer: Restorer, rate: int) -> str:
+    nyquist = restorer.model_rate // 2
+    if rate <= restorer.model_rate:
+        band = f"model rate {restorer.model_rate} Hz covers the whole band"
+    elif restorer.high_band == "pass":
+        band = f"denoised up to {nyquist} Hz, above it passed through untouched"
+    else:
+        band = f"denoised up to {nyquist} Hz, above it dropped"
+    return f"mix {restorer.mix:.2f}, {restorer.channel_mode} channels, {band}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -209,7 +383,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         device = resolve_device(args.device)
         system = load_system(args.checkpoint, device)
-        restorer = Restorer(system, mix=args.mix, chunk_seconds=args.chunk_seconds, batch_size=args.batch_size)
+        restorer = Restorer(system, mix=args.mix, chunk_seconds=args.chunk_seconds, batch_size=args.batch_size,
+                            channel_mode=args.channels.replace("-", "_"), high_band=args.high_band,
+                            block_seconds=args.block_seconds)
+        if args.subtype is not None and args.subtype not in sf.available_subtypes():
+            raise ValueError(f"--subtype {args.subtype} is not a sample format; e.g. PCM_16, PCM_24, FLOAT")
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -218,7 +396,8 @@ def main(argv: list[str] | None = None) -> int:
     if not pairs:
         print("error: no audio files found in the given inputs", file=sys.stderr)
         return 2
-    refused = check_plan(pairs, args.overwrite)
+    refused = check_plan(pairs + [(src, residual_path(dst)) for src, dst in pairs] if args.residual else pairs,
+                         args.overwrite)
     failures = dict(refused)
     audio_seconds = compute_seconds = 0.0
     for src, dst in pairs:
@@ -226,7 +405,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         start = time.perf_counter()
         try:
-            seconds = restore_file(restorer, src, dst)
+            seconds = restore_file(restorer, src, dst, residual_path(dst) if args.residual else None,
+                                   subtype=args.subtype, progress=not args.no_progress)
         except audio_io.AudioFileError as exc:
             failures[src] = exc.reason
             continue
@@ -236,14 +416,14 @@ def main(argv: list[str] | None = None) -> int:
         took = time.perf_counter() - start
         audio_seconds += seconds
         compute_seconds += took
-        log.info("restored %s -> %s (%.1f s of audio in %.1f s, mix %.2f, model rate %d Hz)",
-                 src, dst, seconds, took, args.mix, restorer.model_rate)
+        log.info("restored %s -> %s (%.1f s of audio in %.1f s, real-time factor %.3f; %s)", src, dst, seconds,
+                 took, took / max(seconds, 1e-9), describe(restorer, audio_io.probe(src).sample_rate))
     for src, reason in failures.items():
         print(f"FAILED {src}: {reason}", file=sys.stderr)
     done = len(pairs) - len(failures)
     rtf = compute_seconds / audio_seconds if audio_seconds else math.nan
     print(f"{done} of {len(pairs)} file(s) restored into {output_dir}; real-time factor {rtf:.3f} "
-          f"(seconds of compute per second of audio)")
+          f"(seconds of compute per second of audio, on {device})")
     return 1 if failures else 0
 
 

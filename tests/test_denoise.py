@@ -1,5 +1,7 @@
 """The restoration CLI's contract: shapes, rates, formats, mix, safety with archives, bad files."""
 
+import logging
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -19,8 +21,9 @@ def _run(args):
     return denoise.main([str(a) for a in args])
 
 
-@pytest.mark.parametrize("rate,channels,subtype", [(16000, 1, "PCM_16"), (44100, 1, "PCM_24"),
-                                                   (16000, 2, "FLOAT"), (44100, 2, "PCM_16")])
+@pytest.mark.parametrize("rate,channels,subtype", [(8000, 1, "PCM_16"), (16000, 1, "PCM_16"), (22050, 2, "PCM_24"),
+                                                   (44100, 1, "PCM_24"), (44100, 2, "PCM_16"), (48000, 2, "FLOAT"),
+                                                   (48000, 6, "PCM_24"), (16000, 6, "FLOAT")])
 def test_outputs_keep_name_rate_channels_length_and_format(tmp_path, trained_run, rate, channels, subtype):
     src = tmp_path / "in" / f"take_{rate}_{channels}.wav"
     write_tone_file(src, 1.3, rate, channels=channels, subtype=subtype)
@@ -112,3 +115,75 @@ def test_missing_or_foreign_checkpoint_is_a_clear_error(tmp_path, capsys):
     torch.save({"weights": torch.zeros(1)}, tmp_path / "other.ckpt")
     assert _run([src, "--checkpoint", tmp_path / "other.ckpt", "--output-dir", tmp_path / "o"]) == 2
     assert "not a c2c-denoise checkpoint" in capsys.readouterr().err
+
+
+def _restore_in_blocks(system, tmp_path, rate, channels, block_seconds, **kw):
+    src = tmp_path / f"long_{rate}_{channels}.wav"
+    if not src.exists():
+        write_tone_file(src, 4.3, rate, channels=channels, subtype="FLOAT", seed=channels)
+    dst = tmp_path / f"out_{block_seconds}_{rate}_{channels}.wav"
+    restorer = Restorer(system, chunk_seconds=0.5, overlap_seconds=0.1, block_seconds=block_seconds, **kw)
+    denoise.restore_file(restorer, src, dst, residual=tmp_path / "residual.wav")
+    return sf.read(src, always_2d=True)[0], sf.read(dst, always_2d=True)[0], sf.read(tmp_path / "residual.wav",
+                                                                                    always_2d=True)[0]
+
+
+@pytest.mark.parametrize("rate,channels,mode", [(16000, 1, "independent"), (44100, 2, "independent"),
+                                                (48000, 2, "mid_side"), (22050, 1, "independent")])
+def test_block_by_block_restoration_equals_the_whole_file_pass(system, tmp_path, rate, channels, mode):
+    original, blocks, residual = _restore_in_blocks(system, tmp_path, rate, channels, 0.7, channel_mode=mode)
+    _, whole, _ = _restore_in_blocks(system, tmp_path, rate, channels, 1000.0, channel_mode=mode)
+    assert len(Restorer(system, chunk_seconds=0.5, overlap_seconds=0.1, block_seconds=0.7).plan(len(original), rate)) > 4
+    assert blocks.shape == whole.shape == original.shape
+    np.testing.assert_allclose(blocks, whole, atol=2e-6, rtol=0)  # float32 rounding, not seams
+    assert np.max(np.abs(whole - original)) > 1e-3, "the model changed the audio"
+    np.testing.assert_allclose(residual, original - blocks, atol=1e-6)
+
+
+def _band_energy(audio, rate, low_hz):
+    spectrum = np.abs(np.fft.rfft(audio[:, 0])) ** 2
+    freqs = np.fft.rfftfreq(len(audio), 1 / rate)
+    return spectrum[freqs > low_hz].sum()
+
+
+def test_the_band_above_the_models_nyquist_is_passed_through_or_dropped(system, tmp_path):
+    rate = 48000
+    t = np.arange(2 * rate) / rate
+    audio = (0.2 * np.sin(2 * np.pi * 440 * t) + 0.05 * np.sin(2 * np.pi * 12000 * t))[:, None].astype(np.float32)
+    passed = Restorer(system, high_band="pass")(audio, rate)
+    dropped = Restorer(system, high_band="drop")(audio, rate)
+    above = _band_energy(audio, rate, 9000)
+    assert _band_energy(passed, rate, 9000) == pytest.approx(above, rel=0.02)
+    assert _band_energy(dropped, rate, 9000) < 1e-3 * above
+
+
+def test_cli_writes_the_residual_and_a_chosen_sample_format(tmp_path, trained_run, capsys, caplog):
+    caplog.set_level(logging.INFO, logger="lightning_app.denoise")
+    src = tmp_path / "in" / "take.wav"
+    write_tone_file(src, 1.0, 48000, channels=2)
+    code = _run([src, "--checkpoint", trained_run["best"], "--output-dir", tmp_path / "out", "--residual",
+                 "--subtype", "PCM_24", "--channels", "mid-side", "--no-progress"])
+    assert code == 0
+    out, residual = tmp_path / "out" / "take.wav", tmp_path / "out" / "take.residual.wav"
+    assert sf.info(out).subtype == "PCM_24" and sf.info(residual).frames == sf.info(src).frames
+    assert "above it passed through untouched" in caplog.text and "real-time factor" in capsys.readouterr().out
+    # a second run refuses to replace the residual too
+    assert _run([src, "--checkpoint", trained_run["best"], "--output-dir", tmp_path / "out", "--residual"]) == 1
+
+
+def test_an_interrupted_restoration_leaves_no_output_under_the_final_name(system, tmp_path, monkeypatch):
+    src = tmp_path / "in.wav"
+    write_tone_file(src, 3.0, 16000)
+    restorer = Restorer(system, chunk_seconds=0.5, overlap_seconds=0.1, block_seconds=0.5)
+    calls = []
+
+    def fail_on_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return Restorer.process_block(restorer, *args, **kwargs)
+
+    monkeypatch.setattr(restorer, "process_block", fail_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        denoise.restore_file(restorer, src, tmp_path / "out.wav")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav"]

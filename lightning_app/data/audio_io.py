@@ -6,6 +6,7 @@ soundfile (libsndfile) does the I/O; torchaudio resamples.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,22 +94,38 @@ def resample(audio: np.ndarray | torch.Tensor, orig_sr: int, new_sr: int) -> np.
     return AF.resample(audio, orig_sr, new_sr)
 
 
-def write(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, subtype: str | None = None) -> None:
-    """Write (frames, channels) or (frames,) audio; to a temporary name first, then renamed."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.partial")
+def _format_for(path: Path) -> str:
     suffix = path.suffix.lower().lstrip(".")
     format_name = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG"}.get(suffix)
     if format_name is None:
         raise AudioFileError(path, f"cannot write '.{suffix}' files; use .wav, .flac or .ogg")
+    return format_name
+
+
+@contextmanager
+def atomic_writer(path: str | os.PathLike, sample_rate: int, channels: int, subtype: str | None = None):
+    """An open sf.SoundFile under a temporary name, renamed to ``path`` only when the block exits
+    cleanly: an interrupted write never leaves a half-written file under the final name."""
+    path = Path(path)
+    format_name = _format_for(path)
     if subtype is not None and not sf.check_format(format_name, subtype):
         subtype = None
+    tmp = path.with_name(f".{path.name}.partial")
     try:
-        sf.write(str(tmp), audio, sample_rate, subtype=subtype, format=format_name)
+        with sf.SoundFile(str(tmp), "w", samplerate=sample_rate, channels=channels, subtype=subtype,
+                          format=format_name) as f:
+            yield f
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def write(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, subtype: str | None = None) -> None:
+    """Write (frames, channels) or (frames,) audio; to a temporary name first, then renamed."""
+    audio = audio if audio.ndim == 2 else audio[:, None]
+    with atomic_writer(path, sample_rate, audio.shape[1], subtype) as f:
+        f.write(audio)
 
 
 def find_audio_files(root: str | os.PathLike) -> list[Path]:
