@@ -5,6 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 EXP    ?= supervised_unet
+SWEEP  ?= loss_weights
 ARGS   ?=
 OUT    ?= restored
 MIX    ?= 1.0
@@ -19,7 +20,7 @@ TRAIN_FLAGS := $(if $(filter 1 yes true,$(RESUME)),--resume,$(if $(RESUME),--res
                $(if $(DEVICES),trainer.devices=$(DEVICES)) $(if $(NODES),trainer.num_nodes=$(NODES))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup train evaluate denoise tensorboard bench test test-fast lint clean-runs
+.PHONY: help setup train sweep evaluate denoise tensorboard bench test test-fast lint clean-runs
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -35,6 +36,9 @@ $(STAMP): pyproject.toml constraints.txt
 
 train: $(STAMP) ## train EXP (ARGS="key=value ...", RESUME=1, TRAINER=gpu|cpu, DEVICES=, NODES=)
 	$(PY) -m lightning_app.train $(EXP) $(ARGS) $(TRAIN_FLAGS)
+
+sweep: $(STAMP) ## Optuna sweep SWEEP (configs/sweep/) over EXP; the same command continues an interrupted one
+	$(PY) -m lightning_app.sweep $(EXP) $(SWEEP) $(ARGS) $(if $(TRAINER),--use trainer/$(TRAINER))
 
 evaluate: $(STAMP) ## checkpoints vs baselines: CKPTS="runs/.../best.ckpt ..." [DATA=dir with noisy/ clean/] [REPORT=evaluation]
 	$(PY) -m lightning_app.evaluate $(CKPTS) $(if $(DATA),--data $(DATA)) --output-dir $(REPORT) $(ARGS)

@@ -144,9 +144,9 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=5, help="timed training steps")
     p.add_argument("--fed-steps", type=int, default=0, help="also time this many steps fed by the DataLoader")
     p.add_argument("--audio-seconds", type=float, default=30.0, help="length restored for the real-time factor")
-    p.add_argument("--long-file-minutes", type=float, nargs="*", default=[],
-                   help="also restore generated 48 kHz stereo files of these lengths with the CLI, "
-                        "in a child process, and report its peak memory (e.g. 10 120)")
+    p.add_argument("--long-file-minutes", type=float, action="append", default=[],
+                   help="also restore a generated 48 kHz stereo file this long with the CLI, in a child "
+                        "process, and report its peak memory (repeatable)")
     p.add_argument("overrides", nargs="*")
     args = p.parse_args(argv)
 

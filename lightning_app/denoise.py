@@ -65,27 +65,43 @@ def resolve_device(name: str) -> torch.device:
 
 
 # ----------------------------------------------------------------------------- signal path
-def crossfade_windows(length: int, chunk: int, overlap: int) -> tuple[int, list[tuple[int, np.ndarray]]]:
-    """(padded length, [(start, weight)]) for chunks on a regular grid; weights sum to 1 everywhere.
-
-    Neighbouring chunks overlap by exactly ``overlap`` samples with complementary sin^2/cos^2
-    fades. The first chunk's start and the last chunk's end have no fade, so nothing is ever
-    divided by a near-zero window; the signal is zero-padded at the end to fill the grid.
-    """
+def chunk_grid(length: int, chunk: int, overlap: int) -> tuple[int, int, int]:
+    """(padded length, number of chunks, step) of the chunk grid over a signal of ``length``."""
     if length <= chunk:
-        return length, [(0, np.ones(length))]
+        return length, 1, chunk
     step = chunk - overlap
     count = 1 + math.ceil((length - chunk) / step)
+    return (count - 1) * step + chunk, count, step
+
+
+def chunk_window(index: int, count: int, size: int, overlap: int) -> np.ndarray:
+    """Weight of chunk ``index``: sin^2 fade-in after the first chunk, cos^2 fade-out before the last."""
+    w = np.ones(size)
     fade_in = np.sin(0.5 * np.pi * (np.arange(overlap) + 0.5) / max(overlap, 1)) ** 2
-    windows = []
-    for i in range(count):
-        w = np.ones(chunk)
-        if i > 0 and overlap:
-            w[:overlap] = fade_in
-        if i < count - 1 and overlap:
-            w[chunk - overlap:] = 1.0 - fade_in
-        windows.append((i * step, w))
-    return (count - 1) * step + chunk, windows
+    if index > 0 and overlap:
+        w[:overlap] = fade_in
+    if index < count - 1 and overlap:
+        w[size - overlap:] = 1.0 - fade_in
+    return w
+
+
+def crossfade_windows(length: int, chunk: int, overlap: int, first: int = 0,
+                      last: int | None = None) -> tuple[int, list[tuple[int, np.ndarray]]]:
+    """(padded length, [(start, weight)]) for the chunks that reach into [first, last).
+
+    Neighbouring chunks overlap by exactly ``overlap`` samples with complementary sin^2/cos^2
+    fades, so the weights sum to 1 everywhere. The first chunk's start and the last chunk's
+    end have no fade, so nothing is ever divided by a near-zero window; the signal is
+    zero-padded at the end to fill the grid. Only the chunks asked for are built, so a
+    block of a three-hour file costs what a block of a short one does.
+    """
+    padded, count, step = chunk_grid(length, chunk, overlap)
+    if count == 1:
+        return padded, [(0, np.ones(length))]
+    last = padded if last is None else last
+    lo = max(0, (first - chunk) // step + 1)
+    hi = min(count - 1, (last - 1) // step)
+    return padded, [(i * step, chunk_window(i, count, chunk, overlap)) for i in range(lo, hi + 1)]
 
 
 @torch.no_grad()
@@ -94,15 +110,15 @@ def enhance_mono(system: DenoiseSystem, audio: np.ndarray, chunk: int, overlap: 
     """Denoise one channel at the model's rate in cross-faded chunks (bounded model memory).
 
     ``audio`` holds samples [offset, offset + len) of a signal whose chunk grid starts at 0;
-    with ``span`` = (first, last) sample of the whole signal's padded grid, only the chunks that
-    reach into [first, last) are run, and the result is exact there: the same chunks with the
+    with ``span`` = (first, last, total), ``total`` the whole signal's length, only the chunks
+    that reach into [first, last) are run, and the result is exact there: the same chunks with the
     same weights as a pass over the whole signal. Default: the whole of ``audio``.
     """
     device = next(system.parameters()).device
-    total = offset + len(audio)
-    padded_length, windows = crossfade_windows(total if span is None else span[2], chunk, overlap)
-    first, last = (0, padded_length) if span is None else span[:2]
-    windows = [(s, w) for s, w in windows if s < last and s + len(w) > first]
+    if span is None:
+        _, windows = crossfade_windows(offset + len(audio), chunk, overlap)
+    else:
+        _, windows = crossfade_windows(span[2], chunk, overlap, span[0], span[1])
     lo = windows[0][0]
     hi = windows[-1][0] + len(windows[-1][1])
     if lo < offset:
@@ -147,11 +163,11 @@ class Restorer:
     mix: float = 1.0
     chunk_seconds: float = 10.0
     overlap_seconds: float = 0.5
-    batch_size: int = 8
+    batch_size: int = 2
     normalise: bool = True
     channel_mode: str = "independent"
     high_band: str = "pass"
-    block_seconds: float = 120.0
+    block_seconds: float = 60.0
 
     def __post_init__(self):
         if not 0.0 <= self.mix <= 1.0:
@@ -217,9 +233,9 @@ class Restorer:
         c0, c1 = start_f // unit_f * unit_m, self._model_length(stop_f, rate, m)
         # Model-rate samples needed: the block plus the resampling margin on the way back ...
         need0, need1 = max(0, c0 - margin_m), min(total_m, c1 + margin_m)
-        padded_total, windows = crossfade_windows(total_m, chunk, overlap)
-        used = [s for s, w in windows if s < need1 and s + len(w) > need0]
-        lo_m, hi_m = used[0], min(used[-1] + chunk, total_m)
+        _, windows = crossfade_windows(total_m, chunk, overlap, need0, need1)
+        used = [s for s, _ in windows]
+        lo_m, hi_m = used[0], min(used[-1] + len(windows[-1][1]), total_m)
         # ... and to feed every chunk that reaches into them, plus the margin on the way in.
         read0 = max(0, lo_m // unit_m * unit_f - margin_f)
         read1 = min(frames, math.ceil(hi_m / unit_m) * unit_f + margin_f)
@@ -360,8 +376,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--subtype", default=None, help="output sample format, e.g. PCM_16, PCM_24, FLOAT (default: the input's)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--chunk-seconds", type=float, default=10.0, help="model input length per chunk")
-    p.add_argument("--block-seconds", type=float, default=120.0, help="audio read, denoised and written per step")
-    p.add_argument("--batch-size", type=int, default=8, help="chunks per forward pass (raise it on a GPU)")
+    p.add_argument("--block-seconds", type=float, default=60.0, help="audio read, denoised and written per step")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="chunks per forward pass (default: 2 on the CPU, where bigger batches only cost memory; 16 on a GPU)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)
 
@@ -383,7 +400,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         device = resolve_device(args.device)
         system = load_system(args.checkpoint, device)
-        restorer = Restorer(system, mix=args.mix, chunk_seconds=args.chunk_seconds, batch_size=args.batch_size,
+        batch_size = args.batch_size or (16 if device.type == "cuda" else 2)
+        restorer = Restorer(system, mix=args.mix, chunk_seconds=args.chunk_seconds, batch_size=batch_size,
                             channel_mode=args.channels.replace("-", "_"), high_band=args.high_band,
                             block_seconds=args.block_seconds)
         if args.subtype is not None and args.subtype not in sf.available_subtypes():

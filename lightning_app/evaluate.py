@@ -283,6 +283,7 @@ def evaluate(checkpoints: list[Path], output_dir: Path, data: Path | None = None
     outputs, rtf = {NOISY: [c["noisy"] for c in test_clips]}, {NOISY: 0.0}
     for name, process in [*(baselines().items() if with_baselines else []), *systems]:
         estimates, rtf[name] = run_system(process, test_clips, rate)
+        log.info("ran %s on %d clips (real-time factor %.4f)", name, len(test_clips), rtf[name])
         if name in dict(systems):
             # The mix is linear, so each blend comes from the one model pass (and costs what it costs).
             for mix in mixes:
@@ -292,7 +293,6 @@ def evaluate(checkpoints: list[Path], output_dir: Path, data: Path | None = None
             del rtf[name]
         else:
             outputs[name] = estimates
-        log.info("ran %s (real-time factor %.4f)", name, rtf.get(name, math.nan))
     scores = score(test_clips, outputs, rate, workers)
     rows = summarise(scores, test_clips, rtf)
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -192,7 +192,8 @@ def final_metrics(trainer: L.Trainer) -> dict[str, float]:
 
 
 # ----------------------------------------------------------------------------- main
-def train(cfg: DictConfig, resume: str | None = None, ckpt_path: Path | None = None) -> dict:
+def train(cfg: DictConfig, resume: str | None = None, ckpt_path: Path | None = None,
+          extra_callbacks: list[L.Callback] = ()) -> dict:
     """Fit one experiment; returns {'run_dir', 'best', 'last', 'metrics'}."""
     if resume:
         run_dir, ckpt_path = resolve_resume(resume, cfg)
@@ -210,7 +211,7 @@ def train(cfg: DictConfig, resume: str | None = None, ckpt_path: Path | None = N
     datamodule = build_datamodule(cfg, system)
     logger = TensorBoardLogger(save_dir=str(run_dir.parent.parent), name=run_dir.parent.name, version=run_dir.name,
                                default_hp_metric=False)
-    callbacks = build_callbacks(cfg, run_dir)
+    callbacks = build_callbacks(cfg, run_dir) + list(extra_callbacks)
     trainer = build_trainer(cfg, run_dir, logger, callbacks)
     if trainer.is_global_zero:
         C.save(cfg, run_dir / "config.yaml")

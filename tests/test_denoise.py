@@ -63,6 +63,13 @@ def test_crossfade_weights_sum_to_one_everywhere():
         for start, w in windows:
             total[start : start + len(w)] += w
         np.testing.assert_allclose(total[:length], 1.0, atol=1e-12)
+        # a range of the grid holds exactly the chunks of the full list that reach into it
+        for first, last in [(0, 1), (15, 45), (length - 1, length), (chunk - overlap, chunk + 1)]:
+            _, some = crossfade_windows(length, chunk, overlap, first, last)
+            expected = [(s, w) for s, w in windows if s < last and s + len(w) > first]
+            assert [s for s, _ in some] == [s for s, _ in expected], (length, first, last)
+            for (_, a), (_, b) in zip(some, expected, strict=True):
+                np.testing.assert_array_equal(a, b)
 
 
 def test_chunked_processing_matches_whole_signal_processing(system):
