@@ -1,5 +1,5 @@
 # c2c-denoise — `make help` lists the targets. Variables: EXP, ARGS, RESUME, TRAINER, DEVICES, NODES,
-# CKPT, CKPTS, DATA, REPORT, INPUTS, OUT, MIX, LONG_MINUTES.
+# CKPT, CKPTS, DATA, REPORT, INPUTS, OUT, MIX, LONG_MINUTES, SWEEP, GPUS_PER_NODE, PARTITION, ACCOUNT, TIME, DRY_RUN.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -20,7 +20,7 @@ TRAIN_FLAGS := $(if $(filter 1 yes true,$(RESUME)),--resume,$(if $(RESUME),--res
                $(if $(DEVICES),trainer.devices=$(DEVICES)) $(if $(NODES),trainer.num_nodes=$(NODES))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup train sweep evaluate denoise tensorboard bench test test-fast lint clean-runs
+.PHONY: help setup train submit sweep evaluate denoise tensorboard bench test test-fast lint clean-runs
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -36,6 +36,11 @@ $(STAMP): pyproject.toml constraints.txt
 
 train: $(STAMP) ## train EXP (ARGS="key=value ...", RESUME=1, TRAINER=gpu|cpu, DEVICES=, NODES=)
 	$(PY) -m lightning_app.train $(EXP) $(ARGS) $(TRAIN_FLAGS)
+
+submit: $(STAMP) ## Slurm job: EXP NODES=1 GPUS_PER_NODE=8 [PARTITION= ACCOUNT= TIME=] [DRY_RUN=1] (configs/cluster/slurm.yaml)
+	$(PY) -m lightning_app.submit $(EXP) $(ARGS) $(if $(NODES),--nodes $(NODES)) $(if $(GPUS_PER_NODE),--gpus-per-node $(GPUS_PER_NODE)) \
+	  $(if $(PARTITION),--partition $(PARTITION)) $(if $(ACCOUNT),--account $(ACCOUNT)) $(if $(TIME),--time $(TIME)) \
+	  $(if $(TRAINER),--use trainer/$(TRAINER)) $(if $(filter 1 yes true,$(DRY_RUN)),--dry-run)
 
 sweep: $(STAMP) ## Optuna sweep SWEEP (configs/sweep/) over EXP; the same command continues an interrupted one
 	$(PY) -m lightning_app.sweep $(EXP) $(SWEEP) $(ARGS) $(if $(TRAINER),--use trainer/$(TRAINER))

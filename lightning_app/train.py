@@ -17,12 +17,14 @@ import math
 import os
 import re
 import sys
+import warnings
 from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, OmegaConf
 
 from lightning_app import config as C
@@ -166,8 +168,15 @@ def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[L.Callback]:
 
 
 def build_trainer(cfg: DictConfig, run_dir: Path, logger: TensorBoardLogger, callbacks: list) -> L.Trainer:
+    # Our epoch metrics are torchmetrics states already reduced across ranks; Lightning cannot tell.
+    warnings.filterwarnings("ignore", message=".*when logging on epoch level in distributed setting.*")
+    plugins = []
+    if SLURMEnvironment.detect():
+        # Preemption is handled by the job script (requeue, then resume from last.ckpt), not by
+        # saving inside Lightning's signal handler, which has been seen to hang.
+        plugins.append(SLURMEnvironment(auto_requeue=False))
     return L.Trainer(**C.to_container(cfg.trainer), default_root_dir=run_dir, logger=logger, callbacks=callbacks,
-                     use_distributed_sampler=False)  # our samplers shard by rank themselves
+                     plugins=plugins, use_distributed_sampler=False)  # our samplers shard by rank themselves
 
 
 def log_hparams(logger: TensorBoardLogger, cfg: DictConfig) -> None:
@@ -297,6 +306,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="apply a building block from configs/, e.g. trainer/gpu (repeatable)")
     parser.add_argument("--resume", nargs="?", const="latest", default=None, metavar="RUN_DIR|CKPT",
                         help="continue the latest run with a last.ckpt (or the given one)")
+    parser.add_argument("--resume-if-exists", action="store_true",
+                        help="with run.version=...: resume that run if it has a last.ckpt, else start it (job scripts)")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     return parser.parse_intermixed_args(argv)  # options may sit between the overrides
 
@@ -306,6 +317,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         cfg = C.compose(args.experiment, args.overrides, blocks=args.use)
+        if args.resume_if_exists:
+            if not cfg.run.version:
+                raise C.ConfigError("--resume-if-exists needs a fixed run.version=version_N")
+            run_dir = experiment_dir(cfg) / cfg.run.version
+            if (run_dir / "checkpoints" / LAST).is_file():
+                log.info("resuming %s from its %s", run_dir, LAST)
+                args.resume = str(run_dir)
         if args.resume and not cfg.stages:
             run_dir, _ = resolve_resume(args.resume, cfg)
             cfg = C.compose_saved(run_dir / "config.yaml", args.overrides, blocks=args.use)

@@ -1,0 +1,81 @@
+"""Slurm: the rendered job script, and a real single-node Slurm that trains, is requeued and resumes."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from lightning_app import submit as S
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ["use=[data/smoke,model/tiny]", "trainer.enable_progress_bar=false"]
+
+
+def test_rendered_script_runs_one_task_per_gpu_requeues_and_resumes(tmp_path):
+    path, script = S.submit("pure_noise2noise", [f"run.root={tmp_path}", "trainer.max_epochs=3"],
+                            cluster_overrides=["nodes=2", "gpus_per_node=8", "partition=gpu", "account=lab",
+                                               "time=01:00:00"], dry_run=True)
+    assert not path.parent.exists(), "a dry run creates nothing"
+    for line in ("#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=8", "#SBATCH --gpus-per-node=8",
+                 "#SBATCH --partition=gpu", "#SBATCH --account=lab", "#SBATCH --time=01:00:00", "#SBATCH --requeue",
+                 "#SBATCH --signal=B:USR1@180", f"#SBATCH --output={path.parent.resolve()}/slurm-%j.out"):
+        assert line in script, line
+    command = next(line for line in script.splitlines() if line.startswith("srun "))
+    for part in ("-m lightning_app.train pure_noise2noise", "--use=trainer/ddp", "trainer.num_nodes=2",
+                 "trainer.devices=8", "trainer.strategy=ddp", "run.version=version_0", "--resume-if-exists"):
+        assert part in command, part
+    assert "scontrol requeue $SLURM_JOB_ID' USR1" in script
+    with pytest.raises(S.C.ConfigError, match="unknown cluster setting"):
+        S.submit("pure_noise2noise", cluster_overrides=["gpus=8"], dry_run=True)
+    with pytest.raises(S.C.ConfigError, match="unknown config key"):
+        S.submit("pure_noise2noise", ["trainer.max_epoch=3"], dry_run=True)
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "slurm_single_node.sh")], capture_output=True, text=True)
+    if done.returncode == 3:
+        pytest.skip(f"no Slurm here: {done.stderr.strip() or done.stdout.strip()}")
+    assert done.returncode == 0, done.stderr
+
+
+def _job_state(job: str) -> str:
+    return subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True).stdout.strip()
+
+
+def _wait(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.slow
+def test_submitted_job_trains_with_two_ranks_and_resumes_after_a_requeue(slurm, tmp_path):
+    epochs = 4
+    path, job = S.submit("supervised_unet", [f"run.root={tmp_path}", f"data.cache_dir={tmp_path / 'cache'}",
+                                             f"trainer.max_epochs={epochs}", *SMOKE],
+                         cluster_overrides=["gpus_per_node=0", "tasks_per_node=2", "cpus_per_task=1", "time=00:15:00"])
+    run = path.parent
+    last = run / "checkpoints" / "last.ckpt"
+    _wait(last.is_file, 180, "the first checkpoint")
+    # What Slurm does before a time limit: USR1 to the batch shell, which requeues the job.
+    subprocess.run(["scancel", "--signal=USR1", "--batch", job], check=True)
+    _wait(lambda: _job_state(job) == "PENDING", 120, "the job to be requeued")
+    # A requeued job waits ~2 minutes before it is eligible again; the test need not.
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], capture_output=True)
+    _wait(lambda: "restart 1" in (run / f"slurm-{job}.out").read_text(), 240, "the requeued job to start")
+    _wait(lambda: (run / "metrics.json").is_file() and not _job_state(job), 240, "the job to finish")
+
+    log = (run / f"slurm-{job}.out").read_text()
+    assert "requeueing job" in log and "resuming" in log, log[-2000:]
+    assert sorted(p.name for p in run.parent.iterdir()) == ["version_0"], "same run directory after the requeue"
+    ckpt = torch.load(last, weights_only=True)
+    steps_per_epoch = 8 // 2 // 4  # smoke: 8 examples per epoch over 2 ranks, batches of 4
+    assert ckpt["global_step"] == epochs * steps_per_epoch, "no step lost or counted twice"
