@@ -2,6 +2,7 @@
 
     python -m lightning_app.submit EXP [key=value ...] [--nodes N] [--gpus-per-node G] [--partition P]
                                    [--account A] [--time HH:MM:SS] [--use GROUP/NAME] [--dry-run]
+    python -m lightning_app.submit EXP --sweep SWEEP --workers N [...]   (a job array of sweep workers)
 
 The job runs one task per GPU under ``srun`` (Lightning reads the ranks from Slurm) on
 ``--nodes`` nodes with DDP. Each submission gets its own run directory, runs/<EXP>/version_N,
@@ -80,14 +81,84 @@ def render(cluster: DictConfig, experiment: str, overrides: list[str], blocks: l
     return "\n".join(lines)
 
 
-def submit(experiment: str, overrides: list[str] = (), blocks: list[str] = (), cluster_overrides: list[str] = (),
-           dry_run: bool = False, python: str = sys.executable) -> tuple[Path, str]:
-    """Render the script into a new run directory and submit it; returns (script, sbatch's answer)."""
+def render_sweep(cluster: DictConfig, experiment: str, sweep: str, workers: int, overrides: list[str],
+                 blocks: list[str], directory: Path, python: str) -> str:
+    """A job array of ``workers`` sweep workers sharing one Optuna study; each runs trials one after another."""
+    gpus = min(int(cluster.gpus_per_node), 1)
+    if gpus and not any(b.startswith("trainer/") for b in blocks):
+        blocks = ["trainer/gpu", *blocks]
+    args = [experiment, sweep, *(f"--use={b}" for b in blocks), *overrides,
+            *([] if gpus else ["trainer.accelerator=cpu"])]
+    lines = [
+        "#!/bin/bash",
+        f"#SBATCH --job-name=c2c-sweep-{experiment}-{sweep}",
+        f"#SBATCH --array=0-{workers - 1}",
+        "#SBATCH --ntasks=1",
+        f"#SBATCH --cpus-per-task={cluster.cpus_per_task}",
+        f"#SBATCH --time={cluster.time}",
+        f"#SBATCH --output={directory}/worker-%A_%a.out",
+        "#SBATCH --open-mode=append",
+        "#SBATCH --requeue",  # a preempted worker comes back; the study retries its unfinished trial
+    ]
+    if gpus:
+        lines.append("#SBATCH --gpus-per-node=1")
+    if cluster.partition:
+        lines.append(f"#SBATCH --partition={cluster.partition}")
+    if cluster.account:
+        lines.append(f"#SBATCH --account={cluster.account}")
+    lines += [f"#SBATCH {extra}" for extra in cluster.sbatch_extra]
+    lines += [
+        "",
+        "# Rendered by lightning_app.submit --sweep: every array task is one worker on the same study.",
+        "set -uo pipefail",
+        f"cd {shlex.quote(str(C.PROJECT_ROOT))}",
+        *cluster.setup,
+        'echo "sweep worker $SLURM_ARRAY_TASK_ID of job $SLURM_ARRAY_JOB_ID on $(hostname) at $(date)"',
+        f"exec {shlex.quote(python)} -m lightning_app.sweep {' '.join(shlex.quote(a) for a in args)}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def submit_sweep(experiment: str, sweep: str, workers: int, overrides: list[str] = (), blocks: list[str] = (),
+                 cluster_overrides: list[str] = (), dry_run: bool = False,
+                 python: str = sys.executable) -> tuple[Path, str]:
+    from lightning_app.sweep import SWEEP_FIELDS, load_sweep
+
+    cluster = _cluster(cluster_overrides)
+    sweep_fields = [o for o in overrides if o.split("=", 1)[0].split(".")[0] in SWEEP_FIELDS]
+    load_sweep(sweep, sweep_fields)  # a bad sweep fails here, not in the queue
+    cfg = C.compose(experiment, [o for o in overrides if o not in sweep_fields], blocks=list(blocks))
+    directory = (Path(cfg.run.root) / "sweeps" / f"{experiment}-{sweep}").resolve()
+    script = render_sweep(cluster, experiment, sweep, workers, list(overrides), list(blocks), directory, python)
+    if dry_run:
+        return directory / "submit-sweep.sbatch", script
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "submit-sweep.sbatch"
+    path.write_text(script)
+    return path, _sbatch(path)
+
+
+def _cluster(cluster_overrides) -> DictConfig:
     cluster = OmegaConf.load(CLUSTER)
     unknown = sorted({o.split("=", 1)[0] for o in cluster_overrides} - set(cluster))
     if unknown:
         raise C.ConfigError(f"unknown cluster setting(s) {unknown}; known: {sorted(cluster)}")
     cluster.merge_with(OmegaConf.from_dotlist(list(cluster_overrides)))
+    return cluster
+
+
+def _sbatch(path: Path) -> str:
+    done = subprocess.run(["sbatch", "--parsable", str(path)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"sbatch failed: {done.stderr.strip() or done.stdout.strip()}")
+    return done.stdout.strip()
+
+
+def submit(experiment: str, overrides: list[str] = (), blocks: list[str] = (), cluster_overrides: list[str] = (),
+           dry_run: bool = False, python: str = sys.executable) -> tuple[Path, str]:
+    """Render the script into a new run directory and submit it; returns (script, sbatch's answer)."""
+    cluster = _cluster(cluster_overrides)
     cfg = C.compose(experiment, list(overrides), blocks=list(blocks))  # fails here, not in the queue
     if cfg.stages:
         raise C.ConfigError(f"{experiment} is a sequence of stages; submit each stage's experiment")
@@ -99,10 +170,7 @@ def submit(experiment: str, overrides: list[str] = (), blocks: list[str] = (), c
     run_dir.mkdir(parents=True)
     path = run_dir / "submit.sbatch"
     path.write_text(script)
-    done = subprocess.run(["sbatch", "--parsable", str(path)], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"sbatch failed: {done.stderr.strip() or done.stdout.strip()}")
-    return path, done.stdout.strip()
+    return path, _sbatch(path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,20 +181,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--use", action="append", default=[], metavar="GROUP/NAME")
     for name in ("nodes", "gpus-per-node", "tasks-per-node", "cpus-per-task", "partition", "account", "time"):
         p.add_argument(f"--{name}", default=None)
+    p.add_argument("--sweep", default=None, help="submit N workers of this sweep (configs/sweep/) as a job array")
+    p.add_argument("--workers", type=int, default=4, help="with --sweep: array size (default 4)")
     p.add_argument("--dry-run", action="store_true", help="print the script; create and submit nothing")
     args = p.parse_intermixed_args(argv)
     cluster = [f"{k.replace('-', '_')}={v}" for k, v in vars(args).items()
                if k in ("nodes", "gpus_per_node", "tasks_per_node", "cpus_per_task", "partition", "account", "time")
                and v not in (None, "")]
     try:
-        path, answer = submit(args.experiment, args.overrides, args.use, cluster, args.dry_run)
+        if args.sweep:
+            path, answer = submit_sweep(args.experiment, args.sweep, args.workers, args.overrides, args.use, cluster,
+                                        args.dry_run)
+        else:
+            path, answer = submit(args.experiment, args.overrides, args.use, cluster, args.dry_run)
     except (C.ConfigError, RuntimeError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.dry_run:
         print(answer)
     else:
-        print(f"submitted job {answer}: {path} (log: {path.parent}/slurm-{answer}.out)")
+        print(f"submitted job {answer}: {path} (logs in {path.parent})")
     return 0
 
 

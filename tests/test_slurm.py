@@ -79,3 +79,32 @@ def test_submitted_job_trains_with_two_ranks_and_resumes_after_a_requeue(slurm, 
     ckpt = torch.load(last, weights_only=True)
     steps_per_epoch = 8 // 2 // 4  # smoke: 8 examples per epoch over 2 ranks, batches of 4
     assert ckpt["global_step"] == epochs * steps_per_epoch, "no step lost or counted twice"
+
+
+def test_sweep_array_script_starts_workers_on_one_study(tmp_path):
+    path, script = S.submit_sweep("pure_noise2noise", "loss_weights", 3, [f"run.root={tmp_path}", "trials=12"],
+                                  dry_run=True)
+    assert path.parent == (tmp_path / "sweeps" / "pure_noise2noise-loss_weights").resolve()
+    for line in ("#SBATCH --array=0-2", "#SBATCH --gpus-per-node=1", "#SBATCH --requeue"):
+        assert line in script, line
+    assert "-m lightning_app.sweep pure_noise2noise loss_weights --use=trainer/gpu" in script and "trials=12" in script
+    with pytest.raises(S.C.ConfigError, match="no sweep 'nope'"):
+        S.submit_sweep("pure_noise2noise", "nope", 2, dry_run=True)
+
+
+@pytest.mark.slow
+def test_a_sweep_job_array_shares_one_study(slurm, tmp_path):
+    import optuna
+
+    path, job = S.submit_sweep("supervised_unet", "learning_rate", 2,
+                               [f"run.root={tmp_path}", f"data.cache_dir={tmp_path / 'cache'}", "trials=4",
+                                "sampler=random", "overrides=[]", "trainer.max_epochs=1", *SMOKE],
+                               cluster_overrides=["gpus_per_node=0", "cpus_per_task=1", "time=00:15:00"])
+    _wait(lambda: not _job_state(job), 300, "the sweep workers to finish")
+    study = optuna.load_study(study_name="supervised_unet-learning_rate",
+                              storage=f"sqlite:///{path.parent / 'study.db'}")
+    complete = [t for t in study.get_trials() if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) >= 4, [t.state for t in study.get_trials()]
+    logs = sorted(p.name for p in path.parent.glob("worker-*.out"))
+    assert len(logs) == 2, logs
+    assert (path.parent / "trials.csv").is_file()
