@@ -148,7 +148,7 @@ def build_datamodule(cfg: DictConfig, system: DenoiseSystem) -> DenoiseDataModul
         snr_db=list(d.snr_db), gain_db=list(d.gain_db), batch_size=d.batch_size, num_workers=d.num_workers,
         train_examples_per_epoch=d.train_examples_per_epoch, val_clips=d.val_clips, seed=cfg.seed,
         clean=C.to_container(d.clean), noise=C.to_container(d.noise), paired=C.to_container(d.paired),
-        real_pairs=C.to_container(d.real_pairs), cache_dir=d.cache_dir)
+        real_pairs=C.to_container(d.real_pairs), cache_dir=d.cache_dir, source_bank=d.source_bank)
 
 
 def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[L.Callback]:

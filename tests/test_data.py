@@ -163,3 +163,26 @@ def test_audio_io_errors_name_the_file_and_the_problem(tmp_path):
     with pytest.raises(audio_io.AudioFileError, match="digital silence"):
         audio_io.read(silent)
     assert audio_io.read(silent, allow_silence=True)[0].shape == (100, 1)
+
+
+def test_source_bank_trains_on_crops_of_a_fixed_bank_and_leaves_validation_alone(tmp_path):
+    plain = _datamodule(tmp_path)
+    banked = _datamodule(tmp_path, "data.source_bank=6")
+    again = _datamodule(tmp_path, "data.source_bank=6")
+    for dm in (plain, banked, again):
+        dm.setup("fit")
+    torch.testing.assert_close(_first_val_batch(plain)["clean"], _first_val_batch(banked)["clean"])
+    bank = banked.train_set.clean_source
+    assert len(bank.items) == 6 and all(len(item) == 2 * banked.segment_samples for item in bank.items)
+    for key in [(0, 0, 0, i) for i in range(8)]:
+        example, twin = banked.train_set[key], again.train_set[key]
+        torch.testing.assert_close(example["noisy"], twin["noisy"])  # same bank, same draw, in any process
+        clean = example["clean"].numpy().reshape(-1)
+        assert np.isfinite(clean).all() and np.std(clean) > 0
+        # the clean signal is a scaled crop of one bank item
+        found = False
+        for item in bank.items:
+            windows = np.lib.stride_tricks.sliding_window_view(item, len(clean))
+            corr = windows @ clean / (np.linalg.norm(windows, axis=1) * np.linalg.norm(clean) + 1e-12)
+            found |= bool(corr.max() > 0.9999)
+        assert found, key

@@ -15,7 +15,7 @@ from lightning_app.data.datasets import (
     TrainKeySampler,
 )
 from lightning_app.data.pairs import RealPairDataset, RealPairIndex
-from lightning_app.data.sources import AudioFolder, build_clean_source, build_noise_source
+from lightning_app.data.sources import AudioFolder, SourceBank, build_clean_source, build_noise_source
 
 
 class DenoiseDataModule(L.LightningDataModule):
@@ -32,7 +32,7 @@ class DenoiseDataModule(L.LightningDataModule):
     def __init__(self, *, sample_rate: int, mode: str, segment_samples: int, val_samples: int,
                  snr_db, gain_db, batch_size: int, num_workers: int, train_examples_per_epoch: int,
                  val_clips: int, seed: int, clean: dict, noise: dict, paired: dict | None = None,
-                 real_pairs: dict | None = None, cache_dir: str | None = None):
+                 real_pairs: dict | None = None, cache_dir: str | None = None, source_bank: int = 0):
         super().__init__()
         self.sample_rate = sample_rate
         self.mode = mode
@@ -47,6 +47,7 @@ class DenoiseDataModule(L.LightningDataModule):
         self.clean_spec, self.noise_spec = clean, noise
         self.paired = paired or {}
         self.real_pairs = real_pairs or {}
+        self.source_bank = source_bank
         self.cache_dir = cache_dir
         self.train_set = self.val_set = None
 
@@ -88,6 +89,12 @@ class DenoiseDataModule(L.LightningDataModule):
                                              self.seed)
         else:
             self.train_set = MixtureDataset(num_samples=self.segment_samples, **common)
+            if self.source_bank:  # training only: validation and test keep their exact procedural clips
+                self.train_set.clean_source, self.train_set.noise_source = (
+                    SourceBank(src, self.source_bank, self.segment_samples, self.seed, stream)
+                    for stream, src in enumerate((clean, noise)))
+                for bank in (self.train_set.clean_source, self.train_set.noise_source):
+                    bank.fill()
         self.val_set = MixtureDataset(num_samples=self.val_samples, length=self.val_clips, stream=VAL_STREAM, **common)
         self.test_set = MixtureDataset(num_samples=self.val_samples, length=self.val_clips, stream=TEST_STREAM, **common)
 

@@ -167,3 +167,55 @@ def build_noise_source(sample_rate: int, kind: str, cache_dir: str | None, folde
     if kind == "folder":
         return AudioFolder(sample_rate, cache_dir=cache_dir, loop_short=True, **folder)
     raise ValueError(f"data.noise.kind must be 'procedural' or 'folder', got {kind!r}")
+
+
+def _bank_item(args) -> tuple[np.ndarray, str]:
+    source, seed, stream, index, num_samples = args
+    return source(np.random.default_rng((seed, 7, stream, index)), num_samples)
+
+
+class SourceBank:
+    """A fixed set of segments drawn once from a slow source; examples take random crops of them.
+
+    Procedural speech and noise cost ~10 ms a segment, which is what starves a GPU: with a bank,
+    an example costs a crop and a mix, while clean x noise x crop x SNR x gain still gives far
+    more distinct mixtures than any run draws. Items are twice the requested length, drawn from
+    keys (seed, stream, index), so every worker and rank holds the same bank; the DataLoader's
+    forked workers share its memory. Filled in parallel processes.
+    """
+
+    def __init__(self, source, size: int, num_samples: int, seed: int, stream: int, workers: int | None = None):
+        self.source = source
+        self.size = size
+        self.item_samples = 2 * num_samples
+        self.seed = seed
+        self.stream = stream
+        self.workers = workers or max(1, min(os.cpu_count() or 1, size // 64))  # small banks: no pool
+        self.items: list[np.ndarray] = []
+        self.labels: list[str] = []
+
+    def fill(self) -> None:
+        if self.items:
+            return
+        jobs = [(self.source, self.seed, self.stream, i, self.item_samples) for i in range(self.size)]
+        if self.workers > 1:
+            import multiprocessing
+
+            with multiprocessing.get_context("spawn").Pool(self.workers) as pool:  # no fork of a torch process
+                results = pool.map(_bank_item, jobs, chunksize=16)
+        else:
+            results = [_bank_item(j) for j in jobs]
+        self.items = [np.asarray(a, dtype=np.float32) for a, _ in results]
+        self.labels = [label for _, label in results]
+
+    def __call__(self, rng: np.random.Generator, num_samples: int) -> tuple[np.ndarray, str]:
+        self.fill()
+        i = int(rng.integers(self.size))
+        item = self.items[i]
+        if num_samples > len(item):
+            raise ValueError(f"bank items hold {len(item)} samples, {num_samples} asked for")
+        start = int(rng.integers(0, len(item) - num_samples + 1))
+        segment = item[start : start + num_samples]
+        if rms(segment) <= SILENCE_RMS:  # a crop inside a pause: take the item's start instead
+            segment = item[:num_samples]
+        return segment, self.labels[i]
