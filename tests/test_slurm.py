@@ -58,13 +58,15 @@ def _wait(condition, timeout: float, what: str):
 
 @pytest.mark.slow
 def test_submitted_job_trains_with_two_ranks_and_resumes_after_a_requeue(slurm, tmp_path):
-    epochs = 4
+    epochs = 6  # long enough that the signal lands mid-run, not after the last epoch
     path, job = S.submit("supervised_unet", [f"run.root={tmp_path}", f"data.cache_dir={tmp_path / 'cache'}",
-                                             f"trainer.max_epochs={epochs}", *SMOKE],
+                                             f"trainer.max_epochs={epochs}", "data.train_examples_per_epoch=64",
+                                             *SMOKE],
                          cluster_overrides=["gpus_per_node=0", "tasks_per_node=2", "cpus_per_task=1", "time=00:15:00"])
     run = path.parent
     last = run / "checkpoints" / "last.ckpt"
     _wait(last.is_file, 180, "the first checkpoint")
+    first = torch.load(last, weights_only=True)["global_step"]
     # What Slurm does before a time limit: USR1 to the batch shell, which requeues the job.
     subprocess.run(["scancel", "--signal=USR1", "--batch", job], check=True)
     _wait(lambda: _job_state(job) == "PENDING", 120, "the job to be requeued")
@@ -77,7 +79,8 @@ def test_submitted_job_trains_with_two_ranks_and_resumes_after_a_requeue(slurm, 
     assert "requeueing job" in log and "resuming" in log, log[-2000:]
     assert sorted(p.name for p in run.parent.iterdir()) == ["version_0"], "same run directory after the requeue"
     ckpt = torch.load(last, weights_only=True)
-    steps_per_epoch = 8 // 2 // 4  # smoke: 8 examples per epoch over 2 ranks, batches of 4
+    steps_per_epoch = 64 // 2 // 4  # 64 examples per epoch over 2 ranks, batches of 4
+    assert first < epochs * steps_per_epoch, "the signal came after training had ended"
     assert ckpt["global_step"] == epochs * steps_per_epoch, "no step lost or counted twice"
 
 
