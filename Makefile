@@ -20,7 +20,7 @@ TRAIN_FLAGS := $(if $(filter 1 yes true,$(RESUME)),--resume,$(if $(RESUME),--res
                $(if $(DEVICES),trainer.devices=$(DEVICES)) $(if $(NODES),trainer.num_nodes=$(NODES))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup train submit submit-sweep sweep evaluate denoise tensorboard bench test test-fast lint clean-runs
+.PHONY: help setup train submit submit-sweep sweep evaluate chains denoise tensorboard bench test test-fast lint clean-runs
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -52,6 +52,9 @@ sweep: $(STAMP) ## Optuna sweep SWEEP (configs/sweep/) over EXP; the same comman
 
 evaluate: $(STAMP) ## checkpoints vs baselines: CKPTS="runs/.../best.ckpt ..." [DATA=dir with noisy/ clean/] [REPORT=evaluation]
 	$(PY) -m lightning_app.evaluate $(CKPTS) $(if $(DATA),--data $(DATA)) --output-dir $(REPORT) $(ARGS)
+
+chains: $(STAMP) ## reconstruction-chain analysis (STFT, magnitude+Griffin-Lim, mel+Griffin-Lim) into REPORT/chains.md
+	$(PY) -m lightning_app.evaluate --chains $(CHAINS) --output-dir $(REPORT) $(if $(DATA),--data $(DATA)) $(ARGS)
 
 denoise: $(STAMP) ## restore files: INPUTS="a.wav dir/" CKPT=... [OUT=restored] [MIX=1.0]
 	$(PY) -m lightning_app.denoise $(INPUTS) --checkpoint $(CKPT) --output-dir $(OUT) --mix $(MIX) $(ARGS)

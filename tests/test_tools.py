@@ -96,3 +96,21 @@ def test_bench_prints_throughput_step_time_and_real_time_factor(capsys):
     out = capsys.readouterr().out
     for phrase in ("segments/s per worker", "ms per step", "real-time factor"):
         assert phrase in out
+
+
+def test_reconstruction_chains_show_each_steps_loss(tmp_path, capsys):
+    out = tmp_path / "chains"
+    args = ["--chains", "stft:512:128", "magnitude:512:128", "mel:512:128:40", "--clips", "3", "--seconds", "1.0",
+            "--workers", "1", "--output-dir", str(out)]
+    assert evaluate.main(args) == 0
+    rows = {r["system"].split(" (")[0]: r for r in csv.DictReader(open(out / "chains.csv"))}
+    stft, magnitude, mel = rows["STFT -> iSTFT"], rows["magnitude -> Griffin-Lim"], rows["mel 40 -> inverse mel -> Griffin-Lim"]
+    assert float(stft["snr"]) > 60 and float(stft["waveform_correlation"]) > 0.999  # lossless step
+    assert float(magnitude["waveform_correlation"]) < 0.5 < float(magnitude["spectral_correlation"])  # phase lost
+    assert float(mel["spectral_correlation"]) < float(magnitude["spectral_correlation"])  # mel loses more
+    for row in rows.values():
+        for column in evaluate.CHAIN_COLUMNS:
+            assert math.isfinite(float(row[column])), (row["system"], column)
+    assert "| STFT -> iSTFT (n_fft 512, hop 128) |" in (out / "chains.md").read_text()
+    assert evaluate.main(["--chains", "vae:1024", "--output-dir", str(out)]) == 2
+    assert "expected stft|magnitude|mel" in capsys.readouterr().err
