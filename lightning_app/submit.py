@@ -29,6 +29,18 @@ from lightning_app.train import experiment_dir, next_version
 CLUSTER = C.PROJECT_ROOT / "configs" / "cluster" / "slurm.yaml"
 
 
+def _site_and_preamble(cluster: DictConfig, gpus: int, rendered_by: str) -> list[str]:
+    """The #SBATCH lines every script shares (GPUs, partition, account, extras) and the shell's start."""
+    lines = [f"#SBATCH --gpus-per-node={gpus}"] if gpus else []
+    if cluster.partition:
+        lines.append(f"#SBATCH --partition={cluster.partition}")
+    if cluster.account:
+        lines.append(f"#SBATCH --account={cluster.account}")
+    lines += [f"#SBATCH {extra}" for extra in cluster.sbatch_extra]
+    return [*lines, "", f"# Rendered by {rendered_by}", "set -uo pipefail", f"cd {shlex.quote(str(C.PROJECT_ROOT))}",
+            *cluster.setup]
+
+
 def render(cluster: DictConfig, experiment: str, overrides: list[str], blocks: list[str], run_dir: Path,
            python: str) -> str:
     gpus = int(cluster.gpus_per_node)
@@ -55,19 +67,9 @@ def render(cluster: DictConfig, experiment: str, overrides: list[str], blocks: l
         # B: signals the batch shell only; it requeues, and Slurm then stops the srun steps.
         f"#SBATCH --signal=B:USR1@{cluster.signal_seconds}",
     ]
-    if gpus:
-        lines.append(f"#SBATCH --gpus-per-node={gpus}")
-    if cluster.partition:
-        lines.append(f"#SBATCH --partition={cluster.partition}")
-    if cluster.account:
-        lines.append(f"#SBATCH --account={cluster.account}")
-    lines += [f"#SBATCH {extra}" for extra in cluster.sbatch_extra]
+    lines += _site_and_preamble(cluster, gpus, "lightning_app.submit; a requeued job runs this again and resumes "
+                                                "from last.ckpt.")
     lines += [
-        "",
-        "# Rendered by lightning_app.submit; a requeued job runs this again and resumes from last.ckpt.",
-        "set -uo pipefail",
-        f"cd {shlex.quote(str(C.PROJECT_ROOT))}",
-        *cluster.setup,
         'echo "job $SLURM_JOB_ID (restart ${SLURM_RESTART_COUNT:-0}) on $(hostname) at $(date)"',
         "trap 'echo \"time limit near: requeueing job $SLURM_JOB_ID\"; scontrol requeue $SLURM_JOB_ID' USR1",
         # In the background, so the shell can run its USR1 trap while training goes on.
@@ -100,19 +102,9 @@ def render_sweep(cluster: DictConfig, experiment: str, sweep: str, workers: int,
         "#SBATCH --open-mode=append",
         "#SBATCH --requeue",  # a preempted worker comes back; the study retries its unfinished trial
     ]
-    if gpus:
-        lines.append("#SBATCH --gpus-per-node=1")
-    if cluster.partition:
-        lines.append(f"#SBATCH --partition={cluster.partition}")
-    if cluster.account:
-        lines.append(f"#SBATCH --account={cluster.account}")
-    lines += [f"#SBATCH {extra}" for extra in cluster.sbatch_extra]
+    lines += _site_and_preamble(cluster, gpus, "lightning_app.submit --sweep: every array task is one worker on the "
+                                                "same study.")
     lines += [
-        "",
-        "# Rendered by lightning_app.submit --sweep: every array task is one worker on the same study.",
-        "set -uo pipefail",
-        f"cd {shlex.quote(str(C.PROJECT_ROOT))}",
-        *cluster.setup,
         'echo "sweep worker $SLURM_ARRAY_TASK_ID of job $SLURM_ARRAY_JOB_ID on $(hostname) at $(date)"',
         f"exec {shlex.quote(python)} -m lightning_app.sweep {' '.join(shlex.quote(a) for a in args)}",
         "",
@@ -123,12 +115,12 @@ def render_sweep(cluster: DictConfig, experiment: str, sweep: str, workers: int,
 def submit_sweep(experiment: str, sweep: str, workers: int, overrides: list[str] = (), blocks: list[str] = (),
                  cluster_overrides: list[str] = (), dry_run: bool = False,
                  python: str = sys.executable) -> tuple[Path, str]:
-    from lightning_app.sweep import SWEEP_FIELDS, load_sweep
+    from lightning_app.sweep import load_sweep, split_overrides
 
     cluster = _cluster(cluster_overrides)
-    sweep_fields = [o for o in overrides if o.split("=", 1)[0].split(".")[0] in SWEEP_FIELDS]
+    sweep_fields, run_overrides = split_overrides(overrides)
     load_sweep(sweep, sweep_fields)  # a bad sweep fails here, not in the queue
-    cfg = C.compose(experiment, [o for o in overrides if o not in sweep_fields], blocks=list(blocks))
+    cfg = C.compose(experiment, run_overrides, blocks=list(blocks))
     directory = (Path(cfg.run.root) / "sweeps" / f"{experiment}-{sweep}").resolve()
     script = render_sweep(cluster, experiment, sweep, workers, list(overrides), list(blocks), directory, python)
     if dry_run:

@@ -42,6 +42,12 @@ SWEEP_FIELDS = ("objective", "trials", "sampler", "sampler_seed", "pruning", "st
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
+def split_overrides(overrides) -> tuple[list[str], list[str]]:
+    """key=value items -> (the sweep's own fields, overrides of every trial's experiment)."""
+    own = [o for o in overrides if o.split("=", 1)[0].split(".")[0] in SWEEP_FIELDS]
+    return own, [o for o in overrides if o not in own]
+
+
 def load_sweep(name: str, overrides: list[str]) -> DictConfig:
     path = SWEEP_DIR / f"{name}.yaml"
     if not path.is_file():
@@ -98,8 +104,7 @@ def open_study(name: str, sweep: DictConfig, directory: Path) -> optuna.Study:
 
 def run_sweep(experiment: str, sweep_name: str, overrides: list[str] = (), blocks: list[str] = (),
               root: str | None = None) -> list[dict]:
-    sweep_fields = [o for o in overrides if o.split("=", 1)[0].split(".")[0] in SWEEP_FIELDS]
-    run_overrides = [o for o in overrides if o not in sweep_fields]
+    sweep_fields, run_overrides = split_overrides(overrides)
     sweep = load_sweep(sweep_name, sweep_fields)
     probe = C.compose(experiment, [*sweep.overrides, *run_overrides], blocks=list(blocks))
     if probe.trainer.strategy not in ("auto", None) and "ddp" in str(probe.trainer.strategy):
