@@ -222,8 +222,9 @@ class Restorer:
             return np.stack([signals[:, 0] + signals[:, 1], signals[:, 0] - signals[:, 1]], axis=1)
         return signals
 
-    def process_block(self, read, frames: int, rate: int, block: tuple[int, int], gains: np.ndarray) -> np.ndarray:
-        """Denoised file samples [block) as (n, channels); ``read(start, stop)`` gives input frames."""
+    def process_block(self, read, frames: int, rate: int, block: tuple[int, int],
+                      gains: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(denoised, input) file samples [block) as (n, channels); ``read(start, stop)`` gives input frames."""
         chunk, overlap, unit_m, unit_f = self._grid(rate)
         m = self.model_rate
         margin_f = math.ceil(2048 / unit_f) * unit_f  # resampling taps reach a few dozen samples
@@ -239,7 +240,8 @@ class Restorer:
         # ... and to feed every chunk that reaches into them, plus the margin on the way in.
         read0 = max(0, lo_m // unit_m * unit_f - margin_f)
         read1 = min(frames, math.ceil(hi_m / unit_m) * unit_f + margin_f)
-        x = self.to_signals(read(read0, read1).astype(np.float64))
+        raw = read(read0, read1).astype(np.float64)
+        x = self.to_signals(raw)
         off_m = read0 // unit_f * unit_m
         out = np.empty((stop_f - start_f, x.shape[1]), dtype=np.float64)
         for i in range(x.shape[1]):
@@ -248,8 +250,7 @@ class Restorer:
                 low = low[: total_m - off_m]
             enhanced = enhance_mono(self.system, low * gains[i], chunk, overlap, self.batch_size,
                                     span=(need0, need1, total_m), offset=off_m) / gains[i]
-            lo = used[0]
-            wet_m = enhanced[need0 - lo : need1 - lo]
+            wet_m = enhanced[need0 - lo_m : need1 - lo_m]
             wet = self._back(wet_m, rate)
             if self.high_band == "pass" and rate > m:
                 wet = wet + self._high_band(x[:, i], low, need0, need1, off_m, read0, rate, unit_m, unit_f)
@@ -257,7 +258,7 @@ class Restorer:
             wet = wet[first : first + stop_f - start_f]
             dry = x[start_f - read0 : stop_f - read0, i]
             out[:, i] = self.mix * np.pad(wet, (0, len(dry) - len(wet))) + (1.0 - self.mix) * dry
-        return self.from_signals(out)
+        return self.from_signals(out), raw[start_f - read0 : stop_f - read0]
 
     def _back(self, wave_m: np.ndarray, rate: int) -> np.ndarray:
         """Model-rate samples starting on the shared grid -> file-rate samples from the matching position."""
@@ -276,7 +277,8 @@ class Restorer:
         frames = len(audio)
         gains = self.levels(np.mean(np.square(self.to_signals(audio.astype(np.float64))), axis=0))
         block = (0, frames)
-        return self.process_block(lambda a, b: audio[a:b], frames, sample_rate, block, gains).astype(np.float32)
+        restored, _ = self.process_block(lambda a, b: audio[a:b], frames, sample_rate, block, gains)
+        return restored.astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- files
@@ -347,9 +349,9 @@ def restore_file(restorer: Restorer, src: Path, dst: Path, residual: Path | None
         removed = outputs.enter_context(audio_io.atomic_writer(residual, rate, f.channels, subtype)) if residual else None
         with tqdm(total=frames / rate, unit="s", desc=src.name, disable=not progress, leave=False) as bar:
             for block in restorer.plan(frames, rate):
-                restored = restorer.process_block(read, frames, rate, block, gains)
+                restored, original = restorer.process_block(read, frames, rate, block, gains)
                 if removed is not None:
-                    removed.write(read(*block) - restored)
+                    removed.write(original - restored)
                 out.write(np.clip(restored, -1.0, 1.0) if clip else restored)
                 bar.update((block[1] - block[0]) / rate)
     return info.seconds

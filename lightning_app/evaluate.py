@@ -106,12 +106,14 @@ def _perceptual(job: tuple[np.ndarray, np.ndarray, int]) -> tuple[float, float, 
 
 def score(clips: list[dict], outputs: dict[str, list[np.ndarray]], sample_rate: int, workers: int) -> dict:
     """{system: [per-clip dict of metrics]}; PESQ/STOI computed in worker processes."""
+    def t(x):
+        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None, None]
+
     scores: dict[str, list[dict]] = {}
     jobs, keys = [], []
     for system, estimates in outputs.items():
         scores[system] = []
         for i, (clip, estimate) in enumerate(zip(clips, estimates, strict=True)):
-            t = lambda x: torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None, None]  # noqa: E731
             values, _ = waveform_scores(t(estimate), t(clip["noisy"]), t(clip["clean"]), silent_rms=1e-4)
             scores[system].append({k: float(v[0]) for k, v in values.items()})
             jobs.append((clip["clean"], estimate, sample_rate))
