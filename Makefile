@@ -1,5 +1,5 @@
 # c2c-denoise — `make help` lists the targets. Variables: EXP, ARGS, RESUME, TRAINER, DEVICES, NODES,
-# CKPT, CKPTS, DATA, REPORT, INPUTS, OUT, MIX, LONG_MINUTES, SWEEP, GPUS_PER_NODE, PARTITION, ACCOUNT, TIME, DRY_RUN.
+# CKPT, CKPTS, DATA, REPORT, CHAINS, AUDIOLDM2, RUN_DIRS, INPUTS, OUT, MIX, LONG_MINUTES, SWEEP, GPUS_PER_NODE, PARTITION, ACCOUNT, TIME, DRY_RUN.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -20,7 +20,7 @@ TRAIN_FLAGS := $(if $(filter 1 yes true,$(RESUME)),--resume,$(if $(RESUME),--res
                $(if $(DEVICES),trainer.devices=$(DEVICES)) $(if $(NODES),trainer.num_nodes=$(NODES))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup train submit submit-sweep sweep evaluate chains denoise tensorboard bench test test-fast lint clean-runs
+.PHONY: help setup train submit submit-sweep sweep evaluate chains notebooks denoise tensorboard bench test test-fast lint clean-runs
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -31,7 +31,7 @@ setup: $(STAMP) ## create .venv and install the pinned dependencies (idempotent)
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=24"
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,audioldm2]"
 	@touch $(STAMP)
 
 train: $(STAMP) ## train EXP (ARGS="key=value ...", RESUME=1, TRAINER=gpu|cpu, DEVICES=, NODES=)
@@ -53,8 +53,13 @@ sweep: $(STAMP) ## Optuna sweep SWEEP (configs/sweep/) over EXP; the same comman
 evaluate: $(STAMP) ## checkpoints vs baselines: CKPTS="runs/.../best.ckpt ..." [DATA=dir with noisy/ clean/] [REPORT=evaluation]
 	$(PY) -m lightning_app.evaluate $(CKPTS) $(if $(DATA),--data $(DATA)) --output-dir $(REPORT) $(ARGS)
 
-chains: $(STAMP) ## reconstruction-chain analysis (STFT, magnitude+Griffin-Lim, mel+Griffin-Lim) into REPORT/chains.md
-	$(PY) -m lightning_app.evaluate --chains $(CHAINS) --output-dir $(REPORT) $(if $(DATA),--data $(DATA)) $(ARGS)
+chains: $(STAMP) ## reconstruction-chain analysis into REPORT/chains.md [CHAINS="mel:2048:128:128 ..."] [AUDIOLDM2=local model dir]
+	$(PY) -m lightning_app.evaluate --chains $(CHAINS) --output-dir $(REPORT) $(if $(DATA),--data $(DATA)) \
+	  $(if $(AUDIOLDM2),--audioldm2-dir $(AUDIOLDM2)) $(ARGS)
+
+notebooks: $(STAMP) ## open notebooks/ in JupyterLab (installs the [notebooks] extra once) [RUN_DIRS="runs/a/version_0 runs/b/*"]
+	@test -x $(VENV)/bin/jupyter-lab || $(PY) -m pip install --quiet -c constraints.txt -e ".[notebooks]"
+	C2C_RUNS="$(RUN_DIRS)" $(VENV)/bin/jupyter-lab notebooks/
 
 denoise: $(STAMP) ## restore files: INPUTS="a.wav dir/" CKPT=... [OUT=restored] [MIX=1.0]
 	$(PY) -m lightning_app.denoise $(INPUTS) --checkpoint $(CKPT) --output-dir $(OUT) --mix $(MIX) $(ARGS)

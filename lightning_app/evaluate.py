@@ -24,6 +24,7 @@ import logging
 import math
 import multiprocessing
 import sys
+import textwrap
 import time
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
@@ -171,13 +172,15 @@ def summarise(scores: dict, clips: list[dict], rtf: dict[str, float]) -> list[di
 
 
 # ----------------------------------------------------------------------------- reports
-def _cell(value: float) -> str:
+def _cell(value) -> str:
+    if isinstance(value, str | int):
+        return str(value)
     return "–" if not math.isfinite(value) else f"{value:.3f}"
 
 
-def markdown_table(rows: list[dict], columns) -> list[str]:
-    lines = ["| system | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    lines += [f"| {r['system']} | " + " | ".join(_cell(r[c]) for c in columns) + " |" for r in rows]
+def markdown_table(rows: list[dict], columns, key: str = "system") -> list[str]:
+    lines = [f"| {key} | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    lines += [f"| {r[key]} | " + " | ".join(_cell(r[c]) for c in columns) + " |" for r in rows]
     return lines
 
 
@@ -251,33 +254,44 @@ def write_plots(rows: list[dict], clips: list[dict], outputs: dict[str, list[np.
     plt.close(fig)
 
     columns = ["clean", NOISY, *[s for s in panel_systems if s != NOISY]]
-    shown = min(panel_clips, len(clips))
-    fig, axes = plt.subplots(shown, len(columns), figsize=(2.6 * len(columns), 2.2 * shown), squeeze=False)
-    for row in range(shown):
+    shown = clips[:panel_clips]
+    tracks = {s: [c["clean"] for c in shown] if s == "clean" else outputs[s][:len(shown)] for s in columns}
+    names.append("spectrograms.png")
+    spectrogram_panel(tracks, [c["name"] for c in shown], sample_rate, output_dir / names[-1])
+    return names
+
+
+def spectrogram_panel(tracks: dict[str, list[np.ndarray]], row_labels: list[str], sample_rate: int, path: Path,
+                      titles_fontsize: int = 7) -> None:
+    """One column per system, one row per clip: log-magnitude spectrograms on one colour scale."""
+    import matplotlib.pyplot as plt
+
+    columns = list(tracks)
+    fig, axes = plt.subplots(len(row_labels), len(columns), figsize=(2.6 * len(columns), 2.2 * len(row_labels)),
+                             squeeze=False)
+    for row, label in enumerate(row_labels):
         for col, system in enumerate(columns):
-            audio = clips[row]["clean"] if system == "clean" else outputs[system][row]
+            audio = np.asarray(tracks[system][row], dtype=np.float32)
             spec = np.abs(torch.stft(torch.from_numpy(audio), 512, 128, window=torch.hann_window(512),
                                      return_complex=True).numpy())
             axes[row, col].imshow(20 * np.log10(spec + 1e-6), origin="lower", aspect="auto", vmin=-80, vmax=20,
                                   cmap="magma", extent=(0, len(audio) / sample_rate, 0, sample_rate / 2000))
-            axes[row, col].set_title(f"{system}" if row == 0 else "", fontsize=7)
+            axes[row, col].set_title(textwrap.fill(system, 34) if row == 0 else "", fontsize=titles_fontsize)
             axes[row, col].tick_params(labelsize=6)
-        axes[row, 0].set_ylabel(f"{clips[row]['name']}\nkHz", fontsize=7)
+        axes[row, 0].set_ylabel(f"{label}\nkHz", fontsize=7)
     fig.tight_layout()
-    names.append("spectrograms.png")
-    fig.savefig(output_dir / names[-1], dpi=100)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
-    return names
 
 
 # ----------------------------------------------------------------------------- reconstruction chains
 CHAIN_COLUMNS = ("snr", "si_sdr", "waveform_correlation", "spectral_correlation", "pesq", "stoi", "rtf")
 
 
-def evaluate_chains(output_dir: Path, specs, data: Path | None = None, clips: int | None = None,
-                    seconds: float = 3.0, workers: int = 2) -> dict:
-    """Each chain reconstructs the *clean* clips; scored against them with the model metrics."""
-    from lightning_app.chains import build_chain
+def evaluate_chains(output_dir: Path, chains: list[tuple[str, object]], data: Path | None = None,
+                    clips: int | None = None, seconds: float = 3.0, workers: int = 2, panel_clips: int = 2) -> dict:
+    """Each chain, ``(name, fn(audio, sample_rate) -> audio)``, reconstructs the *clean* clips and is
+    scored against them with the model metrics. Writes chains.md, chains.csv and chains_spectrograms.png."""
     from lightning_app.metrics import functional as MF
 
     if data is not None:
@@ -285,9 +299,11 @@ def evaluate_chains(output_dir: Path, specs, data: Path | None = None, clips: in
     else:
         test_clips, rate = synthetic_test_set(clips or 48, seconds, [])
     rows, jobs, keys = [], [], []
-    for spec in specs:
-        chain = build_chain(spec)
+    shown = test_clips[:panel_clips]
+    panel = {"clean": [c["clean"] for c in shown]}
+    for name, chain in chains:
         outputs, rtf = run_system(chain, [dict(c, noisy=c["clean"]) for c in test_clips], rate)
+        panel[name] = outputs[:len(shown)]
         per_clip = []
         for i, (clip, out) in enumerate(zip(test_clips, outputs, strict=True)):
             est, ref = torch.from_numpy(out)[None], torch.from_numpy(clip["clean"])[None]
@@ -296,8 +312,8 @@ def evaluate_chains(output_dir: Path, specs, data: Path | None = None, clips: in
                              "spectral_correlation": float(MF.spectral_correlation(est, ref)[0])})
             jobs.append((clip["clean"], out, rate))
             keys.append((len(rows), i))
-        rows.append({"system": spec.name, "clips": len(test_clips), "rtf": rtf, "_per_clip": per_clip})
-        log.info("ran chain %s (real-time factor %.4f)", spec.name, rtf)
+        rows.append({"system": name, "clips": len(test_clips), "rtf": rtf, "_per_clip": per_clip})
+        log.info("ran chain %s (real-time factor %.4f)", name, rtf)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=context) as pool:
         for (row, i), (pesq, stoi, _) in zip(keys, pool.map(_perceptual, jobs, chunksize=8), strict=True):
@@ -312,11 +328,13 @@ def evaluate_chains(output_dir: Path, specs, data: Path | None = None, clips: in
         writer.writeheader()
         writer.writerows(rows)
     source = f"paired corpus {data}" if data is not None else f"built-in synthetic test set, clean clips of {seconds:g} s"
+    spectrogram_panel(panel, [c["name"] for c in shown], rate, output_dir / "chains_spectrograms.png", titles_fontsize=6)
     report = "\n".join([f"# Reconstruction chains: {source} ({len(test_clips)} clips)", "",
                          "Each chain reconstructs the clean signal; scores are against it.", "",
-                         *markdown_table(rows, CHAIN_COLUMNS), ""]) + "\n"
+                         *markdown_table(rows, CHAIN_COLUMNS), "",
+                         "![spectrograms of the first clips](chains_spectrograms.png)", ""]) + "\n"
     (output_dir / "chains.md").write_text(report)
-    return {"rows": rows, "report": report}
+    return {"rows": rows, "report": report, "outputs": panel, "sample_rate": rate}
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -367,6 +385,10 @@ def parse_args(argv=None):
     p.add_argument("--chains", nargs="*", default=None, metavar="KIND[:N_FFT[:HOP[:N_MELS]]]",
                    help="reconstruction-chain analysis instead of model scoring (stft, magnitude, mel; "
                         "no value: STFT, magnitude and mel at 64 and 128 mels); writes chains.md/.csv")
+    p.add_argument("--audioldm2-dir", type=Path, default=None,
+                   help="local AudioLDM2 pipeline folder (vae/, vocoder/): adds its mel, VAE and HiFi-GAN chains "
+                        "(implies --chains; needs pip install '.[audioldm2]')")
+    p.add_argument("--device", default="cpu", help="device of the AudioLDM2 VAE and vocoder (cpu, cuda)")
     p.add_argument("overrides", nargs="*", default=[], help=argparse.SUPPRESS)
     return p.parse_intermixed_args(argv)
 
@@ -377,13 +399,18 @@ def main(argv=None) -> int:
     checkpoints, overrides = [], []
     for item in args.checkpoints:  # key=value items are data overrides for the synthetic set
         (overrides if "=" in item and not Path(item).exists() else checkpoints).append(item)
-    if args.chains is not None:
-        from lightning_app.chains import DEFAULT_CHAINS, parse_chain
+    if args.chains is not None or args.audioldm2_dir is not None:
+        from lightning_app.chains import DEFAULT_CHAINS, build_chain, parse_chain
 
         try:
-            specs = [parse_chain(c) for c in args.chains] or list(DEFAULT_CHAINS)
-            result = evaluate_chains(Path(args.output_dir), specs, args.data, args.clips, args.seconds, args.workers)
-        except (FileNotFoundError, ValueError) as exc:
+            specs = [parse_chain(c) for c in args.chains or []] or list(DEFAULT_CHAINS)
+            chains = [(spec.name, build_chain(spec)) for spec in specs]
+            if args.audioldm2_dir is not None:
+                from lightning_app.audioldm2 import AudioLDM2Codec
+
+                chains += AudioLDM2Codec.load(args.audioldm2_dir, args.device).chains()
+            result = evaluate_chains(Path(args.output_dir), chains, args.data, args.clips, args.seconds, args.workers)
+        except (FileNotFoundError, ValueError, ImportError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         print(result["report"])

@@ -1,0 +1,123 @@
+"""The analysis notebooks run end to end (tiny settings), and the run-reading functions behind them."""
+
+import json
+import math
+import sys
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from torch.utils.tensorboard import SummaryWriter
+
+from lightning_app import analysis as A
+from lightning_app.config import PROJECT_ROOT
+
+NOTEBOOKS = PROJECT_ROOT / "notebooks"
+TINY = "trainer.max_epochs=1 data.train_examples_per_epoch=8"
+
+
+def execute(name: str, monkeypatch, tmp_path, **env) -> str:
+    """Runs notebooks/<name> in a fresh kernel with C2C_* settings; returns all its outputs as text."""
+    monkeypatch.setenv("C2C_TINY_ROOT", str(tmp_path / "tiny"))
+    monkeypatch.setenv("C2C_TINY_OVERRIDES", TINY)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    # A kernel spec for this interpreter, found first: a system-wide "python3" spec could point elsewhere.
+    spec = tmp_path / "jupyter" / "kernels" / "c2c-test"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({"argv": [sys.executable, "-m", "ipykernel_launcher", "-f",
+                                                           "{connection_file}"], "display_name": "c2c", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    NotebookClient(nb, timeout=600, kernel_name="c2c-test", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    return json.dumps([o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs])
+
+
+def test_every_notebook_is_tested():
+    tested = {"01_muting_loss.ipynb", "02_leakage_skips.ipynb", "03_reconstruction_chains.ipynb", "04_compare_runs.ipynb"}
+    assert {p.name for p in NOTEBOOKS.glob("*.ipynb")} == tested
+
+
+@pytest.mark.slow
+def test_muting_notebook_makes_and_compares_two_runs(monkeypatch, tmp_path):
+    out = execute("01_muting_loss.ipynb", monkeypatch, tmp_path)
+    assert "| waveform MAE |" in out and "| energy-aware + MR-STFT |" in out
+    assert "val/amplitude_retention" in out and "image/png" in out and "<audio" in out
+    mae = A.run_config(tmp_path / "tiny" / "supervised_unet" / "mae")
+    assert mae.system.loss.l1 == 1 and mae.system.loss.snr == 0 and mae.trainer.max_epochs == 1
+
+
+@pytest.mark.slow
+def test_leakage_notebook_shows_both_strategies_and_cross_panels(monkeypatch, tmp_path):
+    out = execute("02_leakage_skips.ipynb", monkeypatch, tmp_path)
+    assert "| no_skip (pure_noise2noise/no_skip) |" in out and "| skip (pure_noise2noise/skip) |" in out
+    assert "val/leakage" in out and out.count("image/png") >= 2  # curves and the cross_abs panel
+    assert "logged no cross_abs images" not in out
+
+
+def test_chains_notebook_runs_the_analysis(monkeypatch, tmp_path):
+    out = execute("03_reconstruction_chains.ipynb", monkeypatch, tmp_path, C2C_CHAINS_CLIPS="2", C2C_CHAINS_SECONDS="1.0")
+    assert "STFT -> iSTFT" in out and "mel 128 -> inverse mel -> Griffin-Lim" in out and "<audio" in out
+    assert (tmp_path / "tiny" / "chains" / "chains.csv").is_file()
+
+
+def test_chains_notebook_shows_a_saved_report(monkeypatch, tmp_path):
+    from lightning_app.chains import ChainSpec, build_chain
+    from lightning_app.evaluate import evaluate_chains
+
+    spec = ChainSpec("magnitude", 256, 64, griffin_lim_iters=2)
+    evaluate_chains(tmp_path / "saved", [("only magnitude", build_chain(spec))], clips=1, seconds=0.5, workers=1)
+    out = execute("03_reconstruction_chains.ipynb", monkeypatch, tmp_path, C2C_CHAINS_REPORT=str(tmp_path / "saved"))
+    assert "| only magnitude |" in out and "its audio is not stored" in out
+    assert not (tmp_path / "tiny" / "chains").exists(), "a saved report must not be recomputed"
+
+
+def test_compare_notebook_reads_given_runs(trained_run, monkeypatch, tmp_path):
+    run_dir = trained_run["run_dir"]
+    out = execute("04_compare_runs.ipynb", monkeypatch, tmp_path, C2C_RUNS=run_dir)
+    assert f"| {A.run_label(run_dir)} | supervised_unet |" in out
+    assert "the runs share every setting" in out and "image/png" in out
+    assert not (tmp_path / "tiny").exists(), "given runs: nothing is trained"
+
+
+# ----------------------------------------------------------------------------- analysis functions
+def write_events(folder, values_by_step, tag="val/si_sdr"):
+    writer = SummaryWriter(str(folder))
+    for step, value in values_by_step.items():
+        writer.add_scalar(tag, value, step)
+    writer.close()
+
+
+def test_find_runs_resolves_folders_globs_and_says_what_is_wrong(tmp_path):
+    for name in ("a/version_0", "a/version_1", "b/stage/version_0"):
+        write_events(tmp_path / name, {0: 1.0})
+    (tmp_path / "empty").mkdir()
+    assert A.find_runs(tmp_path / "a") == [tmp_path / "a/version_0", tmp_path / "a/version_1"]
+    assert A.find_runs(f"{tmp_path}/*/stage", tmp_path / "a/version_1") == [tmp_path / "b/stage/version_0",
+                                                                              tmp_path / "a/version_1"]
+    with pytest.raises(FileNotFoundError, match="no such run directory: .*nowhere"):
+        A.find_runs(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="empty: no TensorBoard event files"):
+        A.find_runs(tmp_path / "empty")
+
+
+def test_scalars_of_a_resumed_run_keep_the_last_value_per_step(tmp_path):
+    write_events(tmp_path / "run", {1: 1.0, 2: 2.0})
+    write_events(tmp_path / "run", {2: 5.0, 3: 3.0})  # resumed: a second events file repeats step 2
+    steps, values = A.read_scalars(tmp_path / "run")["val/si_sdr"]
+    assert steps.tolist() == [1, 2, 3] and values.tolist() == [1.0, 5.0, 3.0]
+    row = A.runs_table([tmp_path / "run"], ["val/si_sdr", "val/pesq"])[0]
+    assert row["val/si_sdr"] == 3.0 and math.isnan(row["val/pesq"]) and row["steps"] == 3
+    assert "| run | steps | val/si_sdr | val/pesq |" in A.markdown([row], ["steps", "val/si_sdr", "val/pesq"])
+    with pytest.raises(ValueError, match="none of"):
+        A.plot_curves({"run": tmp_path / "run"}, ["val/leakage"])
+
+
+def test_config_differences_lists_only_what_differs(tmp_path):
+    from lightning_app import config as C
+
+    for name, lr in (("x", 1e-3), ("y", 3e-3)):
+        C.save(C.compose("supervised_unet", [f"optim.lr={lr}", f"run.version={name}"]), tmp_path / "e" / name / "config.yaml")
+    table = A.config_differences([tmp_path / "e" / "x", tmp_path / "e" / "y"])
+    assert table.splitlines()[0] == "| setting | e/x | e/y |"
+    assert table.splitlines()[2:] == ["| optim.lr | 0.001 | 0.003 |"]  # run.version differs too, but is ignored
