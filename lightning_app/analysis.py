@@ -125,28 +125,32 @@ def markdown(rows: list[dict], columns: Sequence[str], key: str = "run") -> str:
     return "\n".join(markdown_table(rows, list(columns), key))
 
 
-def plot_curves(runs: dict[str, Path], tags: Sequence[str], columns: int = 3):
-    """One panel per tag, one line per run (x: training step). Returns the matplotlib figure."""
+def plot_curves(runs: dict[str, Path], tags: Sequence[str], columns: int = 3, separate: Sequence[str] = ()):
+    """One panel per tag, one line per run (x: training step). Tags in ``separate`` get one panel per
+    run instead (each on its own scale: losses of different definitions do not share one). Returns the figure."""
     import matplotlib.pyplot as plt
 
     curves = {label: read_scalars(path, tags) for label, path in runs.items()}
-    shown = [t for t in tags if any(t in c for c in curves.values())]
-    if not shown:
+    panels = [(tag, label) for tag in tags for label in (curves if tag in separate else [None])
+              if any(tag in c for name, c in curves.items() if label in (None, name))]
+    if not panels:
         raise ValueError(f"none of {list(tags)} was logged by {list(runs)}")
-    rows = -(-len(shown) // columns)
-    fig, axes = plt.subplots(rows, min(columns, len(shown)), figsize=(4.2 * min(columns, len(shown)), 3.0 * rows),
-                             squeeze=False)
-    for ax, tag in zip(axes.flat, shown, strict=False):
-        for label, scalars in curves.items():
-            if tag in scalars:
+    width = min(columns, len(panels))
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, width, figsize=(4.2 * width, 3.0 * rows), squeeze=False)
+    for ax, (tag, only) in zip(axes.flat, panels, strict=False):
+        for i, (label, scalars) in enumerate(curves.items()):
+            if tag in scalars and only in (None, label):
                 steps, values = scalars[tag]
-                ax.plot(steps, values, marker="o" if len(steps) < 30 else None, ms=3, label=label)
-        ax.set_title(tag, fontsize=9)
+                ax.plot(steps, values, marker="o" if len(steps) < 30 else None, ms=3, label=label, color=f"C{i}")
+        ax.set_title(tag if only is None else f"{tag}: {only}", fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(shown):]:
+    for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=7)
+    handles = {h.get_label(): h for ax in axes.flat for h in ax.get_lines()}
+    fig.legend(list(handles.values()), list(handles), fontsize=7, loc="lower center", ncol=min(4, len(handles)),
+               bbox_to_anchor=(0.5, 1.0))
     fig.tight_layout()
     return fig
 

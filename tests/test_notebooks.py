@@ -111,6 +111,10 @@ def test_scalars_of_a_resumed_run_keep_the_last_value_per_step(tmp_path):
     assert "| run | steps | val/si_sdr | val/pesq |" in A.markdown([row], ["steps", "val/si_sdr", "val/pesq"])
     with pytest.raises(ValueError, match="none of"):
         A.plot_curves({"run": tmp_path / "run"}, ["val/leakage"])
+    write_events(tmp_path / "other", {1: 0.5})
+    fig = A.plot_curves({"a": tmp_path / "run", "b": tmp_path / "other"}, ["val/si_sdr"], separate=["val/si_sdr"])
+    assert [ax.get_title() for ax in fig.axes if ax.lines] == ["val/si_sdr: a", "val/si_sdr: b"]
+    assert [len(ax.lines) for ax in fig.axes if ax.lines] == [1, 1]
 
 
 def test_config_differences_lists_only_what_differs(tmp_path):
