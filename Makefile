@@ -57,9 +57,9 @@ chains: $(STAMP) ## reconstruction-chain analysis into REPORT/chains.md [CHAINS=
 	$(PY) -m lightning_app.evaluate --chains $(CHAINS) --output-dir $(REPORT) $(if $(DATA),--data $(DATA)) \
 	  $(if $(AUDIOLDM2),--audioldm2-dir $(AUDIOLDM2)) $(ARGS)
 
-notebooks: $(STAMP) ## open notebooks/ in JupyterLab (installs the [notebooks] extra once) [RUN_DIRS="runs/a/version_0 runs/b/*"]
+notebooks: $(STAMP) ## open notebooks/ in JupyterLab (installs the [notebooks] extra once) [RUN_DIRS="runs/a/version_0 runs/b/*"] [ARGS=--allow-root]
 	@test -x $(VENV)/bin/jupyter-lab || $(PY) -m pip install --quiet -c constraints.txt -e ".[notebooks]"
-	C2C_RUNS="$(RUN_DIRS)" $(VENV)/bin/jupyter-lab notebooks/
+	C2C_RUNS="$(RUN_DIRS)" $(VENV)/bin/jupyter-lab notebooks/ $(ARGS)
 
 denoise: $(STAMP) ## restore files: INPUTS="a.wav dir/" CKPT=... [OUT=restored] [MIX=1.0]
 	$(PY) -m lightning_app.denoise $(INPUTS) --checkpoint $(CKPT) --output-dir $(OUT) --mix $(MIX) $(ARGS)
