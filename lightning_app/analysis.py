@@ -9,6 +9,7 @@ The notebooks in notebooks/ are thin layers over these functions, so what they s
 
 from __future__ import annotations
 
+import functools
 import glob
 import io
 import os
@@ -62,11 +63,18 @@ def run_config(run_dir: Path):
 
 # ----------------------------------------------------------------------------- TensorBoard contents
 def _accumulator(run_dir: Path):
+    """The run's events, loaded once per state of its event files (a notebook reads each run several times)."""
+    files = sorted(Path(run_dir).glob("events.out.tfevents.*"))
+    if not files:
+        raise FileNotFoundError(f"{run_dir}: no TensorBoard event files in it")
+    return _load_events(str(run_dir), tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+
+
+@functools.lru_cache(maxsize=8)
+def _load_events(run_dir: str, files_state: tuple):  # files_state: the cache key; a growing run reloads
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    if not _has_events(Path(run_dir)):
-        raise FileNotFoundError(f"{run_dir}: no TensorBoard event files in it")
-    accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0, "audio": 0})
+    accumulator = EventAccumulator(run_dir, size_guidance={"scalars": 0, "images": 0, "audio": 0})
     accumulator.Reload()
     return accumulator
 
@@ -131,8 +139,11 @@ def plot_curves(runs: dict[str, Path], tags: Sequence[str], columns: int = 3, se
     import matplotlib.pyplot as plt
 
     curves = {label: read_scalars(path, tags) for label, path in runs.items()}
-    panels = [(tag, label) for tag in tags for label in (curves if tag in separate else [None])
-              if any(tag in c for name, c in curves.items() if label in (None, name))]
+    panels = []  # (tag, the one run it shows or None for all)
+    for tag in tags:
+        logged = [label for label, scalars in curves.items() if tag in scalars]
+        if logged:
+            panels += [(tag, label) for label in logged] if tag in separate else [(tag, None)]
     if not panels:
         raise ValueError(f"none of {list(tags)} was logged by {list(runs)}")
     width = min(columns, len(panels))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +28,17 @@ import torchaudio.functional as AF
 import torchaudio.transforms as T
 
 from lightning_app.chains import Chain
+from lightning_app.data.audio_io import resample
 
 N_FFT = 1024          # AudioLDM's STFT size; the vocoder config does not record it
 LOG_FLOOR = 1e-5      # log(clamp(mel, 1e-5)), as the VAE and vocoder were trained on
 PEAK_LEVEL = 0.5      # AudioLDM normalises every input to this peak before the mel
 INSTALL_HINT = "the AudioLDM2 chains need the optional extra: pip install -c constraints.txt -e '.[audioldm2]'"
+
+
+def _fit(x: torch.Tensor, length: int, start_pad: int = 0) -> torch.Tensor:
+    """``start_pad`` zeros in front, then zero-padded or cut to ``length`` samples."""
+    return torch.nn.functional.pad(x, (start_pad, max(0, length - start_pad - len(x))))[:length]
 
 
 def _require_libraries():
@@ -109,9 +116,15 @@ class AudioLDM2Codec:
             raise ValueError(f"vocoder hop {self.hop} exceeds the STFT size {N_FFT}")
 
     # ------------------------------------------------------------------ the steps
+    @cached_property
     def _filterbank(self) -> torch.Tensor:
         return AF.melscale_fbanks(N_FFT // 2 + 1, 0.0, self.sample_rate / 2, self.n_mels, self.sample_rate,
                                   norm="slaney", mel_scale="slaney")  # (freqs, mels)
+
+    @cached_property
+    def _inverse_mel(self) -> T.InverseMelScale:
+        return T.InverseMelScale(N_FFT // 2 + 1, self.n_mels, self.sample_rate, f_min=0.0, f_max=self.sample_rate / 2,
+                                 norm="slaney", mel_scale="slaney")
 
     def log_mel(self, audio: torch.Tensor) -> torch.Tensor:
         """(N,) waveform -> (frames, n_mels) log-mel, N / hop frames (N a multiple of hop)."""
@@ -119,7 +132,7 @@ class AudioLDM2Codec:
         padded = torch.nn.functional.pad(audio[None, None], (pad, pad), mode="reflect")[0, 0]
         spec = torch.stft(padded, N_FFT, self.hop, window=torch.hann_window(N_FFT, device=audio.device),
                           center=False, return_complex=True).abs()
-        mel = spec.T @ self._filterbank().to(audio.device)
+        mel = spec.T @ self._filterbank.to(audio.device)
         return torch.log(mel.clamp_min(LOG_FLOOR))
 
     @torch.no_grad()
@@ -136,15 +149,12 @@ class AudioLDM2Codec:
         return self.vocoder(log_mel.to(self.device)[None]).reshape(-1).to(log_mel.device).float()
 
     def griffin_lim(self, log_mel: torch.Tensor, length: int, iterations: int = 64) -> torch.Tensor:
-        magnitude = T.InverseMelScale(N_FFT // 2 + 1, self.n_mels, self.sample_rate, f_min=0.0,
-                                      f_max=self.sample_rate / 2, norm="slaney", mel_scale="slaney")(
-            log_mel.exp().T).clamp_min(0.0)
+        magnitude = self._inverse_mel(log_mel.exp().T).clamp_min(0.0)
         torch.manual_seed(0)  # the same random start phase every run
-        shift = self.hop // 2  # centred frames sit hop/2 earlier than the front-end's padded ones
         # Without a length, F frames give hop * (F - 1) samples, which keeps the re-analysis at F frames.
         wave = AF.griffinlim(magnitude, torch.hann_window(N_FFT), N_FFT, self.hop, N_FFT, power=1.0,
                              n_iter=iterations, momentum=0.99, length=None, rand_init=True)
-        return torch.nn.functional.pad(wave, (shift, max(0, length - shift - len(wave))))[:length]
+        return _fit(wave, length, start_pad=self.hop // 2)  # centred frames sit hop/2 earlier than the front-end's
 
     # ------------------------------------------------------------------ chains
     def chain(self, use_vae: bool, vocoder: str, griffin_lim_iters: int = 64) -> Chain:
@@ -153,24 +163,17 @@ class AudioLDM2Codec:
             raise ValueError(f"vocoder must be griffin_lim or hifigan, not {vocoder!r}")
 
         def run(audio: np.ndarray, sample_rate: int) -> np.ndarray:
-            x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
-            if sample_rate != self.sample_rate:
-                x = AF.resample(x, sample_rate, self.sample_rate)
+            x = resample(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)), sample_rate, self.sample_rate)
             n = len(x)
-            x = torch.nn.functional.pad(x, (0, -n % self.hop))
+            x = _fit(x, n + -n % self.hop)
             peak = float(x.abs().max())
             gain = PEAK_LEVEL / peak if peak > 0 else 1.0
             mel = self.log_mel(x * gain)
             if use_vae:
                 mel = self.vae_roundtrip(mel)
-            if vocoder == "hifigan":
-                y = self.vocode(mel)
-            else:
-                y = self.griffin_lim(mel, len(x), griffin_lim_iters)
-            y = torch.nn.functional.pad(y, (0, max(0, n - len(y))))[:n] / gain
-            if sample_rate != self.sample_rate:
-                y = AF.resample(y, self.sample_rate, sample_rate)
-            return torch.nn.functional.pad(y, (0, max(0, len(audio) - len(y))))[: len(audio)].numpy()
+            y = self.vocode(mel) if vocoder == "hifigan" else self.griffin_lim(mel, len(x), griffin_lim_iters)
+            y = resample(_fit(y, n) / gain, self.sample_rate, sample_rate)
+            return _fit(y, len(audio)).numpy()
 
         return run
 

@@ -35,6 +35,7 @@ import torch
 
 from lightning_app import config as C
 from lightning_app.baselines import baselines
+from lightning_app.chains import Chain
 from lightning_app.data.datasets import TEST_STREAM, MixtureDataset, PairedFolderDataset
 from lightning_app.data.sources import build_clean_source, build_noise_source
 from lightning_app.denoise import Restorer, load_system
@@ -105,6 +106,13 @@ def _perceptual(job: tuple[np.ndarray, np.ndarray, int]) -> tuple[float, float, 
     return pesq, stoi, pesq_error or stoi_error
 
 
+def perceptual_scores(jobs: list[tuple[np.ndarray, np.ndarray, int]], workers: int) -> list[tuple[float, float, str | None]]:
+    """(PESQ, STOI, error) per (clean, estimate, rate) job, in spawned worker processes."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=context) as pool:
+        return list(pool.map(_perceptual, jobs, chunksize=8))
+
+
 def score(clips: list[dict], outputs: dict[str, list[np.ndarray]], sample_rate: int, workers: int) -> dict:
     """{system: [per-clip dict of metrics]}; PESQ/STOI computed in worker processes."""
     def t(x):
@@ -119,11 +127,8 @@ def score(clips: list[dict], outputs: dict[str, list[np.ndarray]], sample_rate: 
             scores[system].append({k: float(v[0]) for k, v in values.items()})
             jobs.append((clip["clean"], estimate, sample_rate))
             keys.append((system, i))
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=context) as pool:
-        results = list(pool.map(_perceptual, jobs, chunksize=8))
     failures = defaultdict(int)
-    for (system, i), (pesq, stoi, error) in zip(keys, results, strict=True):
+    for (system, i), (pesq, stoi, error) in zip(keys, perceptual_scores(jobs, workers), strict=True):
         scores[system][i].update(pesq=pesq, stoi=stoi)
         failures[system] += error is not None
     for system, per_clip in scores.items():
@@ -288,7 +293,7 @@ def spectrogram_panel(tracks: dict[str, list[np.ndarray]], row_labels: list[str]
 CHAIN_COLUMNS = ("snr", "si_sdr", "waveform_correlation", "spectral_correlation", "pesq", "stoi", "rtf")
 
 
-def evaluate_chains(output_dir: Path, chains: list[tuple[str, object]], data: Path | None = None,
+def evaluate_chains(output_dir: Path, chains: list[tuple[str, Chain]], data: Path | None = None,
                     clips: int | None = None, seconds: float = 3.0, workers: int = 2, panel_clips: int = 2) -> dict:
     """Each chain, ``(name, fn(audio, sample_rate) -> audio)``, reconstructs the *clean* clips and is
     scored against them with the model metrics. Writes chains.md, chains.csv and chains_spectrograms.png."""
@@ -314,10 +319,8 @@ def evaluate_chains(output_dir: Path, chains: list[tuple[str, object]], data: Pa
             keys.append((len(rows), i))
         rows.append({"system": name, "clips": len(test_clips), "rtf": rtf, "_per_clip": per_clip})
         log.info("ran chain %s (real-time factor %.4f)", name, rtf)
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=context) as pool:
-        for (row, i), (pesq, stoi, _) in zip(keys, pool.map(_perceptual, jobs, chunksize=8), strict=True):
-            rows[row]["_per_clip"][i].update(pesq=pesq, stoi=stoi)
+    for (row, i), (pesq, stoi, _) in zip(keys, perceptual_scores(jobs, workers), strict=True):
+        rows[row]["_per_clip"][i].update(pesq=pesq, stoi=stoi)
     for row in rows:
         per_clip = row.pop("_per_clip")
         for column in CHAIN_COLUMNS[:-1]:
