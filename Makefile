@@ -31,7 +31,7 @@ setup: $(STAMP) ## create .venv and install the pinned dependencies (idempotent)
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=24"
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,audioldm2]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,audioldm2,baselines,visqol]"
 	@touch $(STAMP)
 
 train: $(STAMP) ## train EXP (ARGS="key=value ...", RESUME=1, TRAINER=gpu|cpu, DEVICES=, NODES=)
@@ -67,8 +67,8 @@ denoise: $(STAMP) ## restore files: INPUTS="a.wav dir/" CKPT=... [OUT=restored] 
 tensorboard: $(STAMP) ## TensorBoard over every run in runs/ (TB_HOST=0.0.0.0 to reach it from elsewhere)
 	$(VENV)/bin/tensorboard --logdir $(RUNS) --host $(TB_HOST) --port $(TB_PORT)
 
-bench: $(STAMP) ## data, training step, real-time factor; restores a LONG_MINUTES (120) 48 kHz stereo file for peak memory
-	$(PY) -m lightning_app.bench --long-file-minutes $(LONG_MINUTES) $(ARGS)
+bench: $(STAMP) ## data, training step, real-time factor of archive_fullband (or EXP=); restores a LONG_MINUTES (120) 48 kHz stereo file for peak memory
+	$(PY) -m lightning_app.bench $(if $(filter command line,$(origin EXP)),--experiment $(EXP)) --long-file-minutes $(LONG_MINUTES) $(ARGS)
 
 test: $(STAMP) ## the test suite (CPU, data made by the tests)
 	$(PY) -m pytest

@@ -1,6 +1,6 @@
 """Benchmarks that print numbers (no pass/fail): data throughput, training step, restoration speed.
 
-    python -m lightning_app.bench [--experiment supervised_unet] [--device cpu|cuda] [--fed-steps N] [key=value ...]
+    python -m lightning_app.bench [--experiment archive_fullband] [--device cpu|cuda] [--fed-steps N] [key=value ...]
 
 Medians over repeats, measured in this one run; compare ratios, not absolute times,
 across machines.
@@ -37,11 +37,13 @@ def _median_time(fn, repeats: int, warmup: int = 1) -> float:
 
 
 def bench_data(datamodule, examples: int) -> dict:
+    start = time.perf_counter()
     datamodule.setup("fit")
+    fill = time.perf_counter() - start
     ds = datamodule.train_set
     keys = iter([(0, 0, 0, i) for i in range(10_000)])
     per_example = _median_time(lambda: ds[next(keys)], repeats=examples)
-    return {"segments_per_s_per_worker": 1.0 / per_example,
+    return {"segments_per_s_per_worker": 1.0 / per_example, "bank_fill_s": fill,
             "segment_seconds": datamodule.segment_samples / datamodule.sample_rate}
 
 
@@ -124,22 +126,23 @@ def bench_restore_file(system, seconds: float, rate: int, channels: int, device:
     return {"rtf": took / seconds, "peak_rss_mb": peak_kib / 1024}
 
 
-def bench_restore(system, device: torch.device, seconds: float, rates=(16000, 48000)) -> dict:
+def bench_restore(system, device: torch.device, seconds: float, inputs=((16000, 1), (44100, 2), (48000, 2))) -> dict:
+    """Real-time factor of the Restorer (level, resampling, chunks, high band) per (rate, channels) input."""
     system = system.to(device).eval()
     out = {}
     rng = np.random.default_rng(0)
-    for rate in rates:
-        audio = (0.1 * rng.standard_normal((int(seconds * rate), 1))).astype(np.float32)
+    for rate, channels in inputs:
+        audio = (0.1 * rng.standard_normal((int(seconds * rate), channels))).astype(np.float32)
         restorer = Restorer(system)
         took = _median_time(lambda r=restorer, a=audio, sr=rate: r(a, sr), repeats=3)
-        out[f"rtf_{rate // 1000}k"] = took / seconds
+        out[(rate, channels)] = took / seconds
     return out
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m lightning_app.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--experiment", default="supervised_unet")
+    p.add_argument("--experiment", default="archive_fullband")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--steps", type=int, default=5, help="timed training steps")
     p.add_argument("--fed-steps", type=int, default=0, help="also time this many steps fed by the DataLoader")
@@ -156,8 +159,15 @@ def main(argv=None) -> int:
     datamodule = build_datamodule(cfg, system)
     print(f"c2c-denoise bench: {args.experiment}, device {device}, torch threads {torch.get_num_threads()}")
     data = bench_data(datamodule, examples=30)
+    mix = ", ".join(f"{k} {w:g}" for k, w in cfg.data.clean.mix.items() if w > 0)
+    bank = f"crops of a {cfg.data.source_bank}-segment bank" if cfg.data.source_bank else "generated per example"
     print(f"  data:     {data['segments_per_s_per_worker']:.1f} segments/s per worker "
-          f"({data['segment_seconds']:.2f} s segments, procedural speech + noise)")
+          f"({data['segment_seconds']:.2f} s segments at {cfg.data.sample_rate / 1000:g} kHz, clean {mix}, {bank})")
+    if cfg.data.source_bank:
+        fresh = bench_data(build_datamodule(C.compose(args.experiment, [*args.overrides, "data.source_bank=0"]), system),
+                           examples=30)
+        print(f"            without the bank: {fresh['segments_per_s_per_worker']:.1f} segments/s per worker "
+              f"(bank filled in {data['bank_fill_s']:.1f} s)")
     step = bench_train_step(system, datamodule, device, args.steps, cfg.trainer.precision)
     print(f"  training: {step['train_step_s'] * 1000:.0f} ms per step (batch {step['batch_size']}), "
           f"{step['train_samples_per_s']:.1f} segments/s")
@@ -169,9 +179,10 @@ def main(argv=None) -> int:
               f"({args.fed_steps} steps, {cfg.data.num_workers} workers): "
               f"{fed['fed_samples_per_s'] / step['train_samples_per_s']:.0%} of compute-only throughput")
     restore = bench_restore(system, device, args.audio_seconds)
-    for key, value in restore.items():
-        print(f"  restore:  real-time factor {value:.3f} at {key[4:]}Hz input "
-              f"(seconds of compute per second of audio; {1 / value:.0f}x faster than real time)")
+    for (rate, channels), value in restore.items():
+        print(f"  restore:  real-time factor {value:.4f} for {rate / 1000:g} kHz {'stereo' if channels == 2 else 'mono'} "
+              f"input, {system.sample_rate / 1000:g} kHz model (seconds of compute per second of audio; "
+              f"{1 / value:.0f}x faster than real time)")
     for minutes in args.long_file_minutes:
         long = bench_restore_file(system.cpu(), minutes * 60, 48000, 2, args.device)
         print(f"  long file: {minutes:g} min, 48 kHz stereo, CLI in a child process: real-time factor "

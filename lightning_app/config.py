@@ -132,10 +132,19 @@ def compose_saved(saved: Path, overrides: Iterable[str] = (), blocks: Iterable[s
     """A saved run's config.yaml (as resumed), checked against today's defaults, plus new overrides."""
     cfg = _load_yaml(config_dir / "defaults.yaml", "defaults")
     OmegaConf.set_struct(cfg, True)
-    cfg = _merge(cfg, _load_yaml(Path(saved), "saved run config"), f"saved config {saved}")
+    cfg = _merge(cfg, _migrate(_load_yaml(Path(saved), "saved run config")), f"saved config {saved}")
     cfg, _ = _apply_launch(cfg, overrides, blocks, config_dir)
     _validate(cfg)
     return cfg
+
+
+def _migrate(saved: DictConfig) -> DictConfig:
+    """Configs saved before the clean side became a content mixture kept one speech source in
+    data.clean.{kind, folder, procedural}: move it to data.clean.speech so those runs still resume."""
+    clean = OmegaConf.select(saved, "data.clean")
+    if isinstance(clean, DictConfig) and "kind" in clean:
+        clean.speech = {k: clean.pop(k) for k in ("kind", "folder", "procedural") if k in clean}
+    return saved
 
 
 def _validate(cfg: DictConfig) -> None:
@@ -144,6 +153,9 @@ def _validate(cfg: DictConfig) -> None:
         lo, hi = OmegaConf.select(cfg, key)
         if lo > hi:
             raise ConfigError(f"{key} must be [low, high], got [{lo}, {hi}]")
+    mix = OmegaConf.to_container(cfg.data.clean.mix)
+    if any(w < 0 for w in mix.values()) or not any(w > 0 for w in mix.values()):
+        raise ConfigError(f"data.clean.mix needs weights >= 0 and at least one above 0, got {mix}")
     if len(cfg.model.time_strides) != len(cfg.model.channels) - 1:
         raise ConfigError(f"model.time_strides needs {len(cfg.model.channels) - 1} entries (one per level "
                           f"below the first), got {len(cfg.model.time_strides)}")

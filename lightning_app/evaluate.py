@@ -1,19 +1,25 @@
 """Score checkpoints and classic baselines side by side on one test set.
 
-    python -m lightning_app.evaluate [CKPT ...] [--data DIR] [--clips N] [--mix 1.0 0.5 0.3] [--output-dir DIR]
+    python -m lightning_app.evaluate [CKPT ...] [--experiment NAME] [--data DIR] [--clips N] [--mix 1.0 0.5 0.3]
+                                     [--output-dir DIR] [key=value ...]
 
-The test set is the built-in fixed synthetic one (procedural speech and historical noise,
-disjoint from every run's training and validation draws) or, with --data, a paired corpus:
-DIR/noisy and DIR/clean with matching file names. Every system sees the same clips:
+The test set is the built-in fixed synthetic one, built from the data settings of --experiment
+(default supervised_unet: 16 kHz procedural speech; archive_fullband: 44.1 kHz music and speech)
+plus key=value overrides, disjoint from every run's training and validation draws and stratified
+by content; or, with --data, a paired corpus: DIR/noisy and DIR/clean with matching file names,
+read at the experiment's rate (without --experiment: the first checkpoint's). Every system sees
+the same clips:
 
 - the noisy input (the floor every gain is measured from),
 - spectral gating (noisereduce, stationary and non-stationary) and a decision-directed Wiener filter,
 - each checkpoint at each --mix value (dry/wet blend; mix 1 is the model alone).
 
-Scores per clip: SI-SDR, SNR (and their gain over the input), PESQ (wideband, at 16 kHz),
-STOI, amplitude retention, speech removed, spectral correlation; processing time gives the
-real-time factor. The output folder gets report.md, report.csv (overall, per noise type and
-per input-SNR bucket) and PNG plots.
+Scores per clip: SI-SDR, SNR (and their gain over the input), PESQ (wideband, at 16 kHz) and
+STOI on speech clips only (they are speech measures), ViSQOL (v3 audio mode, MOS-LQO, every
+content, the first --visqol-clips clips; level-blind), log-spectral distance, amplitude retention,
+speech removed, spectral correlation; processing time gives the real-time factor. The output
+folder gets report.md, report.csv (overall, per content, per noise type and per input-SNR bucket)
+and PNG plots.
 """
 
 from __future__ import annotations
@@ -39,21 +45,24 @@ from lightning_app.chains import Chain
 from lightning_app.data.datasets import TEST_STREAM, MixtureDataset, PairedFolderDataset
 from lightning_app.data.sources import build_clean_source, build_noise_source
 from lightning_app.denoise import Restorer, load_system
-from lightning_app.metrics.perceptual import safe_pesq, safe_stoi
+from lightning_app.metrics.perceptual import UNLABELLED, safe_pesq, safe_stoi, speech_content
 from lightning_app.metrics.quality import waveform_scores
+from lightning_app.metrics.visqol import safe_visqol, visqol_missing
 
 log = logging.getLogger("lightning_app.evaluate")
 
 NOISY = "noisy input"
-COLUMNS = ("si_sdr", "si_sdr_i", "snr", "snr_i", "pesq", "pesq_i", "stoi", "stoi_i", "amplitude_retention",
-           "speech_removed", "spectral_correlation", "rtf")
+COLUMNS = ("si_sdr", "si_sdr_i", "snr", "snr_i", "pesq", "pesq_i", "stoi", "stoi_i", "visqol", "visqol_i", "lsd",
+           "lsd_i", "amplitude_retention", "speech_removed", "spectral_correlation", "rtf")
+DEFAULT_EXPERIMENT = "supervised_unet"
 SNR_BUCKETS = ((-math.inf, 5.0), (5.0, 10.0), (10.0, 15.0), (15.0, math.inf))
 
 
 # ----------------------------------------------------------------------------- test set
-def synthetic_test_set(clips: int, seconds: float, overrides: list[str]) -> tuple[list[dict], int]:
-    """The fixed synthetic test clips from the default data settings (plus ``overrides``)."""
-    cfg = C.compose("supervised_unet", overrides)
+def synthetic_test_set(clips: int, seconds: float, overrides: list[str],
+                       experiment: str = DEFAULT_EXPERIMENT) -> tuple[list[dict], int]:
+    """The fixed synthetic test clips from ``experiment``'s data settings (plus ``overrides``)."""
+    cfg = C.compose(experiment, overrides)
     d = cfg.data
     sr = d.sample_rate
     clean = build_clean_source(sr, cache_dir=d.cache_dir, **C.to_container(d.clean))
@@ -73,7 +82,8 @@ def paired_test_set(folder: Path, sample_rate: int, clips: int | None) -> tuple[
 
 def _clip(example: dict, name: str) -> dict:
     return {"name": name, "noisy": example["noisy"].numpy().reshape(-1), "clean": example["clean"].numpy().reshape(-1),
-            "snr_db": float(example["snr_db"]), "noise_types": example["noise_type"].split("+")}
+            "snr_db": float(example["snr_db"]), "noise_types": example["noise_type"].split("+"),
+            "content": example.get("content")}
 
 
 # ----------------------------------------------------------------------------- systems
@@ -94,27 +104,32 @@ def checkpoint_name(path: Path) -> str:
 
 
 def model_process(checkpoint: Path):
+    """(process, the model's sample rate)."""
     restorer = Restorer(load_system(checkpoint))
-    return lambda audio, rate: restorer(audio[:, None], rate)[:, 0]
+    return (lambda audio, rate: restorer(audio[:, None], rate)[:, 0]), restorer.model_rate
 
 
 # ----------------------------------------------------------------------------- scoring
-def _perceptual(job: tuple[np.ndarray, np.ndarray, int]) -> tuple[float, float, str | None]:
-    clean, estimate, rate = job
-    pesq, pesq_error = safe_pesq(clean, estimate, rate)
-    stoi, stoi_error = safe_stoi(clean, estimate, rate)
-    return pesq, stoi, pesq_error or stoi_error
+def _perceptual(job: tuple[np.ndarray, np.ndarray, int, bool, bool]) -> dict:
+    """PESQ and STOI (when ``speech``) and ViSQOL (when ``visqol``) of one (clean, estimate), NaN when not asked."""
+    clean, estimate, rate, speech, visqol = job
+    out = {}
+    for name, wanted, fn in (("pesq", speech, safe_pesq), ("stoi", speech, safe_stoi), ("visqol", visqol, safe_visqol)):
+        out[name], out[f"{name}_error"] = fn(clean, estimate, rate) if wanted else (math.nan, None)
+    return out
 
 
-def perceptual_scores(jobs: list[tuple[np.ndarray, np.ndarray, int]], workers: int) -> list[tuple[float, float, str | None]]:
-    """(PESQ, STOI, error) per (clean, estimate, rate) job, in spawned worker processes."""
+def perceptual_scores(jobs: list[tuple[np.ndarray, np.ndarray, int, bool, bool]], workers: int) -> list[dict]:
+    """``_perceptual`` of every (clean, estimate, rate, speech, visqol) job, in spawned worker processes."""
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=context) as pool:
-        return list(pool.map(_perceptual, jobs, chunksize=8))
+        return list(pool.map(_perceptual, jobs, chunksize=4))
 
 
-def score(clips: list[dict], outputs: dict[str, list[np.ndarray]], sample_rate: int, workers: int) -> dict:
-    """{system: [per-clip dict of metrics]}; PESQ/STOI computed in worker processes."""
+def score(clips: list[dict], outputs: dict[str, list[np.ndarray]], sample_rate: int, workers: int,
+          visqol_clips: int = 0) -> dict:
+    """{system: [per-clip dict of metrics]}; PESQ/STOI (speech clips) and ViSQOL (the first ``visqol_clips``)
+    computed in worker processes."""
     def t(x):
         return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None, None]
 
@@ -123,20 +138,23 @@ def score(clips: list[dict], outputs: dict[str, list[np.ndarray]], sample_rate: 
     for system, estimates in outputs.items():
         scores[system] = []
         for i, (clip, estimate) in enumerate(zip(clips, estimates, strict=True)):
-            values, _ = waveform_scores(t(estimate), t(clip["noisy"]), t(clip["clean"]), silent_rms=1e-4)
+            values, _ = waveform_scores(t(estimate), t(clip["noisy"]), t(clip["clean"]), silent_rms=1e-4,
+                                        sample_rate=sample_rate)
             scores[system].append({k: float(v[0]) for k, v in values.items()})
-            jobs.append((clip["clean"], estimate, sample_rate))
+            jobs.append((clip["clean"], estimate, sample_rate, speech_content(clip["content"]), i < visqol_clips))
             keys.append((system, i))
-    failures = defaultdict(int)
-    for (system, i), (pesq, stoi, error) in zip(keys, perceptual_scores(jobs, workers), strict=True):
-        scores[system][i].update(pesq=pesq, stoi=stoi)
-        failures[system] += error is not None
+    failures = defaultdict(lambda: defaultdict(int))
+    for (system, i), result in zip(keys, perceptual_scores(jobs, workers), strict=True):
+        scores[system][i].update({k: result[k] for k in ("pesq", "stoi", "visqol")})
+        for name in ("pesq", "stoi", "visqol"):
+            failures[system][name] += result[f"{name}_error"] is not None
     for system, per_clip in scores.items():
         for i, row in enumerate(per_clip):
-            row["pesq_i"] = row["pesq"] - scores[NOISY][i]["pesq"]
-            row["stoi_i"] = row["stoi"] - scores[NOISY][i]["stoi"]
-        if failures[system]:
-            log.warning("%s: PESQ/STOI failed on %d clip(s); left out of their means", system, failures[system])
+            for name in ("pesq", "stoi", "visqol"):
+                row[f"{name}_i"] = row[name] - scores[NOISY][i][name]
+        for name, count in failures[system].items():
+            if count:
+                log.warning("%s: %s failed on %d clip(s); left out of its means", system, name.upper(), count)
     return scores
 
 
@@ -154,8 +172,10 @@ def bucket_name(low: float, high: float) -> str:
 
 
 def groups(clips: list[dict]) -> dict[str, list[int]]:
-    """Clip indices per group: overall, per noise type (clips containing it), per input-SNR bucket."""
+    """Clip indices per group: overall, per content, per noise type (clips containing it), per input-SNR bucket."""
     out = {"overall": list(range(len(clips)))}
+    for content in sorted({c["content"] for c in clips} - set(UNLABELLED)):
+        out[f"content: {content}"] = [i for i, c in enumerate(clips) if c["content"] == content]
     for kind in sorted({t for c in clips for t in c["noise_types"]}):
         out[f"noise: {kind}"] = [i for i, c in enumerate(clips) if kind in c["noise_types"]]
     for low, high in SNR_BUCKETS:
@@ -202,7 +222,7 @@ def pivot(rows: list[dict], prefix: str, metric: str) -> list[str]:
     return lines
 
 
-def write_reports(rows: list[dict], output_dir: Path, description: str, plots: list[str]) -> str:
+def write_reports(rows: list[dict], output_dir: Path, description: str, plots: list[str], notes: list[str] = ()) -> str:
     output_dir.mkdir(parents=True, exist_ok=True)
     with open(output_dir / "report.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["group", "system", "clips", *COLUMNS])
@@ -210,7 +230,13 @@ def write_reports(rows: list[dict], output_dir: Path, description: str, plots: l
         writer.writerows(rows)
     overall = [r for r in rows if r["group"] == "overall"]
     text = [f"# Evaluation: {description}", "", "## Overall", "", *markdown_table(overall, COLUMNS), "",
-            "`rtf`: seconds of compute per second of audio on this machine. `*_i`: gain over the noisy input.", ""]
+            "`rtf`: seconds of compute per second of audio on this machine. `*_i`: gain over the noisy input "
+            "(`lsd_i` = input LSD - output LSD, so positive is better there too).", *(x for n in notes for x in ("", n)), ""]
+    if any(r["group"].startswith("content: ") for r in rows):
+        for title, metric in (("SI-SDR improvement (dB) by content", "si_sdr_i"),
+                              ("Amplitude retention by content", "amplitude_retention"),
+                              ("ViSQOL (MOS-LQO) by content", "visqol"), ("LSD (dB) by content", "lsd")):
+            text += [f"## {title}", "", *pivot(rows, "content: ", metric), ""]
     for title, prefix, metric in (("SI-SDR improvement (dB) by noise type (clips containing it)", "noise: ", "si_sdr_i"),
                                   ("PESQ by noise type", "noise: ", "pesq"),
                                   ("SI-SDR improvement (dB) by input SNR", "input SNR ", "si_sdr_i"),
@@ -315,12 +341,12 @@ def evaluate_chains(output_dir: Path, chains: list[tuple[str, Chain]], data: Pat
             per_clip.append({"snr": float(MF.snr(est, ref)[0]), "si_sdr": float(MF.si_sdr(est, ref)[0]),
                              "waveform_correlation": float(MF.pearson(est, ref)[0]),
                              "spectral_correlation": float(MF.spectral_correlation(est, ref)[0])})
-            jobs.append((clip["clean"], out, rate))
+            jobs.append((clip["clean"], out, rate, speech_content(clip["content"]), False))
             keys.append((len(rows), i))
         rows.append({"system": name, "clips": len(test_clips), "rtf": rtf, "_per_clip": per_clip})
         log.info("ran chain %s (real-time factor %.4f)", name, rtf)
-    for (row, i), (pesq, stoi, _) in zip(keys, perceptual_scores(jobs, workers), strict=True):
-        rows[row]["_per_clip"][i].update(pesq=pesq, stoi=stoi)
+    for (row, i), result in zip(keys, perceptual_scores(jobs, workers), strict=True):
+        rows[row]["_per_clip"][i].update(pesq=result["pesq"], stoi=result["stoi"])
     for row in rows:
         per_clip = row.pop("_per_clip")
         for column in CHAIN_COLUMNS[:-1]:
@@ -343,15 +369,25 @@ def evaluate_chains(output_dir: Path, chains: list[tuple[str, Chain]], data: Pat
 # ----------------------------------------------------------------------------- entry point
 def evaluate(checkpoints: list[Path], output_dir: Path, data: Path | None = None, clips: int | None = None,
              seconds: float = 3.0, mixes=(1.0, 0.5, 0.3), workers: int = 2, with_baselines: bool = True,
-             overrides: list[str] = ()) -> dict:
+             overrides: list[str] = (), experiment: str | None = None, visqol_clips: int = 16) -> dict:
     """Score every system and write the reports; returns {"rows", "report", "plots"}."""
-    systems = [(checkpoint_name(p), model_process(p)) for p in checkpoints]  # fail early on a bad checkpoint
+    models = [(checkpoint_name(p), *model_process(p)) for p in checkpoints]  # fail early on a bad checkpoint
+    systems = [(name, process) for name, process, _ in models]
     if data is not None:
-        test_clips, rate = paired_test_set(Path(data), 16000, clips)
-        description = f"paired corpus {data} ({len(test_clips)} files)"
+        if models and experiment is None:
+            rate = models[0][2]  # the rate the (first) model works at
+        else:
+            rate = C.compose(experiment or DEFAULT_EXPERIMENT, list(overrides)).data.sample_rate
+        test_clips, rate = paired_test_set(Path(data), rate, clips)
+        description = f"paired corpus {data} at {rate} Hz ({len(test_clips)} files)"
     else:
-        test_clips, rate = synthetic_test_set(clips or 48, seconds, list(overrides))
-        description = f"built-in synthetic test set ({len(test_clips)} clips of {seconds:g} s)"
+        experiment = experiment or DEFAULT_EXPERIMENT
+        test_clips, rate = synthetic_test_set(clips or 48, seconds, list(overrides), experiment)
+        description = f"built-in synthetic test set of {experiment} ({len(test_clips)} clips of {seconds:g} s at {rate} Hz)"
+    missing = visqol_missing() if visqol_clips else None
+    if missing:
+        log.warning("ViSQOL skipped: %s", missing)
+    visqol_clips = 0 if missing else min(visqol_clips, len(test_clips))
     outputs, rtf = {NOISY: [c["noisy"] for c in test_clips]}, {NOISY: 0.0}
     for name, process in [*(baselines().items() if with_baselines else []), *systems]:
         estimates, rtf[name] = run_system(process, test_clips, rate)
@@ -365,12 +401,18 @@ def evaluate(checkpoints: list[Path], output_dir: Path, data: Path | None = None
             del rtf[name]
         else:
             outputs[name] = estimates
-    scores = score(test_clips, outputs, rate, workers)
+    scores = score(test_clips, outputs, rate, workers, visqol_clips)
     rows = summarise(scores, test_clips, rtf)
     output_dir.mkdir(parents=True, exist_ok=True)
     panel = [s for s in outputs if "(mix" not in s or "(mix 1)" in s]
     plots = write_plots(rows, test_clips, outputs, rate, output_dir, panel)
-    report = write_reports(rows, output_dir, description, plots)
+    speech = sum(speech_content(c["content"]) for c in test_clips)
+    scope = f"the first {visqol_clips} clips" if visqol_clips else f"not computed: {missing or '--visqol-clips 0'}"
+    notes = [f"PESQ and STOI are speech measures: computed on the speech clips only ({speech} of {len(test_clips)} "
+             f"clips). ViSQOL (v3 audio mode, MOS-LQO 1-5, music and speech; {scope}) is level-blind: it rescales "
+             f"the output to the clean level before comparing, so read it next to amplitude retention, never instead. "
+             f"LSD: log-spectral distance in dB (lower is better)."]
+    report = write_reports(rows, output_dir, description, plots, notes)
     return {"rows": rows, "report": report, "plots": plots}
 
 
@@ -378,12 +420,16 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m lightning_app.evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoints", nargs="*", help="checkpoints to score (none: baselines only)")
+    p.add_argument("--experiment", default=None, help=f"whose data settings build the synthetic test set (default "
+                   f"{DEFAULT_EXPERIMENT}; archive_fullband: 44.1 kHz music and speech); with --data: the corpus's rate")
     p.add_argument("--data", default=None, help="a paired corpus: DIR/noisy and DIR/clean (default: synthetic test set)")
     p.add_argument("--clips", type=int, default=None, help="number of clips (synthetic default 48; corpus: all)")
     p.add_argument("--seconds", type=float, default=3.0, help="synthetic clip length")
     p.add_argument("--mix", type=float, nargs="+", default=[1.0, 0.5, 0.3], help="dry/wet values per checkpoint")
     p.add_argument("--output-dir", default="evaluation")
-    p.add_argument("--workers", type=int, default=2, help="processes for PESQ/STOI")
+    p.add_argument("--workers", type=int, default=2, help="processes for PESQ/STOI/ViSQOL")
+    p.add_argument("--visqol-clips", type=int, default=16,
+                   help="ViSQOL on the first N clips, every system (about 2 s of CPU per 3-s clip and system; 0: off)")
     p.add_argument("--no-baselines", action="store_true", help="only the checkpoints and the noisy input")
     p.add_argument("--chains", nargs="*", default=None, metavar="KIND[:N_FFT[:HOP[:N_MELS]]]",
                    help="reconstruction-chain analysis instead of model scoring (stft, magnitude, mel; "
@@ -420,11 +466,11 @@ def main(argv=None) -> int:
         return 0
     try:
         result = evaluate([Path(c) for c in checkpoints], Path(args.output_dir), args.data, args.clips, args.seconds,
-                          args.mix, args.workers, not args.no_baselines, overrides)
+                          args.mix, args.workers, not args.no_baselines, overrides, args.experiment, args.visqol_clips)
     except (FileNotFoundError, ValueError, C.ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(result["report"].split("## SI-SDR")[0])
+    print(result["report"].split("## SI-SDR improvement (dB) by noise type")[0])
     print(f"report: {Path(args.output_dir) / 'report.md'} (+ report.csv, {', '.join(result['plots'])})")
     return 0
 

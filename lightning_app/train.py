@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from lightning_app import config as C
 from lightning_app.callbacks import AudioExamples, OverSuppressionAlarm, PerceptualQuality, RNGState, WaveformQuality
 from lightning_app.data.datamodule import DenoiseDataModule
-from lightning_app.metrics.quality import PERCEPTUAL_METRICS, WAVEFORM_METRICS
+from lightning_app.metrics.quality import PERCEPTUAL_METRICS, WAVEFORM_METRICS, metric_contents
 from lightning_app.systems import DenoiseSystem, system_class
 
 log = logging.getLogger("lightning_app.train")
@@ -122,7 +122,8 @@ def required_paths(cfg: DictConfig) -> list[str]:
     keys = {"paired": [f"data.paired.{k}" for k in ("train_noisy", "train_clean", "val_noisy", "val_clean")],
             "real_pairs": ["data.real_pairs.a", "data.real_pairs.b"]}.get(d.mode, [])
     if d.mode != "paired":
-        keys += [f"data.{src}.folder.path" for src in ("clean", "noise") if d[src].kind == "folder"]
+        keys += [f"data.clean.{c}.folder.path" for c, w in d.clean.mix.items() if w > 0 and d.clean[c].kind == "folder"]
+        keys += ["data.noise.folder.path"] if d.noise.kind == "folder" else []
     return keys
 
 
@@ -153,11 +154,13 @@ def build_datamodule(cfg: DictConfig, system: DenoiseSystem) -> DenoiseDataModul
 
 def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[L.Callback]:
     m = cfg.metrics
+    contents = metric_contents(cfg.data.mode, cfg.data.clean.mix)
     return [
-        WaveformQuality(silent_clean_rms=m.silent_clean_rms),
-        PerceptualQuality(cfg.data.sample_rate, every_n_epochs=m.perceptual_every_n_epochs,
-                          clips=m.perceptual_clips, workers=m.perceptual_workers),
-        OverSuppressionAlarm(threshold=m.retention_alarm),  # after WaveformQuality: it reads its result
+        WaveformQuality(silent_clean_rms=m.silent_clean_rms, contents=contents, sample_rate=cfg.data.sample_rate),
+        PerceptualQuality(cfg.data.sample_rate, every_n_epochs=m.perceptual_every_n_epochs, clips=m.perceptual_clips,
+                          workers=m.perceptual_workers, contents=contents, visqol_clips=m.visqol_clips),
+        # after WaveformQuality: it reads its result
+        OverSuppressionAlarm(threshold=m.retention_alarm, contents=contents),
         AudioExamples(cfg.data.sample_rate, every_n_epochs=cfg.media.every_n_epochs, clips=cfg.media.clips),
         ModelCheckpoint(dirpath=run_dir / "checkpoints", filename=Path(BEST).stem, monitor=cfg.checkpoint.monitor,
                         mode=cfg.checkpoint.mode, save_top_k=1, save_last=True, auto_insert_metric_name=False,
@@ -189,6 +192,8 @@ def log_hparams(logger: TensorBoardLogger, cfg: DictConfig) -> None:
 
     flat = {k: ("null" if v is None else v) for k, v in C.flatten(C.to_container(cfg)).items()}
     tags = [f"val/{n}" for n in (*WAVEFORM_METRICS, *PERCEPTUAL_METRICS)] + ["val/loss", "val/si_sdr_best"]
+    contents = metric_contents(cfg.data.mode, cfg.data.clean.mix)
+    tags += [f"val/{n}/{c}" for c in contents for n in ("si_sdr_i", "amplitude_retention", "visqol")]
     exp, ssi, sei = hparams(flat, {t: 0.0 for t in tags})
     writer = logger.experiment._get_file_writer()
     for summary in (exp, ssi, sei):
@@ -245,9 +250,16 @@ def print_summary(result: dict, cfg: DictConfig) -> None:
         return "n/a" if v is None or not math.isfinite(v) else f"{v:.2f}{unit}"
 
     print(f"\n{cfg.experiment} finished: {result['run_dir']}")
-    print(f"  SI-SDR {fmt('val/si_sdr', ' dB')} (input {fmt('val/si_sdr_input', ' dB')}, gain {fmt('val/si_sdr_i', ' dB')})")
-    print(f"  PESQ {fmt('val/pesq')} (input {fmt('val/pesq_input')})   STOI {fmt('val/stoi')} (input {fmt('val/stoi_input')})")
+    print(f"  SI-SDR {fmt('val/si_sdr', ' dB')} (input {fmt('val/si_sdr_input', ' dB')}, gain {fmt('val/si_sdr_i', ' dB')})"
+          f"   LSD {fmt('val/lsd', ' dB')} (input {fmt('val/lsd_input', ' dB')})")
+    print(f"  PESQ {fmt('val/pesq')} (input {fmt('val/pesq_input')})   STOI {fmt('val/stoi')} (input {fmt('val/stoi_input')})"
+          f"   (speech clips)")
+    print(f"  ViSQOL {fmt('val/visqol')} (input {fmt('val/visqol_input')}; level-blind)")
     print(f"  amplitude retention {fmt('val/amplitude_retention')}   speech removed {fmt('val/speech_removed')}")
+    # Per content: the overall mean can hide a model that keeps speech and mutes music.
+    for content in sorted({k.rsplit("/", 1)[1] for k in m if k.startswith("val/si_sdr_i/")}):
+        print(f"  {content}: SI-SDR gain {fmt(f'val/si_sdr_i/{content}', ' dB')}   retention "
+              f"{fmt(f'val/amplitude_retention/{content}')}   ViSQOL {fmt(f'val/visqol/{content}')}")
     print(f"  best checkpoint: {result['best']}")
     print(f"  TensorBoard: make tensorboard  (or tensorboard --logdir {Path(result['run_dir']).parent})")
 

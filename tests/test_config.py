@@ -55,7 +55,8 @@ def test_malformed_override_and_inverted_range_are_explained():
 
 def test_required_paths_are_missing_not_someones_disk():
     cfg = C.compose("supervised_unet")
-    assert C.OmegaConf.is_missing(cfg.data.clean.folder, "path")
+    assert C.OmegaConf.is_missing(cfg.data.clean.speech.folder, "path")
+    assert C.OmegaConf.is_missing(cfg.data.clean.music.folder, "path")
     assert C.OmegaConf.is_missing(cfg.data.paired, "train_noisy")
 
 

@@ -90,3 +90,31 @@ def test_perceptual_scores_resample_other_rates(speech):
     c44, n44 = (AF.resample(x.reshape(-1), SR, 44100).numpy() for x in (clean, noisy))
     result = score_clip(c44, n44, c44, 44100)
     assert math.isfinite(result["pesq"]) and result["pesq"] > result["input_pesq"]
+
+
+def test_log_spectral_distance_matches_a_numpy_reference(speech):
+    clean, noisy = speech
+    n_fft, hop = 512, 128
+
+    def reference(estimate, target):
+        def power(x):
+            frames = np.lib.stride_tricks.sliding_window_view(np.pad(x, n_fft // 2, mode="reflect"), n_fft)[::hop]
+            window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)  # periodic Hann
+            return np.abs(np.fft.rfft(frames * window, axis=1)) ** 2  # (frames, freq)
+
+        floor = power(target).max() * 1e-8  # 80 dB below the target's loudest bin
+        log_target, log_estimate = (10 * np.log10(np.maximum(power(x), floor)) for x in (target, estimate))
+        return np.mean(np.sqrt(np.mean((log_target - log_estimate) ** 2, axis=1)))
+
+    c, n = clean.double().numpy().ravel(), noisy.double().numpy().ravel()
+    for estimate in (n, 0.5 * c, c + 0.01 * np.sin(np.arange(len(c)))):
+        got = float(MF.log_spectral_distance(torch.from_numpy(estimate)[None], clean.reshape(1, -1), n_fft, hop)[0])
+        assert got == pytest.approx(reference(estimate, c), rel=1e-6, abs=1e-6)
+    assert float(MF.log_spectral_distance(clean, clean, n_fft, hop)[0]) == 0.0
+    same = MF.log_spectral_distance(torch.from_numpy(n)[None], clean.reshape(1, -1), n_fft, hop)
+    torch.testing.assert_close(MF.log_spectral_distance(0.01 * torch.from_numpy(n)[None], 0.01 * clean.reshape(1, -1),
+                                                        n_fft, hop), same)  # a gain on both changes nothing
+    assert float(MF.log_spectral_distance(0.5 * noisy, noisy, n_fft, hop)[0]) == pytest.approx(6.02, abs=0.01)  # -6 dB
+    assert (MF.lsd_fft_size(16000), MF.lsd_fft_size(44100), MF.lsd_fft_size(48000)) == (512, 2048, 2048)
+    scores, _ = waveform_scores(noisy, noisy, clean, silent_rms=1e-4)
+    assert float(scores["lsd_i"][0]) == 0.0 and float(scores["lsd"][0]) > 0

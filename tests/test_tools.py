@@ -5,6 +5,7 @@ import math
 from pathlib import Path
 
 from lightning_app import bench, evaluate
+from lightning_app.baselines import baselines
 
 
 def _report_rows(out):
@@ -13,14 +14,13 @@ def _report_rows(out):
 
 def test_evaluation_report_holds_every_system_metric_group_and_plot(trained_run, tmp_path):
     out = tmp_path / "eval"
-    args = [trained_run["best"], "--output-dir", out, "--workers", "1", "--clips", "6", "--seconds", "1.0",
-            "--mix", "1.0", "0.5"]
+    args = [trained_run["best"], "--experiment", "supervised_unet", "--output-dir", out, "--workers", "1",
+            "--clips", "6", "--seconds", "1.0", "--mix", "1.0", "0.5", "--visqol-clips", "2"]
     assert evaluate.main([str(a) for a in args]) == 0
     rows = _report_rows(out)
     overall = {r["system"]: r for r in rows if r["group"] == "overall"}
     model = evaluate.checkpoint_name(Path(trained_run["best"]))
-    systems = {"noisy input", "spectral gating (stationary)", "spectral gating (non-stationary)",
-               "Wiener (decision-directed)", f"{model} (mix 1)", f"{model} (mix 0.5)"}
+    systems = {"noisy input", *baselines(), f"{model} (mix 1)", f"{model} (mix 0.5)"}
     assert set(overall) == systems
     for system, row in overall.items():
         for column in evaluate.COLUMNS:
@@ -28,7 +28,9 @@ def test_evaluation_report_holds_every_system_metric_group_and_plot(trained_run,
     assert float(overall["noisy input"]["si_sdr_i"]) == 0.0 and float(overall["noisy input"]["pesq_i"]) == 0.0
     groups = {r["group"] for r in rows}
     assert any(g.startswith("noise: ") for g in groups) and any(g.startswith("input SNR ") for g in groups)
+    assert "content: speech" in groups and not any(g.startswith("content: music") for g in groups)
     report = (out / "report.md").read_text()
+    assert "speech measures" in report and "level-blind" in report
     for system in systems:
         assert f"| {system} |" in report
     for column in evaluate.COLUMNS:
@@ -38,10 +40,30 @@ def test_evaluation_report_holds_every_system_metric_group_and_plot(trained_run,
         assert f"]({plot})" in report
 
 
+def test_evaluation_of_music_and_speech_reports_each_content(tmp_path):
+    out = tmp_path / "eval"
+    args = ["--experiment", "supervised_unet", "data.clean.mix.music=1.0", "--clips", "4", "--seconds", "1.0",
+            "--no-baselines", "--workers", "1", "--visqol-clips", "2", "--output-dir", str(out)]
+    assert evaluate.main(args) == 0
+    rows = {r["group"]: r for r in _report_rows(out) if r["system"] == "noisy input"}
+    assert rows["content: speech"]["clips"] == rows["content: music"]["clips"] == "2"  # stratified
+    assert math.isnan(float(rows["content: music"]["pesq"])) and math.isnan(float(rows["content: music"]["stoi"]))
+    assert float(rows["overall"]["pesq"]) == float(rows["content: speech"]["pesq"])  # PESQ: speech clips only
+    for content in ("speech", "music"):  # ViSQOL on clips 0 and 1: one of each (the set interleaves contents)
+        assert 1.0 <= float(rows[f"content: {content}"]["visqol"]) <= 5.0
+        assert float(rows[f"content: {content}"]["lsd"]) > 0
+    report = (out / "report.md").read_text()
+    for title in ("SI-SDR improvement (dB) by content", "Amplitude retention by content", "ViSQOL (MOS-LQO) by content"):
+        assert f"## {title}" in report
+    assert report.index("by content") < report.index("by noise type")
+    assert "| system | music (2) | speech (2) |" in report
+    assert "speech clips only (2 of 4 clips)" in report
+
+
 def test_half_mix_sits_between_the_model_and_the_input(trained_run, tmp_path):
     out = tmp_path / "eval"
     assert evaluate.main([str(trained_run["best"]), "--output-dir", str(out), "--workers", "1", "--clips", "4",
-                          "--seconds", "1.0", "--mix", "1.0", "0.5", "0.0", "--no-baselines"]) == 0
+                          "--seconds", "1.0", "--mix", "1.0", "0.5", "0.0", "--no-baselines", "--visqol-clips", "0"]) == 0
     overall = {r["system"].rsplit("(mix ", 1)[-1]: float(r["amplitude_retention"])
                for r in _report_rows(out) if r["group"] == "overall" and "mix" in r["system"]}
     rows = {r["system"]: r for r in _report_rows(out) if r["group"] == "overall"}

@@ -1,10 +1,13 @@
 """Quality metric callbacks shared by every variant.
 
 WaveformQuality: every validation batch, SI-SDR/SNR of output and input and their gain,
-amplitude retention, speech removed, spectral correlation.
-PerceptualQuality: every N epochs (and after the last), wideband PESQ and STOI of a fixed
-subset of validation clips, scored in CPU worker processes.
-Both read the ``{"estimate": ...}`` that ``DenoiseSystem.validation_step`` returns.
+amplitude retention, speech removed, spectral correlation, log-spectral distance.
+PerceptualQuality: every N epochs (and after the last), on a fixed subset of validation clips,
+wideband PESQ and STOI of the speech clips and ViSQOL (audio mode) of a smaller subset, scored
+in CPU worker processes.
+Both read the ``{"estimate": ...}`` that ``DenoiseSystem.validation_step`` returns. Given the
+content names (``contents``), each metric is also logged per content as ``val/<metric>/<content>``
+from the batch's ``"content"`` labels; a content with no clips that epoch is not logged.
 """
 
 from __future__ import annotations
@@ -14,22 +17,30 @@ import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 
 import lightning as L
-import numpy as np
 import torch
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from lightning_app.metrics.perceptual import score_clip
-from lightning_app.metrics.quality import PERCEPTUAL_METRICS, WAVEFORM_METRICS, ClipMeans, waveform_scores
+from lightning_app.metrics.perceptual import score_clip, speech_content
+from lightning_app.metrics.quality import PERCEPTUAL_METRICS, WAVEFORM_METRICS, ContentMeans, waveform_scores
+from lightning_app.metrics.visqol import visqol_missing
 
 
 def _prefix(trainer: L.Trainer) -> str:
     return "test" if trainer.state.fn == "test" else "val"
 
 
+def _log(pl_module, prefix: str, values: dict[str, float]) -> None:
+    """Overall values as they are; per-content ones (``metric/content``) only when finite."""
+    pl_module.log_dict({f"{prefix}/{k}": v for k, v in values.items() if "/" not in k or math.isfinite(v)},
+                       sync_dist=False)
+
+
 class WaveformQuality(L.Callback):
-    def __init__(self, silent_clean_rms: float = 1e-4):
+    def __init__(self, silent_clean_rms: float = 1e-4, contents: tuple[str, ...] = (), sample_rate: int = 16000):
         self.silent_clean_rms = silent_clean_rms
-        self.metrics = ClipMeans(WAVEFORM_METRICS, counters=("silent_clips", "clips"))
+        self.sample_rate = sample_rate
+        self.metrics = ContentMeans(WAVEFORM_METRICS, counters=("silent_clips", "clips"), contents=contents,
+                                    content_counters=("clips",))
         self.best_si_sdr = -math.inf
         self.last: dict[str, float] = {}
 
@@ -37,8 +48,9 @@ class WaveformQuality(L.Callback):
         self.metrics.to(pl_module.device)
 
     def _batch_end(self, outputs, batch):
-        scores, silent = waveform_scores(outputs["estimate"], batch["noisy"], batch["clean"], self.silent_clean_rms)
-        self.metrics.update(scores, {"silent_clips": int(silent.sum()), "clips": len(silent)})
+        scores, silent = waveform_scores(outputs["estimate"], batch["noisy"], batch["clean"], self.silent_clean_rms,
+                                         self.sample_rate)
+        self.metrics.update(scores, {"silent_clips": silent, "clips": torch.ones_like(silent)}, batch.get("content"))
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
         self._batch_end(outputs, batch)
@@ -47,10 +59,10 @@ class WaveformQuality(L.Callback):
         self._batch_end(outputs, batch)
 
     def _epoch_end(self, trainer, pl_module):
-        values = self.metrics.compute()
+        values = self.metrics.compute()  # on every rank, every content: each compute is a collective
         self.metrics.reset()
         prefix = _prefix(trainer)
-        pl_module.log_dict({f"{prefix}/{k}": v for k, v in values.items()}, sync_dist=False)
+        _log(pl_module, prefix, values)
         if prefix == "val" and not trainer.sanity_checking and math.isfinite(values["si_sdr"]):
             self.best_si_sdr = max(self.best_si_sdr, values["si_sdr"])
             pl_module.log("val/si_sdr_best", self.best_si_sdr)
@@ -69,20 +81,38 @@ class WaveformQuality(L.Callback):
         self.best_si_sdr = state_dict["best_si_sdr"]
 
 
-class PerceptualQuality(L.Callback):
-    """PESQ/STOI off the hot path: a fixed clip subset, every ``every_n_epochs``, in a process pool."""
+PERCEPTUAL_COUNTERS = ("perceptual_clips", "speech_clips", "visqol_clips", "pesq_failures", "stoi_failures",
+                       "visqol_failures")
 
-    def __init__(self, sample_rate: int, every_n_epochs: int = 5, clips: int = 32, workers: int = 2):
+
+class PerceptualQuality(L.Callback):
+    """PESQ/STOI and ViSQOL off the hot path: fixed clips, every ``every_n_epochs``, in a process pool.
+
+    PESQ/STOI score the speech clips (or unlabelled ones) among the first ``clips``; ViSQOL's audio
+    mode scores the first ``visqol_clips`` of any content (about 2 s of CPU per 3-s clip and signal,
+    hence a smaller subset; 0 turns it off). The validation set interleaves its contents, so a
+    first-N subset holds each of them.
+    """
+
+    def __init__(self, sample_rate: int, every_n_epochs: int = 5, clips: int = 32, workers: int = 2,
+                 contents: tuple[str, ...] = (), visqol_clips: int = 8):
         self.sample_rate = sample_rate
         self.every_n_epochs = max(1, every_n_epochs)
         self.clips = clips
+        self.visqol_clips = max(0, visqol_clips)
         self.workers = max(1, workers)
-        self.metrics = ClipMeans(PERCEPTUAL_METRICS, counters=("pesq_failures", "stoi_failures"))
+        self.contents = tuple(contents)
+        self.metrics = ContentMeans(PERCEPTUAL_METRICS, counters=PERCEPTUAL_COUNTERS, contents=contents)
         self._pool: ProcessPoolExecutor | None = None
-        self._futures = []
+        self._pending = []  # (future or None, content, in the PESQ subset, PESQ/STOI asked, ViSQOL asked)
+        self._explained = False
 
     def setup(self, trainer, pl_module, stage):
         self.metrics.to(pl_module.device)
+        missing = visqol_missing() if self.visqol_clips else None
+        if missing:
+            rank_zero_warn(f"ViSQOL skipped: {missing}")
+            self.visqol_clips = 0  # said once; nothing to count as failures
 
     def _due(self, trainer) -> bool:
         if trainer.sanity_checking:
@@ -102,16 +132,22 @@ class PerceptualQuality(L.Callback):
     def _batch_end(self, trainer, outputs, batch):
         if not self._due(trainer):
             return
-        index = batch["index"].reshape(-1)
-        chosen = (index < self.clips).nonzero().reshape(-1).tolist()
+        index = batch["index"].reshape(-1).tolist()
+        contents = batch.get("content") or [None] * len(index)
+        chosen = [i for i, k in enumerate(index) if k < max(self.clips, self.visqol_clips)]
         if not chosen:
             return
-        pool = self._pool_or_start()
         est = outputs["estimate"].float().cpu().numpy()
         noisy, clean = batch["noisy"].float().cpu().numpy(), batch["clean"].float().cpu().numpy()
         for i in chosen:
-            self._futures.append(pool.submit(score_clip, clean[i].reshape(-1), noisy[i].reshape(-1),
-                                             est[i].reshape(-1), self.sample_rate))
+            in_subset = index[i] < self.clips
+            speech = in_subset and speech_content(contents[i])
+            visqol = index[i] < self.visqol_clips
+            future = None
+            if speech or visqol:
+                future = self._pool_or_start().submit(score_clip, clean[i].reshape(-1), noisy[i].reshape(-1),
+                                                      est[i].reshape(-1), self.sample_rate, speech=speech, visqol=visqol)
+            self._pending.append((future, contents[i], in_subset, speech, visqol))
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
         self._batch_end(trainer, outputs, batch)
@@ -122,25 +158,38 @@ class PerceptualQuality(L.Callback):
     def _epoch_end(self, trainer, pl_module):
         if not self._due(trainer):
             return
-        results = [f.result() for f in self._futures]
-        self._futures = []
-        failures = {"pesq_failures": 0, "stoi_failures": 0}
-        for r in results:
-            failures["pesq_failures"] += r["pesq_error"] is not None
-            failures["stoi_failures"] += r["stoi_error"] is not None
+        pending, self._pending = self._pending, []
+        results = [f.result() if f is not None else {} for f, *_ in pending]
+
+        def column(values) -> torch.Tensor:
+            return torch.tensor(list(values), dtype=torch.float64)
+
         scores = {}
-        for name in ("pesq", "stoi"):
-            out = torch.tensor([r[name] for r in results], dtype=torch.float64)
-            inp = torch.tensor([r[f"input_{name}"] for r in results], dtype=torch.float64)
+        for name in ("pesq", "stoi", "visqol"):
+            out = column(r.get(name, math.nan) for r in results)
+            inp = column(r.get(f"input_{name}", math.nan) for r in results)
             scores.update({name: out, f"{name}_input": inp, f"{name}_i": out - inp})
-        self.metrics.update(scores, failures)
-        values = self.metrics.compute()
+        counts = {"perceptual_clips": column(p[2] for p in pending), "speech_clips": column(p[3] for p in pending),
+                  "visqol_clips": column(p[4] for p in pending)}
+        for name in ("pesq", "stoi", "visqol"):
+            counts[f"{name}_failures"] = column(r.get(f"{name}_error") is not None for r in results)
+        self.metrics.update(scores, counts, [p[1] for p in pending])
+        values = self.metrics.compute()  # on every rank, every content: each compute is a collective
         self.metrics.reset()
-        prefix = _prefix(trainer)
-        pl_module.log_dict({f"{prefix}/{k}": v for k, v in values.items()}, sync_dist=False)
-        if values["pesq_failures"]:
-            reasons = sorted({r["pesq_error"] for r in results if r["pesq_error"]})
-            rank_zero_warn(f"PESQ failed on {int(values['pesq_failures'])} clip(s), skipped: {'; '.join(reasons)[:300]}")
+        # A measure that ran on no clip at all (no speech in the set, ViSQOL off) is left out, not logged as NaN.
+        skipped = {n for n, c in (("pesq", "speech_clips"), ("stoi", "speech_clips"), ("visqol", "visqol_clips"))
+                   if values[c] == 0}
+        _log(pl_module, _prefix(trainer), {k: v for k, v in values.items() if k.split("/")[0].split("_")[0] not in skipped})
+        if self.contents and not self._explained:
+            self._explained = True
+            rank_zero_info(f"PESQ/STOI: speech clips only ({int(values['speech_clips'])} of "
+                           f"{int(values['perceptual_clips'])} clips); ViSQOL audio mode (level-blind, read it with "
+                           f"amplitude retention): {int(values['visqol_clips'])} clips of every content")
+        for name in ("pesq", "visqol"):
+            if values[f"{name}_failures"]:
+                reasons = sorted({r[f"{name}_error"] for r in results if r.get(f"{name}_error")})
+                rank_zero_warn(f"{name.upper()} failed on {int(values[f'{name}_failures'])} clip(s), skipped: "
+                               f"{'; '.join(reasons)[:300]}")
 
     def on_validation_epoch_end(self, trainer, pl_module):
         self._epoch_end(trainer, pl_module)
@@ -152,31 +201,48 @@ class PerceptualQuality(L.Callback):
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
-        self._futures = []
+        self._pending = []
 
 
 class OverSuppressionAlarm(L.Callback):
-    """Warns, and logs ``val/muting_alarm`` = 1, when amplitude retention falls below a threshold.
+    """Warns, and logs ``val/muting_alarm`` = 1, when amplitude retention falls below a threshold,
+    overall or for any one content (``val/muting_alarm/<content>`` says which).
 
     The research's supervised U-Net reached a low loss while keeping ~10 % of the signal:
-    this is the check that would have caught it on the first validation.
+    this is the check that would have caught it on the first validation. Speech enhancers
+    mute music while keeping speech, which an overall mean can hide: hence per content.
+    Reads WaveformQuality's logged values, so it must come after it in the callback list.
     """
 
-    def __init__(self, threshold: float = 0.5):
+    def __init__(self, threshold: float = 0.5, contents: tuple[str, ...] = ()):
         self.threshold = threshold
+        self.contents = tuple(contents)
         self.alarms = 0
 
     def on_validation_epoch_end(self, trainer, pl_module):
         if trainer.sanity_checking:
             return
-        retention = trainer.callback_metrics.get("val/amplitude_retention")
-        if retention is None or not np.isfinite(float(retention)):
+
+        def finite(key):
+            value = trainer.callback_metrics.get(key)
+            return float(value) if value is not None and math.isfinite(float(value)) else None
+
+        overall = finite("val/amplitude_retention")
+        per_content = {c: v for c in self.contents if (v := finite(f"val/amplitude_retention/{c}")) is not None}
+        if overall is None and not per_content:
             return
-        muting = float(retention) < self.threshold
+        muted = [c for c, v in per_content.items() if v < self.threshold]
+        muting = bool(muted) or (overall is not None and overall < self.threshold)
         pl_module.log("val/muting_alarm", float(muting))
+        for content, value in per_content.items():
+            pl_module.log(f"val/muting_alarm/{content}", float(value < self.threshold))
         if muting:
             self.alarms += 1
+            which = f" of {' and '.join(muted)}" if muted else ""
+            shown = ", ".join(f"{c} {v:.2f}" for c, v in per_content.items())
+            level = f"{overall:.2f}" if overall is not None else "n/a"
             rank_zero_warn(
-                f"OVER-SUPPRESSION: amplitude retention {float(retention):.2f} < {self.threshold} at epoch "
-                f"{trainer.current_epoch}: the model is muting the signal (output RMS / clean RMS). A low loss "
-                f"does not mean good audio; check the loss weights (system.loss.energy, si_sdr) or use --mix.")
+                f"OVER-SUPPRESSION{which}: amplitude retention {level}{f' ({shown})' if shown else ''} < "
+                f"{self.threshold} at epoch {trainer.current_epoch}: the model is muting the signal (output RMS / "
+                f"clean RMS). A low loss does not mean good audio; check the loss weights (system.loss.energy, si_sdr) "
+                f"or use --mix.")

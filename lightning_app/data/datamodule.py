@@ -65,7 +65,8 @@ class DenoiseDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         # Runs once per node: build folder indexes (and pair alignments) so every rank then only reads the cache.
         if self.mode != "paired":
-            for source in self._sources():
+            clean, noise = self._sources()
+            for source in [*clean.folders(), noise]:
                 if isinstance(source, AudioFolder):
                     source.prepare()
         if self.mode == "real_pairs":

@@ -32,7 +32,9 @@ class MixtureDataset(Dataset):
     supervised:  {"noisy", "clean"}
     noise2noise: {"noisy" (x_a = clean + noise_a), "noisy_b" (x_b = clean + noise_b),
                   "clean", "noise", "noise_b"} — clean and the noises are for diagnostics only.
-    Every example also carries "snr_db" (of x_a), "noise_type" and "index" (the clip's number).
+    Every example also carries "snr_db" (of x_a), "noise_type", "content" (the clean source's name:
+    speech, music) and "index" (the clip's number). A fixed evaluation set (``length`` given) is
+    stratified by content when the clean source can be (the same contents for every run and rank).
     """
 
     def __init__(self, clean_source, noise_source, num_samples: int, snr_db, gain_db, mode: str,
@@ -48,6 +50,8 @@ class MixtureDataset(Dataset):
         self.seed = seed
         self.length = length
         self.stream = stream
+        stratify = getattr(clean_source, "stratified", None) if length is not None else None
+        self.contents = stratify(length) if stratify is not None else None
 
     def __len__(self) -> int:
         if self.length is None:
@@ -57,7 +61,10 @@ class MixtureDataset(Dataset):
     def __getitem__(self, key) -> dict:
         key = (self.stream, int(key)) if np.isscalar(key) else tuple(int(k) for k in key)
         rng = np.random.default_rng((self.seed, *key))
-        clean, _ = self.clean_source(rng, self.num_samples)
+        if self.contents is not None:
+            clean, content = self.clean_source(rng, self.num_samples, content=self.contents[key[-1]])
+        else:
+            clean, content = self.clean_source(rng, self.num_samples)
         noise, noise_type = self.noise_source(rng, self.num_samples)
         snr = float(rng.uniform(*self.snr_db))
         signals = {"clean": clean.astype(np.float64), "noise": noise_at_snr(clean, noise, snr)}
@@ -73,6 +80,7 @@ class MixtureDataset(Dataset):
         example = {k: torch.from_numpy(v).unsqueeze(0) for k, v in signals.items()}
         example["snr_db"] = torch.tensor(snr, dtype=torch.float32)
         example["noise_type"] = noise_type
+        example["content"] = content
         example["index"] = torch.tensor(key[-1])
         return example
 
@@ -146,6 +154,7 @@ class PairedFolderDataset(Dataset):
         example["snr_db"] = torch.tensor(10 * np.log10((rms(clean) ** 2 + 1e-12) / (rms(noise) ** 2 + 1e-12)),
                                          dtype=torch.float32)
         example["noise_type"] = "paired"
+        example["content"] = "paired"
         example["index"] = torch.tensor(index)
         return example
 

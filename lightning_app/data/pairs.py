@@ -204,5 +204,6 @@ class RealPairDataset(Dataset):
         signals = gain_without_clipping({"noisy": a, "noisy_b": b}, float(rng.uniform(*self.gain_db)))
         example = {k: torch.from_numpy(v.astype(np.float32)).unsqueeze(0) for k, v in signals.items()}
         example["noise_type"] = "real_pair"
+        example["content"] = "real_pair"
         example["index"] = torch.tensor(index)
         return example

@@ -1,4 +1,4 @@
-"""Where clean speech and noise come from: procedural generators or folders of files.
+"""Where clean audio (speech, music) and noise come from: procedural generators or folders of files.
 
 A source is called with a numpy Generator and a length and returns mono float audio at
 the model's sample rate plus a short label (used to break metrics down by noise type).
@@ -18,7 +18,9 @@ import soundfile as sf
 
 from lightning_app.data import audio_io
 from lightning_app.data.dsp import rms
+from lightning_app.data.music import MusicConfig, synthesize_music
 from lightning_app.data.noise import NoiseMixture
+from lightning_app.data.recording import RecordingConfig, apply_recording
 from lightning_app.data.speech import SpeechConfig, synthesize_speech
 
 log = logging.getLogger(__name__)
@@ -28,7 +30,7 @@ SILENCE_RMS = 1e-4
 
 
 class ProceduralSpeech:
-    label = "procedural_speech"
+    label = "speech"
 
     def __init__(self, sample_rate: int, **speech_ranges):
         self.sample_rate = sample_rate
@@ -153,12 +155,77 @@ class AudioFolder:
         return segment.astype(np.float32), label
 
 
-def build_clean_source(sample_rate: int, kind: str, cache_dir: str | None, folder: dict, procedural: dict):
+CONTENTS = ("speech", "music")
+
+
+class ProceduralMusic:
+    label = "music"
+
+    def __init__(self, sample_rate: int, **music_ranges):
+        self.sample_rate = sample_rate
+        self.config = MusicConfig.from_ranges(**music_ranges)
+
+    def __call__(self, rng: np.random.Generator, num_samples: int) -> tuple[np.ndarray, str]:
+        return synthesize_music(rng, num_samples, self.sample_rate, self.config), self.label
+
+
+class CleanMixture:
+    """Clean audio drawn from weighted content sources; the label of each draw is its content's name.
+
+    Procedural sources go through the recording chain (room, era band limit); folders of real
+    recordings are used as they were recorded. Evaluation sets ask for a given content
+    (``content=``), so they can be stratified; training draws the content by weight.
+    """
+
+    def __init__(self, sources: dict, weights: dict[str, float], recording: RecordingConfig | None = None):
+        self.sources = sources
+        self.names = [name for name in sources if weights.get(name, 0.0) > 0]
+        if not self.names:
+            raise ValueError("data.clean.mix: every weight is 0, nothing to draw clean audio from")
+        w = np.array([weights[name] for name in self.names], dtype=float)
+        self.probs = w / w.sum()
+        self.recording = recording
+
+    def stratified(self, count: int) -> list[str]:
+        """Contents of ``count`` evaluation clips: each content's share by weight (largest remainder),
+        interleaved so that any prefix of the set is mixed too."""
+        exact = self.probs * count
+        counts = np.floor(exact).astype(int)
+        for i in np.argsort(-(exact - counts), kind="stable")[: count - counts.sum()]:
+            counts[i] += 1
+        order = sorted(((j + 0.5) / c, i) for i, c in enumerate(counts) for j in range(c))
+        return [self.names[i] for _, i in order]
+
+    def __call__(self, rng: np.random.Generator, num_samples: int, content: str | None = None) -> tuple[np.ndarray, str]:
+        if content is None:
+            content = self.names[int(rng.choice(len(self.names), p=self.probs))]
+        source = self.sources[content]
+        audio, _ = source(rng, num_samples)
+        if self.recording is not None and not isinstance(source, AudioFolder):
+            audio, _ = apply_recording(rng, audio, source.sample_rate, self.recording)
+        return np.asarray(audio, dtype=np.float32), content
+
+    def folders(self) -> list[AudioFolder]:
+        return [s for s in self.sources.values() if isinstance(s, AudioFolder)]
+
+
+def build_content_source(sample_rate: int, content: str, kind: str, cache_dir: str | None, folder: dict,
+                         procedural: dict):
     if kind == "procedural":
-        return ProceduralSpeech(sample_rate, **procedural)
+        return (ProceduralSpeech if content == "speech" else ProceduralMusic)(sample_rate, **procedural)
     if kind == "folder":
-        return AudioFolder(sample_rate, cache_dir=cache_dir, loop_short=False, label="speech", **folder)
-    raise ValueError(f"data.clean.kind must be 'procedural' or 'folder', got {kind!r}")
+        return AudioFolder(sample_rate, cache_dir=cache_dir, loop_short=False, label=content, **folder)
+    raise ValueError(f"data.clean.{content}.kind must be 'procedural' or 'folder', got {kind!r}")
+
+
+def build_clean_source(sample_rate: int, cache_dir: str | None, mix: dict, recording: dict, **contents) -> CleanMixture:
+    """The clean side from ``data.clean``: {mix: {content: weight}, recording: {...}, speech: {...}, music: {...}}."""
+    unknown = sorted(set(mix) - set(contents))
+    if unknown:
+        raise ValueError(f"data.clean.mix names {unknown}; known contents: {sorted(contents)}")
+    sources = {name: build_content_source(sample_rate, name, cache_dir=cache_dir, **contents[name])
+               for name, weight in mix.items() if weight > 0}
+    return CleanMixture(sources, dict(mix), RecordingConfig.from_ranges(**recording))
 
 
 def build_noise_source(sample_rate: int, kind: str, cache_dir: str | None, folder: dict, procedural: dict):

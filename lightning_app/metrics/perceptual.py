@@ -1,4 +1,7 @@
-"""PESQ (wideband, 16 kHz) and STOI per clip, safe to run in worker processes.
+"""PESQ (wideband, 16 kHz) and STOI per clip, and ViSQOL through metrics/visqol.py, safe in worker processes.
+
+PESQ and STOI are speech measures: they are computed for speech clips only (and for clips with
+no content label, as before contents existed). ViSQOL's audio mode scores music and speech.
 
 Deliberately imports no torch: a spawned worker starts in a second instead of several.
 Every failure of one clip becomes NaN plus a reason, never an exception: pesq raises
@@ -15,8 +18,12 @@ from math import gcd
 import numpy as np
 from scipy.signal import resample_poly
 
+from lightning_app.metrics.visqol import safe_visqol
+
 PESQ_RATE = 16000
 MIN_PESQ_SECONDS = 0.25
+# Content labels that name a dataset rather than a content (paired folders) or none at all.
+UNLABELLED = (None, "paired")
 
 
 def to_pesq_rate(x: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -58,10 +65,17 @@ def safe_stoi(clean: np.ndarray, other: np.ndarray, sample_rate: int) -> tuple[f
     return (score, None) if math.isfinite(score) and score > 1e-4 else (math.nan, "too little speech for STOI")
 
 
-def score_clip(clean: np.ndarray, noisy: np.ndarray, estimate: np.ndarray, sample_rate: int) -> dict:
-    """PESQ and STOI of the output and of the noisy input, with failure reasons."""
+def speech_content(content: str | None) -> bool:
+    """Whether PESQ/STOI apply: speech clips, and unlabelled ones (paired corpora are speech-enhancement sets)."""
+    return content in (*UNLABELLED, "speech")
+
+
+def score_clip(clean: np.ndarray, noisy: np.ndarray, estimate: np.ndarray, sample_rate: int,
+               speech: bool = True, visqol: bool = False) -> dict:
+    """PESQ and STOI (``speech``) and ViSQOL (``visqol``) of the output and of the noisy input, with failure
+    reasons; a measure not asked for is NaN with no reason."""
     out = {}
     for prefix, signal in (("", estimate), ("input_", noisy)):
-        out[f"{prefix}pesq"], out[f"{prefix}pesq_error"] = safe_pesq(clean, signal, sample_rate)
-        out[f"{prefix}stoi"], out[f"{prefix}stoi_error"] = safe_stoi(clean, signal, sample_rate)
+        for name, wanted, fn in (("pesq", speech, safe_pesq), ("stoi", speech, safe_stoi), ("visqol", visqol, safe_visqol)):
+            out[f"{prefix}{name}"], out[f"{prefix}{name}_error"] = fn(clean, signal, sample_rate) if wanted else (math.nan, None)
     return out

@@ -2,9 +2,14 @@
 
 Each value is a mean over clips; a clip that cannot be scored — silent clean reference,
 failed PESQ — enters as NaN, is left out of the mean and is counted separately.
+``ContentMeans`` keeps the same means per content (speech, music) next to the overall ones.
+Gains (``*_i``) are output minus input, so positive is better — except ``lsd_i``, which is
+input minus output (LSD is a distance): positive is better there too.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -13,14 +18,24 @@ from torchmetrics import Metric
 from lightning_app.metrics import functional as MF
 
 WAVEFORM_METRICS = ("si_sdr", "si_sdr_input", "si_sdr_i", "snr", "snr_input", "snr_i",
-                    "amplitude_retention", "speech_removed", "spectral_correlation")
-PERCEPTUAL_METRICS = ("pesq", "pesq_input", "pesq_i", "stoi", "stoi_input", "stoi_i")
+                    "amplitude_retention", "speech_removed", "spectral_correlation", "lsd", "lsd_input", "lsd_i")
+PERCEPTUAL_METRICS = ("pesq", "pesq_input", "pesq_i", "stoi", "stoi_input", "stoi_i",
+                      "visqol", "visqol_input", "visqol_i")
 
 
-def waveform_scores(estimate: torch.Tensor, noisy: torch.Tensor, clean: torch.Tensor,
-                    silent_rms: float) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+def metric_contents(mode: str, mix: dict | None) -> tuple[str, ...]:
+    """The content names the metrics are broken down by: ``data.clean.mix``'s keys of weight > 0 for the
+    synthetic modes; none for paired folders (their clean side has no content label)."""
+    if mode not in ("supervised", "noise2noise") or not mix:
+        return ()
+    return tuple(name for name, weight in mix.items() if weight > 0)
+
+
+def waveform_scores(estimate: torch.Tensor, noisy: torch.Tensor, clean: torch.Tensor, silent_rms: float,
+                    sample_rate: int = 16000) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Per-clip scores; clips whose clean RMS is below ``silent_rms`` are NaN (±111 dB otherwise)."""
     silent = MF.rms(clean) < silent_rms
+    n_fft = MF.lsd_fft_size(sample_rate)
     scores = {
         "si_sdr": MF.si_sdr(estimate, clean).double(),
         "si_sdr_input": MF.si_sdr(noisy, clean).double(),
@@ -29,9 +44,12 @@ def waveform_scores(estimate: torch.Tensor, noisy: torch.Tensor, clean: torch.Te
         "amplitude_retention": MF.amplitude_retention(estimate, clean),
         "speech_removed": MF.speech_removed(estimate, noisy, clean),
         "spectral_correlation": MF.spectral_correlation(estimate, clean),
+        "lsd": MF.log_spectral_distance(estimate, clean, n_fft),
+        "lsd_input": MF.log_spectral_distance(noisy, clean, n_fft),
     }
     scores["si_sdr_i"] = scores["si_sdr"] - scores["si_sdr_input"]
     scores["snr_i"] = scores["snr"] - scores["snr_input"]
+    scores["lsd_i"] = scores["lsd_input"] - scores["lsd"]
     nan = torch.tensor(float("nan"), dtype=torch.float64, device=clean.device)
     return {k: torch.where(silent, nan, v) for k, v in scores.items()}, silent
 
@@ -91,3 +109,45 @@ class ClipMeans(nn.Module):
     def reset(self) -> None:
         for metric in [*self.means.values(), *self.counts.values()]:
             metric.reset()
+
+
+class ContentMeans(nn.Module):
+    """ClipMeans overall and per content, named ``<metric>/<content>`` in ``compute``.
+
+    The contents are fixed up front, never taken from batches: under DDP every rank must
+    compute the same metrics (each compute is a collective), whichever clips it happened to see.
+    ``content_counters`` are also kept per content.
+    """
+
+    def __init__(self, names, counters=(), contents=(), content_counters=()):
+        super().__init__()
+        self.overall = ClipMeans(names, counters)
+        self.per_content = nn.ModuleDict({c: ClipMeans(names, content_counters) for c in contents})
+        self.content_counters = tuple(content_counters)
+
+    def update(self, scores: dict[str, torch.Tensor], counts: dict[str, torch.Tensor] | None = None,
+               contents: list | None = None) -> None:
+        """``scores`` and ``counts`` hold one value per clip; ``contents`` one label per clip (None: not labelled)."""
+        counts = counts or {}
+        self.overall.update(scores, {k: float(v.sum()) for k, v in counts.items()})
+        if contents is None:
+            contents = [None] * len(next(iter(scores.values()), ()))
+        for content, means in self.per_content.items():
+            mask = [c == content for c in contents]  # updated even when empty: no compute-before-update warning
+            means.update({k: v[torch.tensor(mask, device=v.device)] for k, v in scores.items()},
+                         {k: float(counts[k][torch.tensor(mask, device=counts[k].device)].sum())
+                          for k in self.content_counters})
+
+    def compute(self) -> dict[str, float]:
+        """Overall values, then ``<metric>/<content>`` for each content that had clips (all NaN and zero: none)."""
+        values = self.overall.compute()
+        for content, means in self.per_content.items():
+            got = means.compute()
+            if any(math.isfinite(v) and v != 0 for v in got.values()):
+                values.update({f"{k}/{content}": v for k, v in got.items()})
+        return values
+
+    def reset(self) -> None:
+        self.overall.reset()
+        for means in self.per_content.values():
+            means.reset()

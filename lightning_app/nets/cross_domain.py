@@ -38,8 +38,9 @@ class Encoded:
 class CrossDomainNet(SpectralMaskNet):
     def __init__(self, n_fft: int = 512, hop: int = 256, channels=(8, 16, 32, 64, 128), time_strides=(2, 2, 1, 1),
                  context_dilations=(1, 2, 4, 8), mask_max: float = 1.25, compress: float = 0.3,
-                 latent_channels: int = 128, cross_domain_strategy: str = "no_skip", inference_decoder: str = "a"):
-        super().__init__(n_fft, hop, channels, time_strides, mask_max, compress)
+                 latent_channels: int = 128, cross_domain_strategy: str = "no_skip", inference_decoder: str = "a",
+                 freq_patch: int = 1):
+        super().__init__(n_fft, hop, channels, time_strides, mask_max, compress, freq_patch)
         if cross_domain_strategy not in STRATEGIES:
             raise ValueError(f"model.cross_domain_strategy must be one of {STRATEGIES}, got {cross_domain_strategy!r}")
         if inference_decoder not in INFERENCE:
@@ -47,11 +48,11 @@ class CrossDomainNet(SpectralMaskNet):
         channels, time_strides = list(channels), list(time_strides)
         self.cross_domain_strategy = cross_domain_strategy
         self.inference_decoder = inference_decoder
-        self.encoder = Encoder(channels, time_strides)
+        self.encoder = Encoder(channels, time_strides, freq_patch=freq_patch)
         self.context = TemporalContext(channels[-1], tuple(context_dilations))
         self.to_latent = nn.Conv2d(channels[-1], latent_channels, 1)
-        self.decoder_a = Decoder(channels, time_strides, bottleneck_channels=latent_channels)
-        self.decoder_b = Decoder(channels, time_strides, bottleneck_channels=latent_channels)
+        self.decoder_a = Decoder(channels, time_strides, bottleneck_channels=latent_channels, freq_patch=freq_patch)
+        self.decoder_b = Decoder(channels, time_strides, bottleneck_channels=latent_channels, freq_patch=freq_patch)
 
     def encode(self, wave: torch.Tensor) -> Encoded:
         spec, feats = self.analyse(wave)

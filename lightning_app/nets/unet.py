@@ -59,12 +59,23 @@ class TemporalContext(nn.Module):
         return x
 
 
+class PatchStem(nn.Sequential):
+    """Groups of ``patch`` neighbouring frequency bins -> one feature vector (a learned band split).
+
+    At 44.1 kHz a 2048-point STFT has 1024 bins; convolutions at that resolution cost most of the
+    network's time while the detail they add is available to the mask head anyway (it maps each
+    patch back to its bins)."""
+
+    def __init__(self, c_in: int, c_out: int, patch: int):
+        super().__init__(nn.Conv2d(c_in, c_out, (patch, 3), stride=(patch, 1), padding=(0, 1)), _norm(c_out), nn.GELU())
+
+
 class Encoder(nn.Module):
     """Compressed complex spectrogram features -> list of feature maps (finest first)."""
 
-    def __init__(self, channels: list[int], time_strides: list[int], in_channels: int = 3):
+    def __init__(self, channels: list[int], time_strides: list[int], in_channels: int = 3, freq_patch: int = 1):
         super().__init__()
-        self.stem = ConvBlock(in_channels, channels[0])
+        self.stem = ConvBlock(in_channels, channels[0]) if freq_patch == 1 else PatchStem(in_channels, channels[0], freq_patch)
         self.downs = nn.ModuleList(
             ConvBlock(channels[i], channels[i + 1], stride=(2, time_strides[i]))
             for i in range(len(channels) - 1))
@@ -79,14 +90,17 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """Bottleneck -> 2-channel mask logits. Called with ``skips=None`` it uses no skip features."""
 
-    def __init__(self, channels: list[int], time_strides: list[int], bottleneck_channels: int | None = None):
+    def __init__(self, channels: list[int], time_strides: list[int], bottleneck_channels: int | None = None,
+                 freq_patch: int = 1):
         super().__init__()
         rev = channels[::-1]
         strides = time_strides[::-1]
         ins = [bottleneck_channels or rev[0], *rev[1:]]
         self.ups = nn.ModuleList(
             UpBlock(ins[i], rev[i + 1], rev[i + 1], stride=(2, strides[i])) for i in range(len(rev) - 1))
-        self.head = nn.Conv2d(channels[0], 2, 1)
+        # With frequency patches the head gives every bin of a patch its own mask value.
+        self.head = (nn.Conv2d(channels[0], 2, 1) if freq_patch == 1
+                     else nn.ConvTranspose2d(channels[0], 2, (freq_patch, 1), stride=(freq_patch, 1)))
         # Start near a pass-through mask (about 0.8 on every bin): training begins from the noisy input.
         nn.init.zeros_(self.head.weight)
         with torch.no_grad():
@@ -113,14 +127,16 @@ class SpectralMaskNet(nn.Module):
     zero-padded to ``valid_length`` and trimmed back.
     """
 
-    def __init__(self, n_fft: int, hop: int, channels, time_strides, mask_max: float, compress: float):
+    def __init__(self, n_fft: int, hop: int, channels, time_strides, mask_max: float, compress: float,
+                 freq_patch: int = 1):
         super().__init__()
         channels, time_strides = list(channels), list(time_strides)
         if len(time_strides) != len(channels) - 1:
             raise ValueError(f"time_strides needs {len(channels) - 1} entries (one per down-sampling), "
                              f"got {len(time_strides)}")
-        if (n_fft // 2) % (2 ** (len(channels) - 1)):
-            raise ValueError(f"n_fft // 2 = {n_fft // 2} must be divisible by 2^{len(channels) - 1}")
+        if (n_fft // 2) % (freq_patch * 2 ** (len(channels) - 1)):
+            raise ValueError(f"n_fft // 2 = {n_fft // 2} must be divisible by freq_patch * 2^{len(channels) - 1} "
+                             f"= {freq_patch * 2 ** (len(channels) - 1)}")
         self.stft = STFT(n_fft, hop)
         self.mask_max = mask_max
         self.compress = compress
@@ -163,12 +179,12 @@ class SpectralUNet(SpectralMaskNet):
 
     def __init__(self, n_fft: int = 512, hop: int = 256, channels=(8, 16, 32, 64, 128),
                  time_strides=(2, 2, 1, 1), context_dilations=(1, 2, 4, 8), mask_max: float = 1.25,
-                 compress: float = 0.3):
-        super().__init__(n_fft, hop, channels, time_strides, mask_max, compress)
+                 compress: float = 0.3, freq_patch: int = 1):
+        super().__init__(n_fft, hop, channels, time_strides, mask_max, compress, freq_patch)
         channels, time_strides = list(channels), list(time_strides)
-        self.encoder = Encoder(channels, time_strides)
+        self.encoder = Encoder(channels, time_strides, freq_patch=freq_patch)
         self.context = TemporalContext(channels[-1], tuple(context_dilations))
-        self.decoder = Decoder(channels, time_strides)
+        self.decoder = Decoder(channels, time_strides, freq_patch=freq_patch)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         spec, feats = self.analyse(wave)
