@@ -50,8 +50,9 @@ submit-sweep: $(STAMP) ## SWEEP over EXP as a Slurm job array of WORKERS (4) wor
 sweep: $(STAMP) ## Optuna sweep SWEEP (configs/sweep/) over EXP; the same command continues an interrupted one
 	$(PY) -m lightning_app.sweep $(EXP) $(SWEEP) $(ARGS) $(if $(TRAINER),--use trainer/$(TRAINER))
 
-evaluate: $(STAMP) ## checkpoints vs baselines: CKPTS="runs/.../best.ckpt ..." [DATA=dir with noisy/ clean/] [REPORT=evaluation]
-	$(PY) -m lightning_app.evaluate $(CKPTS) $(if $(DATA),--data $(DATA)) --output-dir $(REPORT) $(ARGS)
+evaluate: $(STAMP) ## checkpoints vs baselines: CKPTS="runs/.../best.ckpt ..." [EXP=archive_fullband: its test set] [DATA=dir with noisy/ clean/] [REPORT=evaluation]
+	$(PY) -m lightning_app.evaluate $(CKPTS) $(if $(filter command line,$(origin EXP)),--experiment $(EXP)) \
+	  $(if $(DATA),--data $(DATA)) --output-dir $(REPORT) $(ARGS)
 
 chains: $(STAMP) ## reconstruction-chain analysis into REPORT/chains.md [CHAINS="mel:2048:128:128 ..."] [AUDIOLDM2=local model dir]
 	$(PY) -m lightning_app.evaluate --chains $(CHAINS) --output-dir $(REPORT) $(if $(DATA),--data $(DATA)) \

@@ -196,6 +196,28 @@ def summarise(scores: dict, clips: list[dict], rtf: dict[str, float]) -> list[di
     return rows
 
 
+def clean_input_scores(clips: list[dict], systems, sample_rate: int) -> list[dict]:
+    """Each system fed the *clean* clips: a restorer must leave clean audio alone. Per system and content,
+    the median and 10th-percentile SI-SDR of its output against its input, and the mean amplitude retention."""
+    from lightning_app.metrics import functional as MF
+
+    rows = []
+    for name, process in systems:
+        outputs, _ = run_system(process, [dict(c, noisy=c["clean"]) for c in clips], sample_rate)
+        per_clip = []
+        for clip, out in zip(clips, outputs, strict=True):
+            est, ref = torch.from_numpy(out)[None], torch.from_numpy(clip["clean"])[None]
+            per_clip.append((clip["content"], float(MF.si_sdr(est, ref)[0]), float(MF.amplitude_retention(est, ref)[0])))
+        contents = sorted({c for c, _, _ in per_clip} - set(UNLABELLED))
+        for group in ["overall", *contents]:
+            members = [(q, r) for c, q, r in per_clip if group in ("overall", c)]
+            quality = np.array([q for q, _ in members])
+            rows.append({"system": name, "group": group, "clips": len(members), "median_si_sdr": float(np.median(quality)),
+                         "p10_si_sdr": float(np.percentile(quality, 10)), "amplitude_retention": _mean(r for _, r in members)})
+        log.info("ran %s on the clean clips (median SI-SDR %.1f dB)", name, rows[-1 - len(contents)]["median_si_sdr"])
+    return rows
+
+
 # ----------------------------------------------------------------------------- reports
 def _cell(value) -> str:
     if isinstance(value, str | int):
@@ -222,7 +244,8 @@ def pivot(rows: list[dict], prefix: str, metric: str) -> list[str]:
     return lines
 
 
-def write_reports(rows: list[dict], output_dir: Path, description: str, plots: list[str], notes: list[str] = ()) -> str:
+def write_reports(rows: list[dict], output_dir: Path, description: str, plots: list[str], notes: list[str] = (),
+                  clean_input: list[dict] = ()) -> str:
     output_dir.mkdir(parents=True, exist_ok=True)
     with open(output_dir / "report.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["group", "system", "clips", *COLUMNS])
@@ -237,6 +260,12 @@ def write_reports(rows: list[dict], output_dir: Path, description: str, plots: l
                               ("Amplitude retention by content", "amplitude_retention"),
                               ("ViSQOL (MOS-LQO) by content", "visqol"), ("LSD (dB) by content", "lsd")):
             text += [f"## {title}", "", *pivot(rows, "content: ", metric), ""]
+    if clean_input:
+        text += ["## Clean input: does it leave clean audio alone?", "",
+                 "Each system restores the clean clips; SI-SDR of its output against them (higher is better; "
+                 "a restorer should stay above 25 dB).", "",
+                 *markdown_table([{**r, "system": f"{r['system']} ({r['group']})"} for r in clean_input],
+                                 ("clips", "median_si_sdr", "p10_si_sdr", "amplitude_retention")), ""]
     for title, prefix, metric in (("SI-SDR improvement (dB) by noise type (clips containing it)", "noise: ", "si_sdr_i"),
                                   ("PESQ by noise type", "noise: ", "pesq"),
                                   ("SI-SDR improvement (dB) by input SNR", "input SNR ", "si_sdr_i"),
@@ -403,6 +432,7 @@ def evaluate(checkpoints: list[Path], output_dir: Path, data: Path | None = None
             outputs[name] = estimates
     scores = score(test_clips, outputs, rate, workers, visqol_clips)
     rows = summarise(scores, test_clips, rtf)
+    untouched = clean_input_scores(test_clips, [*(baselines().items() if with_baselines else []), *systems], rate)
     output_dir.mkdir(parents=True, exist_ok=True)
     panel = [s for s in outputs if "(mix" not in s or "(mix 1)" in s]
     plots = write_plots(rows, test_clips, outputs, rate, output_dir, panel)
@@ -412,8 +442,8 @@ def evaluate(checkpoints: list[Path], output_dir: Path, data: Path | None = None
              f"clips). ViSQOL (v3 audio mode, MOS-LQO 1-5, music and speech; {scope}) is level-blind: it rescales "
              f"the output to the clean level before comparing, so read it next to amplitude retention, never instead. "
              f"LSD: log-spectral distance in dB (lower is better)."]
-    report = write_reports(rows, output_dir, description, plots, notes)
-    return {"rows": rows, "report": report, "plots": plots}
+    report = write_reports(rows, output_dir, description, plots, notes, untouched)
+    return {"rows": rows, "report": report, "plots": plots, "clean_input": untouched}
 
 
 def parse_args(argv=None):

@@ -163,8 +163,11 @@ def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[L.Callback]:
         OverSuppressionAlarm(threshold=m.retention_alarm, contents=contents),
         AudioExamples(cfg.data.sample_rate, every_n_epochs=cfg.media.every_n_epochs, clips=cfg.media.clips),
         ModelCheckpoint(dirpath=run_dir / "checkpoints", filename=Path(BEST).stem, monitor=cfg.checkpoint.monitor,
-                        mode=cfg.checkpoint.mode, save_top_k=1, save_last=True, auto_insert_metric_name=False,
-                        enable_version_counter=False),
+                        mode=cfg.checkpoint.mode, save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False),
+        # last.ckpt after every epoch, on its own: Lightning's save_last writes it only when the best one
+        # improved, so an epoch without a new best would be lost to a resume (a preempted job redid it).
+        ModelCheckpoint(dirpath=run_dir / "checkpoints", filename=Path(LAST).stem, monitor=None, save_top_k=1,
+                        auto_insert_metric_name=False, enable_version_counter=False),
         LearningRateMonitor(logging_interval="step"),
         RNGState(),
     ]

@@ -100,17 +100,24 @@ def test_evaluation_on_a_paired_corpus_names_its_files(trained_run, tmp_path):
     import soundfile as sf
 
     rng = np.random.default_rng(0)
-    for i in range(2):
+    for name in ("f0.wav", "music/f1.wav", "speech/f2.wav"):  # content folders are reported per content
         clean = 0.2 * np.sin(2 * np.pi * 220 * np.arange(16000) / 16000)
-        (tmp_path / "corpus" / "clean").mkdir(parents=True, exist_ok=True)
-        (tmp_path / "corpus" / "noisy").mkdir(parents=True, exist_ok=True)
-        sf.write(tmp_path / "corpus" / "clean" / f"f{i}.wav", clean, 16000)
-        sf.write(tmp_path / "corpus" / "noisy" / f"f{i}.wav", clean + 0.05 * rng.standard_normal(16000), 16000)
+        for side, audio in (("clean", clean), ("noisy", clean + 0.05 * rng.standard_normal(16000))):
+            (tmp_path / "corpus" / side / name).parent.mkdir(parents=True, exist_ok=True)
+            sf.write(tmp_path / "corpus" / side / name, audio, 16000)
     out = tmp_path / "eval"
     assert evaluate.main([str(trained_run["best"]), "--data", str(tmp_path / "corpus"), "--output-dir", str(out),
-                          "--workers", "1", "--no-baselines"]) == 0
+                          "--workers", "1", "--no-baselines", "--visqol-clips", "0"]) == 0
     report = (out / "report.md").read_text()
-    assert "paired corpus" in report and "(2 files)" in report
+    assert "paired corpus" in report and "(3 files)" in report
+    groups = {r["group"] for r in _report_rows(out)}
+    assert {"content: music", "content: speech"} <= groups and "content: paired" not in groups
+    # The model restores the clean files too: the report says how much it changes clean audio.
+    assert "## Clean input" in report
+    model = evaluate.checkpoint_name(Path(trained_run["best"]))
+    line = next(x for x in report.splitlines() if x.startswith(f"| {model} (overall) |"))
+    clips, median, p10, retention = (float(v) for v in line.strip("|").split("|")[1:5])
+    assert clips == 3 and math.isfinite(median) and p10 <= median and 0.3 < retention < 3.0
 
 
 def test_bench_prints_throughput_step_time_and_real_time_factor(capsys):

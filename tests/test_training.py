@@ -77,6 +77,18 @@ def test_resume_continues_exactly_as_an_uninterrupted_run(tmp_path, monkeypatch)
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
 
 
+def test_last_checkpoint_is_written_every_epoch_even_without_a_new_best(tmp_path):
+    # lr 0: the score never improves after the first epoch, so best.ckpt stays at epoch 0 and
+    # last.ckpt must still follow every epoch (what a preempted job resumes from).
+    cfg = smoke_config(tmp_path, "trainer.max_epochs=3", "optim.lr=0.0", "optim.scheduler=constant")
+    result = train(cfg)
+    steps = 3 * cfg.data.train_examples_per_epoch // cfg.data.batch_size
+    last = torch.load(result["last"], weights_only=True)
+    best = torch.load(result["best"], weights_only=True)
+    assert (last["epoch"], last["global_step"]) == (2, steps)
+    assert best["global_step"] < steps
+
+
 def test_resume_without_a_run_says_what_to_do(tmp_path):
     from lightning_app.config import ConfigError
 

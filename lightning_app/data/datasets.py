@@ -19,6 +19,8 @@ from lightning_app.data import audio_io
 from lightning_app.data.dsp import rms
 from lightning_app.data.mixing import gain_without_clipping, noise_at_snr
 
+CONTENTS = ("speech", "music")  # content labels of the built-in sources (and of paired corpus folders)
+
 TRAIN_STREAM = 0
 VAL_STREAM = 1
 TEST_STREAM = 2
@@ -88,6 +90,9 @@ class MixtureDataset(Dataset):
 class PairedFolderDataset(Dataset):
     """noisy/ and clean/ folders with matching relative file names (speech-enhancement corpora).
 
+    Files under a first folder named after a content (noisy/music/..., noisy/speech/...) carry that
+    content; the others carry "paired".
+
     Training draws a random crop per key; evaluation takes a fixed crop per file (or the whole
     file when ``num_samples`` is None, for batch size 1).
     """
@@ -154,7 +159,9 @@ class PairedFolderDataset(Dataset):
         example["snr_db"] = torch.tensor(10 * np.log10((rms(clean) ** 2 + 1e-12) / (rms(noise) ** 2 + 1e-12)),
                                          dtype=torch.float32)
         example["noise_type"] = "paired"
-        example["content"] = "paired"
+        # Files under noisy/music/ and noisy/speech/ (and the clean twins) are reported per content.
+        top = noisy_path.relative_to(self.noisy_dir).parts[0]
+        example["content"] = top if top in CONTENTS else "paired"
         example["index"] = torch.tensor(index)
         return example
 

@@ -155,9 +155,6 @@ class AudioFolder:
         return segment.astype(np.float32), label
 
 
-CONTENTS = ("speech", "music")
-
-
 class ProceduralMusic:
     label = "music"
 
