@@ -107,17 +107,22 @@ def test_the_muting_alarm_names_the_muted_content_only():
     assert fine.logged["val/muting_alarm"] == 0.0 and alarm.alarms == 1
 
 
+def validate_once(callback, module, outputs, batch):
+    """One validation batch and epoch end through a set-up PerceptualQuality; its worker pool is shut after."""
+    try:
+        callback.on_validation_batch_end(trainer(), module, outputs, batch, 0)
+        callback.on_validation_epoch_end(trainer(), module)
+    finally:
+        callback.teardown(None, module, "validate")
+
+
 def test_pesq_and_stoi_score_speech_clips_only_and_visqol_every_content():
     cleans = [speech(1.0, 0), chord(1.0), speech(1.0, 2)]
     batch, outputs = batch_of(cleans, ["speech", "music", "speech"])
     callback = PerceptualQuality(SR, clips=3, workers=1, contents=("speech", "music"), visqol_clips=2)
     module = Recorder()
     callback.setup(None, module, "validate")
-    try:
-        callback.on_validation_batch_end(trainer(), module, outputs, batch, 0)
-        callback.on_validation_epoch_end(trainer(), module)
-    finally:
-        callback.teardown(None, module, "validate")
+    validate_once(callback, module, outputs, batch)
     log = module.logged
     assert log["val/speech_clips"] == 2 and log["val/perceptual_clips"] == 3 and log["val/visqol_clips"] == 2
     assert "val/pesq/music" not in log and "val/stoi/music" not in log, "a music clip gets no PESQ/STOI"
@@ -138,11 +143,7 @@ def test_unlabelled_clips_keep_the_old_behaviour_and_a_missing_visqol_is_said_on
     callback, module = PerceptualQuality(SR, clips=1, workers=1, visqol_clips=4), Recorder()
     with pytest.warns(UserWarning, match=r"ViSQOL skipped: .*pip install -c constraints.txt -e '\.\[visqol\]'"):
         callback.setup(None, module, "validate")
-    try:
-        callback.on_validation_batch_end(trainer(), module, outputs, batch, 0)
-        callback.on_validation_epoch_end(trainer(), module)
-    finally:
-        callback.teardown(None, module, "validate")
+    validate_once(callback, module, outputs, batch)
     assert math.isfinite(module.logged["val/pesq"]) and module.logged["val/speech_clips"] == 1
     assert not any(k.startswith("val/visqol") for k in module.logged), "ViSQOL off: not logged as NaN or failures"
 
