@@ -422,7 +422,7 @@ class Instrument:
         self._add(canvas, frames, np.repeat(freqs[:, None], len(t), 1), velocity * tone[:, None] * env)
         self._noise_burst(noise_out, onset, 0.015, 3000.0, 1.2, 0.03 * velocity, 0.003)
 
-    def _sustained(self, canvas, frames, t, duration, freqs, tone, env, velocity, breath=0.0):
+    def _sustained(self, canvas, frames, freqs, tone, env, velocity, breath=0.0):
         self._add(canvas, frames, freqs, velocity * tone * env[None, :])
         # Breath and bow noise follow the note's envelope; one shared noise band serves every voice.
         canvas.breath[frames] += breath * velocity * env * float(np.sqrt(np.mean(tone**2)))
@@ -431,14 +431,14 @@ class Instrument:
         f = f0 * self.vibrato(t)[None, :] * k[:, None]
         tone = _resonances(f, *self.body, floor_db=-6.0) / k[:, None] ** (1.0 - 0.3 * self.brightness)
         env = _envelope(t, duration, attack=self.rng.uniform(0.05, 0.25), release=0.15)
-        self._sustained(canvas, frames, t, duration, f, tone, env, velocity, breath=0.5)
+        self._sustained(canvas, frames, f, tone, env, velocity, breath=0.5)
 
     def _reed(self, canvas, frames, t, duration, f0, k, velocity, noise_out, onset):
         f = f0 * self.vibrato(t, 0.4)[None, :] * k[:, None]
         odd = np.where(k % 2 == 1, 1.0, 0.25 if f0 < 400 else 0.7) if self.clarinet else np.ones_like(k)
         tone = (odd / k ** (1.1 - self.brightness))[:, None] * _resonances(f, *self.body, floor_db=-4.0)
         env = _envelope(t, duration, attack=self.rng.uniform(0.02, 0.08), release=0.08)
-        self._sustained(canvas, frames, t, duration, f, tone, env, velocity, breath=0.8)
+        self._sustained(canvas, frames, f, tone, env, velocity, breath=0.8)
 
     def _brass(self, canvas, frames, t, duration, f0, k, velocity, noise_out, onset):
         scoop = 2.0 ** (-0.4 * np.exp(-t / 0.03) / 12.0)  # lips settle on the pitch from below
@@ -446,14 +446,14 @@ class Instrument:
         slope = 2.6 - 1.6 * velocity - self.brightness  # loud brass is bright
         tone = (1.0 / k ** max(slope, 0.6))[:, None] * _resonances(f, *self.body, floor_db=-3.0)
         env = _envelope(t, duration, attack=self.rng.uniform(0.02, 0.06), release=0.1)
-        self._sustained(canvas, frames, t, duration, f, tone, env, velocity)
+        self._sustained(canvas, frames, f, tone, env, velocity)
         self._noise_burst(noise_out, onset, 0.05, 1500.0, 1.5, 0.02 * velocity, 0.02)
 
     def _organ(self, canvas, frames, t, duration, f0, k, velocity, noise_out, onset):
         footage = np.array([1, 2, 3, 4, 5, 6, 8, 10], dtype=np.float64)  # drawbar harmonics
         freqs = f0 * footage[:, None] * np.ones((1, len(t)))
         env = _envelope(t, duration, attack=0.03, release=0.08)
-        self._sustained(canvas, frames, t, duration, freqs, self.stops[:, None], env, velocity)
+        self._sustained(canvas, frames, freqs, self.stops[:, None], env, velocity)
         self._noise_burst(noise_out, onset, 0.04, 4000.0, 1.0, 0.01 * velocity, 0.015)  # pipe chiff
 
     def _voice(self, canvas, frames, t, duration, f0, k, velocity, noise_out, onset):
@@ -468,7 +468,7 @@ class Instrument:
         source = 1.0 / k ** (1.0 + 0.4 * (1 - velocity) - self.brightness)
         tone = source[:, None] * _resonances(f, centres, widths, gains, floor_db=-30.0)
         env = _envelope(t, duration, attack=self.rng.uniform(0.04, 0.12), release=0.12)
-        self._sustained(canvas, frames, t, duration, f, tone, env, velocity, breath=0.4)
+        self._sustained(canvas, frames, f, tone, env, velocity, breath=0.4)
 
 
 def _percussion(rng: np.random.Generator, hits, num_samples: int, sample_rate: int) -> np.ndarray:
