@@ -203,6 +203,23 @@ def log_hparams(logger: TensorBoardLogger, cfg: DictConfig) -> None:
         writer.add_summary(summary)
 
 
+def finished_result(run_dir: Path, checkpoint: Path, cfg: DictConfig) -> dict | None:
+    """The saved result of a run whose checkpoint already holds every epoch, else None.
+
+    Resuming such a run (a scheduler requeue after the end, or RESUME=1 twice) must change nothing:
+    Lightning would stop at once and the run's config, events and metrics.json be rewritten with less.
+    """
+    results = run_dir / "metrics.json"
+    if not results.is_file():
+        return None
+    epoch = int(torch.load(checkpoint, map_location="cpu", weights_only=True).get("epoch", -1))
+    if epoch + 1 < cfg.trainer.max_epochs:
+        return None
+    print(f"{run_dir} already finished ({epoch + 1} of {cfg.trainer.max_epochs} epochs): nothing to do; "
+          f"its results are in {results}")
+    return json.loads(results.read_text())
+
+
 def final_metrics(trainer: L.Trainer) -> dict[str, float]:
     return {k: float(v) for k, v in trainer.callback_metrics.items()
             if k.startswith("val/") and torch.is_tensor(v) and v.numel() == 1}
@@ -214,6 +231,9 @@ def train(cfg: DictConfig, resume: str | None = None, ckpt_path: Path | None = N
     """Fit one experiment; returns {'run_dir', 'best', 'last', 'metrics'}."""
     if resume:
         run_dir, ckpt_path = resolve_resume(resume, cfg)
+        finished = finished_result(run_dir, ckpt_path, cfg)
+        if finished is not None:
+            return finished
     else:
         exp_dir = experiment_dir(cfg)
         run_dir = exp_dir / (cfg.run.version or next_version(exp_dir))

@@ -1,5 +1,6 @@
 """End-to-end tiny runs through the real entry point: files, TensorBoard content, resume, alarm."""
 
+import json
 from pathlib import Path
 
 import lightning as L
@@ -75,6 +76,19 @@ def test_resume_continues_exactly_as_an_uninterrupted_run(tmp_path, monkeypatch)
     run_dir = Path(resumed["run_dir"])
     assert [p.name for p in run_dir.parent.iterdir()] == ["version_0"]
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+
+
+def test_resuming_a_finished_run_changes_nothing(tmp_path, capsys):
+    cfg = smoke_config(tmp_path, "trainer.max_epochs=1")
+    first = train(cfg)
+    run_dir = Path(first["run_dir"])
+    before = {p.relative_to(run_dir): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    assert json.loads((run_dir / "metrics.json").read_text())["metrics"]["val/si_sdr"]
+    again = train(smoke_config(tmp_path, "trainer.max_epochs=1"), resume="latest")
+    assert "already finished" in capsys.readouterr().out
+    assert again["metrics"] == first["metrics"]
+    after = {p.relative_to(run_dir): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    assert after == before, "no file of a finished run may change when it is resumed"
 
 
 def test_last_checkpoint_is_written_every_epoch_even_without_a_new_best(tmp_path):
