@@ -293,16 +293,37 @@ class Restorer:
 def plan_outputs(inputs: list[str], output_dir: Path) -> list[tuple[Path, Path]]:
     """(input, output) pairs. Folders keep their layout under output_dir; files go to its top."""
     pairs: list[tuple[Path, Path]] = []
+    seen: set[Path] = set()
     for item in inputs:
         path = Path(item)
         if path.is_dir():
             files = audio_io.find_audio_files(path)
             if not files:
                 log.warning("%s: folder holds no .wav/.flac/.ogg files", path)
-            pairs += [(f, output_dir / f.relative_to(path)) for f in files]
+            found = [(f, output_dir / f.relative_to(path)) for f in files]
         else:
-            pairs.append((path, output_dir / path.name))
+            found = [(path, output_dir / path.name)]
+        for src, dst in found:  # the same file reached twice (listed again, or inside a listed folder): once
+            key = src.resolve()
+            if key in seen:
+                log.info("%s: given more than once; restored once", src)
+                continue
+            seen.add(key)
+            pairs.append((src, dst))
     return pairs
+
+
+def check_subtype(subtype: str | None, pairs: list[tuple[Path, Path]]) -> None:
+    """--subtype must be a sample format every planned output's container can hold (ValueError otherwise)."""
+    if subtype is None:
+        return
+    if subtype not in sf.available_subtypes():
+        raise ValueError(f"--subtype {subtype} is not a sample format; e.g. PCM_16, PCM_24, FLOAT")
+    for suffix in sorted({dst.suffix.lower() for _, dst in pairs} & set(audio_io.CONTAINERS)):
+        container = audio_io.container_format(suffix)
+        if not sf.check_format(container, subtype):
+            valid = ", ".join(sf.available_subtypes(container))
+            raise ValueError(f"--subtype {subtype} cannot be written to {suffix} files; {container} holds: {valid}")
 
 
 def check_plan(pairs: list[tuple[Path, Path]], overwrite: bool) -> dict[Path, str]:
@@ -408,22 +429,20 @@ def describe(restorer: Restorer, rate: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(argv)
+    output_dir = Path(args.output_dir)
     try:
+        pairs = plan_outputs(args.inputs, output_dir)
+        if not pairs:
+            raise ValueError("no audio files found in the given inputs")
+        check_subtype(args.subtype, pairs)  # before any work: nothing loaded, nothing written
         device = resolve_device(args.device)
         system = load_system(args.checkpoint, device)
         batch_size = args.batch_size or (16 if device.type == "cuda" else 2)
         restorer = Restorer(system, mix=args.mix, chunk_seconds=args.chunk_seconds, batch_size=batch_size,
                             channel_mode=args.channels.replace("-", "_"), high_band=args.high_band,
                             block_seconds=args.block_seconds)
-        if args.subtype is not None and args.subtype not in sf.available_subtypes():
-            raise ValueError(f"--subtype {args.subtype} is not a sample format; e.g. PCM_16, PCM_24, FLOAT")
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, audio_io.AudioFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    output_dir = Path(args.output_dir)
-    pairs = plan_outputs(args.inputs, output_dir)
-    if not pairs:
-        print("error: no audio files found in the given inputs", file=sys.stderr)
         return 2
     refused = check_plan(pairs + [(src, residual_path(dst)) for src, dst in pairs] if args.residual else pairs,
                          args.overwrite)

@@ -194,3 +194,32 @@ def test_an_interrupted_restoration_leaves_no_output_under_the_final_name(system
     with pytest.raises(KeyboardInterrupt):
         denoise.restore_file(restorer, src, tmp_path / "out.wav")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav"]
+
+
+def test_the_same_input_reached_twice_is_restored_once(tmp_path, trained_run, capsys):
+    folder = tmp_path / "d"
+    write_tone_file(folder / "x.wav", 0.5, 16000)
+    write_tone_file(folder / "y.wav", 0.5, 16000, seed=1)
+    for args, restored in (([folder / "x.wav", folder / "x.wav"], 1), ([folder, folder / "x.wav"], 2)):
+        out = tmp_path / f"out{restored}"
+        assert _run([*args, "--checkpoint", trained_run["best"], "--output-dir", out, "--no-progress"]) == 0
+        assert f"{restored} of {restored} file(s) restored" in capsys.readouterr().out
+        assert (out / "x.wav").is_file()
+    # Two different inputs that would share one output name are still refused.
+    write_tone_file(tmp_path / "e" / "x.wav", 0.5, 16000, seed=2)
+    code = _run([folder / "x.wav", tmp_path / "e" / "x.wav", "--checkpoint", trained_run["best"], "--output-dir",
+                 tmp_path / "clash", "--no-progress"])
+    assert code == 1 and "is also the output of" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("suffix,subtype,container", [(".flac", "FLOAT", "FLAC"), (".wav", "VORBIS", "WAV")])
+def test_a_subtype_the_container_cannot_hold_is_refused_before_any_work(tmp_path, trained_run, capsys, suffix,
+                                                                        subtype, container):
+    src = tmp_path / f"take{suffix}"
+    write_tone_file(src, 0.5, 16000)
+    out = tmp_path / "out"
+    code = _run([src, "--checkpoint", trained_run["best"], "--output-dir", out, "--subtype", subtype])
+    err = capsys.readouterr().err
+    assert code == 2 and f"--subtype {subtype} cannot be written to {suffix} files" in err
+    assert ", ".join(sf.available_subtypes(container)) in err, "the message names what the container holds"
+    assert not out.exists(), "nothing written"

@@ -94,12 +94,21 @@ def resample(audio: np.ndarray | torch.Tensor, orig_sr: int, new_sr: int) -> np.
     return AF.resample(audio, orig_sr, new_sr)
 
 
+CONTAINERS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}
+
+
+def container_format(suffix: str) -> str:
+    """soundfile's container name for a file suffix; ValueError for one we do not write."""
+    if suffix.lower() not in CONTAINERS:
+        raise ValueError(f"cannot write '{suffix}' files; use .wav, .flac or .ogg")
+    return CONTAINERS[suffix.lower()]
+
+
 def _format_for(path: Path) -> str:
-    suffix = path.suffix.lower().lstrip(".")
-    format_name = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG"}.get(suffix)
-    if format_name is None:
-        raise AudioFileError(path, f"cannot write '.{suffix}' files; use .wav, .flac or .ogg")
-    return format_name
+    try:
+        return container_format(path.suffix)
+    except ValueError as exc:
+        raise AudioFileError(path, str(exc)) from None
 
 
 @contextmanager
@@ -108,8 +117,9 @@ def atomic_writer(path: str | os.PathLike, sample_rate: int, channels: int, subt
     cleanly: an interrupted write never leaves a half-written file under the final name."""
     path = Path(path)
     format_name = _format_for(path)
-    if subtype is not None and not sf.check_format(format_name, subtype):
-        subtype = None
+    if subtype is not None and not sf.check_format(format_name, subtype):  # never silently another format
+        raise AudioFileError(path, f"a {format_name} file cannot hold {subtype} samples; it holds: "
+                                   f"{', '.join(sf.available_subtypes(format_name))}")
     tmp = path.with_name(f".{path.name}.partial")
     try:
         with sf.SoundFile(str(tmp), "w", samplerate=sample_rate, channels=channels, subtype=subtype,
