@@ -313,6 +313,15 @@ def plan_outputs(inputs: list[str], output_dir: Path) -> list[tuple[Path, Path]]
     return pairs
 
 
+def check_output_dir(output_dir: Path) -> None:
+    """The output folder, or its nearest existing parent, must be a folder (ValueError otherwise)."""
+    existing = output_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"--output-dir {output_dir}: {existing} is a file, not a folder")
+
+
 def check_subtype(subtype: str | None, pairs: list[tuple[Path, Path]]) -> None:
     """--subtype must be a sample format every planned output's container can hold (ValueError otherwise)."""
     if subtype is None:
@@ -434,7 +443,8 @@ def main(argv: list[str] | None = None) -> int:
         pairs = plan_outputs(args.inputs, output_dir)
         if not pairs:
             raise ValueError("no audio files found in the given inputs")
-        check_subtype(args.subtype, pairs)  # before any work: nothing loaded, nothing written
+        check_output_dir(output_dir)  # before any work: nothing loaded, nothing written
+        check_subtype(args.subtype, pairs)
         device = resolve_device(args.device)
         system = load_system(args.checkpoint, device)
         batch_size = args.batch_size or (16 if device.type == "cuda" else 2)

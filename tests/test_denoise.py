@@ -223,3 +223,14 @@ def test_a_subtype_the_container_cannot_hold_is_refused_before_any_work(tmp_path
     assert code == 2 and f"--subtype {subtype} cannot be written to {suffix} files" in err
     assert ", ".join(sf.available_subtypes(container)) in err, "the message names what the container holds"
     assert not out.exists(), "nothing written"
+
+
+def test_an_output_folder_that_is_a_file_is_refused_in_one_line_before_loading(tmp_path, capsys, monkeypatch):
+    src = tmp_path / "take.wav"
+    write_tone_file(src, 0.5, 16000)
+    (tmp_path / "not_a_folder").write_text("x")
+    monkeypatch.setattr(denoise, "load_system", lambda *a, **k: pytest.fail("the model must not be loaded"))
+    for out in (tmp_path / "not_a_folder", tmp_path / "not_a_folder" / "sub"):
+        assert _run([src, "--checkpoint", "unused.ckpt", "--output-dir", out]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"error: --output-dir {out}: {tmp_path / 'not_a_folder'} is a file, not a folder"]
