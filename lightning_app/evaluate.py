@@ -45,9 +45,9 @@ from lightning_app.chains import Chain
 from lightning_app.data.datasets import TEST_STREAM, MixtureDataset, PairedFolderDataset
 from lightning_app.data.sources import build_clean_source, build_noise_source
 from lightning_app.denoise import Restorer, load_system
-from lightning_app.metrics.perceptual import UNLABELLED, safe_pesq, safe_stoi, speech_content
+from lightning_app.metrics.perceptual import UNLABELLED, score_signal, speech_content
 from lightning_app.metrics.quality import waveform_scores
-from lightning_app.metrics.visqol import safe_visqol, visqol_missing
+from lightning_app.metrics.visqol import visqol_missing
 
 log = logging.getLogger("lightning_app.evaluate")
 
@@ -111,12 +111,8 @@ def model_process(checkpoint: Path):
 
 # ----------------------------------------------------------------------------- scoring
 def _perceptual(job: tuple[np.ndarray, np.ndarray, int, bool, bool]) -> dict:
-    """PESQ and STOI (when ``speech``) and ViSQOL (when ``visqol``) of one (clean, estimate), NaN when not asked."""
-    clean, estimate, rate, speech, visqol = job
-    out = {}
-    for name, wanted, fn in (("pesq", speech, safe_pesq), ("stoi", speech, safe_stoi), ("visqol", visqol, safe_visqol)):
-        out[name], out[f"{name}_error"] = fn(clean, estimate, rate) if wanted else (math.nan, None)
-    return out
+    """``score_signal`` of one (clean, estimate, rate, speech, visqol) job (a picklable pool task)."""
+    return score_signal(*job)
 
 
 def perceptual_scores(jobs: list[tuple[np.ndarray, np.ndarray, int, bool, bool]], workers: int) -> list[dict]:
@@ -418,7 +414,8 @@ def evaluate(checkpoints: list[Path], output_dir: Path, data: Path | None = None
         log.warning("ViSQOL skipped: %s", missing)
     visqol_clips = 0 if missing else min(visqol_clips, len(test_clips))
     outputs, rtf = {NOISY: [c["noisy"] for c in test_clips]}, {NOISY: 0.0}
-    for name, process in [*(baselines().items() if with_baselines else []), *systems]:
+    processes = [*(baselines().items() if with_baselines else []), *systems]  # built once: DFN3 loads a library
+    for name, process in processes:
         estimates, rtf[name] = run_system(process, test_clips, rate)
         log.info("ran %s on %d clips (real-time factor %.4f)", name, len(test_clips), rtf[name])
         if name in dict(systems):
@@ -432,7 +429,7 @@ def evaluate(checkpoints: list[Path], output_dir: Path, data: Path | None = None
             outputs[name] = estimates
     scores = score(test_clips, outputs, rate, workers, visqol_clips)
     rows = summarise(scores, test_clips, rtf)
-    untouched = clean_input_scores(test_clips, [*(baselines().items() if with_baselines else []), *systems], rate)
+    untouched = clean_input_scores(test_clips, processes, rate)
     output_dir.mkdir(parents=True, exist_ok=True)
     panel = [s for s in outputs if "(mix" not in s or "(mix 1)" in s]
     plots = write_plots(rows, test_clips, outputs, rate, output_dir, panel)

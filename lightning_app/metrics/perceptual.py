@@ -70,12 +70,19 @@ def speech_content(content: str | None) -> bool:
     return content in (*UNLABELLED, "speech")
 
 
+def score_signal(clean: np.ndarray, signal: np.ndarray, sample_rate: int, speech: bool = True,
+                 visqol: bool = False) -> dict:
+    """PESQ and STOI (``speech``) and ViSQOL (``visqol``) of one signal against the clean one, with failure
+    reasons (``<name>_error``); a measure not asked for is NaN with no reason."""
+    out = {}
+    for name, wanted, fn in (("pesq", speech, safe_pesq), ("stoi", speech, safe_stoi), ("visqol", visqol, safe_visqol)):
+        out[name], out[f"{name}_error"] = fn(clean, signal, sample_rate) if wanted else (math.nan, None)
+    return out
+
+
 def score_clip(clean: np.ndarray, noisy: np.ndarray, estimate: np.ndarray, sample_rate: int,
                speech: bool = True, visqol: bool = False) -> dict:
-    """PESQ and STOI (``speech``) and ViSQOL (``visqol``) of the output and of the noisy input, with failure
-    reasons; a measure not asked for is NaN with no reason."""
-    out = {}
-    for prefix, signal in (("", estimate), ("input_", noisy)):
-        for name, wanted, fn in (("pesq", speech, safe_pesq), ("stoi", speech, safe_stoi), ("visqol", visqol, safe_visqol)):
-            out[f"{prefix}{name}"], out[f"{prefix}{name}_error"] = fn(clean, signal, sample_rate) if wanted else (math.nan, None)
+    """:func:`score_signal` of the output, and of the noisy input under ``input_`` names."""
+    out = score_signal(clean, estimate, sample_rate, speech, visqol)
+    out.update({f"input_{k}": v for k, v in score_signal(clean, noisy, sample_rate, speech, visqol).items()})
     return out
