@@ -7,7 +7,10 @@ The test set is the built-in fixed synthetic one, built from the data settings o
 (default supervised_unet: 16 kHz procedural speech; archive_fullband: 44.1 kHz music and speech)
 plus key=value overrides, disjoint from every run's training and validation draws and stratified
 by content; or, with --data, a paired corpus: DIR/noisy and DIR/clean with matching file names,
-read at the experiment's rate (without --experiment: the first checkpoint's). Every system sees
+read at the experiment's rate (without --experiment: the first checkpoint's). A pair that cannot
+be scored (a file without its partner, an unreadable file, sample rates or lengths that differ,
+NaN/Inf samples, a silent clean reference) is skipped with its reason in the report's Skipped table
+and skipped.csv; the exit status is then 1 (2 when no pair could be evaluated). Every system sees
 the same clips:
 
 - the noisy input (the floor every gain is measured from),
@@ -19,7 +22,7 @@ STOI on speech clips only (they are speech measures), ViSQOL (v3 audio mode, MOS
 content, the first --visqol-clips clips; level-blind), log-spectral distance, amplitude retention,
 speech removed, spectral correlation; processing time gives the real-time factor. The output
 folder gets report.md, report.csv (overall, per content, per noise type and per input-SNR bucket)
-and PNG plots.
+and PNG plots (and skipped.csv: file, reason).
 """
 
 from __future__ import annotations
@@ -42,8 +45,10 @@ import torch
 from lightning_app import config as C
 from lightning_app.baselines import baselines
 from lightning_app.chains import Chain
-from lightning_app.data.datasets import TEST_STREAM, MixtureDataset, PairedFolderDataset
-from lightning_app.data.sources import build_clean_source, build_noise_source
+from lightning_app.data import audio_io
+from lightning_app.data.datasets import CONTENTS, TEST_STREAM, MixtureDataset, PairedFolderDataset
+from lightning_app.data.dsp import rms
+from lightning_app.data.sources import SILENCE_RMS, build_clean_source, build_noise_source
 from lightning_app.denoise import Restorer, load_system
 from lightning_app.metrics.perceptual import UNLABELLED, score_signal, speech_content
 from lightning_app.metrics.quality import waveform_scores
@@ -72,12 +77,51 @@ def synthetic_test_set(clips: int, seconds: float, overrides: list[str],
     return [_clip(dataset[i], f"clip{i:03d}") for i in range(clips)], sr
 
 
-def paired_test_set(folder: Path, sample_rate: int, clips: int | None) -> tuple[list[dict], int]:
-    """DIR/noisy + DIR/clean, whole files, at ``sample_rate``."""
-    dataset = PairedFolderDataset(str(folder / "noisy"), str(folder / "clean"), sample_rate, num_samples=None,
-                                  seed=0, random_crop=False)
-    count = len(dataset) if clips is None else min(clips, len(dataset))
-    return [_clip(dataset[i], str(dataset.pairs[i][0].relative_to(folder / "noisy"))) for i in range(count)], sample_rate
+def paired_test_set(folder: Path, sample_rate: int, clips: int | None) -> tuple[list[dict], int, list[dict]]:
+    """DIR/noisy + DIR/clean, whole files, at ``sample_rate`` (the first ``clips`` usable pairs), and the
+    pairs skipped on the way, each {"file", "reason"}: a pair that cannot be scored is left out, not fatal."""
+    noisy_dir, clean_dir = folder / "noisy", folder / "clean"
+    noisy = {p.relative_to(noisy_dir).as_posix(): p for p in audio_io.find_audio_files(noisy_dir)}
+    clean = {p.relative_to(clean_dir).as_posix(): p for p in audio_io.find_audio_files(clean_dir)}
+    if not noisy:
+        raise FileNotFoundError(f"{noisy_dir}: no audio files")
+    test_clips, skipped = [], []
+    for name in sorted(noisy.keys() | clean.keys()):
+        if clips is not None and len(test_clips) >= clips:
+            break
+        if name not in clean:
+            reason = f"noisy/{name} has no clean partner (no clean/{name})"
+        elif name not in noisy:
+            reason = f"clean/{name} has no noisy partner (no noisy/{name})"
+        else:
+            try:
+                test_clips.append(paired_clip(name, noisy[name], clean[name], sample_rate))
+                continue
+            except audio_io.AudioFileError as exc:
+                where = Path(exc.path)
+                reason = f"{where.relative_to(folder) if where.is_relative_to(folder) else where}: {exc.reason}"
+        skipped.append({"file": name, "reason": " ".join(reason.split())})  # one line
+        log.warning("skipped %s", skipped[-1]["reason"])
+    return test_clips, sample_rate, skipped
+
+
+def paired_clip(name: str, noisy: Path, clean: Path, sample_rate: int) -> dict:
+    """One whole pair at ``sample_rate``; AudioFileError (naming the file) if it cannot be scored: unreadable,
+    sample rates or lengths that differ, NaN/Inf samples, or a clean reference below SILENCE_RMS."""
+    PairedFolderDataset._check_pair(noisy, clean)  # the corpus rule: same rate, same length
+    audio = {}
+    for side, path in (("noisy", noisy), ("clean", clean)):
+        samples, rate = audio_io.read(path, allow_silence=True)  # NaN/Inf raise here
+        audio[side] = audio_io.resample(audio_io.to_mono(samples), rate, sample_rate).astype(np.float32)
+    if rms(audio["clean"]) < SILENCE_RMS:
+        raise audio_io.AudioFileError(clean, f"silent clean reference (RMS {rms(audio['clean']):.1e} < "
+                                             f"{SILENCE_RMS:g}): nothing to score against")
+    n = min(len(audio["noisy"]), len(audio["clean"]))
+    x, s = audio["noisy"][:n], audio["clean"][:n]
+    top = name.split("/")[0] if "/" in name else None  # noisy/music/..., noisy/speech/...: per content
+    snr_db = float(10 * np.log10((rms(s) ** 2 + 1e-12) / (rms(x - s) ** 2 + 1e-12)))
+    return {"name": name, "noisy": x, "clean": s, "snr_db": snr_db,
+            "noise_types": ["paired"], "content": top if top in CONTENTS else "paired"}
 
 
 def _clip(example: dict, name: str) -> dict:
@@ -134,7 +178,7 @@ def score(clips: list[dict], outputs: dict[str, list[np.ndarray]], sample_rate: 
     for system, estimates in outputs.items():
         scores[system] = []
         for i, (clip, estimate) in enumerate(zip(clips, estimates, strict=True)):
-            values, _ = waveform_scores(t(estimate), t(clip["noisy"]), t(clip["clean"]), silent_rms=1e-4,
+            values, _ = waveform_scores(t(estimate), t(clip["noisy"]), t(clip["clean"]), silent_rms=SILENCE_RMS,
                                         sample_rate=sample_rate)
             scores[system].append({k: float(v[0]) for k, v in values.items()})
             jobs.append((clip["clean"], estimate, sample_rate, speech_content(clip["content"]), i < visqol_clips))
@@ -240,17 +284,32 @@ def pivot(rows: list[dict], prefix: str, metric: str) -> list[str]:
     return lines
 
 
-def write_reports(rows: list[dict], output_dir: Path, description: str, plots: list[str], notes: list[str] = (),
-                  clean_input: list[dict] = ()) -> str:
-    output_dir.mkdir(parents=True, exist_ok=True)
-    with open(output_dir / "report.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["group", "system", "clips", *COLUMNS])
+def write_csv(path: Path, fieldnames, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(fieldnames))
         writer.writeheader()
         writer.writerows(rows)
+
+
+def skipped_section(skipped: list[dict], evaluated: int) -> list[str]:
+    """The report's "## Skipped" table (anchor #skipped): one row per pair left out, with its reason."""
+    if not skipped:
+        return []
+    return ["## Skipped", "", f"{len(skipped)} of {len(skipped) + evaluated} pairs could not be scored and are left "
+            "out of every table (also in skipped.csv):", "", "| file | reason |", "|---|---|",
+            *(f"| {s['file']} | {s['reason'].replace('|', '/')} |" for s in skipped), ""]
+
+
+def write_reports(rows: list[dict], output_dir: Path, description: str, plots: list[str], notes: list[str] = (),
+                  clean_input: list[dict] = (), skipped: list[dict] = (), evaluated: int = 0) -> str:
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_csv(output_dir / "report.csv", ["group", "system", "clips", *COLUMNS], rows)
+    write_csv(output_dir / "skipped.csv", ["file", "reason"], list(skipped))
     overall = [r for r in rows if r["group"] == "overall"]
     text = [f"# Evaluation: {description}", "", "## Overall", "", *markdown_table(overall, COLUMNS), "",
             "`rtf`: seconds of compute per second of audio on this machine. `*_i`: gain over the noisy input "
-            "(`lsd_i` = input LSD - output LSD, so positive is better there too).", *(x for n in notes for x in ("", n)), ""]
+            "(`lsd_i` = input LSD - output LSD, so positive is better there too).", *(x for n in notes for x in ("", n)), "",
+            *skipped_section(skipped, evaluated)]
     if any(r["group"].startswith("content: ") for r in rows):
         for title, metric in (("SI-SDR improvement (dB) by content", "si_sdr_i"),
                               ("Amplitude retention by content", "amplitude_retention"),
@@ -350,8 +409,12 @@ def evaluate_chains(output_dir: Path, chains: list[tuple[str, Chain]], data: Pat
     scored against them with the model metrics. Writes chains.md, chains.csv and chains_spectrograms.png."""
     from lightning_app.metrics import functional as MF
 
+    skipped = []
     if data is not None:
-        test_clips, rate = paired_test_set(Path(data), 16000, clips)
+        test_clips, rate, skipped = paired_test_set(Path(data), 16000, clips)
+        if not test_clips:
+            raise FileNotFoundError(f"nothing to reconstruct in {data}: all {len(skipped)} pairs skipped: "
+                                    + "; ".join(s["reason"] for s in skipped[:5]))
     else:
         test_clips, rate = synthetic_test_set(clips or 48, seconds, [])
     rows, jobs, keys = [], [], []
@@ -377,18 +440,17 @@ def evaluate_chains(output_dir: Path, chains: list[tuple[str, Chain]], data: Pat
         for column in CHAIN_COLUMNS[:-1]:
             row[column] = _mean(c[column] for c in per_clip)
     output_dir.mkdir(parents=True, exist_ok=True)
-    with open(output_dir / "chains.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["system", "clips", *CHAIN_COLUMNS])
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(output_dir / "chains.csv", ["system", "clips", *CHAIN_COLUMNS], rows)
     source = f"paired corpus {data}" if data is not None else f"built-in synthetic test set, clean clips of {seconds:g} s"
     spectrogram_panel(panel, [c["name"] for c in shown], rate, output_dir / "chains_spectrograms.png", titles_fontsize=6)
     report = "\n".join([f"# Reconstruction chains: {source} ({len(test_clips)} clips)", "",
                          "Each chain reconstructs the clean signal; scores are against it.", "",
                          *markdown_table(rows, CHAIN_COLUMNS), "",
-                         "![spectrograms of the first clips](chains_spectrograms.png)", ""]) + "\n"
+                         "![spectrograms of the first clips](chains_spectrograms.png)", "",
+                         *skipped_section(skipped, len(test_clips))]) + "\n"
     (output_dir / "chains.md").write_text(report)
-    return {"rows": rows, "report": report, "outputs": panel, "sample_rate": rate}
+    return {"rows": rows, "report": report, "outputs": panel, "sample_rate": rate, "skipped": skipped,
+            "evaluated": len(test_clips)}
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -403,11 +465,21 @@ def evaluate(checkpoints: list[Path], output_dir: Path, data: Path | None = None
             rate = models[0][2]  # the rate the (first) model works at
         else:
             rate = C.compose(experiment or DEFAULT_EXPERIMENT, list(overrides)).data.sample_rate
-        test_clips, rate = paired_test_set(Path(data), rate, clips)
-        description = f"paired corpus {data} at {rate} Hz ({len(test_clips)} files)"
+        test_clips, rate, skipped = paired_test_set(Path(data), rate, clips)
+        left_out = f", {len(skipped)} skipped" if skipped else ""
+        description = f"paired corpus {data} at {rate} Hz ({len(test_clips)} files{left_out})"
+        if not test_clips:  # the report still says why, pair by pair
+            output_dir.mkdir(parents=True, exist_ok=True)
+            write_csv(output_dir / "report.csv", ["group", "system", "clips", *COLUMNS], [])
+            write_csv(output_dir / "skipped.csv", ["file", "reason"], skipped)
+            (output_dir / "report.md").write_text("\n".join([f"# Evaluation: {description}", "",
+                                                             *skipped_section(skipped, 0)]) + "\n")
+            raise FileNotFoundError(f"nothing evaluated in {data}: all {len(skipped)} pairs skipped "
+                                    f"(see {output_dir / 'report.md'}#skipped)")
     else:
         experiment = experiment or DEFAULT_EXPERIMENT
         test_clips, rate = synthetic_test_set(clips or 48, seconds, list(overrides), experiment)
+        skipped = []
         description = f"built-in synthetic test set of {experiment} ({len(test_clips)} clips of {seconds:g} s at {rate} Hz)"
     missing = visqol_missing() if visqol_clips else None
     if missing:
@@ -439,8 +511,9 @@ def evaluate(checkpoints: list[Path], output_dir: Path, data: Path | None = None
              f"clips). ViSQOL (v3 audio mode, MOS-LQO 1-5, music and speech; {scope}) is level-blind: it rescales "
              f"the output to the clean level before comparing, so read it next to amplitude retention, never instead. "
              f"LSD: log-spectral distance in dB (lower is better)."]
-    report = write_reports(rows, output_dir, description, plots, notes, untouched)
-    return {"rows": rows, "report": report, "plots": plots, "clean_input": untouched}
+    report = write_reports(rows, output_dir, description, plots, notes, untouched, skipped, len(test_clips))
+    return {"rows": rows, "report": report, "plots": plots, "clean_input": untouched, "skipped": skipped,
+            "evaluated": len(test_clips)}
 
 
 def parse_args(argv=None):
@@ -490,7 +563,7 @@ def main(argv=None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         print(result["report"])
-        return 0
+        return _skip_status(result["skipped"], result["evaluated"], Path(args.output_dir) / "chains.md")
     try:
         result = evaluate([Path(c) for c in checkpoints], Path(args.output_dir), args.data, args.clips, args.seconds,
                           args.mix, args.workers, not args.no_baselines, overrides, args.experiment, args.visqol_clips)
@@ -498,8 +571,16 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(result["report"].split("## SI-SDR improvement (dB) by noise type")[0])
-    print(f"report: {Path(args.output_dir) / 'report.md'} (+ report.csv, {', '.join(result['plots'])})")
-    return 0
+    print(f"report: {Path(args.output_dir) / 'report.md'} (+ report.csv, skipped.csv, {', '.join(result['plots'])})")
+    return _skip_status(result["skipped"], result["evaluated"], Path(args.output_dir) / "report.md")
+
+
+def _skip_status(skipped: list[dict], evaluated: int, report: Path) -> int:
+    """Exit status 1 and a one-line summary when pairs were skipped; 0 otherwise."""
+    if not skipped:
+        return 0
+    print(f"evaluated {evaluated} pairs, skipped {len(skipped)} (see {report}#skipped)", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":
