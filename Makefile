@@ -15,7 +15,7 @@ TB_PORT ?= 6006
 LONG_MINUTES ?= 120
 REPORT ?= evaluation
 
-TRAIN_FLAGS := $(if $(filter 1 yes true,$(RESUME)),--resume,$(if $(RESUME),--resume $(RESUME))) \
+TRAIN_FLAGS := $(if $(filter 1 yes true,$(RESUME)),--resume,$(if $(RESUME),--resume-from $(RESUME))) \
                $(if $(TRAINER),--use trainer/$(TRAINER)) \
                $(if $(DEVICES),trainer.devices=$(DEVICES)) $(if $(NODES),trainer.num_nodes=$(NODES))
 

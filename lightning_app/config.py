@@ -7,6 +7,7 @@ the key, where it came from, and the closest known keys.
 from __future__ import annotations
 
 import difflib
+import fnmatch
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -79,7 +80,9 @@ def _parse_overrides(overrides: Iterable[str]) -> DictConfig:
     overrides = list(overrides)
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"override '{item}' must look like key=value, e.g. trainer.max_epochs=3")
+            hint = (f"; to continue that run: --resume-from {item}"
+                    if item.endswith(".ckpt") or (Path(item) / "checkpoints").is_dir() else "")
+            raise ConfigError(f"override '{item}' must look like key=value, e.g. trainer.max_epochs=3{hint}")
     try:
         return OmegaConf.from_dotlist(overrides)
     except Exception as exc:
@@ -108,7 +111,7 @@ def compose(experiment: str, overrides: Iterable[str] = (), blocks: Iterable[str
     cfg, launch_blocks = _apply_launch(cfg, overrides, blocks, config_dir)
     cfg.experiment = experiment
     cfg.use = [*exp_blocks, *launch_blocks]
-    _validate(cfg)
+    _validate(cfg, _load_yaml(config_dir / "defaults.yaml", "defaults"))
     return cfg
 
 
@@ -134,7 +137,7 @@ def compose_saved(saved: Path, overrides: Iterable[str] = (), blocks: Iterable[s
     OmegaConf.set_struct(cfg, True)
     cfg = _merge(cfg, _migrate(_load_yaml(Path(saved), "saved run config")), f"saved config {saved}")
     cfg, _ = _apply_launch(cfg, overrides, blocks, config_dir)
-    _validate(cfg)
+    _validate(cfg, _load_yaml(config_dir / "defaults.yaml", "defaults"))
     return cfg
 
 
@@ -147,18 +150,139 @@ def _migrate(saved: DictConfig) -> DictConfig:
     return saved
 
 
-def _validate(cfg: DictConfig) -> None:
-    """Checks that need more than one key; single values are checked where they are used."""
-    for key in ("data.snr_db", "data.gain_db"):
-        lo, hi = OmegaConf.select(cfg, key)
-        if lo > hi:
-            raise ConfigError(f"{key} must be [low, high], got [{lo}, {hi}]")
+# ----------------------------------------------------------------------------- validation
+# Types come from the defaults (a key holds what its default holds; a float also takes a whole
+# number). The tables below add only what a default cannot say. Everything is checked when the
+# config is composed, so a mistake stops the run before any directory is made.
+
+#: keys that take more than their default's type
+FLEXIBLE = {"trainer.devices": (int, str, list), "trainer.precision": (str, int), "run.version": (str, int),
+            "system.init_from": (str,), "data.noise.folder.label": (str,)}
+#: keys with a fixed set of values (system/model kinds: tests keep these equal to the registries)
+CHOICES = {
+    "data.mode": ("supervised", "noise2noise", "paired", "real_pairs"),
+    "system.kind": ("supervised", "noise2noise"),
+    "model.kind": ("spectral_unet", "cross_domain"),
+    "model.cross_domain_strategy": ("no_skip", "skip"),
+    "model.inference_decoder": ("a", "b", "mean"),
+    "optim.scheduler": ("onecycle", "cosine", "constant"),
+    "data.clean.speech.kind": ("procedural", "folder"),
+    "data.clean.music.kind": ("procedural", "folder"),
+    "data.noise.kind": ("procedural", "folder"),
+    "checkpoint.mode": ("min", "max"),
+    "trainer.accelerator": ("cpu", "gpu", "cuda", "mps", "auto"),
+    "trainer.precision": ("64-true", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true",
+                          "64", "32", "16", "bf16", 64, 32, 16),
+}
+#: above zero (each element, for lists)
+POSITIVE = ("data.sample_rate", "data.segment_seconds", "data.val_segment_seconds", "data.batch_size",
+            "data.train_examples_per_epoch", "data.val_clips", "model.n_fft", "model.hop", "model.freq_patch",
+            "model.channels", "model.time_strides", "model.context_dilations", "model.mask_max", "model.compress",
+            "model.latent_channels", "trainer.max_epochs", "trainer.num_nodes",
+            "trainer.log_every_n_steps", "trainer.check_val_every_n_epoch", "metrics.perceptual_every_n_epochs",
+            "media.every_n_epochs", "data.noise.procedural.max_layers")
+#: zero or more
+NON_NEGATIVE = ("seed", "data.num_workers", "data.source_bank", "optim.lr", "optim.weight_decay", "optim.grad_clip",
+                "system.loss.*", "system.noise2noise.*", "metrics.silent_clean_rms", "metrics.perceptual_clips",
+                "metrics.perceptual_workers", "metrics.visqol_clips", "media.clips", "data.clean.mix.*",
+                "*weights.*", "*.generators.*.weight", "data.real_pairs.max_lag_seconds",
+                "data.real_pairs.window_seconds", "data.real_pairs.max_drift_ms")
+#: between 0 and 1
+FRACTIONS = ("*_probability", "*_fraction", "metrics.retention_alarm", "data.real_pairs.min_correlation")
+
+_TYPE_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string", list: "a list",
+               dict: "a mapping"}
+_PLURAL = {int: "whole numbers", float: "numbers"}
+
+
+def _kind(value) -> type | None:
+    for t in (bool, int, float, str, list, dict):  # bool before int: True is an int in Python
+        if isinstance(value, t):
+            return t
+    return None
+
+
+def _fits(value, expected: type) -> bool:
+    got = _kind(value)
+    return got is expected or (expected is float and got is int)
+
+
+def _matches(key: str, patterns) -> bool:
+    return any(fnmatch.fnmatchcase(key, p) for p in patterns)
+
+
+def _check_value(key: str, value, default) -> None:
+    shown = repr(value) if isinstance(value, str) else value
+    if value is None and default is None:
+        return  # an optional setting left unset
+    allowed = FLEXIBLE.get(key) or ((_kind(default),) if default is not None else None)
+    is_range = isinstance(default, list) and len(default) == 2 and all(_kind(d) in (int, float) for d in default)
+    if allowed and not any(_fits(value, t) for t in allowed):
+        if is_range:
+            raise ConfigError(f"{key} must be [low, high] ({_PLURAL[_kind(default[0])]}), got {shown}")
+        raise ConfigError(f"{key} must be {' or '.join(_TYPE_WORDS[t] for t in allowed)}, got {shown}")
+    if key in CHOICES and value not in CHOICES[key]:
+        raise ConfigError(f"{key}={value} is not one of: {', '.join(str(c) for c in CHOICES[key])}")
+    if is_range:  # every two-number default is a [low, high] range drawn from
+        if len(value) != 2 or not all(_fits(v, _kind(default[0])) for v in value):
+            raise ConfigError(f"{key} must be [low, high] ({_PLURAL[_kind(default[0])]}), got {shown}")
+        if value[0] > value[1]:
+            raise ConfigError(f"{key} must be [low, high], got [{value[0]}, {value[1]}]")
+    elif isinstance(default, list) and default and _kind(default[0]) in (int, float):
+        bad = [v for v in value if not _fits(v, _kind(default[0]))]
+        if bad:
+            raise ConfigError(f"{key} must be a list of {_PLURAL[_kind(default[0])]}, got {shown}")
+    numbers = [v for v in (value if isinstance(value, list) else [value]) if _kind(v) in (int, float)]
+    if _matches(key, POSITIVE) and any(v <= 0 for v in numbers):
+        raise ConfigError(f"{key} must be above 0, got {shown}")
+    if _matches(key, NON_NEGATIVE) and any(v < 0 for v in numbers):
+        raise ConfigError(f"{key} must be 0 or more, got {shown}")
+    if _matches(key, FRACTIONS) and any(not 0 <= v <= 1 for v in numbers):
+        raise ConfigError(f"{key} must be between 0 and 1, got {shown}")
+
+
+def _check_against(defaults, cfg, prefix: str = "") -> None:
+    for key in defaults.keys():
+        path = f"{prefix}{key}"
+        if OmegaConf.is_missing(defaults, key) and OmegaConf.is_missing(cfg, key):
+            continue
+        if OmegaConf.is_missing(cfg, key):
+            continue  # a required path left to give; train says which ones its data setup needs
+        default, value = defaults._get_node(key), cfg._get_node(key)
+        if isinstance(default, DictConfig):
+            if not isinstance(value, DictConfig):
+                raise ConfigError(f"{path} is a group of settings ({', '.join(default.keys())}), not a value")
+            _check_against(default, value, path + ".")
+            continue
+        plain = lambda node: OmegaConf.to_container(node) if isinstance(node, (DictConfig, ListConfig)) else node._value()
+        default_value = None if OmegaConf.is_missing(defaults, key) else plain(default)
+        _check_value(path, plain(value), default_value)
+
+
+def check_variant(cfg: DictConfig) -> None:
+    """Combinations of system, network and data that train nothing useful or cannot run."""
+    kind, net, mode = cfg.system.kind, cfg.model.kind, cfg.data.mode
+    noise2noise_hint = "start from a Noise2Noise experiment (pure_noise2noise, extreme_denoising, progressive)"
+    if kind == "noise2noise" and net != "cross_domain":
+        raise ConfigError(f"system.kind=noise2noise needs model.kind=cross_domain (got {net}); {noise2noise_hint}")
+    if kind == "noise2noise" and mode not in ("noise2noise", "real_pairs"):
+        raise ConfigError(f"system.kind=noise2noise learns from two noisy copies: data.mode must be noise2noise or "
+                          f"real_pairs (got {mode}); for clean targets use system.kind=supervised (e.g. supervised_unet)")
+    if kind == "supervised" and mode not in ("supervised", "paired"):
+        raise ConfigError(f"system.kind=supervised needs clean targets: data.mode must be supervised or paired "
+                          f"(got {mode}); to train without clean audio {noise2noise_hint}")
+
+
+def _validate(cfg: DictConfig, defaults: DictConfig) -> None:
+    """Every value against its default's type and the tables above, then combinations of keys."""
+    _check_against(defaults, cfg)
     mix = OmegaConf.to_container(cfg.data.clean.mix)
-    if any(w < 0 for w in mix.values()) or not any(w > 0 for w in mix.values()):
-        raise ConfigError(f"data.clean.mix needs weights >= 0 and at least one above 0, got {mix}")
+    if not any(w > 0 for w in mix.values()):
+        raise ConfigError(f"data.clean.mix needs at least one weight above 0, got {mix}")
     if len(cfg.model.time_strides) != len(cfg.model.channels) - 1:
         raise ConfigError(f"model.time_strides needs {len(cfg.model.channels) - 1} entries (one per level "
                           f"below the first), got {len(cfg.model.time_strides)}")
+    check_variant(cfg)
 
 
 def to_container(cfg: DictConfig | ListConfig | dict) -> dict:

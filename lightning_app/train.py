@@ -1,11 +1,11 @@
 """The one training entry point: config -> data, system, callbacks, logger, Trainer -> fit.
 
-    python -m lightning_app.train EXPERIMENT [key=value ...] [--use GROUP/NAME] [--resume [RUN_DIR|CKPT]]
+    python -m lightning_app.train EXPERIMENT [key=value ...] [--use GROUP/NAME] [--resume | --resume-from RUN_DIR|CKPT]
 
 Every run lives in runs/<experiment>/<version>/ with the resolved config.yaml, TensorBoard
 events and checkpoints/{best,last}.ckpt. --resume continues the latest run of the
 experiment that has a last.ckpt: same directory, same TensorBoard curves, and the saved
-config (command-line overrides still apply on top).
+config (command-line overrides still apply on top); --resume-from names the run or checkpoint.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lightning_app import config as C
 from lightning_app.callbacks import AudioExamples, OverSuppressionAlarm, PerceptualQuality, RNGState, WaveformQuality
+from lightning_app.checkpoints import CheckpointError, describe_mismatch, read_checkpoint
 from lightning_app.data.datamodule import DenoiseDataModule
 from lightning_app.metrics.quality import PERCEPTUAL_METRICS, WAVEFORM_METRICS, metric_contents
 from lightning_app.systems import DenoiseSystem, system_class
@@ -67,19 +68,50 @@ def latest_resumable(exp_dir: Path) -> Path | None:
 
 
 def resolve_resume(target: str, cfg: DictConfig) -> tuple[Path, Path]:
-    """(run_dir, checkpoint) from --resume's argument: 'latest', a run directory or a .ckpt file."""
+    """(run_dir, checkpoint) to continue: 'latest' (--resume), a run directory or a .ckpt file (--resume-from).
+
+    The checkpoint is read and checked here, before anything in the run directory is touched.
+    """
     if target == "latest":
         run_dir = latest_resumable(experiment_dir(cfg))
         if run_dir is None:
             raise C.ConfigError(f"nothing to resume: no run under {experiment_dir(cfg)} has checkpoints/{LAST}. "
                                 f"Start one with: make train EXP={cfg.experiment}")
-        return run_dir, run_dir / "checkpoints" / LAST
-    path = Path(target)
-    if path.is_file() and path.suffix == ".ckpt":
-        return path.parent.parent, path
-    if (path / "checkpoints" / LAST).is_file():
-        return path, path / "checkpoints" / LAST
-    raise C.ConfigError(f"cannot resume from {target}: expected a run directory with checkpoints/{LAST} or a .ckpt file")
+        checkpoint = run_dir / "checkpoints" / LAST
+    else:
+        path = Path(target)
+        if path.is_file():
+            run_dir, checkpoint = path.parent.parent, path
+            if path.parent.name != "checkpoints" or not (run_dir / "config.yaml").is_file():
+                raise C.ConfigError(f"--resume-from {target}: not inside a run directory (<run>/checkpoints/*.ckpt next "
+                                    f"to <run>/config.yaml). To start a new run from its weights: "
+                                    f"system.init_from={target}")
+        elif (path / "checkpoints" / LAST).is_file():
+            run_dir, checkpoint = path, path / "checkpoints" / LAST
+        else:
+            raise C.ConfigError(f"--resume-from {target}: expected a run directory with checkpoints/{LAST} "
+                                f"or a .ckpt file in one")
+    check_resumable(checkpoint)
+    return run_dir, checkpoint
+
+
+def check_resumable(checkpoint: Path) -> dict:
+    """The checkpoint's contents, or one line naming it, what is wrong, and the fallback to type."""
+    try:
+        return read_checkpoint(checkpoint, for_resume=True)
+    except CheckpointError as exc:
+        fallback = ""
+        for other in sorted(checkpoint.parent.glob("*.ckpt")):
+            if other == checkpoint:
+                continue
+            try:
+                epoch = int(read_checkpoint(other, for_resume=True)["epoch"]) + 1
+            except CheckpointError:
+                continue
+            fallback = (f". {other.name} is intact (after epoch {epoch}); to continue from it, later epochs "
+                        f"redone: --resume-from {other}")
+            break
+        raise C.ConfigError(f"cannot resume: {exc}{fallback}") from None
 
 
 def resolve_init_from(spec: str, root: str) -> Path:
@@ -100,13 +132,15 @@ def resolve_init_from(spec: str, root: str) -> Path:
 
 def load_initial_weights(system: DenoiseSystem, checkpoint: Path) -> None:
     """Weights only: optimizer, schedule and epoch counter start fresh (a new stage, not a resume)."""
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
     try:
+        ckpt = read_checkpoint(checkpoint)
         system.load_state_dict(ckpt["state_dict"], strict=True)
-    except (RuntimeError, KeyError) as exc:
-        detail = str(exc).strip().splitlines()[0][:300]
-        raise C.ConfigError(f"{checkpoint} does not fit this experiment's model ({detail}). It was trained with "
-                            f"different model.* settings: re-run that stage with the same model config.") from None
+    except CheckpointError as exc:
+        raise C.ConfigError(f"system.init_from: {exc}") from None
+    except RuntimeError as exc:
+        raise C.ConfigError(f"system.init_from: {checkpoint} does not fit this experiment's model "
+                            f"({describe_mismatch(exc)}). It was trained with different model.* settings: "
+                            f"re-run that stage with the same model config.") from None
     log.info("initialised weights from %s", checkpoint)
 
 
@@ -127,19 +161,17 @@ def required_paths(cfg: DictConfig) -> list[str]:
     return keys
 
 
-def check_data_config(cfg: DictConfig, system: DenoiseSystem) -> None:
+def check_data_config(cfg: DictConfig) -> None:
+    """The paths this data setup reads are given (combinations of keys are checked at composition)."""
     missing = [k for k in required_paths(cfg) if OmegaConf.is_missing(OmegaConf.select(cfg, k.rsplit(".", 1)[0]),
                                                                         k.rsplit(".", 1)[1])]
     if missing:
         example = " ".join(f"{k}=/path/to/..." for k in missing)
         raise C.ConfigError(f"data.mode={cfg.data.mode} needs {', '.join(missing)}; e.g. ARGS=\"{example}\"")
-    if cfg.data.mode == "real_pairs" and "clean" in system.loss_inputs:
-        raise C.ConfigError("data.mode=real_pairs has no clean targets: train a Noise2Noise experiment "
-                            "(e.g. make train EXP=pure_noise2noise ARGS=\"data.mode=real_pairs ...\")")
 
 
 def build_datamodule(cfg: DictConfig, system: DenoiseSystem) -> DenoiseDataModule:
-    check_data_config(cfg, system)
+    check_data_config(cfg)
     d = cfg.data
     sr = d.sample_rate
     valid = system.net.valid_length
@@ -212,7 +244,7 @@ def finished_result(run_dir: Path, checkpoint: Path, cfg: DictConfig) -> dict | 
     results = run_dir / "metrics.json"
     if not results.is_file():
         return None
-    epoch = int(torch.load(checkpoint, map_location="cpu", weights_only=True).get("epoch", -1))
+    epoch = int(check_resumable(checkpoint)["epoch"])
     if epoch + 1 < cfg.trainer.max_epochs:
         return None
     print(f"{run_dir} already finished ({epoch + 1} of {cfg.trainer.max_epochs} epochs): nothing to do; "
@@ -339,8 +371,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. trainer.max_epochs=3")
     parser.add_argument("--use", action="append", default=[], metavar="GROUP/NAME",
                         help="apply a building block from configs/, e.g. trainer/gpu (repeatable)")
-    parser.add_argument("--resume", nargs="?", const="latest", default=None, metavar="RUN_DIR|CKPT",
-                        help="continue the latest run with a last.ckpt (or the given one)")
+    parser.add_argument("--resume", action="store_true", help="continue the latest run that has a last.ckpt")
+    parser.add_argument("--resume-from", metavar="RUN_DIR|CKPT",
+                        help="continue the given run directory (its last.ckpt) or checkpoint in one")
     parser.add_argument("--resume-if-exists", action="store_true",
                         help="with run.version=...: resume that run if it has a last.ckpt, else start it (job scripts)")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
@@ -352,24 +385,28 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         cfg = C.compose(args.experiment, args.overrides, blocks=args.use)
+        resume = args.resume_from or ("latest" if args.resume else None)
         if args.resume_if_exists:
             if not cfg.run.version:
                 raise C.ConfigError("--resume-if-exists needs a fixed run.version=version_N")
             run_dir = experiment_dir(cfg) / cfg.run.version
             if (run_dir / "checkpoints" / LAST).is_file():
                 log.info("resuming %s from its %s", run_dir, LAST)
-                args.resume = str(run_dir)
-        if args.resume and not cfg.stages:
-            run_dir, _ = resolve_resume(args.resume, cfg)
+                resume = str(run_dir)
+        if cfg.stages and args.resume_from:
+            raise C.ConfigError(f"{args.experiment} is a sequence of stages: --resume continues it (finished stages "
+                                f"are kept); --resume-from names one stage's run, e.g. runs/{args.experiment}/<stage>/version_N")
+        if resume and not cfg.stages:
+            run_dir, _ = resolve_resume(resume, cfg)
             cfg = C.compose_saved(run_dir / "config.yaml", args.overrides, blocks=args.use)
             check_schedule_unchanged(C.compose_saved(run_dir / "config.yaml"), cfg)
         if args.print_config:
             print(C.OmegaConf.to_yaml(cfg))
             return 0
         if cfg.stages:
-            run_stages(cfg, args.overrides, args.use, resume=bool(args.resume))
+            run_stages(cfg, args.overrides, args.use, resume=bool(resume))
         else:
-            train(cfg, resume=args.resume)
+            train(cfg, resume=resume)
     except C.ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

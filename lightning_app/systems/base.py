@@ -7,10 +7,33 @@ the non-finite guard, validation outputs for the metric callbacks, optimisers â€
 
 from __future__ import annotations
 
+import math
+import warnings
+
 import lightning as L
 import torch
 
 from lightning_app.nets import build_net
+
+
+class CosinePlan:
+    """The cosine learning-rate factor per optimizer step: ``start_factor`` at ``start`` down to 0 at ``end``.
+
+    A callable object rather than CosineAnnealingLR: its fields travel in the checkpoint (LambdaLR saves
+    a callable object's attributes), and a resumed run with a different length re-plans from where it
+    stands, so the rate stays continuous and still reaches its floor at the new end.
+    """
+
+    def __init__(self, end: int, start: int = 0, start_factor: float = 1.0):
+        self.start, self.start_factor, self.end = start, start_factor, end
+
+    def __call__(self, step: int) -> float:
+        span = max(self.end - self.start, 1)
+        progress = min(max(step - self.start, 0) / span, 1.0)
+        return self.start_factor * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    def replan(self, step: int, end: int) -> None:
+        self.start_factor, self.start, self.end = self(step), step, end
 
 
 class DenoiseSystem(L.LightningModule):
@@ -88,10 +111,32 @@ class DenoiseSystem(L.LightningModule):
             scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg["lr"], total_steps=max(total, 2),
                                                             pct_start=cfg["warmup_fraction"])
         elif kind == "cosine":
-            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total, 1))
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, CosinePlan(end=max(total, 1)))
         else:
             raise ValueError(f"optim.scheduler must be onecycle, cosine or constant, got {kind!r}")
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_train_start(self) -> None:
+        """A resumed run may have more (or fewer) steps than planned: re-plan the cosine from here."""
+        scheduler = self.lr_schedulers()
+        plan = getattr(scheduler, "lr_lambdas", [None])[0]
+        if not isinstance(plan, CosinePlan):
+            return
+        trainer = self.trainer
+        per_epoch = trainer.estimated_stepping_batches / max(trainer.max_epochs, 1)
+        end = self.global_step + round((trainer.max_epochs - trainer.current_epoch) * per_epoch)
+        if end != plan.end and self.global_step > 0:
+            plan.replan(self.global_step, end)
+            if plan.start_factor < 1e-3:
+                warnings.warn("the cosine learning rate had reached its floor when this run was resumed with more "
+                              "epochs; they train at that floor. To train on with a new schedule, start a run from "
+                              "its weights with system.init_from=<its last.ckpt>.", stacklevel=1)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        for state in checkpoint.get("lr_schedulers", []):
+            if "T_max" in state and "lr_lambdas" not in state:
+                # saved by the CosineAnnealingLR of earlier versions: continue it as the same cosine
+                state["lr_lambdas"] = [{"start": 0, "start_factor": 1.0, "end": state["T_max"]}]
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
         self.clip_gradients(optimizer, gradient_clip_val=self.optim_cfg["grad_clip"] or None,

