@@ -7,7 +7,11 @@ layout is kept under DIR). Every output has its input's file name, sample rate, 
 count and sample format. Inputs are never overwritten, nor existing outputs unless
 --overwrite; each output is written under a temporary name and renamed when complete.
 A bad file is reported with its name and the reason, the others are still done, and the
-exit status is 1 if anything failed.
+exit status is 1 if anything failed. SIGTERM (kill, timeout, a scheduler) stops like Ctrl-C:
+the file being written is removed, one line says how many were restored, and the exit status
+is 128 + the signal (143, or 130 for Ctrl-C); temporary files a killed run (SIGKILL) left in
+the output folder are removed by the next run there. An integer sample format cannot hold
+samples over full scale: they are clipped, and each file that clipped says how many.
 
 --mix blends denoised and original: 1.0 is fully denoised; the research's remedy for an
 over-suppressing model was --mix 0.3 (0.3 denoised + 0.7 original). --residual also writes
@@ -22,9 +26,11 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import signal
 import sys
+import threading
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -368,13 +374,24 @@ def _scan(path: Path, f: sf.SoundFile, block: int, to_signals) -> np.ndarray:
     return total / f.frames
 
 
+def _over_full_scale(audio: np.ndarray) -> tuple[int, float]:
+    """(samples beyond ±1.0, peak magnitude) of a block."""
+    return int(np.count_nonzero(np.abs(audio) > 1.0)), float(np.max(np.abs(audio), initial=0.0))
+
+
 def restore_file(restorer: Restorer, src: Path, dst: Path, residual: Path | None = None, subtype: str | None = None,
-                 progress: bool = False) -> float:
-    """Denoise one file block by block (memory bounded by the block, not the file); returns its seconds."""
+                 progress: bool = False) -> tuple[float, int]:
+    """Denoise one file block by block (memory bounded by the block, not the file).
+
+    Returns (seconds of audio, samples clipped in ``dst``). An integer sample format cannot hold samples
+    over full scale: they are clipped, and each written file that clipped gets a warning with the count.
+    """
     info = audio_io.probe(src)
     subtype = subtype or info.subtype
     clip = "FLOAT" not in subtype and "DOUBLE" not in subtype  # integer formats cannot hold overs
     dst.parent.mkdir(parents=True, exist_ok=True)
+    targets = [dst] + ([residual] if residual else [])
+    overs = {path: (0, 0.0) for path in targets}  # (samples over full scale, peak)
     with sf.SoundFile(str(src)) as f, ExitStack() as outputs:
         rate, frames = f.samplerate, f.frames
         gains = restorer.levels(_scan(src, f, rate * 60, restorer.to_signals))
@@ -383,16 +400,24 @@ def restore_file(restorer: Restorer, src: Path, dst: Path, residual: Path | None
             f.seek(start)
             return f.read(stop - start, dtype="float64", always_2d=True)
 
-        out = outputs.enter_context(audio_io.atomic_writer(dst, rate, f.channels, subtype))
-        removed = outputs.enter_context(audio_io.atomic_writer(residual, rate, f.channels, subtype)) if residual else None
+        writers = [outputs.enter_context(audio_io.atomic_writer(path, rate, f.channels, subtype)) for path in targets]
         with tqdm(total=frames / rate, unit="s", desc=src.name, disable=not progress, leave=False) as bar:
             for block in restorer.plan(frames, rate):
                 restored, original = restorer.process_block(read, frames, rate, block, gains)
-                if removed is not None:
-                    removed.write(original - restored)
-                out.write(np.clip(restored, -1.0, 1.0) if clip else restored)
+                blocks = (restored, original - restored) if residual else (restored,)
+                for path, writer, audio in zip(targets, writers, blocks, strict=True):
+                    if clip:
+                        count, peak = _over_full_scale(audio)
+                        overs[path] = (overs[path][0] + count, max(overs[path][1], peak))
+                        audio = np.clip(audio, -1.0, 1.0)
+                    writer.write(audio)
                 bar.update((block[1] - block[0]) / rate)
-    return info.seconds
+    for path, (count, peak) in overs.items():
+        if count:
+            keep = "; --subtype FLOAT keeps them" if sf.check_format(audio_io.container_format(path.suffix), "FLOAT") else ""
+            log.warning("%s: %d samples over full scale clipped (peak %+.1f dBFS)%s",
+                        path, count, 20 * math.log10(peak), keep)
+    return info.seconds, overs[dst][0]
 
 
 def residual_path(dst: Path) -> Path:
@@ -435,14 +460,59 @@ def describe(restorer: Restorer, rate: int) -> str:
     return f"mix {restorer.mix:.2f}, {restorer.channel_mode} channels, {band}"
 
 
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived: unwinding removes the file being written (atomic_writer)."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+
+@contextmanager
+def stop_on_signals(signums=(signal.SIGINT, signal.SIGTERM)):
+    """SIGTERM (kill, timeout, schedulers) stops like Ctrl-C, by an exception that unwinds the writers:
+    SIGTERM's default kills on the spot and leaves the temporary file behind."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+
+    def stop(signum, frame):
+        for s in previous:  # a second signal must not interrupt the clean-up of the first
+            signal.signal(s, signal.SIG_IGN)
+        raise Interrupted(signum)
+
+    # A signal ignored when we were started (`cmd &` in a script ignores SIGINT) stays ignored.
+    previous = {s: signal.getsignal(s) for s in signums if signal.getsignal(s) is not signal.SIG_IGN}
+    for s in previous:
+        signal.signal(s, stop)
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(argv)
+    tally = {"restored": 0, "files": 0}
+    try:
+        with stop_on_signals():
+            return run(args, tally)
+    except Interrupted as stop:  # one line and the shell's 128 + signal, not a traceback
+        print(f"interrupted ({stop}): {tally['restored']} of {tally['files']} file(s) restored; "
+              "nothing half-written left", file=sys.stderr)
+        return 128 + stop.signum
+
+
+def run(args: argparse.Namespace, tally: dict[str, int]) -> int:
+    """The command's work; ``tally`` counts files planned and restored, for the interruption message."""
     output_dir = Path(args.output_dir)
     try:
         pairs = plan_outputs(args.inputs, output_dir)
         if not pairs:
             raise ValueError("no audio files found in the given inputs")
+        tally["files"] = len(pairs)
         check_output_dir(output_dir)  # before any work: nothing loaded, nothing written
         check_subtype(args.subtype, pairs)
         device = resolve_device(args.device)
@@ -456,6 +526,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     refused = check_plan(pairs + [(src, residual_path(dst)) for src, dst in pairs] if args.residual else pairs,
                          args.overwrite)
+    for folder in sorted({dst.parent for _, dst in pairs if dst.parent.is_dir()}):
+        if removed := audio_io.remove_stale_partials(folder):
+            log.info("%s: removed %d temporary file(s) left by a killed run", folder, removed)
     failures = dict(refused)
     audio_seconds = compute_seconds = 0.0
     for src, dst in pairs:
@@ -463,8 +536,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         start = time.perf_counter()
         try:
-            seconds = restore_file(restorer, src, dst, residual_path(dst) if args.residual else None,
-                                   subtype=args.subtype, progress=not args.no_progress)
+            seconds, clipped = restore_file(restorer, src, dst, residual_path(dst) if args.residual else None,
+                                            subtype=args.subtype, progress=not args.no_progress)
         except audio_io.AudioFileError as exc:
             failures[src] = exc.reason
             continue
@@ -474,8 +547,10 @@ def main(argv: list[str] | None = None) -> int:
         took = time.perf_counter() - start
         audio_seconds += seconds
         compute_seconds += took
-        log.info("restored %s -> %s (%.1f s of audio in %.1f s, real-time factor %.3f; %s)", src, dst, seconds,
-                 took, took / max(seconds, 1e-9), describe(restorer, audio_io.probe(src).sample_rate))
+        tally["restored"] += 1
+        log.info("restored %s -> %s (%.1f s of audio in %.1f s, real-time factor %.3f; %s%s)", src, dst, seconds,
+                 took, took / max(seconds, 1e-9), describe(restorer, audio_io.probe(src).sample_rate),
+                 f"; {clipped} samples clipped" if clipped else "")
     for src, reason in failures.items():
         print(f"FAILED {src}: {reason}", file=sys.stderr)
     done = len(pairs) - len(failures)

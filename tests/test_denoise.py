@@ -1,6 +1,11 @@
 """The restoration CLI's contract: shapes, rates, formats, mix, safety with archives, bad files."""
 
 import logging
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -8,6 +13,7 @@ import soundfile as sf
 import torch
 
 from lightning_app import denoise
+from lightning_app.data import audio_io
 from lightning_app.denoise import Restorer, crossfade_windows, enhance_mono, load_system
 from tests.conftest import write_tone_file
 
@@ -234,3 +240,99 @@ def test_an_output_folder_that_is_a_file_is_refused_in_one_line_before_loading(t
         assert _run([src, "--checkpoint", "unused.ckpt", "--output-dir", out]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert err == [f"error: --output-dir {out}: {tmp_path / 'not_a_folder'} is a file, not a folder"]
+
+
+def _start_cli(args):
+    """The CLI in its own process, as `kill`, `timeout` and schedulers see it."""
+    return subprocess.Popen([sys.executable, "-m", "lightning_app.denoise", *map(str, args), "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_partial(proc, folder, after):
+    """Block until ``after`` is restored and the next file's temporary file exists (the run is writing it)."""
+    deadline = time.monotonic() + 120
+    while not (after.exists() and list(folder.glob(".*.partial"))):
+        assert proc.poll() is None, f"the run ended before it was signalled: {proc.communicate()}"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+@pytest.fixture(scope="module")
+def short_and_long(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("signals")
+    write_tone_file(folder / "short.wav", 0.5, 16000)
+    write_tone_file(folder / "long.wav", 240.0, 16000)  # seconds of work: the signal lands mid-write
+    return folder / "short.wav", folder / "long.wav"
+
+
+@pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
+def test_sigterm_and_sigint_stop_in_one_line_and_leave_nothing_half_written(tmp_path, trained_run, short_and_long,
+                                                                           signum, code):
+    out = tmp_path / "out"
+    proc = _start_cli([*short_and_long, "--checkpoint", trained_run["best"], "--output-dir", out])
+    _wait_for_partial(proc, out, out / "short.wav")
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=60)
+    lines = err.splitlines()
+    assert proc.returncode == code, err
+    assert "Traceback" not in err
+    assert lines[0].startswith(f"restored {short_and_long[0]}") and lines[1:] == \
+        [f"interrupted ({signal.Signals(signum).name}): 1 of 2 file(s) restored; nothing half-written left"]
+    assert sorted(p.name for p in out.iterdir()) == ["short.wav"], "no partial file, no long.wav"
+
+
+def test_a_killed_runs_partial_is_removed_at_the_next_run_but_a_live_writers_is_kept(tmp_path, trained_run,
+                                                                                     short_and_long):
+    out = tmp_path / "out"
+    proc = _start_cli([*short_and_long, "--checkpoint", trained_run["best"], "--output-dir", out])
+    _wait_for_partial(proc, out, out / "short.wav")
+    proc.kill()  # SIGKILL: nothing can clean up
+    proc.communicate()
+    [left] = out.glob(".*.partial")
+    assert left.name.startswith(".c2c-") and "long" not in left.name, "hidden, never the output's name"
+    assert audio_io.find_audio_files(out) == [out / "short.wav"], "never taken for audio"
+    # The same name pattern written by a live process (this one) or on another host: still being written.
+    _, host, _, rest = left.name.split("-")
+    other_host = "0" * 8 if host != "0" * 8 else "1" * 8
+    live = out / f".c2c-{host}-{os.getpid()}-{rest}"
+    elsewhere = out / f".c2c-{other_host}-{proc.pid}-{rest}"  # a pid we cannot check there
+    live.write_bytes(b"in progress")
+    elsewhere.write_bytes(b"in progress on another node")
+    src = tmp_path / "next.wav"
+    write_tone_file(src, 0.5, 16000)
+    assert _run([src, "--checkpoint", trained_run["best"], "--output-dir", out, "--no-progress"]) == 0
+    assert not left.exists(), "the killed run's leftover is gone"
+    assert live.exists() and elsewhere.exists(), "a file that may still be written is never deleted"
+
+
+def test_a_255_byte_file_name_is_restored_under_its_full_name(tmp_path, trained_run):
+    name = "ä" * 125 + "x.wav"  # 255 bytes in UTF-8: the longest name a file system allows
+    assert len(name.encode()) == 255
+    src = tmp_path / "in" / name
+    write_tone_file(src, 0.5, 16000)
+    assert _run([src, "--checkpoint", trained_run["best"], "--output-dir", tmp_path / "out", "--no-progress"]) == 0
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [name]
+    assert sf.info(tmp_path / "out" / name).frames == sf.info(src).frames
+
+
+def test_clipping_to_an_integer_format_is_counted_and_reported_never_silent(tmp_path, trained_run, caplog):
+    caplog.set_level(logging.INFO, logger="lightning_app.denoise")
+    rate = 16000
+    t = np.arange(2 * rate) / rate
+    src = tmp_path / "hot.wav"  # a square-ish wave captured hot, in float: well over full scale
+    sf.write(src, 1.5 * np.clip(3 * np.sin(2 * np.pi * 220 * t), -1, 1), rate, subtype="FLOAT")
+    args = [src, "--checkpoint", trained_run["best"], "--no-progress"]
+    assert _run([*args, "--output-dir", tmp_path / "float"]) == 0
+    assert "clipped" not in caplog.text, "FLOAT keeps overs: nothing clipped, nothing to report"
+    kept = sf.read(tmp_path / "float" / "hot.wav")[0]
+    overs = int(np.count_nonzero(np.abs(kept) > 1.0))  # what PCM_16 cannot hold, counted from the float result
+    assert overs > 0
+    caplog.clear()
+    assert _run([*args, "--output-dir", tmp_path / "pcm", "--subtype", "PCM_16"]) == 0
+    peak = 20 * np.log10(np.abs(kept).max())
+    out = tmp_path / "pcm" / "hot.wav"
+    assert f"{out}: {overs} samples over full scale clipped (peak {peak:+.1f} dBFS); --subtype FLOAT keeps them" \
+        in caplog.text
+    assert f"; {overs} samples clipped)" in caplog.text, "the per-file summary line carries the count"
+    written = sf.read(out, dtype="int16")[0]
+    assert np.all(np.abs(written[np.abs(kept) > 1.0].astype(int)) >= 32767), "clipped to full scale, not wrapped"

@@ -5,7 +5,11 @@ soundfile (libsndfile) does the I/O; torchaudio resamples.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
+import secrets
+import socket
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,24 +115,61 @@ def _format_for(path: Path) -> str:
         raise AudioFileError(path, str(exc)) from None
 
 
+# Temporary files are named after who writes them, never after the output: a 255-byte output name
+# must stay writable, and a file left by a killed writer must be recognisable as ours and as dead.
+_HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+_PARTIAL = re.compile(r"\.c2c-([0-9a-f]{8})-(\d+)-[0-9a-f]+\.partial")
+
+
+def partial_name() -> str:
+    """A hidden temporary file name of fixed length: this host, this process, a random part."""
+    return f".c2c-{_HOST}-{os.getpid()}-{secrets.token_hex(4)}.partial"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
+def remove_stale_partials(folder: str | os.PathLike) -> int:
+    """Remove the temporary files in ``folder`` that killed writers (SIGKILL, a crash) left; returns how many.
+
+    Only those of this host whose process is gone: another process may be writing into the same folder
+    right now (a second run, another Slurm array task), and a process id from another host cannot be
+    checked from here, so those files are kept. A reused pid only keeps a stale file, never deletes a live one.
+    """
+    removed = 0
+    for path in Path(folder).glob(".c2c-*.partial"):
+        match = _PARTIAL.fullmatch(path.name)
+        if match and match[1] == _HOST and not _alive(int(match[2])):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 @contextmanager
 def atomic_writer(path: str | os.PathLike, sample_rate: int, channels: int, subtype: str | None = None):
-    """An open sf.SoundFile under a temporary name, renamed to ``path`` only when the block exits
-    cleanly: an interrupted write never leaves a half-written file under the final name."""
+    """An open sf.SoundFile under a temporary name (``partial_name``) in the same folder, renamed to
+    ``path`` only when the block exits cleanly: an interrupted write never leaves a half-written file
+    under the final name."""
     path = Path(path)
     format_name = _format_for(path)
     if subtype is not None and not sf.check_format(format_name, subtype):  # never silently another format
         raise AudioFileError(path, f"a {format_name} file cannot hold {subtype} samples; it holds: "
                                    f"{', '.join(sf.available_subtypes(format_name))}")
-    tmp = path.with_name(f".{path.name}.partial")
+    tmp = path.with_name(partial_name())
     try:
         with sf.SoundFile(str(tmp), "w", samplerate=sample_rate, channels=channels, subtype=subtype,
                           format=format_name) as f:
             yield f
-        os.replace(tmp, path)
+        os.replace(tmp, path)  # same folder: atomic
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        tmp.unlink(missing_ok=True)
 
 
 def write(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, subtype: str | None = None) -> None:
@@ -139,7 +180,8 @@ def write(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, subtype:
 
 
 def find_audio_files(root: str | os.PathLike) -> list[Path]:
-    """Audio files under a folder (recursive) or the file itself, sorted for a stable order."""
+    """Audio files under a folder (recursive) or the file itself, sorted for a stable order; hidden
+    temporary files (``.….partial``) are never taken for audio."""
     root = Path(root)
     if root.is_file():
         return [root]
