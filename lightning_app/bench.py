@@ -21,7 +21,8 @@ import soundfile as sf
 import torch
 
 from lightning_app import config as C
-from lightning_app.denoise import Restorer, for_inference
+from lightning_app.checkpoints import for_inference
+from lightning_app.restore import Restorer
 from lightning_app.train import build_datamodule, build_system
 
 

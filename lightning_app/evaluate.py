@@ -45,14 +45,15 @@ import torch
 from lightning_app import config as C
 from lightning_app.baselines import baselines
 from lightning_app.chains import Chain
+from lightning_app.checkpoints import load_system
 from lightning_app.data import audio_io
 from lightning_app.data.datasets import CONTENTS, TEST_STREAM, MixtureDataset, PairedFolderDataset
 from lightning_app.data.dsp import rms
 from lightning_app.data.sources import SILENCE_RMS, build_clean_source, build_noise_source
-from lightning_app.denoise import Restorer, load_system
 from lightning_app.metrics.perceptual import UNLABELLED, score_signal, speech_content
 from lightning_app.metrics.quality import waveform_scores
 from lightning_app.metrics.visqol import visqol_missing
+from lightning_app.restore import Restorer
 
 log = logging.getLogger("lightning_app.evaluate")
 

@@ -12,9 +12,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from lightning_app import denoise
+from lightning_app import denoise, restore
+from lightning_app.checkpoints import load_system
 from lightning_app.data import audio_io
-from lightning_app.denoise import Restorer, crossfade_windows, enhance_mono, load_system
+from lightning_app.restore import Restorer, crossfade_windows, enhance_mono
 from tests.conftest import write_tone_file
 
 
@@ -136,7 +137,7 @@ def _restore_in_blocks(system, tmp_path, rate, channels, block_seconds, **kw):
         write_tone_file(src, 4.3, rate, channels=channels, subtype="FLOAT", seed=channels)
     dst = tmp_path / f"out_{block_seconds}_{rate}_{channels}.wav"
     restorer = Restorer(system, chunk_seconds=0.5, overlap_seconds=0.1, block_seconds=block_seconds, **kw)
-    denoise.restore_file(restorer, src, dst, residual=tmp_path / "residual.wav")
+    restore.restore_file(restorer, src, dst, residual=tmp_path / "residual.wav")
     return sf.read(src, always_2d=True)[0], sf.read(dst, always_2d=True)[0], sf.read(tmp_path / "residual.wav",
                                                                                     always_2d=True)[0]
 
@@ -198,7 +199,7 @@ def test_an_interrupted_restoration_leaves_no_output_under_the_final_name(system
 
     monkeypatch.setattr(restorer, "process_block", fail_on_third)
     with pytest.raises(KeyboardInterrupt):
-        denoise.restore_file(restorer, src, tmp_path / "out.wav")
+        restore.restore_file(restorer, src, tmp_path / "out.wav")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav"]
 
 

@@ -8,7 +8,8 @@ import soundfile as sf
 import torch
 
 from lightning_app import denoise
-from lightning_app.denoise import Restorer, load_system
+from lightning_app.checkpoints import load_system
+from lightning_app.restore import Restorer
 from tests.conftest import smoke_config
 
 

@@ -188,7 +188,7 @@ def test_a_longer_resumed_cosine_run_is_re_planned_continuously_to_its_floor(tmp
     assert steps == list(range(24)), steps
     assert rates[0] == pytest.approx(lr)
     assert rates[8] == pytest.approx(lr * 0.5, rel=1e-6), "at the interruption: half way down the 4-epoch cosine"
-    drops = [a - b for a, b in zip(rates, rates[1:])]
+    drops = [a - b for a, b in zip(rates, rates[1:], strict=False)]
     assert min(drops) > -1e-12, f"the rate rose again at step {drops.index(min(drops)) + 1}: {rates}"
     assert max(drops[8:]) < max(drops[:8]), "re-planned over the longer run, the rate falls more gently, never jumps"
     final = torch.load(result["last"], weights_only=True)["optimizer_states"][0]["param_groups"][0]["lr"]
