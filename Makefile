@@ -62,8 +62,8 @@ notebooks: $(STAMP) ## open notebooks/ in JupyterLab (installs the [notebooks] e
 	@test -x $(VENV)/bin/jupyter-lab || $(PY) -m pip install --quiet -c constraints.txt -e ".[notebooks]"
 	C2C_RUNS="$(RUN_DIRS)" $(VENV)/bin/jupyter-lab notebooks/ $(ARGS)
 
-denoise: $(STAMP) ## restore files: INPUTS="a.wav dir/" CKPT=... [OUT=restored] [MIX=1.0]
-	$(PY) -m lightning_app.denoise $(INPUTS) --checkpoint $(CKPT) --output-dir $(OUT) --mix $(MIX) $(ARGS)
+denoise: $(STAMP) ## restore files: INPUTS="a.wav dir/" [CKPT=... (default: the bundled model)] [OUT=restored] [MIX=1.0]
+	$(PY) -m lightning_app.denoise $(INPUTS) $(if $(CKPT),--checkpoint $(CKPT)) --output-dir $(OUT) --mix $(MIX) $(ARGS)
 
 tensorboard: $(STAMP) ## TensorBoard over every run in runs/ (TB_HOST=0.0.0.0 to reach it from elsewhere)
 	$(VENV)/bin/tensorboard --logdir $(RUNS) --host $(TB_HOST) --port $(TB_PORT)

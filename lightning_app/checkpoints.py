@@ -15,6 +15,9 @@ import torch
 
 from lightning_app.systems import SYSTEMS, DenoiseSystem
 
+#: the archive model that ships with the suite (models/README.md is its card)
+BUNDLED_MODEL = Path(__file__).resolve().parent.parent / "models" / "archive_fullband.ckpt"
+
 #: what Lightning needs to continue a run, beyond the weights
 TRAINING_STATE = ("epoch", "global_step", "optimizer_states", "loops")
 
@@ -99,6 +102,14 @@ def system_from_checkpoint(ckpt: dict, path: str | Path) -> DenoiseSystem:
         raise CheckpointError(f"{path}: its weights do not match the model its own settings describe "
                               f"({describe_mismatch(exc)})") from None
     return system
+
+
+def bundled_model() -> Path:
+    """The shipped archive model, or one line saying it is not there (a partial checkout)."""
+    if not BUNDLED_MODEL.is_file():
+        raise CheckpointError(f"{BUNDLED_MODEL}: the bundled archive model is missing from this checkout; "
+                              "give a model with --checkpoint")
+    return BUNDLED_MODEL
 
 
 def load_system(checkpoint: str | Path, device: str | torch.device = "cpu") -> DenoiseSystem:

@@ -1,6 +1,9 @@
 """Restore real recordings with a trained checkpoint.
 
-    python -m lightning_app.denoise INPUTS... --checkpoint CKPT --output-dir DIR [--mix M]
+    python -m lightning_app.denoise INPUTS... -o DIR [--checkpoint CKPT] [--mix M]
+
+Without --checkpoint the bundled archive model (models/archive_fullband.ckpt, 44.1 kHz music
+and speech; its card is models/README.md) restores the files.
 
 INPUTS are wav/flac/ogg files or folders of them (searched recursively; the folder's
 layout is kept under DIR). Every output has its input's file name, sample rate, channel
@@ -33,7 +36,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from lightning_app.checkpoints import CheckpointError, load_system
+from lightning_app.checkpoints import CheckpointError, bundled_model, load_system
 from lightning_app.data import audio_io
 from lightning_app.restore import (
     HIGH_BAND,
@@ -54,8 +57,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m lightning_app.denoise", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", help="audio files or folders of them")
-    p.add_argument("--checkpoint", required=True, help="a .ckpt from runs/<experiment>/<version>/checkpoints/")
-    p.add_argument("--output-dir", required=True, help="where the restored files go (created if needed)")
+    p.add_argument("--checkpoint", default=None,
+                   help="a .ckpt from runs/<experiment>/<version>/checkpoints/ (default: the bundled archive model, "
+                        "models/archive_fullband.ckpt; see models/README.md)")
+    p.add_argument("-o", "--output-dir", required=True, help="where the restored files go (created if needed)")
     p.add_argument("--mix", type=float, default=1.0, help="share of the denoised signal, 0..1 (default 1.0)")
     p.add_argument("--residual", action="store_true",
                    help="also write what was removed (input - output) as NAME.residual.EXT, for listening checks")
@@ -131,7 +136,9 @@ def run(args: argparse.Namespace, tally: dict[str, int]) -> int:
         check_output_dir(output_dir)  # before any work: nothing loaded, nothing written
         check_subtype(args.subtype, pairs)
         device = resolve_device(args.device)
-        system = load_system(args.checkpoint, device)
+        checkpoint = args.checkpoint or bundled_model()
+        system = load_system(checkpoint, device)
+        log.info("model: %s%s", checkpoint, "" if args.checkpoint else " (the bundled archive model; --checkpoint picks another)")
         batch_size = args.batch_size or (16 if device.type == "cuda" else 2)
         restorer = Restorer(system, mix=args.mix, chunk_seconds=args.chunk_seconds, batch_size=batch_size,
                             channel_mode=args.channels.replace("-", "_"), high_band=args.high_band,
