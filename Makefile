@@ -31,7 +31,7 @@ setup: $(STAMP) ## create .venv and install the pinned dependencies (idempotent)
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=24"
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,audioldm2,baselines,visqol]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,audioldm2,baselines,visqol,dnsmos]"
 	@touch $(STAMP)
 
 train: $(STAMP) ## train EXP (ARGS="key=value ...", RESUME=1, TRAINER=gpu|cpu, DEVICES=, NODES=)
