@@ -1,5 +1,5 @@
 # c2c-denoise — `make help` lists the targets. Variables: EXP, ARGS, RESUME, TRAINER, DEVICES, NODES,
-# CKPT, CKPTS, DATA, REPORT, CHAINS, AUDIOLDM2, RUN_DIRS, INPUTS, OUT, MIX, LONG_MINUTES, SWEEP, GPUS_PER_NODE, PARTITION, ACCOUNT, TIME, DRY_RUN.
+# CKPT, CKPTS, DATA, REPORT, CHAINS, AUDIOLDM2, RUN_DIRS, INPUTS, OUT, MIX, LONG_MINUTES, SWEEP, WORKERS, GPUS_PER_NODE, PARTITION, ACCOUNT, TIME, DRY_RUN.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -20,7 +20,7 @@ TRAIN_FLAGS := $(if $(filter 1 yes true,$(RESUME)),--resume,$(if $(RESUME),--res
                $(if $(DEVICES),trainer.devices=$(DEVICES)) $(if $(NODES),trainer.num_nodes=$(NODES))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup train submit submit-sweep sweep evaluate chains notebooks denoise tensorboard bench test test-fast lint clean-runs
+.PHONY: help setup train submit submit-sweep submit-denoise sweep evaluate chains notebooks denoise tensorboard bench test test-fast lint clean-runs
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -46,6 +46,12 @@ submit-sweep: $(STAMP) ## SWEEP over EXP as a Slurm job array of WORKERS (4) wor
 	$(PY) -m lightning_app.submit $(EXP) --sweep $(SWEEP) --workers $(or $(WORKERS),4) $(ARGS) \
 	  $(if $(GPUS_PER_NODE),--gpus-per-node $(GPUS_PER_NODE)) $(if $(PARTITION),--partition $(PARTITION)) \
 	  $(if $(ACCOUNT),--account $(ACCOUNT)) $(if $(TIME),--time $(TIME)) $(if $(filter 1 yes true,$(DRY_RUN)),--dry-run)
+
+submit-denoise: $(STAMP) ## restore INPUTS (folders, files, .txt lists) into OUT as a Slurm job array of WORKERS (4) tasks [CKPT=] [DRY_RUN=1]
+	$(PY) -m lightning_app.submit --denoise $(INPUTS) --output-dir $(OUT) --workers $(or $(WORKERS),4) $(if $(CKPT),--checkpoint $(CKPT)) \
+	  $(if $(GPUS_PER_NODE),--gpus-per-node $(GPUS_PER_NODE)) $(if $(PARTITION),--partition $(PARTITION)) \
+	  $(if $(ACCOUNT),--account $(ACCOUNT)) $(if $(TIME),--time $(TIME)) $(if $(filter 1 yes true,$(DRY_RUN)),--dry-run) \
+	  -- --mix $(MIX) $(ARGS)
 
 sweep: $(STAMP) ## Optuna sweep SWEEP (configs/sweep/) over EXP; the same command continues an interrupted one
 	$(PY) -m lightning_app.sweep $(EXP) $(SWEEP) $(ARGS) $(if $(TRAINER),--use trainer/$(TRAINER))

@@ -1,6 +1,7 @@
 """Restore real recordings with a trained checkpoint.
 
     python -m lightning_app.denoise INPUTS... -o DIR [--checkpoint CKPT] [--mix M]
+    python -m lightning_app.denoise --file-list FILES.tsv --task I -o DIR --skip-complete --summary TASK.csv
 
 Without --checkpoint the bundled archive model (models/archive_fullband.ckpt, 44.1 kHz music
 and speech; its card is models/README.md) restores the files.
@@ -22,6 +23,12 @@ what was removed. Files of any length are read, denoised and written block by bl
 memory does not grow with the file; the result equals a single pass over the whole file.
 Above the model's Nyquist frequency (a 48 kHz transfer and a 16 kHz model) the input is
 passed through untouched unless --high-band drop; the log line of each file says which.
+
+Cluster restores (`make submit-denoise`, lightning_app.submit --denoise) run the second form in
+every Slurm array task: the rows of the submission's file list that belong to task I; outputs that
+exist are complete (they get their final name only when complete), so --skip-complete skips them
+and a re-run redoes only what failed; --summary appends one CSV row per file (file, output, status
+restored|skipped-complete|failed, reason, seconds of audio, compute seconds, real-time factor, task).
 """
 
 from __future__ import annotations
@@ -41,13 +48,16 @@ from lightning_app.data import audio_io
 from lightning_app.restore import (
     HIGH_BAND,
     Restorer,
+    append_summary_row,
     check_output_dir,
     check_plan,
     check_subtype,
     plan_outputs,
+    read_file_list,
     residual_path,
     resolve_device,
     restore_file,
+    summary_row,
 )
 
 log = logging.getLogger("lightning_app.denoise")
@@ -56,7 +66,7 @@ log = logging.getLogger("lightning_app.denoise")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m lightning_app.denoise", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("inputs", nargs="+", help="audio files or folders of them")
+    p.add_argument("inputs", nargs="*", help="audio files or folders of them (or give --file-list)")
     p.add_argument("--checkpoint", default=None,
                    help="a .ckpt from runs/<experiment>/<version>/checkpoints/ (default: the bundled archive model, "
                         "models/archive_fullband.ckpt; see models/README.md)")
@@ -77,7 +87,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=None,
                    help="chunks per forward pass (default: 2 on the CPU, where bigger batches only cost memory; 16 on a GPU)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p.parse_args(argv)
+    batch = p.add_argument_group("batches split over tasks (what each task of `make submit-denoise` runs)")
+    batch.add_argument("--file-list", default=None, metavar="TSV",
+                       help="restore the rows of this list (columns task, input, output relative to --output-dir; "
+                            "written by lightning_app.submit --denoise) instead of INPUTS")
+    batch.add_argument("--task", type=int, default=None, metavar="I", help="with --file-list: only the rows of task I")
+    batch.add_argument("--skip-complete", action="store_true",
+                       help="skip files whose output exists (it is complete: outputs get their name only when "
+                            "complete) instead of refusing them")
+    batch.add_argument("--summary", default=None, metavar="CSV",
+                       help="append one row per file: file, output, status (restored|skipped-complete|failed), "
+                            "reason, seconds of audio, compute seconds, real-time factor, task")
+    args = p.parse_args(argv)
+    if bool(args.inputs) == bool(args.file_list):
+        p.error("give INPUTS or --file-list, not both" if args.inputs else "give INPUTS or --file-list")
+    if args.task is not None and not args.file_list:
+        p.error("--task picks rows of a --file-list")
+    if args.skip_complete and args.overwrite:
+        p.error("--skip-complete keeps existing outputs, --overwrite replaces them: give one")
+    return args
 
 
 class Interrupted(BaseException):
@@ -128,33 +156,40 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace, tally: dict[str, int]) -> int:
     """The command's work; ``tally`` counts files planned and restored, for the interruption message."""
     output_dir = Path(args.output_dir)
+    record = summary_recorder(args.summary, args.task)
     try:
-        pairs = plan_outputs(args.inputs, output_dir)
-        if not pairs:
-            raise ValueError("no audio files found in the given inputs")
+        if args.file_list:
+            pairs = read_file_list(Path(args.file_list), output_dir, args.task)
+            if not pairs:
+                raise ValueError(f"{args.file_list}: no rows{'' if args.task is None else f' for task {args.task}'}")
+        else:
+            pairs = plan_outputs(args.inputs, output_dir)
+            if not pairs:
+                raise ValueError("no audio files found in the given inputs")
         tally["files"] = len(pairs)
         check_output_dir(output_dir)  # before any work: nothing loaded, nothing written
         check_subtype(args.subtype, pairs)
+        complete = {dst for _, dst in pairs if args.skip_complete and is_complete(dst, args.residual)}
+        todo = [(src, dst) for src, dst in pairs if dst not in complete]
         device = resolve_device(args.device)
-        checkpoint = args.checkpoint or bundled_model()
-        system = load_system(checkpoint, device)
-        log.info("model: %s%s", checkpoint, "" if args.checkpoint else " (the bundled archive model; --checkpoint picks another)")
-        batch_size = args.batch_size or (16 if device.type == "cuda" else 2)
-        restorer = Restorer(system, mix=args.mix, chunk_seconds=args.chunk_seconds, batch_size=batch_size,
-                            channel_mode=args.channels.replace("-", "_"), high_band=args.high_band,
-                            block_seconds=args.block_seconds)
+        restorer = build_restorer(args, device) if todo else None  # all complete: no model to load
     except (FileNotFoundError, ValueError, CheckpointError, audio_io.AudioFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    refused = check_plan(pairs + [(src, residual_path(dst)) for src, dst in pairs] if args.residual else pairs,
+    for src, dst in pairs:
+        if dst in complete:
+            log.info("%s: skipped, its output %s is complete", src, dst)
+            record(src, dst, "skipped-complete", "its output exists")
+    refused = check_plan(todo + [(src, residual_path(dst)) for src, dst in todo] if args.residual else todo,
                          args.overwrite)
-    for folder in sorted({dst.parent for _, dst in pairs if dst.parent.is_dir()}):
+    for folder in sorted({dst.parent for _, dst in todo if dst.parent.is_dir()}):
         if removed := audio_io.remove_stale_partials(folder):
             log.info("%s: removed %d temporary file(s) left by a killed run", folder, removed)
     failures = dict(refused)
     audio_seconds = compute_seconds = 0.0
-    for src, dst in pairs:
+    for src, dst in todo:
         if src in refused:
+            record(src, dst, "failed", refused[src])
             continue
         start = time.perf_counter()
         try:
@@ -162,24 +197,50 @@ def run(args: argparse.Namespace, tally: dict[str, int]) -> int:
                                             subtype=args.subtype, progress=not args.no_progress)
         except audio_io.AudioFileError as exc:
             failures[src] = exc.reason
-            continue
         except Exception as exc:  # keep going: one bad file must not cost the rest of the batch
             failures[src] = f"{type(exc).__name__}: {exc}"
-            continue
         took = time.perf_counter() - start
+        if src in failures:
+            record(src, dst, "failed", failures[src], compute_seconds=took)
+            continue
         audio_seconds += seconds
         compute_seconds += took
         tally["restored"] += 1
+        record(src, dst, "restored", f"{clipped} samples clipped" if clipped else "", seconds, took)
         log.info("restored %s -> %s (%.1f s of audio in %.1f s, real-time factor %.3f; %s%s)", src, dst, seconds,
                  took, took / max(seconds, 1e-9), restorer.describe(audio_io.probe(src).sample_rate),
                  f"; {clipped} samples clipped" if clipped else "")
     for src, reason in failures.items():
         print(f"FAILED {src}: {reason}", file=sys.stderr)
-    done = len(pairs) - len(failures)
+    done = len(todo) - len(failures)
+    skipped = f", {len(pairs) - len(todo)} skipped (output complete)" if len(todo) < len(pairs) else ""
     rtf = compute_seconds / audio_seconds if audio_seconds else math.nan
-    print(f"{done} of {len(pairs)} file(s) restored into {output_dir}; real-time factor {rtf:.3f} "
+    print(f"{done} of {len(pairs)} file(s) restored into {output_dir}{skipped}; real-time factor {rtf:.3f} "
           f"(seconds of compute per second of audio, on {device})")
     return 1 if failures else 0
+
+
+def build_restorer(args: argparse.Namespace, device) -> Restorer:
+    checkpoint = args.checkpoint or bundled_model()
+    system = load_system(checkpoint, device)
+    log.info("model: %s%s", checkpoint, "" if args.checkpoint else " (the bundled archive model; --checkpoint picks another)")
+    batch_size = args.batch_size or (16 if device.type == "cuda" else 2)
+    return Restorer(system, mix=args.mix, chunk_seconds=args.chunk_seconds, batch_size=batch_size,
+                    channel_mode=args.channels.replace("-", "_"), high_band=args.high_band,
+                    block_seconds=args.block_seconds)
+
+
+def is_complete(dst: Path, residual: bool) -> bool:
+    """Outputs get their final name only when complete (atomic_writer), so existing means complete."""
+    return dst.is_file() and (not residual or residual_path(dst).is_file())
+
+
+def summary_recorder(path: str | None, task: int | None):
+    """record(src, dst, status, reason, audio seconds, compute seconds): one --summary row (none without it)."""
+    def record(src, dst, status, reason="", audio_seconds=0.0, compute_seconds=0.0):
+        if path:
+            append_summary_row(Path(path), summary_row(src, dst, status, reason, audio_seconds, compute_seconds, task))
+    return record
 
 
 if __name__ == "__main__":

@@ -9,8 +9,11 @@ The command line over this module is ``lightning_app.denoise``.
 
 from __future__ import annotations
 
+import csv
+import heapq
 import logging
 import math
+import os
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -412,3 +415,116 @@ def restore_file(restorer: Restorer, src: Path, dst: Path, residual: Path | None
 
 def residual_path(dst: Path) -> Path:
     return dst.with_name(f"{dst.stem}.residual{dst.suffix}")
+
+
+# ----------------------------------------------------------------------------- batches split over tasks
+# A cluster restore (``lightning_app.submit --denoise``) fixes its files at submission in a file list,
+# a TSV of (task, input, output relative to the output folder); every array task restores its rows and
+# appends one summary row per file; a final step merges the task summaries into one.
+FILE_LIST_FIELDS = ("task", "input", "output")
+SUMMARY_FIELDS = ("file", "output", "status", "reason", "audio_seconds", "compute_seconds", "real_time_factor", "task")
+#: a file's status across a task's rows (a requeued task writes a file's row again): the best one counts
+STATUS_RANK = {"restored": 0, "skipped-complete": 1, "failed": 2}
+
+
+def restore_cost(path: Path) -> float:
+    """What restoring a file costs, in channel-seconds of audio plus one for the per-file overhead
+    (so unreadable files, which cost next to nothing, still spread over the tasks)."""
+    try:
+        info = audio_io.probe(path)
+    except audio_io.AudioFileError:
+        return 1.0
+    return info.seconds * info.channels + 1.0
+
+
+def balance_shares(costs: list[float], tasks: int) -> list[int]:
+    """The task of each file: the costliest first, each onto the least-loaded task (ties: the lower
+    index). A pure function, so the shares are fixed by the list; tasks finish close together even
+    when one transfer is hours long and the rest are minutes (every N-th file would not)."""
+    loads = [(0.0, t) for t in range(tasks)]
+    shares = [0] * len(costs)
+    for i in sorted(range(len(costs)), key=lambda i: (-costs[i], i)):
+        load, task = heapq.heappop(loads)
+        shares[i] = task
+        heapq.heappush(loads, (load + costs[i], task))
+    return shares
+
+
+def write_file_list(path: Path, pairs: list[tuple[Path, Path]], shares: list[int], output_dir: Path) -> None:
+    """The submission's file list: one row per (input, output) with its task; inputs absolute."""
+    with open(path, "w", newline="") as f:
+        rows = csv.writer(f, delimiter="\t")
+        rows.writerow(FILE_LIST_FIELDS)
+        for (src, dst), task in zip(pairs, shares, strict=True):
+            rows.writerow([task, src.absolute(), dst.relative_to(output_dir)])
+
+
+def read_file_list(path: Path, output_dir: Path, task: int | None = None) -> list[tuple[Path, Path]]:
+    """(input, output) pairs of a file list: all rows, or those of ``task``."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    if rows and set(FILE_LIST_FIELDS) - set(rows[0]):
+        raise ValueError(f"{path}: not a file list (its columns must be {', '.join(FILE_LIST_FIELDS)})")
+    return [(Path(r["input"]), output_dir / r["output"]) for r in rows if task is None or int(r["task"]) == task]
+
+
+def summary_row(src: Path, dst: Path, status: str, reason: str = "", audio_seconds: float = 0.0,
+                compute_seconds: float = 0.0, task: int | None = None) -> dict:
+    rtf = f"{compute_seconds / audio_seconds:.4f}" if status == "restored" and audio_seconds else ""
+    return {"file": str(src), "output": str(dst), "status": status, "reason": reason,
+            "audio_seconds": f"{audio_seconds:.3f}", "compute_seconds": f"{compute_seconds:.3f}",
+            "real_time_factor": rtf, "task": "" if task is None else task}
+
+
+def append_summary_row(path: Path, row: dict) -> None:
+    """One row, appended and closed at once: a task killed later keeps the rows of the files it did."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.is_file() or path.stat().st_size == 0
+    with open(path, "a", newline="") as f:
+        rows = csv.DictWriter(f, fieldnames=SUMMARY_FIELDS)
+        if new:
+            rows.writeheader()
+        rows.writerow(row)
+
+
+def merge_summaries(file_list: Path, summaries: list[Path]) -> list[dict]:
+    """One row per listed file, in list order: its best row in the task summaries, or ``not-run`` when
+    no task reported it (the task was stopped before it: time limit, preemption, cancel, no model)."""
+    best: dict[str, dict] = {}
+    for path in summaries:
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                held = best.get(row["file"])
+                if held is None or STATUS_RANK[row["status"]] <= STATUS_RANK[held["status"]]:
+                    best[row["file"]] = row
+    with open(file_list, newline="") as f:
+        listed = list(csv.DictReader(f, delimiter="\t"))
+    return [best.get(r["input"]) or summary_row(Path(r["input"]), Path(r["output"]), "not-run",
+                                                "no task reported it (stopped before it? see the task logs)",
+                                                task=int(r["task"]))
+            for r in listed]
+
+
+def summary_totals(rows: list[dict]) -> dict:
+    """Files per status, and seconds of audio and compute of the restored ones."""
+    done = [r for r in rows if r["status"] == "restored"]
+    audio = sum(float(r["audio_seconds"]) for r in done)
+    compute = sum(float(r["compute_seconds"]) for r in done)
+    counts = {s: sum(r["status"] == s for r in rows) for s in (*STATUS_RANK, "not-run")}
+    return {"files": len(rows), **counts, "audio_seconds": audio, "compute_seconds": compute,
+            "real_time_factor": compute / audio if audio else math.nan}
+
+
+def write_summary(path: Path, rows: list[dict], totals: dict) -> None:
+    """The merged summary: the rows, then a TOTAL row (counts per status in its reason column)."""
+    counts = ", ".join(f"{totals[s]} {s}" for s in (*STATUS_RANK, "not-run"))
+    total = {"file": "TOTAL", "output": "", "status": f"{totals['files']} files", "reason": counts,
+             "audio_seconds": f"{totals['audio_seconds']:.3f}", "compute_seconds": f"{totals['compute_seconds']:.3f}",
+             "real_time_factor": "" if math.isnan(totals["real_time_factor"]) else f"{totals['real_time_factor']:.4f}",
+             "task": ""}
+    tmp = path.with_name(path.name + ".partial")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=SUMMARY_FIELDS)
+        writer.writeheader()
+        writer.writerows([*rows, total])
+    os.replace(tmp, path)

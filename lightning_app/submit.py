@@ -3,6 +3,9 @@
     python -m lightning_app.submit EXP [key=value ...] [--nodes N] [--gpus-per-node G] [--partition P]
                                    [--account A] [--time HH:MM:SS] [--use GROUP/NAME] [--dry-run]
     python -m lightning_app.submit EXP --sweep SWEEP --workers N [...]   (a job array of sweep workers)
+    python -m lightning_app.submit --denoise INPUTS... -o OUT --workers N [--checkpoint CKPT] [...]
+                                   [-- DENOISE OPTIONS, e.g. --mix 0.3]    (a job array of restore tasks)
+    python -m lightning_app.submit --merge OUT/.c2c-jobs/STAMP            (what the array's last job runs)
 
 The job runs one task per GPU under ``srun`` (Lightning reads the ranks from Slurm) on
 ``--nodes`` nodes with DDP. Each submission gets its own run directory, runs/<EXP>/version_N,
@@ -11,19 +14,39 @@ limits: Slurm sends the batch shell USR1 ``signal_seconds`` before the limit, th
 requeues the job (``--requeue``), and the requeued job starts with ``--resume-if-exists``:
 it resumes from that directory's last.ckpt (same version, same TensorBoard run; the steps
 since the last checkpoint are redone, never counted twice).
+
+Cluster restores (--denoise): the files are fixed at submission in OUT/.c2c-jobs/STAMP/files.tsv,
+each with its task (balanced by duration); array task I runs ``lightning_app.denoise --file-list
+... --task I --skip-complete --summary task-I.csv``, and a job that starts after the whole array
+(``--dependency=afterany``) merges the task summaries into OUT/restore-summary-STAMP.csv. Running
+the same command again skips the complete outputs and retries the rest.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from lightning_app import config as C
+from lightning_app import denoise
+from lightning_app.checkpoints import bundled_model, read_checkpoint
+from lightning_app.restore import (
+    balance_shares,
+    check_plan,
+    merge_summaries,
+    plan_outputs,
+    restore_cost,
+    summary_totals,
+    write_file_list,
+    write_summary,
+)
 from lightning_app.train import experiment_dir, next_version
 
 CLUSTER = C.PROJECT_ROOT / "configs" / "cluster" / "slurm.yaml"
@@ -140,8 +163,8 @@ def _cluster(cluster_overrides) -> DictConfig:
     return cluster
 
 
-def _sbatch(path: Path) -> str:
-    done = subprocess.run(["sbatch", "--parsable", str(path)], capture_output=True, text=True)
+def _sbatch(path: Path, *options: str) -> str:
+    done = subprocess.run(["sbatch", "--parsable", *options, str(path)], capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"sbatch failed: {done.stderr.strip() or done.stdout.strip()}")
     return done.stdout.strip()
@@ -165,7 +188,189 @@ def submit(experiment: str, overrides: list[str] = (), blocks: list[str] = (), c
     return path, _sbatch(path)
 
 
+# ----------------------------------------------------------------------------- cluster restores
+JOBS = ".c2c-jobs"  # OUT/.c2c-jobs/STAMP/: the file list, the scripts, the task logs and summaries
+
+
+def render_denoise(cluster: DictConfig, job_dir: Path, output_dir: Path, tasks: int, denoise_args: list[str],
+                   python: str) -> tuple[str, str]:
+    """The job array (task I restores its rows of files.tsv) and the merge job that runs after it."""
+    gpus = min(int(cluster.gpus_per_node), 1)
+    q = shlex.quote
+    array = [
+        "#!/bin/bash",
+        "#SBATCH --job-name=c2c-denoise",
+        f"#SBATCH --array=0-{tasks - 1}",
+        "#SBATCH --ntasks=1",
+        f"#SBATCH --cpus-per-task={cluster.cpus_per_task}",
+        f"#SBATCH --time={cluster.time}",
+        f"#SBATCH --output={job_dir}/task-%A_%a.out",
+        "#SBATCH --open-mode=append",
+        "#SBATCH --requeue",  # a preempted task comes back and skips the files it finished
+    ]
+    array += _site_and_preamble(cluster, gpus, "lightning_app.submit --denoise: array task I restores the rows of "
+                                                "files.tsv for task I.")
+    array += [
+        'echo "restore task $SLURM_ARRAY_TASK_ID of job $SLURM_ARRAY_JOB_ID on $(hostname) at $(date)"',
+        # SIGTERM (time limit, scancel) stops denoise cleanly: no half-written output, its rows kept.
+        f"exec {q(python)} -m lightning_app.denoise --file-list {q(str(job_dir / 'files.tsv'))} "
+        f'--task "$SLURM_ARRAY_TASK_ID" --output-dir {q(str(output_dir))} --skip-complete '
+        f'--summary {q(str(job_dir))}/task-"$SLURM_ARRAY_TASK_ID".csv --no-progress '
+        f"{' '.join(q(a) for a in denoise_args)}".rstrip(),
+        "",
+    ]
+    merge = [
+        "#!/bin/bash",
+        "#SBATCH --job-name=c2c-denoise-merge",
+        "#SBATCH --ntasks=1",
+        "#SBATCH --cpus-per-task=1",
+        "#SBATCH --time=00:15:00",
+        f"#SBATCH --output={job_dir}/merge-%j.out",
+    ]
+    merge += _site_and_preamble(cluster, 0, "lightning_app.submit --denoise: submitted with "
+                                            "--dependency=afterany:<the array's job id>.")
+    merge += [f"exec {q(python)} -m lightning_app.submit --merge {q(str(job_dir))}", ""]
+    return "\n".join(array), "\n".join(merge)
+
+
+def expand_input_lists(inputs: list[str]) -> list[str]:
+    """A .txt input is a list of audio files or folders, one per line (relative to the list's folder)."""
+    expanded = []
+    for item in inputs:
+        if Path(item).suffix.lower() == ".txt" and Path(item).is_file():
+            base = Path(item).parent
+            lines = (line.strip() for line in Path(item).read_text().splitlines())
+            expanded += [str(base / line) for line in lines if line and not line.startswith("#")]
+        else:
+            expanded.append(item)
+    return expanded
+
+
+def merged_summary_path(job_dir: Path) -> Path:
+    return job_dir.parent.parent / f"restore-summary-{job_dir.name}.csv"
+
+
+def _new_job_dir(output_dir: Path) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    job_dir, n = output_dir / JOBS / stamp, 1
+    while job_dir.exists():  # two submissions within a second
+        n += 1
+        job_dir = output_dir / JOBS / f"{stamp}-{n}"
+    return job_dir
+
+
+def _refuse_while_running(output_dir: Path) -> None:
+    """A second job into the same folder while one runs could restore a file twice: refuse it."""
+    for jobs in sorted((output_dir / JOBS).glob("*/jobs.txt")):
+        if merged_summary_path(jobs.parent).exists():
+            continue  # its merge ran, so the array had ended
+        for job in jobs.read_text().split():
+            if subprocess.run(["squeue", "-h", "-j", job], capture_output=True, text=True).stdout.strip():
+                raise RuntimeError(f"restore job {job} into {output_dir} is still queued or running "
+                                   f"({jobs.parent}); wait for it or scancel it")
+
+
+def submit_denoise(inputs: list[str], output_dir: str | Path, workers: int, checkpoint: str | None = None,
+                   denoise_args: list[str] = (), cluster_overrides: list[str] = (), dry_run: bool = False,
+                   python: str = sys.executable) -> tuple[Path, list[str]]:
+    """Fix the file list, render the array and merge jobs, and submit them (the merge after the array).
+
+    Returns (the array's script, [array job id, merge job id]); a dry run creates nothing and returns
+    the two scripts instead of the ids.
+    """
+    cluster = _cluster(cluster_overrides)
+    output_dir = Path(output_dir).absolute()
+    checkpoint = Path(checkpoint).absolute() if checkpoint else bundled_model()
+    read_checkpoint(checkpoint)  # a missing or broken model fails here, not in every task
+    pairs = plan_outputs(expand_input_lists(list(inputs)), output_dir)
+    if not pairs:
+        raise ValueError(f"no audio files found in {' '.join(inputs)}")
+    if clashes := check_plan(pairs, overwrite=True):  # tasks run apart: a shared output must not reach them
+        shown = "; ".join(f"{src}: {reason}" for src, reason in list(clashes.items())[:3])
+        raise ValueError(f"{len(clashes)} input(s) cannot be restored as listed: {shown}")
+    tasks = min(workers, len(pairs))  # never an empty task
+    job_dir = _new_job_dir(output_dir)
+    args = ["--checkpoint", str(checkpoint), *denoise_args]
+    denoise.parse_args(["--file-list", "-", "--task", "0", "-o", str(output_dir), "--skip-complete", *args])
+    scripts = render_denoise(cluster, job_dir, output_dir, tasks, args, python)
+    if dry_run:
+        return job_dir / "restore.sbatch", list(scripts)
+    _refuse_while_running(output_dir)
+    job_dir.mkdir(parents=True)
+    write_file_list(job_dir / "files.tsv", pairs, balance_shares([restore_cost(src) for src, _ in pairs], tasks),
+                    output_dir)
+    for name, script in zip(("restore.sbatch", "merge.sbatch"), scripts, strict=True):
+        (job_dir / name).write_text(script)
+    array = _sbatch(job_dir / "restore.sbatch")
+    (job_dir / "jobs.txt").write_text(f"{array}\n")
+    merge = _sbatch(job_dir / "merge.sbatch", f"--dependency=afterany:{array}")
+    (job_dir / "jobs.txt").write_text(f"{array}\n{merge}\n")
+    return job_dir / "restore.sbatch", [array, merge]
+
+
+def merge_denoise(job_dir: str | Path) -> int:
+    """Merge the task summaries of a cluster restore into OUT/restore-summary-STAMP.csv and print the totals;
+    exit status 1 if a file failed or was not run."""
+    job_dir = Path(job_dir)
+    rows = merge_summaries(job_dir / "files.tsv", sorted(job_dir.glob("task-*.csv")))
+    totals = summary_totals(rows)
+    path = merged_summary_path(job_dir)
+    write_summary(path, rows, totals)
+    rtf = "" if math.isnan(totals["real_time_factor"]) else f", real-time factor {totals['real_time_factor']:.3f}"
+    print(f"{job_dir.name}: {totals['files']} files: {totals['restored']} restored, {totals['skipped-complete']} "
+          f"skipped (complete), {totals['failed']} failed, {totals['not-run']} not run; "
+          f"{totals['audio_seconds']:.1f} s of audio in {totals['compute_seconds']:.1f} s of compute{rtf}")
+    for row in rows:
+        if row["status"] in ("failed", "not-run"):
+            print(f"  {row['status'].upper()} {row['file']}: {row['reason']}")
+    print(f"summary: {path}")
+    return 1 if totals["failed"] or totals["not-run"] else 0
+
+
+def _usage_error(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def denoise_main(argv: list[str]) -> int:
+    """``--denoise``: the submission's own options, then ``--`` and options passed on to denoise."""
+    own, forwarded = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
+    p = argparse.ArgumentParser(prog="python -m lightning_app.submit --denoise",
+                                description="Restore files as a Slurm job array (see lightning_app.submit).")
+    p.add_argument("--denoise", action="store_true", required=True)
+    p.add_argument("inputs", nargs="+", help="audio files, folders of them, or .txt lists of them")
+    p.add_argument("-o", "--output-dir", required=True)
+    p.add_argument("--workers", type=int, default=4, help="array tasks (default 4; at most one per file)")
+    p.add_argument("--checkpoint", default=None, help="default: the bundled model, models/archive_fullband.ckpt")
+    for name in ("gpus-per-node", "cpus-per-task", "partition", "account", "time"):
+        p.add_argument(f"--{name}", default=None)
+    p.add_argument("--dry-run", action="store_true", help="print the two scripts; create and submit nothing")
+    args = p.parse_args(own)
+    cluster = [f"{k}={v}" for k, v in vars(args).items()
+               if k in ("gpus_per_node", "cpus_per_task", "partition", "account", "time") and v not in (None, "")]
+    try:
+        path, answer = submit_denoise(args.inputs, args.output_dir, args.workers, args.checkpoint, forwarded,
+                                      cluster, args.dry_run)
+    except (C.ConfigError, RuntimeError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        print(answer[0])
+        print("# ---- then, submitted with --dependency=afterany:<the array's job id> ----")
+        print(answer[1])
+    else:
+        print(f"submitted job array {answer[0]} and merge job {answer[1]} after it: {path} (logs in {path.parent}); "
+              f"summary: {merged_summary_path(path.parent)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--merge" in argv:
+        job_dir = argv[argv.index("--merge") + 1:][:1]
+        return merge_denoise(job_dir[0]) if job_dir else _usage_error("--merge needs the job folder, OUT/.c2c-jobs/STAMP")
+    if "--denoise" in argv:
+        return denoise_main(argv)
     p = argparse.ArgumentParser(prog="python -m lightning_app.submit", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("experiment")
