@@ -108,8 +108,8 @@ def check_resumable(checkpoint: Path) -> dict:
                 epoch = int(read_checkpoint(other, for_resume=True)["epoch"]) + 1
             except CheckpointError:
                 continue
-            fallback = (f". {other.name} is intact (after epoch {epoch}); to continue from it, later epochs "
-                        f"redone: --resume-from {other}")
+            fallback = (f". {other.name} is intact (saved after epoch {epoch}; any epoch after it is trained "
+                        f"again); to continue from it: --resume-from {other}")
             break
         raise C.ConfigError(f"cannot resume: {exc}{fallback}") from None
 
