@@ -23,6 +23,13 @@ content, the first --visqol-clips clips; level-blind), log-spectral distance, am
 speech removed, spectral correlation; processing time gives the real-time factor. The output
 folder gets report.md, report.csv (overall, per content, per noise type and per input-SNR bucket)
 and PNG plots (and skipped.csv: file, reason).
+
+A --data folder without a clean/ subfolder holds real noisy files with no reference (DIR/noisy/ or DIR
+itself; music/ and speech/ subfolders label the content): each checkpoint (none given: the bundled
+archive model) restores every file, at the first --mix value, into OUTPUT/restored/<checkpoint>/ with
+its residual, and the listening report (lightning_app.listening_report) is written: report.html with
+before/after/removed excerpts and spectrograms, and report.csv with the reference-free figures. A file
+that cannot be restored or reported is a row with its reason; exit status 1 (2 when none could be).
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ import torch
 from lightning_app import config as C
 from lightning_app.baselines import baselines
 from lightning_app.chains import Chain
-from lightning_app.checkpoints import load_system
+from lightning_app.checkpoints import bundled_model, load_system
 from lightning_app.data import audio_io
 from lightning_app.data.datasets import CONTENTS, TEST_STREAM, MixtureDataset, PairedFolderDataset
 from lightning_app.data.dsp import rms
@@ -53,7 +60,7 @@ from lightning_app.data.sources import SILENCE_RMS, build_clean_source, build_no
 from lightning_app.metrics.perceptual import UNLABELLED, score_signal, speech_content
 from lightning_app.metrics.quality import waveform_scores
 from lightning_app.metrics.visqol import visqol_missing
-from lightning_app.restore import Restorer
+from lightning_app.restore import Restorer, residual_path, restore_file
 
 log = logging.getLogger("lightning_app.evaluate")
 
@@ -517,13 +524,59 @@ def evaluate(checkpoints: list[Path], output_dir: Path, data: Path | None = None
             "evaluated": len(test_clips)}
 
 
+def reference_free(folder: Path) -> bool:
+    """A --data folder of noisy files alone: no clean/ references beside them."""
+    return folder.is_dir() and not (folder / "clean").is_dir()
+
+
+def evaluate_folder(checkpoints: list[Path], folder: Path, output_dir: Path, mix: float = 1.0,
+                    clips: int | None = None) -> dict:
+    """Restore every file of ``folder`` (its noisy/ subfolder if it has one) with each checkpoint (none: the
+    bundled model) into ``output_dir/restored/<checkpoint>/`` and write the listening report there;
+    {"page", "rows"} (rows: report.csv's). A file that cannot be restored is reported with the reason."""
+    from lightning_app.listening_report import TABLE, ReportEntry, write_listening_report
+
+    root = folder / "noisy" if (folder / "noisy").is_dir() else folder
+    files = audio_io.find_audio_files(root)[:clips]
+    if not files:
+        raise FileNotFoundError(f"{root}: no audio files (.wav, .flac, .ogg)")
+    if not checkpoints:
+        try:
+            checkpoints = [bundled_model()]
+        except ValueError as exc:  # CheckpointError: not in this checkout
+            raise ValueError(f"{str(exc).split(';')[0]}; name the checkpoints to restore with: python -m "
+                             f"lightning_app.evaluate CKPT ... --data {folder} (make evaluate CKPTS=...)") from None
+        log.info("no checkpoint given: restoring with the bundled model %s", checkpoints[0])
+    entries = []
+    for checkpoint in checkpoints:
+        name = checkpoint_name(checkpoint)
+        restorer = Restorer(load_system(checkpoint), mix=mix)
+        for src in files:
+            rel = src.relative_to(root)
+            dst = output_dir / "restored" / name / rel
+            try:
+                restore_file(restorer, src, dst, residual_path(dst))
+            except audio_io.AudioFileError as exc:  # the report names the input's fault; others are logged here
+                log.warning("not restored: %s", exc)
+            top = rel.parts[0] if len(rel.parts) > 1 else None
+            label = rel.as_posix() if len(checkpoints) == 1 else f"{rel.as_posix()} · {name}"
+            entries.append(ReportEntry(src, dst, residual_path(dst), top if top in CONTENTS else None, label))
+        log.info("restored %d file(s) with %s (mix %g)", len(files), name, mix)
+    names = ", ".join(checkpoint_name(c) for c in checkpoints)
+    page = write_listening_report(entries, output_dir, title=f"Listening report: {root} restored by {names}")
+    with open(output_dir / TABLE, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {"page": page, "rows": rows}
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m lightning_app.evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoints", nargs="*", help="checkpoints to score (none: baselines only)")
     p.add_argument("--experiment", default=None, help=f"whose data settings build the synthetic test set (default "
                    f"{DEFAULT_EXPERIMENT}; archive_fullband: 44.1 kHz music and speech); with --data: the corpus's rate")
-    p.add_argument("--data", default=None, help="a paired corpus: DIR/noisy and DIR/clean (default: synthetic test set)")
+    p.add_argument("--data", default=None, help="a paired corpus: DIR/noisy and DIR/clean (default: synthetic test set); "
+                   "without DIR/clean: restore DIR's noisy files and write the listening report (report.html)")
     p.add_argument("--clips", type=int, default=None, help="number of clips (synthetic default 48; corpus: all)")
     p.add_argument("--seconds", type=float, default=3.0, help="synthetic clip length")
     p.add_argument("--mix", type=float, nargs="+", default=[1.0, 0.5, 0.3], help="dry/wet values per checkpoint")
@@ -565,6 +618,19 @@ def main(argv=None) -> int:
             return 2
         print(result["report"])
         return _skip_status(result["skipped"], result["evaluated"], Path(args.output_dir) / "chains.md")
+    if args.data is not None and reference_free(Path(args.data)):
+        try:
+            result = evaluate_folder([Path(c) for c in checkpoints], Path(args.data), Path(args.output_dir),
+                                     args.mix[0], args.clips)
+        except (FileNotFoundError, ValueError) as exc:  # CheckpointError is a ValueError
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        skipped = [r for r in result["rows"] if r["status"] != "ok"]
+        print(f"listening report: {result['page']} (+ {result['page'].with_name('report.csv')}): "
+              f"{len(result['rows']) - len(skipped)} of {len(result['rows'])} file(s) reported")
+        for row in skipped:
+            print(f"skipped {row['label']}: {row['reason']}", file=sys.stderr)
+        return 0 if not skipped else 2 if len(skipped) == len(result["rows"]) else 1
     try:
         result = evaluate([Path(c) for c in checkpoints], Path(args.output_dir), args.data, args.clips, args.seconds,
                           args.mix, args.workers, not args.no_baselines, overrides, args.experiment, args.visqol_clips)
