@@ -45,6 +45,7 @@ from pathlib import Path
 
 from lightning_app.checkpoints import CheckpointError, bundled_model, load_system
 from lightning_app.data import audio_io
+from lightning_app.listening_report import ReportEntry, write_listening_report
 from lightning_app.restore import (
     HIGH_BAND,
     Restorer,
@@ -87,6 +88,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=None,
                    help="chunks per forward pass (default: 2 on the CPU, where bigger batches only cost memory; 16 on a GPU)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--report", action="store_true",
+                   help="write DIR/report.html: loudest and quietest excerpts before/after/removed with spectrograms, "
+                        "and reference-free figures (noise floor, clicks, energy removed per band, DNSMOS for speech)")
+    p.add_argument("--content", default=None, choices=["speech", "music"],
+                   help="what the files hold, for the report: DNSMOS is a speech measure and is left out for music "
+                        "(default: unknown, shown with that caveat)")
     batch = p.add_argument_group("batches split over tasks (what each task of `make submit-denoise` runs)")
     batch.add_argument("--file-list", default=None, metavar="TSV",
                        help="restore the rows of this list (columns task, input, output relative to --output-dir; "
@@ -212,6 +219,10 @@ def run(args: argparse.Namespace, tally: dict[str, int]) -> int:
                  f"; {clipped} samples clipped" if clipped else "")
     for src, reason in failures.items():
         print(f"FAILED {src}: {reason}", file=sys.stderr)
+    if args.report:
+        entries = [ReportEntry(src, dst, residual_path(dst) if args.residual else None, content=args.content)
+                   for src, dst in pairs]
+        log.info("listening report: %s", write_listening_report(entries, output_dir))
     done = len(todo) - len(failures)
     skipped = f", {len(pairs) - len(todo)} skipped (output complete)" if len(todo) < len(pairs) else ""
     rtf = compute_seconds / audio_seconds if audio_seconds else math.nan

@@ -337,3 +337,15 @@ def test_clipping_to_an_integer_format_is_counted_and_reported_never_silent(tmp_
     assert f"; {overs} samples clipped)" in caplog.text, "the per-file summary line carries the count"
     written = sf.read(out, dtype="int16")[0]
     assert np.all(np.abs(written[np.abs(kept) > 1.0].astype(int)) >= 32767), "clipped to full scale, not wrapped"
+
+
+def test_report_flag_writes_the_listening_page_beside_the_outputs(tmp_path, trained_run):
+    src = tmp_path / "in" / "take.wav"
+    write_tone_file(src, 10.0, 16000, channels=2)  # long enough for two separate 4-s excerpts
+    out = tmp_path / "out"
+    assert _run([src, "--checkpoint", trained_run["best"], "-o", out, "--residual", "--report", "--content", "music",
+                 "--no-progress"]) == 0
+    page = (out / "report.html").read_text()
+    assert "take.wav" in page and page.count("<audio") == 6, "loudest and quietest: before, after, removed"
+    rows = (out / "report.csv").read_text().splitlines()
+    assert len(rows) == 2 and "take.wav" in rows[1]
