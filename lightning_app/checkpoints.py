@@ -112,6 +112,20 @@ def bundled_model() -> Path:
     return BUNDLED_MODEL
 
 
+def export_for_inference(source: str | Path, destination: str | Path, **card) -> Path:
+    """A checkpoint with only what restoring needs (weights, model settings, kind, epoch/step) plus
+    ``card`` (plain values: training command, data, numbers); a third of the size without optimizer state."""
+    ckpt = read_checkpoint(source)
+    slim = {k: ckpt[k] for k in ("state_dict", "hyper_parameters", "system_kind", "epoch", "global_step") if k in ckpt}
+    slim["card"] = card
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    tmp = destination.with_name(f".{destination.name}.partial")
+    torch.save(slim, tmp)
+    tmp.replace(destination)  # a complete file or none
+    return destination
+
+
 def load_system(checkpoint: str | Path, device: str | torch.device = "cpu") -> DenoiseSystem:
     """The trained system from a checkpoint, ready for inference on ``device``."""
     return for_inference(system_from_checkpoint(read_checkpoint(checkpoint), checkpoint), device)

@@ -206,6 +206,28 @@ def score(clips: list[dict], outputs: dict[str, list[np.ndarray]], sample_rate: 
     return scores
 
 
+def spot_check(checkpoint: Path, clips: int = 8, seconds: float = 3.0,
+               experiment: str = "archive_fullband") -> dict[str, float]:
+    """Mean SI-SDR gain (dB) and amplitude retention per content on the first ``clips`` clips of
+    ``experiment``'s fixed test set: the quick re-check that a model card quotes and a test repeats."""
+    test, rate = synthetic_test_set(clips, seconds, [], experiment)
+    process, _ = model_process(checkpoint)
+    outputs, _ = run_system(process, test, rate)
+    result = {}
+    for content in sorted({c["content"] for c in test}):
+        rows = []
+        for clip, estimate in zip(test, outputs, strict=True):
+            if clip["content"] == content:
+                values, _ = waveform_scores(*(torch.from_numpy(np.asarray(x, np.float32))[None, None]
+                                              for x in (estimate, clip["noisy"], clip["clean"])),
+                                            silent_rms=SILENCE_RMS, sample_rate=rate)
+                rows.append({k: float(v[0]) for k, v in values.items()})
+        result[f"si_sdr_i/{content}"] = _mean(r["si_sdr_i"] for r in rows)
+        result[f"amplitude_retention/{content}"] = _mean(r["amplitude_retention"] for r in rows)
+        result[f"clips/{content}"] = float(len(rows))
+    return result
+
+
 def _mean(values) -> float:
     finite = [v for v in values if math.isfinite(v)]
     return float(np.mean(finite)) if finite else math.nan
