@@ -41,6 +41,7 @@ from scipy.signal.windows import blackmanharris
 
 from lightning_app.data import audio_io
 from lightning_app.metrics import dnsmos as D
+from lightning_app.metrics import reference_free as RF
 from lightning_app.metrics.reference_free import figures
 
 log = logging.getLogger(__name__)
@@ -480,8 +481,9 @@ def _notes(excerpt_seconds: float, measure_seconds: float, dnsmos_windows: int) 
         "(before), the restored file (after) and what was removed (the residual file, or input − restored). The "
         "players are 16-bit copies at the file's rate. The three spectrograms of an excerpt share one colour scale "
         f"(its loudest bin down {RANGE_DB:g} dB), so a colour means the same level in all three.",
-        f"<b>Figures</b> are reference-free (no clean original exists): noise floor = 10th percentile of 30 ms frame "
-        "levels; clicks = short impulsive events per second; level change = RMS after vs before; energy removed "
+        f"<b>Figures</b> are reference-free (no clean original exists): noise floor = {RF.NOISE_PERCENTILE:g}th "
+        f"percentile of {RF.NOISE_FRAME_S * 1000:g} ms frame levels (an upper bound where the file has few "
+        "pauses); clicks = short impulsive events per second; level change = RMS after vs before; energy removed "
         f"per band = 1 − after/before (negative: energy added). They are computed on at most {measure_seconds:g} s "
         f"of each file: the whole file when it is shorter, else spans of up to {SEGMENT_S:g} s spread evenly over it "
         "(joined with 10 ms fades).",
