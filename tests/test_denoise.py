@@ -1,5 +1,6 @@
 """The restoration CLI's contract: shapes, rates, formats, mix, safety with archives, bad files."""
 
+import dataclasses
 import logging
 import os
 import signal
@@ -349,3 +350,18 @@ def test_report_flag_writes_the_listening_page_beside_the_outputs(tmp_path, trai
     assert "take.wav" in page and page.count("<audio") == 6, "loudest and quietest: before, after, removed"
     rows = (out / "report.csv").read_text().splitlines()
     assert len(rows) == 2 and "take.wav" in rows[1]
+
+
+@pytest.mark.parametrize("rate", [16000, 22050, 44100, 48000, 96000])
+def test_block_grid_edges_fall_on_samples_both_rates_share_and_cover_the_file(rate):
+    grid = restore.plan_grid(rate, 44100, chunk_seconds=5.0, overlap_seconds=0.5, block_seconds=120.0)
+    assert grid.unit_model * rate == grid.unit_file * 44100, "a grid unit is the same time at both rates"
+    assert (grid.chunk - grid.overlap) % grid.unit_model == 0, "chunk steps land on shared sample positions"
+    assert grid.block_file % grid.unit_file == 0 and (grid.block_file // grid.unit_file * grid.unit_model) % (
+        grid.chunk - grid.overlap) == 0, "a block is a whole number of chunk steps"
+    frames = 3 * grid.block_file + 7
+    blocks = grid.blocks(frames)
+    assert blocks[0][0] == 0 and blocks[-1][1] == frames and len(blocks) == 4
+    assert all(a[1] == b[0] for a, b in zip(blocks, blocks[1:], strict=False)), "blocks tile the file"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        grid.chunk = 1
