@@ -120,7 +120,7 @@ def test_noise2noise_trains_on_real_pairs_and_supervised_refuses_them(pair_folde
             "data.real_pairs.window_seconds=1.0", "trainer.max_epochs=1"]
     result = train(smoke_config(tmp_path, *args, experiment="pure_noise2noise"))
     assert "val/si_sdr_i" in result["metrics"] and "val/leakage" in result["metrics"]  # synthetic validation
-    with pytest.raises(C.ConfigError, match="no clean targets"):
+    with pytest.raises(C.ConfigError, match="system.kind=supervised needs clean targets"):
         train(smoke_config(tmp_path, *args))
     with pytest.raises(C.ConfigError, match="needs data.real_pairs.a, data.real_pairs.b"):
         train(smoke_config(tmp_path, "data.mode=real_pairs", experiment="pure_noise2noise"))
