@@ -222,7 +222,7 @@ def run(args: argparse.Namespace, tally: dict[str, int]) -> int:
     if args.report:
         entries = [ReportEntry(src, dst, residual_path(dst) if args.residual else None, content=args.content)
                    for src, dst in pairs]
-        log.info("listening report: %s", write_listening_report(entries, output_dir))
+        write_listening_report(entries, output_dir)  # logs where the page is
     done = len(todo) - len(failures)
     skipped = f", {len(pairs) - len(todo)} skipped (output complete)" if len(todo) < len(pairs) else ""
     rtf = compute_seconds / audio_seconds if audio_seconds else math.nan
