@@ -9,6 +9,8 @@ across machines.
 from __future__ import annotations
 
 import argparse
+import math
+import re
 import statistics
 import subprocess
 import sys
@@ -107,8 +109,31 @@ def write_test_recording(path: Path, seconds: float, rate: int, channels: int, b
             done += n
 
 
+# Appended to a child's code: its own peak RSS (VmHWM, the peak of this program's memory, not ru_maxrss,
+# which Linux carries over from the parent at fork and exec), before the interpreter exits (/usr/bin/time
+# also counts the exit, where the CUDA build of torch reads about 130 MB of its libraries' pages back in).
+_REPORT_PEAK = """
+import re, resource
+try:
+    peak = int(re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read()).group(1))
+except OSError:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print("PEAK_KIB", peak)
+sys.exit(status)
+"""
+
+
+def _child_peak_kib(code: str, argv: list[str]) -> tuple[int, str]:
+    """(peak RSS in KiB, stdout) of ``python -c code argv...``; ``code`` sets ``status``, the exit status."""
+    done = subprocess.run([sys.executable, "-c", f"import sys\n{code}\n{_REPORT_PEAK}", *argv],
+                          check=True, capture_output=True, text=True)
+    return int(done.stdout.split("PEAK_KIB")[1].split()[0]), done.stdout
+
+
 def bench_restore_file(system, seconds: float, rate: int, channels: int, device: str) -> dict:
-    """The real CLI on a generated file, in a child process: wall time and that process's peak RSS."""
+    """The real CLI on a generated file, in a child process: wall time, the CLI's own real-time factor
+    (restoring only, without starting Python and loading), that process's peak RSS, and the peak of a
+    child that only imports the CLI: the part of the peak that restoring does not control."""
     with tempfile.TemporaryDirectory(prefix="c2c-bench-") as tmp:
         tmp = Path(tmp)
         src = tmp / f"long_{rate}.wav"
@@ -116,15 +141,15 @@ def bench_restore_file(system, seconds: float, rate: int, channels: int, device:
         ckpt = tmp / "model.ckpt"
         torch.save({"state_dict": system.state_dict(), "hyper_parameters": dict(system.hparams),
                     "system_kind": system.kind}, ckpt)
-        child = ("import resource, sys; from lightning_app import denoise; code = denoise.main(sys.argv[1:]); "
-                 "print('PEAK_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)")
-        cmd = [sys.executable, "-c", child, str(src), "--checkpoint", str(ckpt), "--output-dir", str(tmp / "out"),
-               "--no-progress", "--device", device]
         start = time.perf_counter()
-        done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+        peak_kib, out = _child_peak_kib("from lightning_app import denoise; status = denoise.main(sys.argv[1:])",
+                                        [str(src), "--checkpoint", str(ckpt), "--output-dir", str(tmp / "out"),
+                                         "--no-progress", "--device", device])
         took = time.perf_counter() - start
-        peak_kib = int(done.stdout.split("PEAK_KIB")[1].split()[0])
-    return {"rtf": took / seconds, "peak_rss_mb": peak_kib / 1024}
+        import_kib, _ = _child_peak_kib("import lightning_app.denoise; status = 0", [])
+    restoring = re.search(r"real-time factor ([0-9.]+)", out)
+    return {"rtf": took / seconds, "restore_rtf": float(restoring.group(1)) if restoring else math.nan,
+            "peak_rss_mb": peak_kib / 1024, "import_rss_mb": import_kib / 1024}
 
 
 def bench_restore(system, device: torch.device, seconds: float, inputs=((16000, 1), (44100, 2), (48000, 2))) -> dict:
@@ -149,8 +174,11 @@ def main(argv=None) -> int:
     p.add_argument("--fed-steps", type=int, default=0, help="also time this many steps fed by the DataLoader")
     p.add_argument("--audio-seconds", type=float, default=30.0, help="length restored for the real-time factor")
     p.add_argument("--long-file-minutes", type=float, action="append", default=[],
-                   help="also restore a generated 48 kHz stereo file this long with the CLI, in a child "
+                   help="also restore a generated stereo file this long with the CLI, in a child "
                         "process, and report its peak memory (repeatable)")
+    p.add_argument("--long-file-rate", type=int, default=48000,
+                   help="its sample rate (default 48000, a transfer resampled for a 44.1 kHz model; "
+                        "44100 is the archive model's own rate, issue 13's target)")
     p.add_argument("overrides", nargs="*")
     args = p.parse_args(argv)
 
@@ -158,12 +186,13 @@ def main(argv=None) -> int:
     device = torch.device(args.device)
     system = build_system(cfg)
     print(f"c2c-denoise bench: {args.experiment}, device {device}, torch threads {torch.get_num_threads()}")
-    # First, while this process is small: the child starts as its fork, and Linux keeps the peak RSS
-    # across exec, so a child forked after the source bank is drawn would count the bank's gigabytes.
+    # First, while this process is small (the children report their own peak, but forking a process that
+    # holds the source bank's gigabytes is slow and may not fit).
     for minutes in args.long_file_minutes:
-        long = bench_restore_file(system, minutes * 60, 48000, 2, args.device)
-        print(f"  long file: {minutes:g} min, 48 kHz stereo, CLI in a child process: real-time factor "
-              f"{long['rtf']:.3f}, peak RSS {long['peak_rss_mb']:.0f} MB")
+        long = bench_restore_file(system, minutes * 60, args.long_file_rate, 2, args.device)
+        print(f"  long file: {minutes:g} min, {args.long_file_rate / 1000:g} kHz stereo, CLI in a child process: "
+              f"real-time factor {long['rtf']:.3f} ({long['restore_rtf']:.3f} restoring only), peak RSS "
+              f"{long['peak_rss_mb']:.0f} MB (its imports alone: {long['import_rss_mb']:.0f} MB)")
     datamodule = build_datamodule(cfg, system)
     data = bench_data(datamodule, examples=30)
     mix = ", ".join(f"{k} {w:g}" for k, w in cfg.data.clean.mix.items() if w > 0)
