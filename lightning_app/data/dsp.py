@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from math import gcd
+
 import numpy as np
 from scipy import fft as sfft
+from scipy.signal import resample_poly
 
 
 def stft(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
@@ -49,3 +52,11 @@ def shape_spectrum(rng: np.random.Generator, num_samples: int, gain: np.ndarray 
 
 def rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
+
+
+def resample_to(x: np.ndarray, sample_rate: int, target: int) -> np.ndarray:
+    """Polyphase resampling to ``target`` (what PESQ and ViSQOL score at); unchanged if already there."""
+    if sample_rate == target:
+        return x
+    g = gcd(target, sample_rate)
+    return resample_poly(x, target // g, sample_rate // g)

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import math
 import warnings
-from math import gcd
 
 import numpy as np
-from scipy.signal import resample_poly
 
+from lightning_app.data.dsp import resample_to
 from lightning_app.metrics.visqol import safe_visqol
 
 PESQ_RATE = 16000
@@ -26,19 +25,12 @@ MIN_PESQ_SECONDS = 0.25
 UNLABELLED = (None, "paired")
 
 
-def to_pesq_rate(x: np.ndarray, sample_rate: int) -> np.ndarray:
-    if sample_rate == PESQ_RATE:
-        return x
-    g = gcd(PESQ_RATE, sample_rate)
-    return resample_poly(x, PESQ_RATE // g, sample_rate // g)
-
-
 def safe_pesq(clean: np.ndarray, other: np.ndarray, sample_rate: int) -> tuple[float, str | None]:
     from pesq import pesq
 
     if len(clean) < MIN_PESQ_SECONDS * sample_rate:
         return math.nan, "shorter than 0.25 s"
-    ref, deg = to_pesq_rate(clean, sample_rate), to_pesq_rate(other, sample_rate)
+    ref, deg = resample_to(clean, sample_rate, PESQ_RATE), resample_to(other, sample_rate, PESQ_RATE)
     if not np.any(ref):
         return math.nan, "silent reference"
     if not np.any(deg):

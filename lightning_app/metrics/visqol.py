@@ -12,10 +12,10 @@ from __future__ import annotations
 import importlib.util
 import math
 import warnings
-from math import gcd
 
 import numpy as np
-from scipy.signal import resample_poly
+
+from lightning_app.data.dsp import resample_to, rms
 
 VISQOL_RATE = 48000
 # The audio mode needs 45 spectrogram frames (about 0.95 s) or it raises; one second is a clear rule.
@@ -46,17 +46,6 @@ def _audio_mode_api():
     return _api
 
 
-def _to_visqol_rate(x: np.ndarray, sample_rate: int) -> np.ndarray:
-    if sample_rate == VISQOL_RATE:
-        return x
-    g = gcd(VISQOL_RATE, sample_rate)
-    return resample_poly(x, VISQOL_RATE // g, sample_rate // g)
-
-
-def _rms(x: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(np.square(x)))) if len(x) else 0.0
-
-
 def safe_visqol(reference: np.ndarray, degraded: np.ndarray, sample_rate: int) -> tuple[float, str | None]:
     """(MOS-LQO, None), or (NaN, reason) when the pair cannot be scored."""
     ref = np.asarray(reference, dtype=np.float64).reshape(-1)
@@ -67,9 +56,9 @@ def safe_visqol(reference: np.ndarray, degraded: np.ndarray, sample_rate: int) -
         return math.nan, f"shorter than {MIN_VISQOL_SECONDS:g} s"
     if not (np.all(np.isfinite(ref)) and np.all(np.isfinite(deg))):
         return math.nan, "non-finite samples"
-    if _rms(ref) < SILENT_RMS:
+    if rms(ref) < SILENT_RMS:
         return math.nan, "silent reference"
-    if _rms(deg) < SILENT_RMS:
+    if rms(deg) < SILENT_RMS:
         return math.nan, "silent output"
     try:
         api = _audio_mode_api()
@@ -80,8 +69,8 @@ def safe_visqol(reference: np.ndarray, degraded: np.ndarray, sample_rate: int) -
     try:
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
-            score = float(api.measure_from_arrays(_to_visqol_rate(ref, sample_rate), _to_visqol_rate(deg, sample_rate),
-                                                  VISQOL_RATE).moslqo)
+            ref48, deg48 = resample_to(ref, sample_rate, VISQOL_RATE), resample_to(deg, sample_rate, VISQOL_RATE)
+            score = float(api.measure_from_arrays(ref48, deg48, VISQOL_RATE).moslqo)
     except Exception as exc:
         return math.nan, f"{type(exc).__name__}: {exc}"
     return (score, None) if math.isfinite(score) else (math.nan, "non-finite score")
