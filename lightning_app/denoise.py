@@ -43,9 +43,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from lightning_app.checkpoints import CheckpointError, bundled_model, load_system
+from lightning_app.checkpoints import CheckpointError, bundled_model, load_model
 from lightning_app.data import audio_io
-from lightning_app.listening_report import ReportEntry, write_listening_report
 from lightning_app.restore import (
     HIGH_BAND,
     Restorer,
@@ -220,6 +219,9 @@ def run(args: argparse.Namespace, tally: dict[str, int]) -> int:
     for src, reason in failures.items():
         print(f"FAILED {src}: {reason}", file=sys.stderr)
     if args.report:
+        # imported here: the report's scipy costs every start 0.9 s and 70 MB, and most restores write none
+        from lightning_app.listening_report import ReportEntry, write_listening_report
+
         entries = [ReportEntry(src, dst, residual_path(dst) if args.residual else None, content=args.content)
                    for src, dst in pairs]
         write_listening_report(entries, output_dir)  # logs where the page is
@@ -233,10 +235,10 @@ def run(args: argparse.Namespace, tally: dict[str, int]) -> int:
 
 def build_restorer(args: argparse.Namespace, device) -> Restorer:
     checkpoint = args.checkpoint or bundled_model()
-    system = load_system(checkpoint, device)
+    model = load_model(checkpoint, device)
     log.info("model: %s%s", checkpoint, "" if args.checkpoint else " (the bundled archive model; --checkpoint picks another)")
     batch_size = args.batch_size or (16 if device.type == "cuda" else 2)
-    return Restorer(system, mix=args.mix, chunk_seconds=args.chunk_seconds, batch_size=batch_size,
+    return Restorer(model, mix=args.mix, chunk_seconds=args.chunk_seconds, batch_size=batch_size,
                     channel_mode=args.channels.replace("-", "_"), high_band=args.high_band,
                     block_seconds=args.block_seconds)
 

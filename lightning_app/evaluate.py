@@ -52,7 +52,7 @@ import torch
 from lightning_app import config as C
 from lightning_app.baselines import baselines
 from lightning_app.chains import Chain
-from lightning_app.checkpoints import bundled_model, load_system
+from lightning_app.checkpoints import bundled_model, load_model
 from lightning_app.data import audio_io
 from lightning_app.data.datasets import CONTENTS, TEST_STREAM, MixtureDataset, PairedFolderDataset
 from lightning_app.data.dsp import rms
@@ -157,7 +157,7 @@ def checkpoint_name(path: Path) -> str:
 
 def model_process(checkpoint: Path):
     """(process, the model's sample rate)."""
-    restorer = Restorer(load_system(checkpoint))
+    restorer = Restorer(load_model(checkpoint))
     return (lambda audio, rate: restorer(audio[:, None], rate)[:, 0]), restorer.model_rate
 
 
@@ -572,7 +572,7 @@ def evaluate_folder(checkpoints: list[Path], folder: Path, output_dir: Path, mix
     entries = []
     for checkpoint in checkpoints:
         name = checkpoint_name(checkpoint)
-        restorer = Restorer(load_system(checkpoint), mix=mix)
+        restorer = Restorer(load_model(checkpoint), mix=mix)
         for src in files:
             rel = src.relative_to(root)
             dst = output_dir / "restored" / name / rel

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import ctypes
+import functools
 import heapq
 import itertools
 import logging
@@ -24,12 +25,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import soundfile as sf
 import torch
+from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from lightning_app.data import audio_io
 
-if TYPE_CHECKING:  # annotations only: importing the systems imports Lightning (about 280 MB of RSS)
-    from lightning_app.systems import DenoiseSystem
+if TYPE_CHECKING:
+    from lightning_app.checkpoints import Denoiser
 
 log = logging.getLogger("lightning_app.restore")
 
@@ -44,6 +46,14 @@ def resolve_device(name: str) -> torch.device:
 
 
 # ----------------------------------------------------------------------------- signal path
+# Everything from the block read to the block written runs in torch on the model's device: resampling,
+# level, chunk batches, the cross-fade sums and the high band. On a GPU nothing but the block's samples
+# crosses the bus (in, and out once per block); on the CPU the same code is what numpy did before.
+def _columns(columns: list) -> np.ndarray | torch.Tensor:
+    """1-D columns side by side as (frames, n), numpy or torch alike."""
+    return torch.stack(columns, dim=1) if torch.is_tensor(columns[0]) else np.stack(columns, axis=1)
+
+
 def chunk_grid(length: int, chunk: int, overlap: int) -> tuple[int, int, int]:
     """(padded length, number of chunks, step) of the chunk grid over a signal of ``length``."""
     if length <= chunk:
@@ -51,6 +61,16 @@ def chunk_grid(length: int, chunk: int, overlap: int) -> tuple[int, int, int]:
     step = chunk - overlap
     count = 1 + math.ceil((length - chunk) / step)
     return (count - 1) * step + chunk, count, step
+
+
+def chunks_reaching(length: int, chunk: int, overlap: int, first: int = 0, last: int | None = None) -> range:
+    """Indices of the grid's chunks that reach into [first, last): a block's chunks, found without
+    listing the file's, so a block of a three-hour file costs what a block of a short one does."""
+    padded, count, step = chunk_grid(length, chunk, overlap)
+    if count == 1:
+        return range(1)
+    last = padded if last is None else last
+    return range(max(0, (first - chunk) // step + 1), min(count - 1, (last - 1) // step) + 1)
 
 
 def chunk_window(index: int, count: int, size: int, overlap: int) -> np.ndarray:
@@ -71,22 +91,26 @@ def crossfade_windows(length: int, chunk: int, overlap: int, first: int = 0,
     Neighbouring chunks overlap by exactly ``overlap`` samples with complementary sin^2/cos^2
     fades, so the weights sum to 1 everywhere. The first chunk's start and the last chunk's
     end have no fade, so nothing is ever divided by a near-zero window; the signal is
-    zero-padded at the end to fill the grid. Only the chunks asked for are built, so a
-    block of a three-hour file costs what a block of a short one does.
+    zero-padded at the end to fill the grid.
     """
     padded, count, step = chunk_grid(length, chunk, overlap)
     if count == 1:
         return padded, [(0, np.ones(length))]
-    last = padded if last is None else last
-    lo = max(0, (first - chunk) // step + 1)
-    hi = min(count - 1, (last - 1) // step)
-    return padded, [(i * step, chunk_window(i, count, chunk, overlap)) for i in range(lo, hi + 1)]
+    return padded, [(i * step, chunk_window(i, count, chunk, overlap))
+                    for i in chunks_reaching(length, chunk, overlap, first, last)]
+
+
+@functools.lru_cache(maxsize=32)
+def _window_on(device: torch.device, fades: tuple[bool, bool], size: int, overlap: int) -> torch.Tensor:
+    """A chunk's weight (float64) on ``device``: a grid has at most four kinds (fade in, out, both, none)."""
+    index, count = (1, 3) if fades == (True, True) else (1, 2) if fades[0] else (0, 2) if fades[1] else (0, 1)
+    return torch.from_numpy(chunk_window(index, count, size, overlap)).to(device)
 
 
 @torch.inference_mode()  # no_grad still records versions and views for autograd; nothing here needs them
-def enhance_mono(system: DenoiseSystem, audio: np.ndarray, chunk: int, overlap: int, batch_size: int = 8,
+def enhance_mono(model: Denoiser, audio: np.ndarray | torch.Tensor, chunk: int, overlap: int, batch_size: int = 8,
                  span: tuple[int, int, int] | None = None, offset: int = 0, gain: float = 1.0,
-                 carry: dict[int, np.ndarray] | None = None, keep_from: int | None = None) -> np.ndarray:
+                 carry: dict[int, torch.Tensor] | None = None, keep_from: int | None = None) -> torch.Tensor:
     """Denoise one channel at the model's rate in cross-faded chunks (bounded model memory).
 
     ``audio`` holds samples [offset, offset + len) of a signal whose chunk grid starts at 0;
@@ -94,46 +118,47 @@ def enhance_mono(system: DenoiseSystem, audio: np.ndarray, chunk: int, overlap: 
     that reach into [first, last) are run, and the result is exact there: the same chunks with the
     same weights as a pass over the whole signal. Default: the whole of ``audio``. The model sees
     ``audio * gain`` (the product in float64, rounded once to float32); the result is divided by it again.
+    Returns float64 on the model's device.
 
     ``carry`` (with ``span``) maps a chunk's start to its weighted output: those chunks are not run
     again and need no input, and afterwards it holds this call's chunks that reach past ``keep_from``
     (the next block's first needed sample), so consecutive blocks run each chunk of the file once.
     """
-    device = next(system.parameters()).device
-    if span is None:
-        _, windows = crossfade_windows(offset + len(audio), chunk, overlap)
-    else:
-        _, windows = crossfade_windows(span[2], chunk, overlap, span[0], span[1])
+    device = next(model.parameters()).device
+    audio = torch.as_tensor(audio, device=device)
+    first, last, total = (0, None, offset + len(audio)) if span is None else span
+    padded_total, count, step = chunk_grid(total, chunk, overlap)
+    size = chunk if count > 1 else padded_total
+    indices = chunks_reaching(total, chunk, overlap, first, last)
     carried = carry if carry is not None and span is not None else {}
-    todo = [(s, w) for s, w in windows if s not in carried]
-    lo, hi = windows[0][0], windows[-1][0] + len(windows[-1][1])
-    out = np.zeros(hi - lo, dtype=np.float64)  # float64: the cross-fade sums, as the single pass does them
+    todo = [i for i in indices if i * step not in carried]
+    lo, hi = indices[0] * step, indices[-1] * step + size
+    out = torch.zeros(hi - lo, dtype=torch.float64, device=device)  # float64: the cross-fade sums, as one pass does them
     keep = {}  # this call's weighted chunk outputs that the next block needs
 
-    def add(s: int, piece: np.ndarray) -> None:
+    def add(s: int, piece: torch.Tensor) -> None:
         out[s - lo : s - lo + len(piece)] += piece
         if keep_from is not None and s + len(piece) > keep_from:
             keep[s] = piece
 
-    for s, _ in windows[: len(windows) - len(todo)]:  # the carried chunks come first: the sums keep their order
-        add(s, carried[s])
+    for i in indices[: len(indices) - len(todo)]:  # the carried chunks come first: the sums keep their order
+        add(i * step, carried[i * step])
     if todo:
-        in0, in1 = todo[0][0], todo[-1][0] + len(todo[-1][1])
+        in0, in1 = todo[0] * step, todo[-1] * step + size
         if in0 < offset:
             raise ValueError(f"input starts at {offset} but the first chunk needs sample {in0}")
-        padded = np.zeros(in1 - in0, dtype=np.float32)
+        padded = torch.zeros(in1 - in0, dtype=torch.float32, device=device)
         have = audio[in0 - offset : in1 - offset]
-        np.multiply(have, np.float64(gain), out=padded[: len(have)], casting="same_kind")
+        padded[: len(have)] = have if gain == 1.0 else have.double() * gain
         # Batches are fixed groups of the file's chunk grid (chunks 0..b-1, b..2b-1, ...), as in one pass over
         # the whole signal: a chunk's result varies with the batch it is in (by float32 rounding), so it must
         # not depend on where a block starts.
-        step = max(chunk - overlap, 1)
-        for _, batch in itertools.groupby(todo, key=lambda sw: sw[0] // step // batch_size):
+        for _, batch in itertools.groupby(todo, key=lambda i: i // batch_size):
             group = list(batch)
-            pieces = torch.from_numpy(np.stack([padded[s - in0 : s - in0 + len(w)] for s, w in group])).unsqueeze(1)
-            enhanced = system.enhance(pieces.to(device)).float().cpu().numpy()[:, 0]
-            for (s, w), piece in zip(group, enhanced, strict=True):
-                add(s, w * piece)
+            pieces = torch.stack([padded[i * step - in0 : i * step - in0 + size] for i in group]).unsqueeze(1)
+            enhanced = model.enhance(pieces).float()[:, 0]
+            for i, piece in zip(group, enhanced, strict=True):
+                add(i * step, _window_on(device, (i > 0, i < count - 1), size, overlap) * piece)
             del pieces, enhanced  # freed before the next forward, which reuses the memory
     if carry is not None and span is not None:
         carry.clear()
@@ -200,7 +225,7 @@ class Restorer:
     through untouched (``high_band='pass'``) or dropped; ``mix`` blends the result with the input.
     """
 
-    system: DenoiseSystem
+    model: Denoiser
     mix: float = 1.0
     chunk_seconds: float = 5.0
     overlap_seconds: float = 0.5
@@ -210,7 +235,7 @@ class Restorer:
     high_band: str = "pass"
     # restore_file hands the chunks two blocks share from one to the next (process_block's carry), so
     # short blocks cost no extra model time; memory grows with the block. The CLI's peak RSS on 10 minutes
-    # of 44.1 kHz stereo (2 cores; its imports alone take 890 MiB): 10-s blocks 1065 MiB, 20-s 1080,
+    # of 44.1 kHz stereo (2 cores, when its imports took 890 MiB): 10-s blocks 1065 MiB, 20-s 1080,
     # 120-s 1635; the real-time factor the same.
     block_seconds: float = 10.0
 
@@ -221,7 +246,8 @@ class Restorer:
             raise ValueError(f"channel mode must be one of {CHANNEL_MODES}, got {self.channel_mode!r}")
         if self.high_band not in HIGH_BAND:
             raise ValueError(f"high band must be one of {HIGH_BAND}, got {self.high_band!r}")
-        self.model_rate = int(self.system.sample_rate)
+        self.model_rate = int(self.model.sample_rate)
+        self.device = next(self.model.parameters()).device
 
     # ------------------------------------------------------------------ grids
     def grid(self, rate: int) -> Grid:
@@ -241,24 +267,25 @@ class Restorer:
             gains[ok] = 10 ** (TARGET_RMS_DBFS / 20) / rms[ok]
         return gains
 
-    def to_signals(self, audio: np.ndarray) -> np.ndarray:
-        """(frames, channels) -> (frames, signals): channels, or mid and side."""
+    def to_signals(self, audio):
+        """(frames, channels) -> (frames, signals): channels, or mid and side (numpy or torch)."""
         if self.channel_mode == "mid_side" and audio.shape[1] == 2:
-            return np.stack([0.5 * (audio[:, 0] + audio[:, 1]), 0.5 * (audio[:, 0] - audio[:, 1])], axis=1)
+            return _columns([0.5 * (audio[:, 0] + audio[:, 1]), 0.5 * (audio[:, 0] - audio[:, 1])])
         return audio
 
-    def from_signals(self, signals: np.ndarray) -> np.ndarray:
+    def from_signals(self, signals):
         if self.channel_mode == "mid_side" and signals.shape[1] == 2:
-            return np.stack([signals[:, 0] + signals[:, 1], signals[:, 0] - signals[:, 1]], axis=1)
+            return _columns([signals[:, 0] + signals[:, 1], signals[:, 0] - signals[:, 1]])
         return signals
 
     def process_block(self, read, frames: int, rate: int, block: tuple[int, int], gains: np.ndarray,
-                      carry: dict[int, dict[int, np.ndarray]] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                      carry: dict[int, dict[int, torch.Tensor]] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(denoised, input) file samples [block) as (n, channels); ``read(start, stop)`` gives input frames.
 
         ``carry`` (one per file, given to each of its blocks in order) keeps the model outputs of the
         chunks a block shares with the next one, so they are run once: blocks then cost what one pass
-        does, whatever their length, and the output is the same.
+        does, whatever their length, and the output is the same. The block is computed on the model's
+        device; only its input and its result cross to it and back.
         """
         g = self.grid(rate)
         chunk, overlap, unit_m, unit_f = g.chunk, g.overlap, g.unit_model, g.unit_file
@@ -272,31 +299,33 @@ class Restorer:
         c0, c1 = start_f // unit_f * unit_m, model_length(stop_f, rate, m)
         # Model-rate samples needed: the block plus the resampling margin on the way back ...
         need0, need1 = max(0, c0 - margin_m), min(total_m, c1 + margin_m)
+        _, count, step = chunk_grid(total_m, chunk, overlap)
+        size = chunk if count > 1 else total_m
         run1 = need1
         if carry is not None:  # run the last batch whole (see enhance_mono); the next block gets its chunks
-            _, count, step = chunk_grid(total_m, chunk, overlap)
-            last = crossfade_windows(total_m, chunk, overlap, need0, need1)[1][-1][0] // step
+            last = chunks_reaching(total_m, chunk, overlap, need0, need1)[-1]
             run1 = max(need1, min(count - 1, (last // self.batch_size + 1) * self.batch_size - 1) * step + 1)
-        _, windows = crossfade_windows(total_m, chunk, overlap, need0, run1)
-        lo_m = windows[0][0]  # where enhance_mono's output starts
+        indices = chunks_reaching(total_m, chunk, overlap, need0, run1)
+        lo_m = indices[0] * step  # where enhance_mono's output starts
         # ... and to feed every chunk that is run (the previous block ran the carried ones, the same for every
         # signal), plus the margin on the way in.
         done = carry.get(0, {}) if carry else {}
-        run = [(s, len(w)) for s, w in windows if s not in done]
-        in0 = min(need0, run[0][0]) if run else need0
-        in1 = min(total_m, max(need1, run[-1][0] + run[-1][1])) if run else need1
+        run = [i * step for i in indices if i * step not in done]
+        in0 = min(need0, run[0]) if run else need0
+        in1 = min(total_m, max(need1, run[-1] + size)) if run else need1
         read0 = max(0, in0 // unit_m * unit_f - margin_f)
         read1 = min(frames, math.ceil(in1 / unit_m) * unit_f + margin_f)
         raw = np.asarray(read(read0, read1), dtype=np.float64)  # no copy when read gives float64
-        x = self.to_signals(raw)
+        x = self.to_signals(torch.from_numpy(raw).to(self.device))
         off_m = read0 // unit_f * unit_m
-        out = np.empty((stop_f - start_f, x.shape[1]), dtype=np.float64)
+        out = torch.empty((stop_f - start_f, x.shape[1]), dtype=torch.float64, device=self.device)
         for i in range(x.shape[1]):
-            low = audio_io.resample(x[:, i].astype(np.float32), rate, m)
+            low = audio_io.resample(x[:, i].float(), rate, m)
             if read1 == frames:  # the whole signal's resampled length ends here
                 low = low[: total_m - off_m]
-            enhanced = enhance_mono(self.system, low, chunk, overlap, self.batch_size, span=(need0, run1, total_m),
-                                    offset=off_m, gain=gains[i], carry=None if carry is None else carry.setdefault(i, {}),
+            enhanced = enhance_mono(self.model, low, chunk, overlap, self.batch_size, span=(need0, run1, total_m),
+                                    offset=off_m, gain=float(gains[i]),
+                                    carry=None if carry is None else carry.setdefault(i, {}),
                                     keep_from=c1 - margin_m)  # the next block's need0
             wet = self._back(enhanced[need0 - lo_m : need1 - lo_m], rate)
             del enhanced
@@ -307,24 +336,24 @@ class Restorer:
             wet = wet[first : first + stop_f - start_f]
             dry = x[start_f - read0 : stop_f - read0, i]
             if len(wet) < len(dry):
-                wet = np.pad(wet, (0, len(dry) - len(wet)))
+                wet = F.pad(wet, (0, len(dry) - len(wet)))
             if self.mix == 1.0:  # the usual case: 1.0 * wet + 0.0 * dry is wet, without two block-long temporaries
                 out[:, i] = wet
             else:
                 out[:, i] = self.mix * wet + (1.0 - self.mix) * dry
-        return self.from_signals(out), raw[start_f - read0 : stop_f - read0]
+        return self.from_signals(out).cpu().numpy(), raw[start_f - read0 : stop_f - read0]
 
-    def _back(self, wave_m: np.ndarray, rate: int) -> np.ndarray:
-        """Model-rate samples starting on the shared grid -> file-rate samples from the matching position."""
-        return np.asarray(audio_io.resample(wave_m.astype(np.float32), self.model_rate, rate), dtype=np.float64)
+    def _back(self, wave_m: torch.Tensor, rate: int) -> torch.Tensor:
+        """Model-rate samples starting on the shared grid -> file-rate samples (float64) from the matching position."""
+        return audio_io.resample(wave_m.float(), self.model_rate, rate).double()
 
-    def _high_band(self, x: np.ndarray, low: np.ndarray, need0: int, need1: int, off_m: int, read0: int,
-                   rate: int, unit_m: int, unit_f: int) -> np.ndarray:
+    def _high_band(self, x: torch.Tensor, low: torch.Tensor, need0: int, need1: int, off_m: int, read0: int,
+                   rate: int, unit_m: int, unit_f: int) -> torch.Tensor:
         """What the model cannot see: the input minus its band-limited (model-rate) version."""
         band_limited = self._back(low[need0 - off_m : need1 - off_m], rate)
         first = need0 // unit_m * unit_f - read0
         original = x[first : first + len(band_limited)]
-        return np.pad(original, (0, len(band_limited) - len(original))) - band_limited
+        return F.pad(original, (0, len(band_limited) - len(original))) - band_limited
 
     def describe(self, rate: int) -> str:
         """The log line's account of what was done to a file at ``rate``."""
