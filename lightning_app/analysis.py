@@ -22,7 +22,7 @@ from lightning_app import config as C
 
 # The metrics a listener cares about first (lesson 1), then the Noise2Noise diagnostics (lesson 2).
 DEFAULT_TAGS = ("val/loss", "val/si_sdr", "val/si_sdr_i", "val/pesq", "val/stoi", "val/amplitude_retention",
-                "val/speech_removed", "val/muting_alarm", "val/leakage")
+                "val/speech_removed", "val_status/muting_alarm", "val/leakage")
 SMOKE_BLOCKS = ("data/smoke", "model/tiny")
 
 

@@ -23,6 +23,11 @@ class ConfigError(ValueError):
     """A configuration mistake, worded for the person who made it."""
 
 
+def load_defaults(config_dir: Path = CONFIG_DIR) -> DictConfig:
+    """configs/defaults.yaml: every key and its default."""
+    return _load_yaml(config_dir / "defaults.yaml", "defaults")
+
+
 def available_experiments(experiment_dir: Path = EXPERIMENT_DIR) -> list[str]:
     return sorted(p.stem for p in experiment_dir.glob("*.yaml"))
 

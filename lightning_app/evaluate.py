@@ -50,6 +50,7 @@ import numpy as np
 import torch
 
 from lightning_app import config as C
+from lightning_app import spectrograms
 from lightning_app.baselines import baselines
 from lightning_app.chains import Chain
 from lightning_app.checkpoints import bundled_model, load_model
@@ -408,25 +409,13 @@ def write_plots(rows: list[dict], clips: list[dict], outputs: dict[str, list[np.
 
 def spectrogram_panel(tracks: dict[str, list[np.ndarray]], row_labels: list[str], sample_rate: int, path: Path,
                       titles_fontsize: int = 7) -> None:
-    """One column per system, one row per clip: log-magnitude spectrograms on one colour scale."""
-    import matplotlib.pyplot as plt
-
-    columns = list(tracks)
-    fig, axes = plt.subplots(len(row_labels), len(columns), figsize=(2.6 * len(columns), 2.2 * len(row_labels)),
-                             squeeze=False)
-    for row, label in enumerate(row_labels):
-        for col, system in enumerate(columns):
-            audio = np.asarray(tracks[system][row], dtype=np.float32)
-            spec = np.abs(torch.stft(torch.from_numpy(audio), 512, 128, window=torch.hann_window(512),
-                                     return_complex=True).numpy())
-            axes[row, col].imshow(20 * np.log10(spec + 1e-6), origin="lower", aspect="auto", vmin=-80, vmax=20,
-                                  cmap="magma", extent=(0, len(audio) / sample_rate, 0, sample_rate / 2000))
-            axes[row, col].set_title(textwrap.fill(system, 34) if row == 0 else "", fontsize=titles_fontsize)
-            axes[row, col].tick_params(labelsize=6)
-        axes[row, 0].set_ylabel(f"{label}\nkHz", fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    """One column per system, one row per clip; each clip's spectrograms on one dB scale (spectrograms.figure)."""
+    examples = [{system: np.asarray(tracks[system][row], dtype=np.float32) for system in tracks}
+                for row in range(len(row_labels))]
+    titles = {system: textwrap.fill(system, 34) for system in tracks}
+    fig, _ = spectrograms.figure(examples, sample_rate, titles=titles, row_labels=row_labels,
+                                 width=max(8.0, 2.8 * len(tracks)), row_height=2.4, dpi=100, title_size=titles_fontsize)
+    fig.savefig(path, dpi=fig.dpi)
 
 
 # ----------------------------------------------------------------------------- reconstruction chains

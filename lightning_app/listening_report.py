@@ -37,8 +37,8 @@ from urllib.parse import quote
 
 import numpy as np
 import soundfile as sf
-from scipy.signal.windows import blackmanharris
 
+from lightning_app import spectrograms
 from lightning_app.data import audio_io
 from lightning_app.metrics import dnsmos as D
 from lightning_app.metrics import reference_free as RF
@@ -59,9 +59,7 @@ FADE_S = 0.01
 DNSMOS_WINDOWS = 3
 BLOCK_S = 60.0
 SILENT_DBFS = -100.0  # an input whose RMS is below this has nothing to listen to
-RANGE_DB = 90.0  # each excerpt's colour scale: its loudest bin (rounded up to 5 dB) down 90 dB
-F_MIN = 30.0
-ROWS = 320  # log-frequency rows of a spectrogram
+RANGE_DB = spectrograms.RANGE_DB  # each excerpt's colour scale: its loudest band (rounded up to 5 dB) down to this
 TRACKS = ("before", "after", "removed")
 INFO_COLUMNS = ("index", "label", "input", "restored", "residual", "content", "status", "reason", "sample_rate",
                 "channels", "seconds", "measured_seconds", "loud_start_s", "quiet_start_s", "seconds_to_report")
@@ -213,73 +211,15 @@ def dnsmos_figures(before: np.ndarray, after: np.ndarray, rate: int, content: st
     return out, None
 
 
-def _stft_power(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
-    """(bins, frames) power averaged over channels, scaled so a full-scale sine's peak bin reads 0 dB."""
-    if len(x) < n_fft:
-        x = np.pad(x, ((0, n_fft - len(x)), (0, 0)))
-    window = blackmanharris(n_fft, sym=False).astype(np.float32)  # sidelobes -92 dB: no leakage within the 90 dB scale
-    power = 0.0
-    for c in range(x.shape[1]):
-        frames = np.lib.stride_tricks.sliding_window_view(x[:, c], n_fft)[::hop]
-        power = power + np.abs(np.fft.rfft(frames * window, axis=1).astype(np.complex128)) ** 2
-    return (power / x.shape[1] * (2.0 / window.sum()) ** 2).T
-
-
-def log_rows(power: np.ndarray, rate: int, n_fft: int, rows: int = ROWS) -> tuple[np.ndarray, np.ndarray]:
-    """Power on ``rows`` log-spaced bands from F_MIN to Nyquist (each band the mean of the bins it covers,
-    fractional bins included), and the band edges in Hz."""
-    edges = np.geomspace(F_MIN, rate / 2, rows + 1)
-    position = edges / (rate / n_fft) + 0.5  # bin k covers [k - 0.5, k + 0.5) in bin units
-    # float64: the band powers are differences of this running sum, and a tone's power in it would swamp
-    # a quiet band's in float32 (-80 dB below a tone is under float32's 1e-7)
-    cumulative = np.vstack([np.zeros((1, power.shape[1])), np.cumsum(power, axis=0, dtype=np.float64)])
-    low = np.clip(np.floor(position).astype(int), 0, cumulative.shape[0] - 2)
-    w = np.clip(position - low, 0.0, 1.0)[:, None]
-    at = cumulative[low] * (1 - w) + cumulative[low + 1] * w  # the cumulative power, linear within a bin
-    return np.diff(at, axis=0) / np.diff(position)[:, None], edges
-
-
 def spectrogram_png(tracks: dict[str, np.ndarray], titles: dict[str, str], rate: int, start_s: float,
                     path: Path) -> dict[str, object]:
     """The tracks' spectrograms side by side on one colour scale; {"vmin", "vmax", "clim": {track: (lo, hi)},
     "width", "height"}."""
-    from matplotlib.figure import Figure
-
-    n_fft = 1 << int(round(math.log2(0.093 * rate)))  # 93 ms (4096 at 44.1/48 kHz): low harmonics resolved
-    hop = n_fft // 8  # the Blackman-Harris window's effective length is about a third: clicks stay thin
-    levels = {}
-    for name, x in tracks.items():
-        power, edges = log_rows(_stft_power(x, n_fft, hop), rate, n_fft)
-        levels[name] = 10 * np.log10(np.maximum(power, 1e-16))
-    vmax = 5.0 * math.ceil(max(float(v.max()) for v in levels.values()) / 5.0)
-    vmin = vmax - RANGE_DB
-    seconds = max(len(x) for x in tracks.values()) / rate
-    dpi = 90
-    fig = Figure(figsize=(14, 3.4), dpi=dpi)  # fixed axes: a layout engine would cost more than the drawing
-    left, right, bottom, top, gap = 0.055, 0.925, 0.15, 0.9, 0.03
-    width = (right - left - gap * (len(tracks) - 1)) / len(tracks)
-    axes = [fig.add_axes((left + i * (width + gap), bottom, width, top - bottom)) for i in range(len(tracks))]
-    images = {}
-    for ax, (name, db) in zip(axes, levels.items(), strict=True):
-        images[name] = ax.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=vmin, vmax=vmax,
-                                 interpolation="nearest",
-                                 extent=(0.0, seconds, math.log10(edges[0]), math.log10(edges[-1])))
-        ax.set_title(titles[name], fontsize=10)
-        ax.set_xlabel(f"seconds from {_clock(start_s)}", fontsize=9)
-        ax.tick_params(labelsize=8)
-    ticks = [t for t in (50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000) if F_MIN <= t <= rate / 2]
-    axes[0].set_yticks([math.log10(t) for t in ticks], [f"{t // 1000}k" if t >= 1000 else str(t) for t in ticks])
-    axes[0].set_ylabel("frequency (Hz, log)", fontsize=9)
-    for ax in axes[1:]:
-        ax.set_yticks(axes[0].get_yticks(), [])
-    bar = fig.colorbar(images[next(iter(images))], cax=fig.add_axes((right + 0.008, bottom, 0.01, top - bottom)))
-    bar.set_label("dB (full-scale sine = 0)", fontsize=9)
-    bar.ax.tick_params(labelsize=8)
+    fig, (scale,) = spectrograms.figure([tracks], rate, titles=titles, xlabel=f"seconds from {_clock(start_s)}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    width, height = (round(v) for v in fig.get_size_inches() * dpi)
-    return {"vmin": vmin, "vmax": vmax, "clim": {k: tuple(map(float, im.get_clim())) for k, im in images.items()},
-            "width": width, "height": height}
+    fig.savefig(path, dpi=fig.dpi)
+    width, height = (round(v) for v in fig.get_size_inches() * fig.dpi)
+    return {**scale, "width": width, "height": height}
 
 
 def _clock(seconds: float) -> str:

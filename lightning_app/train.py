@@ -28,10 +28,19 @@ from lightning.pytorch.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, OmegaConf
 
 from lightning_app import config as C
-from lightning_app.callbacks import AudioExamples, OverSuppressionAlarm, PerceptualQuality, RNGState, WaveformQuality
+from lightning_app import dashboard
+from lightning_app.callbacks import (
+    AudioExamples,
+    EpochSummary,
+    OverSuppressionAlarm,
+    PerceptualQuality,
+    RNGState,
+    WaveformQuality,
+)
 from lightning_app.checkpoints import CheckpointError, describe_mismatch, read_checkpoint
+from lightning_app.console import quiet_third_party, tensorboard_hint
 from lightning_app.data.datamodule import DenoiseDataModule
-from lightning_app.metrics.quality import PERCEPTUAL_METRICS, WAVEFORM_METRICS, metric_contents
+from lightning_app.metrics.quality import metric_contents
 from lightning_app.systems import DenoiseSystem, system_class
 
 log = logging.getLogger("lightning_app.train")
@@ -193,6 +202,7 @@ def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[L.Callback]:
                           workers=m.perceptual_workers, contents=contents, visqol_clips=m.visqol_clips),
         # after WaveformQuality: it reads its result
         OverSuppressionAlarm(threshold=m.retention_alarm, contents=contents),
+        EpochSummary(contents=contents),
         AudioExamples(cfg.data.sample_rate, every_n_epochs=cfg.media.every_n_epochs, clips=cfg.media.clips),
         ModelCheckpoint(dirpath=run_dir / "checkpoints", filename=Path(BEST).stem, monitor=cfg.checkpoint.monitor,
                         mode=cfg.checkpoint.mode, save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False),
@@ -217,24 +227,6 @@ def build_trainer(cfg: DictConfig, run_dir: Path, logger: TensorBoardLogger, cal
                      plugins=plugins, use_distributed_sampler=False)  # our samplers shard by rank themselves
 
 
-def log_hparams(logger: TensorBoardLogger, cfg: DictConfig) -> None:
-    """Hyper-parameters for TensorBoard's HParams view, linked to the real metric curves.
-
-    Only the metric *names* are declared here; TensorBoard shows each one's latest logged
-    value, so nothing is written as a placeholder score.
-    """
-    from torch.utils.tensorboard.summary import hparams
-
-    flat = {k: ("null" if v is None else v) for k, v in C.flatten(C.to_container(cfg)).items()}
-    tags = [f"val/{n}" for n in (*WAVEFORM_METRICS, *PERCEPTUAL_METRICS)] + ["val/loss", "val/si_sdr_best"]
-    contents = metric_contents(cfg.data.mode, cfg.data.clean.mix)
-    tags += [f"val/{n}/{c}" for c in contents for n in ("si_sdr_i", "amplitude_retention", "visqol")]
-    exp, ssi, sei = hparams(flat, {t: 0.0 for t in tags})
-    writer = logger.experiment._get_file_writer()
-    for summary in (exp, ssi, sei):
-        writer.add_summary(summary)
-
-
 def finished_result(run_dir: Path, checkpoint: Path, cfg: DictConfig) -> dict | None:
     """The saved result of a run whose checkpoint already holds every epoch, else None.
 
@@ -254,13 +246,14 @@ def finished_result(run_dir: Path, checkpoint: Path, cfg: DictConfig) -> dict | 
 
 def final_metrics(trainer: L.Trainer) -> dict[str, float]:
     return {k: float(v) for k, v in trainer.callback_metrics.items()
-            if k.startswith("val/") and torch.is_tensor(v) and v.numel() == 1}
+            if k.startswith(("val/", "val_status/")) and torch.is_tensor(v) and v.numel() == 1}
 
 
 # ----------------------------------------------------------------------------- main
 def train(cfg: DictConfig, resume: str | None = None, ckpt_path: Path | None = None,
           extra_callbacks: list[L.Callback] = ()) -> dict:
     """Fit one experiment; returns {'run_dir', 'best', 'last', 'metrics'}."""
+    quiet_third_party()
     if resume:
         run_dir, ckpt_path = resolve_resume(resume, cfg)
         finished = finished_result(run_dir, ckpt_path, cfg)
@@ -284,8 +277,9 @@ def train(cfg: DictConfig, resume: str | None = None, ckpt_path: Path | None = N
     trainer = build_trainer(cfg, run_dir, logger, callbacks)
     if trainer.is_global_zero:
         C.save(cfg, run_dir / "config.yaml")
+        # HParams and the custom-scalars layout: what TensorBoard shows first (a resumed run has them already)
         if ckpt_path is None:
-            log_hparams(logger, cfg)
+            dashboard.write(logger.experiment, cfg)
     trainer.fit(system, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
 
     ckpt_dir = run_dir / "checkpoints"
@@ -310,13 +304,15 @@ def print_summary(result: dict, cfg: DictConfig) -> None:
     print(f"  PESQ {fmt('val/pesq')} (input {fmt('val/pesq_input')})   STOI {fmt('val/stoi')} (input {fmt('val/stoi_input')})"
           f"   (speech clips)")
     print(f"  ViSQOL {fmt('val/visqol')} (input {fmt('val/visqol_input')}; level-blind)")
-    print(f"  amplitude retention {fmt('val/amplitude_retention')}   speech removed {fmt('val/speech_removed')}")
+    alarm = m.get("val_status/muting_alarm")
+    print(f"  amplitude retention {fmt('val/amplitude_retention')}   speech removed {fmt('val/speech_removed')}"
+          f"{'   MUTING ALARM (retention below metrics.retention_alarm)' if alarm else ''}")
     # Per content: the overall mean can hide a model that keeps speech and mutes music.
     for content in sorted({k.rsplit("/", 1)[1] for k in m if k.startswith("val/si_sdr_i/")}):
         print(f"  {content}: SI-SDR gain {fmt(f'val/si_sdr_i/{content}', ' dB')}   retention "
               f"{fmt(f'val/amplitude_retention/{content}')}   ViSQOL {fmt(f'val/visqol/{content}')}")
     print(f"  best checkpoint: {result['best']}")
-    print(f"  TensorBoard: make tensorboard  (or tensorboard --logdir {Path(result['run_dir']).parent})")
+    print(f"  TensorBoard: {tensorboard_hint(Path(cfg.run.root))}")
 
 
 def check_schedule_unchanged(saved: DictConfig, new: DictConfig) -> None:

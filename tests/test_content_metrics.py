@@ -78,9 +78,9 @@ def test_per_content_waveform_metrics_equal_the_means_over_each_content():
         members = torch.tensor([c == content for c in contents])
         assert log[f"val/si_sdr_i/{content}"] == pytest.approx(float(si_sdr_i[members].mean()), abs=1e-3)
         assert log[f"val/amplitude_retention/{content}"] == pytest.approx(float(retention[members].mean()), rel=1e-4)
-        assert log[f"val/clips/{content}"] == members.sum()
+        assert log[f"val_status/clips/{content}"] == members.sum()
     assert log["val/si_sdr_i"] == pytest.approx(float(si_sdr_i.mean()), abs=1e-3)  # overall name unchanged
-    assert log["val/clips"] == 5
+    assert log["val_status/clips"] == 5
     assert not any(k.endswith("/bells") for k in log), "a content with no clips is not logged"
     assert math.isfinite(log["val/lsd/music"]) and log["val/lsd_i"] > 0  # the output is closer to clean than the input
 
@@ -100,11 +100,12 @@ def test_the_muting_alarm_names_the_muted_content_only():
                "val/amplitude_retention/music": 0.12}
     with pytest.warns(UserWarning, match=r"OVER-SUPPRESSION of music: .*music 0\.12"):
         alarm.on_validation_epoch_end(trainer(**metrics), module)
-    assert module.logged == {"val/muting_alarm": 1.0, "val/muting_alarm/speech": 0.0, "val/muting_alarm/music": 1.0}
+    assert module.logged == {"val_status/muting_alarm": 1.0, "val_status/muting_alarm/speech": 0.0,
+                             "val_status/muting_alarm/music": 1.0}
 
     fine = Recorder()
     alarm.on_validation_epoch_end(trainer(**{**metrics, "val/amplitude_retention/music": 0.9}), fine)
-    assert fine.logged["val/muting_alarm"] == 0.0 and alarm.alarms == 1
+    assert fine.logged["val_status/muting_alarm"] == 0.0 and alarm.alarms == 1
 
 
 def validate_once(callback, module, outputs, batch):
@@ -124,14 +125,15 @@ def test_pesq_and_stoi_score_speech_clips_only_and_visqol_every_content():
     callback.setup(None, module, "validate")
     validate_once(callback, module, outputs, batch)
     log = module.logged
-    assert log["val/speech_clips"] == 2 and log["val/perceptual_clips"] == 3 and log["val/visqol_clips"] == 2
+    assert log["val_status/speech_clips"] == 2 and log["val_status/perceptual_clips"] == 3
+    assert log["val_status/visqol_clips"] == 2
     assert "val/pesq/music" not in log and "val/stoi/music" not in log, "a music clip gets no PESQ/STOI"
     assert log["val/pesq"] == pytest.approx(log["val/pesq/speech"]) and log["val/pesq_i"] > 0
     assert math.isfinite(log["val/stoi/speech"])
     # ViSQOL: clips 0 (speech) and 1 (music), not clip 2.
     assert 1.0 <= log["val/visqol/music"] <= 5.0 and 1.0 <= log["val/visqol/speech"] <= 5.0
     assert log["val/visqol"] == pytest.approx((log["val/visqol/music"] + log["val/visqol/speech"]) / 2)
-    assert log["val/visqol_failures"] == 0 and log["val/pesq_failures"] == 0
+    assert log["val_status/visqol_failures"] == 0 and log["val_status/pesq_failures"] == 0
 
 
 def test_unlabelled_clips_keep_the_old_behaviour_and_a_missing_visqol_is_said_once(monkeypatch):
@@ -144,7 +146,7 @@ def test_unlabelled_clips_keep_the_old_behaviour_and_a_missing_visqol_is_said_on
     with pytest.warns(UserWarning, match=r"ViSQOL skipped: .*pip install -c constraints.txt -e '\.\[visqol\]'"):
         callback.setup(None, module, "validate")
     validate_once(callback, module, outputs, batch)
-    assert math.isfinite(module.logged["val/pesq"]) and module.logged["val/speech_clips"] == 1
+    assert math.isfinite(module.logged["val/pesq"]) and module.logged["val_status/speech_clips"] == 1
     assert not any(k.startswith("val/visqol") for k in module.logged), "ViSQOL off: not logged as NaN or failures"
 
 

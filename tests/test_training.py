@@ -1,6 +1,7 @@
 """End-to-end tiny runs through the real entry point: files, TensorBoard content, resume, alarm."""
 
 import json
+import re
 from pathlib import Path
 
 import lightning as L
@@ -9,6 +10,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lightning_app import train as train_mod
+from lightning_app.callbacks.quality import STATUS
 from lightning_app.train import train
 from tests.conftest import smoke_config
 
@@ -27,16 +29,27 @@ def test_run_writes_config_events_checkpoints_and_every_quality_metric(trained_r
 
     tags = _events(run_dir).Tags()
     for name in ("si_sdr", "si_sdr_input", "si_sdr_i", "snr_i", "pesq", "pesq_i", "stoi", "stoi_i",
-                 "amplitude_retention", "speech_removed", "spectral_correlation", "muting_alarm", "loss"):
+                 "amplitude_retention", "speech_removed", "spectral_correlation", "loss", "loss_mrstft"):
         assert f"val/{name}" in tags["scalars"], name
-    assert "train/loss_step" in tags["scalars"] and "train/mrstft_epoch" in tags["scalars"]
-    assert {"audio_0/noisy", "audio_0/clean", "audio_0/denoised"} <= set(tags["audio"])
-    assert {"spectrogram_0/noisy", "spectrogram_0/denoised"} <= set(tags["images"])
+    # training terms under validation's names (one chart each in the layout), steps apart
+    assert {"train/loss", "train/loss_mrstft", "train_step/loss", "train_step/loss_snr"} <= set(tags["scalars"])
+    assert not [t for t in tags["scalars"] if t.endswith(("_step", "_epoch"))], "Lightning's suffixes are gone"
+    # bookkeeping apart from quality, so val/ holds what a listener hears
+    assert {"val_status/muting_alarm", "val_status/clips", "val_status/si_sdr_best"} <= set(tags["scalars"])
+    assert not {t for t in tags["scalars"] if t.startswith("val/") and t.split("/")[1] in STATUS}
+    # every example: one group named by its content, noise and input SNR; players noisy -> denoised -> clean
+    groups = {t.rsplit("/", 1)[0] for t in tags["audio"]}
+    assert any(re.fullmatch(r"clip_0 · speech · [a-z_+]+ · input SNR -?\d+\.\d dB", g) for g in groups), groups
+    group = sorted(groups)[0]
+    assert sorted(t for t in tags["audio"] if t.startswith(group + "/")) == [
+        f"{group}/1 noisy", f"{group}/2 denoised", f"{group}/3 clean"]
+    assert f"{group}/spectrograms" in tags["images"]
     assert "_hparams_/session_start_info" in _events(run_dir).PluginTagToContent("hparams")
+    assert "custom_scalars__config__" in tags["tensors"] or _events(run_dir).PluginTagToContent("custom_scalars")
 
     metrics = trained_run["metrics"]
     assert metrics["val/si_sdr_i"] == pytest.approx(metrics["val/si_sdr"] - metrics["val/si_sdr_input"], abs=1e-6)
-    assert metrics["val/clips"] == 4 and metrics["val/silent_clips"] == 0
+    assert metrics["val_status/clips"] == 4 and metrics["val_status/silent_clips"] == 0
 
 
 def test_checkpoint_loads_with_weights_only(trained_run):
@@ -110,12 +123,16 @@ def test_resume_without_a_run_says_what_to_do(tmp_path):
         train(smoke_config(tmp_path), resume="latest")
 
 
-def test_a_muting_model_raises_the_over_suppression_alarm(tmp_path):
+def test_a_muting_model_raises_the_over_suppression_alarm(tmp_path, capsys):
     cfg = smoke_config(tmp_path, "trainer.max_epochs=1", "model.mask_max=0.05", "optim.lr=1e-7")
     with pytest.warns(UserWarning, match="OVER-SUPPRESSION"):
         result = train(cfg)
     assert result["metrics"]["val/amplitude_retention"] < 0.1
-    assert result["metrics"]["val/muting_alarm"] == 1.0
+    assert result["metrics"]["val_status/muting_alarm"] == 1.0
+    out = capsys.readouterr().out
+    epoch_lines = [line for line in out.splitlines() if line.startswith("epoch 1/1 · SI-SDR")]
+    assert len(epoch_lines) == 1 and "MUTING (speech)" in epoch_lines[0], out
+    assert "MUTING ALARM" in out and "TensorBoard: make tensorboard RUNS=" in out
 
 
 def test_train_cli_rejects_unknown_keys_before_doing_anything(tmp_path, capsys):

@@ -1,27 +1,37 @@
-"""TensorBoard audio and spectrogram images of a few fixed validation clips (rank 0 only)."""
+"""TensorBoard audio and spectrograms of a few fixed validation clips (rank 0 only).
+
+Each clip is one group, named with what it holds (``clip_0 · music · crackle+hum · input SNR 4.3 dB``), so
+the noise that was added is read next to what the model did: players in a fixed order (noisy, denoised,
+clean) and one picture of the three spectrograms on one dB scale, with axes and a colour bar. Variants
+may add tracks of their own (Noise2Noise: what each cross path got wrong), drawn as a second row.
+"""
 
 from __future__ import annotations
 
 import lightning as L
-import numpy as np
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
-from matplotlib import colormaps
+
+from lightning_app import spectrograms
+
+#: the players' order; TensorBoard sorts a group's tags, hence the numbers
+TRACKS = ("noisy", "denoised", "clean")
 
 
-def spectrogram_image(wave: torch.Tensor, n_fft: int = 512, hop: int = 128, floor_db: float = -80.0) -> np.ndarray:
-    """Log-magnitude spectrogram as an RGB uint8 image (H=frequency, low at the bottom, W=time)."""
-    wave = wave.detach().float().reshape(-1).cpu()
-    spec = torch.stft(wave, n_fft, hop, window=torch.hann_window(n_fft), return_complex=True).abs()
-    db = 20 * torch.log10(spec.clamp_min(1e-8))
-    db = (db - db.max()).clamp_min(floor_db) / -floor_db + 1.0  # 0..1
-    rgb = colormaps["magma"](db.flip(0).numpy())[..., :3]
-    return (rgb * 255).astype(np.uint8)
+def clip_label(batch: dict, row: int, clip: int) -> str:
+    """What a validation clip holds: its number, content, noise and input SNR (what the batch says of it)."""
+    parts = [f"clip_{clip}"]
+    for key in ("content", "noise_type"):
+        value = batch.get(key)
+        if value is not None and value[row] not in (None, ""):
+            parts.append(str(value[row]))
+    if "snr_db" in batch:
+        parts.append(f"input SNR {float(batch['snr_db'][row]):.1f} dB")
+    return " · ".join(parts)
 
 
-def error_image(estimate: torch.Tensor, target: torch.Tensor, **kw) -> np.ndarray:
-    """|estimate - target| as a spectrogram: structure in it means a systematic error."""
-    return spectrogram_image(estimate.float() - target.float(), **kw)
+def _wave(tensor: torch.Tensor, row: int):
+    return tensor[row].detach().float().reshape(-1).cpu().numpy()
 
 
 class AudioExamples(L.Callback):
@@ -47,16 +57,20 @@ class AudioExamples(L.Callback):
         if min(index) >= self.clips:
             return
         step = trainer.global_step
-        tracks = {"noisy": batch["noisy"], "clean": batch["clean"], "denoised": outputs["estimate"]}
-        # Variants may add their own diagnostic images (Noise2Noise: cross_abs_a/b).
+        tracks = {"noisy": batch["noisy"], "denoised": outputs["estimate"], "clean": batch["clean"]}
+        # Variants may add diagnostic tracks (Noise2Noise: |cross output - its target|), one row below.
         extra = pl_module.media(batch) if hasattr(pl_module, "media") else {}
         for row, clip in enumerate(index):
             if clip >= self.clips:
                 continue
-            for name, wave in tracks.items():
-                audio = wave[row].detach().float().reshape(-1).cpu()
-                peak = float(audio.abs().max())
-                writer.add_audio(f"audio_{clip}/{name}", (audio / max(peak, 1.0)).unsqueeze(0), step, self.sample_rate)
-                writer.add_image(f"spectrogram_{clip}/{name}", spectrogram_image(audio), step, dataformats="HWC")
-            for name, image in extra.items():
-                writer.add_image(f"{name}_{clip}", image[row], step, dataformats="HWC")
+            group = clip_label(batch, row, clip)
+            waves = {name: _wave(tracks[name], row) for name in TRACKS}
+            for number, (name, audio) in enumerate(waves.items(), start=1):
+                peak = float(abs(audio).max(initial=0.0))
+                writer.add_audio(f"{group}/{number} {name}", torch.from_numpy(audio / max(peak, 1.0)).unsqueeze(0),
+                                 step, self.sample_rate)
+            examples = [waves] + ([{name: _wave(t, row) for name, t in extra.items()}] if extra else [])
+            fig, _ = spectrograms.figure(examples, self.sample_rate, width=12, row_height=3.0, dpi=80,
+                                         row_labels=["noisy → denoised → clean", "diagnostics"][: len(examples)],
+                                         title=f"{group}   (epoch {trainer.current_epoch}, step {step})")
+            writer.add_image(f"{group}/spectrograms", spectrograms.rgb(fig), step, dataformats="HWC")

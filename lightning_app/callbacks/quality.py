@@ -29,9 +29,19 @@ def _prefix(trainer: L.Trainer) -> str:
     return "test" if trainer.state.fn == "test" else "val"
 
 
+#: bookkeeping, logged under ``<prefix>_status/`` so that TensorBoard's ``val/`` group holds only quality
+STATUS = ("clips", "silent_clips", "perceptual_clips", "speech_clips", "visqol_clips", "pesq_failures",
+          "stoi_failures", "visqol_failures", "muting_alarm", "si_sdr_best")
+
+
+def metric_tag(prefix: str, name: str) -> str:
+    """``val/si_sdr_i/music`` for a quality value, ``val_status/clips/music`` for bookkeeping."""
+    return f"{prefix}_status/{name}" if name.split("/")[0] in STATUS else f"{prefix}/{name}"
+
+
 def _log(pl_module, prefix: str, values: dict[str, float]) -> None:
     """Overall values as they are; per-content ones (``metric/content``) only when finite."""
-    pl_module.log_dict({f"{prefix}/{k}": v for k, v in values.items() if "/" not in k or math.isfinite(v)},
+    pl_module.log_dict({metric_tag(prefix, k): v for k, v in values.items() if "/" not in k or math.isfinite(v)},
                        sync_dist=False)
 
 
@@ -65,7 +75,7 @@ class WaveformQuality(L.Callback):
         _log(pl_module, prefix, values)
         if prefix == "val" and not trainer.sanity_checking and math.isfinite(values["si_sdr"]):
             self.best_si_sdr = max(self.best_si_sdr, values["si_sdr"])
-            pl_module.log("val/si_sdr_best", self.best_si_sdr)
+            pl_module.log(metric_tag("val", "si_sdr_best"), self.best_si_sdr)
         self.last = values
 
     def on_validation_epoch_end(self, trainer, pl_module):
@@ -205,8 +215,8 @@ class PerceptualQuality(L.Callback):
 
 
 class OverSuppressionAlarm(L.Callback):
-    """Warns, and logs ``val/muting_alarm`` = 1, when amplitude retention falls below a threshold,
-    overall or for any one content (``val/muting_alarm/<content>`` says which).
+    """Warns, and logs ``val_status/muting_alarm`` = 1, when amplitude retention falls below a threshold,
+    overall or for any one content (``val_status/muting_alarm/<content>`` says which).
 
     The research's supervised U-Net reached a low loss while keeping ~10 % of the signal:
     this is the check that would have caught it on the first validation. Speech enhancers
@@ -233,9 +243,9 @@ class OverSuppressionAlarm(L.Callback):
             return
         muted = [c for c, v in per_content.items() if v < self.threshold]
         muting = bool(muted) or (overall is not None and overall < self.threshold)
-        pl_module.log("val/muting_alarm", float(muting))
+        pl_module.log(metric_tag("val", "muting_alarm"), float(muting))
         for content, value in per_content.items():
-            pl_module.log(f"val/muting_alarm/{content}", float(value < self.threshold))
+            pl_module.log(metric_tag("val", f"muting_alarm/{content}"), float(value < self.threshold))
         if muting:
             self.alarms += 1
             which = f" of {' and '.join(muted)}" if muted else ""

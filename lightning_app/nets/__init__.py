@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 from torch import nn
 
 from lightning_app.nets.cross_domain import CrossDomainNet
@@ -14,6 +16,11 @@ NETS: dict[str, type[nn.Module]] = {
 
 
 CROSS_DOMAIN_ONLY = ("latent_channels", "cross_domain_strategy", "inference_decoder")
+
+
+def settings_read_by(kind: str) -> list[str]:
+    """The ``model.*`` settings the network of ``kind`` is built from (its constructor's parameters)."""
+    return [name for name in inspect.signature(NETS[kind]).parameters]
 
 
 def build_net(kind: str, **params) -> nn.Module:

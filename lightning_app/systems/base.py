@@ -82,13 +82,17 @@ class DenoiseSystem(L.LightningModule):
         loss = terms["loss"]
         if not self._finite_everywhere(loss):
             self.skipped_batches += 1
-            self.log("train/skipped_batches", float(self.skipped_batches), rank_zero_only=True)
+            self.log("train_status/skipped_batches", float(self.skipped_batches), rank_zero_only=True)
             # A zero loss that still touches every parameter keeps DDP's reducer in step.
             return sum(p.sum() * 0.0 for p in self.parameters())
         batch_size = batch["noisy"].shape[0]
-        self.log_dict({f"train/{k}": v.detach() for k, v in terms.items() if k != "loss"}, on_step=True,
-                      on_epoch=True, batch_size=batch_size)
-        self.log("train/loss", loss.detach(), on_step=True, on_epoch=True, prog_bar=True, batch_size=batch_size)
+        named = {("loss" if k == "loss" else f"loss_{k}"): v.detach() for k, v in terms.items()}
+        # Epoch means under the names validation uses (train/loss_mrstft next to val/loss_mrstft, one chart each
+        # in the custom-scalars layout); every step's values apart, under train_step/.
+        self.log_dict({f"train/{k}": v for k, v in named.items()}, on_step=False, on_epoch=True, batch_size=batch_size)
+        self.log_dict({f"train_step/{k}": v for k, v in named.items()}, on_step=True, on_epoch=False,
+                      batch_size=batch_size)
+        self.log("loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True, logger=False, batch_size=batch_size)
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> dict:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import torch
 
 from lightning_app import losses
-from lightning_app.callbacks.media import error_image
 from lightning_app.metrics.functional import pearson
 from lightning_app.metrics.quality import ClipMeans
 from lightning_app.nets.cross_domain import CrossDomainNet
@@ -76,10 +75,7 @@ class Noise2NoiseSystem(DenoiseSystem):
         self.log_dict({f"val/{k}": v for k, v in values.items()})
 
     @torch.no_grad()
-    def media(self, batch: dict) -> dict[str, list]:
-        """|cross output - its target| spectrograms: noise-like when nothing leaks, structured when it does."""
+    def media(self, batch: dict) -> dict[str, torch.Tensor]:
+        """Cross output minus its target, per path: noise-like when nothing leaks, structured when it does."""
         paths = self.net.paths(batch["noisy"], batch["noisy_b"])
-        return {
-            "cross_abs_a": [error_image(c, t) for c, t in zip(paths["cross_a"], batch["noisy"], strict=True)],
-            "cross_abs_b": [error_image(c, t) for c, t in zip(paths["cross_b"], batch["noisy_b"], strict=True)],
-        }
+        return {"cross_a − x_a": paths["cross_a"] - batch["noisy"], "cross_b − x_b": paths["cross_b"] - batch["noisy_b"]}
