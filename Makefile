@@ -1,19 +1,59 @@
-# c2c-denoise — `make help` lists the targets. Variables: EXP, ARGS, RESUME, TRAINER, DEVICES, NODES,
-# CKPT, CKPTS, DATA, REPORT, CHAINS, AUDIOLDM2, RUN_DIRS, INPUTS, OUT, MIX, LONG_MINUTES, SWEEP, WORKERS, GPUS_PER_NODE, PARTITION, ACCOUNT, TIME, DRY_RUN.
+# c2c-denoise — `make help` lists the targets and every variable (the lines starting `#:` below).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+#: EXP           experiment name: a file of experiments/ (default supervised_unet)
 EXP    ?= supervised_unet
-SWEEP  ?= loss_weights
+#: ARGS          config overrides and extra options, quoted: ARGS="trainer.max_epochs=3 data.snr_db=[10,25]"
 ARGS   ?=
-OUT    ?= restored
-MIX    ?= 1.0
-RUNS   ?= runs
-TB_HOST ?= 127.0.0.1
-TB_PORT ?= 6006
-LONG_MINUTES ?= 120
+#: RESUME        train: 1 continues the latest run; a run directory or .ckpt continues that one
+#: TRAINER       train/submit: a block of configs/trainer/ (cpu, gpu, ddp, multinode)
+#: DEVICES       train: trainer.devices (GPUs per node)
+#: NODES         train/submit: trainer.num_nodes / Slurm nodes
+#: CKPT          denoise/submit-denoise: the checkpoint to restore with (default: the bundled archive model)
+#: CKPTS         evaluate: checkpoints to score, quoted if several
+#: DATA          evaluate/chains: a folder with noisy/ and clean/, or noisy files only (listening report)
+#: REPORT        evaluate/chains: output folder (default evaluation)
 REPORT ?= evaluation
+#: CHAINS        chains: KIND:N_FFT:HOP[:N_MELS] specs to measure
+#: AUDIOLDM2     chains: a local AudioLDM2 model folder (nothing downloads)
+#: RUN_DIRS      notebooks: run directories or globs the notebooks read
+#: INPUTS        denoise/submit-denoise: files, folders, .txt lists; names with spaces in inner quotes: INPUTS="'side a.wav' b/"
+#: OUT           denoise/submit-denoise: output folder (default restored, git-ignored)
+OUT    ?= restored
+#: MIX           denoise: share of the denoised signal, 0..1 (default 1.0)
+MIX    ?= 1.0
+#: LONG_MINUTES  bench: length of the generated long file restored by the CLI (default 120)
+LONG_MINUTES ?= 120
+#: SWEEP         sweep/submit-sweep: a file of configs/sweep/ (default loss_weights)
+SWEEP  ?= loss_weights
+#: WORKERS       submit-sweep/submit-denoise: Slurm array tasks (default 4)
+#: GPUS_PER_NODE submit*: GPUs per node or task (0 for CPU-only)
+#: PARTITION     submit*: Slurm partition
+#: ACCOUNT       submit*: Slurm account
+#: TIME          submit*: Slurm time limit, e.g. 12:00:00
+#: DRY_RUN       submit*: 1 prints the job script(s) and submits nothing
+#: RUNS          tensorboard: the folder of runs (default runs)
+RUNS   ?= runs
+#: TB_HOST       tensorboard: address to listen on (default 127.0.0.1; 0.0.0.0 to reach it from elsewhere)
+TB_HOST ?= 127.0.0.1
+#: TB_PORT       tensorboard: port (default 6006)
+TB_PORT ?= 6006
+#: PYTHON        setup: the Python 3.11 that makes .venv (default python3.11, else python3)
+
+# `make train EXP=x trainer.max_epochs=3` would pass the override to Make, which takes it as a variable and
+# drops it: every command-line variable must be one of those above.
+KNOWN_VARIABLES := $(shell sed -n 's/^\#: \([A-Z_0-9]*\) .*/\1/p' $(firstword $(MAKEFILE_LIST)))
+STRAY := $(filter-out $(KNOWN_VARIABLES),$(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(v))))
+STRAY1 := $(firstword $(STRAY))
+ifneq ($(STRAY1),)
+ifeq ($(STRAY1),$(shell echo '$(STRAY1)' | tr -d '.+a-z'))
+$(error $(STRAY1) is not a variable of this Makefile; they are: $(KNOWN_VARIABLES) (make help says what each does))
+else
+$(error $(STRAY1) looks like a config override: put overrides in ARGS, e.g. make $(or $(MAKECMDGOALS),train) ARGS="$(patsubst +%,%,$(STRAY1))=$($(STRAY1))")
+endif
+endif
 
 TRAIN_FLAGS := $(if $(filter 1 yes true,$(RESUME)),--resume,$(if $(RESUME),--resume-from $(RESUME))) \
                $(if $(TRAINER),--use trainer/$(TRAINER)) \
@@ -22,9 +62,12 @@ TRAIN_FLAGS := $(if $(filter 1 yes true,$(RESUME)),--resume,$(if $(RESUME),--res
 .DEFAULT_GOAL := help
 .PHONY: help setup train submit submit-sweep submit-denoise sweep evaluate chains notebooks denoise tensorboard bench test test-fast lint clean-runs
 
-help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
-	@echo "  experiments: $$(ls experiments | sed 's/\.yaml//' | tr '\n' ' ')"
+help: ## list the targets and variables
+	@echo "targets:"
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-15s %s\n", $$1, $$2}'
+	@echo "variables (make TARGET VAR=value; config overrides go in ARGS=\"key=value ...\"):"
+	@sed -n 's/^#: /  /p' $(MAKEFILE_LIST)
+	@echo "experiments: $$(ls experiments | sed 's/\.yaml//' | tr '\n' ' ')"
 
 setup: $(STAMP) ## create .venv and install the pinned dependencies (idempotent)
 
@@ -48,6 +91,7 @@ submit-sweep: $(STAMP) ## SWEEP over EXP as a Slurm job array of WORKERS (4) wor
 	  $(if $(ACCOUNT),--account $(ACCOUNT)) $(if $(TIME),--time $(TIME)) $(if $(filter 1 yes true,$(DRY_RUN)),--dry-run)
 
 submit-denoise: $(STAMP) ## restore INPUTS (folders, files, .txt lists) into OUT as a Slurm job array of WORKERS (4) tasks [CKPT=] [DRY_RUN=1]
+	$(if $(strip $(INPUTS)),,$(error make submit-denoise needs INPUTS: files, folders or .txt lists, e.g. INPUTS=/archive/transfers))
 	$(PY) -m lightning_app.submit --denoise $(INPUTS) --output-dir $(OUT) --workers $(or $(WORKERS),4) $(if $(CKPT),--checkpoint $(CKPT)) \
 	  $(if $(GPUS_PER_NODE),--gpus-per-node $(GPUS_PER_NODE)) $(if $(PARTITION),--partition $(PARTITION)) \
 	  $(if $(ACCOUNT),--account $(ACCOUNT)) $(if $(TIME),--time $(TIME)) $(if $(filter 1 yes true,$(DRY_RUN)),--dry-run) \
@@ -69,6 +113,7 @@ notebooks: $(STAMP) ## open notebooks/ in JupyterLab (installs the [notebooks] e
 	C2C_RUNS="$(RUN_DIRS)" $(VENV)/bin/jupyter-lab notebooks/ $(ARGS)
 
 denoise: $(STAMP) ## restore files: INPUTS="a.wav dir/" [CKPT=... (default: the bundled model)] [OUT=restored] [MIX=1.0]
+	$(if $(strip $(INPUTS)),,$(error make denoise needs INPUTS: files, folders or .txt lists, e.g. INPUTS="old_78rpm.wav transfers/"))
 	$(PY) -m lightning_app.denoise $(INPUTS) $(if $(CKPT),--checkpoint $(CKPT)) --output-dir $(OUT) --mix $(MIX) $(ARGS)
 
 tensorboard: $(STAMP) ## TensorBoard over every run in runs/ (TB_HOST=0.0.0.0 to reach it from elsewhere)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from lightning_app import resources
 from lightning_app.config import CHOICES
 from lightning_app.nets import build_net
 
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 SYSTEM_KINDS = CHOICES["system.kind"]
 
 #: the archive model that ships with the suite (models/README.md is its card)
-BUNDLED_MODEL = Path(__file__).resolve().parent.parent / "models" / "archive_fullband.ckpt"
+BUNDLED_MODEL = resources.folder("models") / "archive_fullband.ckpt"
 
 #: what Lightning needs to continue a run, beyond the weights
 TRAINING_STATE = ("epoch", "global_step", "optimizer_states", "loops")

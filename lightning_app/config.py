@@ -14,9 +14,11 @@ from pathlib import Path
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-CONFIG_DIR = PROJECT_ROOT / "configs"
-EXPERIMENT_DIR = PROJECT_ROOT / "experiments"
+from lightning_app import resources
+
+PROJECT_ROOT = resources.SOURCE_TREE
+CONFIG_DIR = resources.folder("configs")
+EXPERIMENT_DIR = resources.folder("experiments")
 
 
 class ConfigError(ValueError):
@@ -81,6 +83,43 @@ def load_block(name: str, config_dir: Path = CONFIG_DIR) -> DictConfig:
     return _load_yaml(path, "building block")
 
 
+def foreign_form(argv: list[str]) -> str | None:
+    """One line answering the forms people bring from LightningCLI and Hydra, with the form that works here."""
+    for i, arg in enumerate(argv):
+        option = arg.split("=", 1)[0]
+        if arg.startswith("--") and "." in option:
+            value = arg.split("=", 1)[1] if "=" in arg else (argv[i + 1] if i + 1 < len(argv) else "VALUE")
+            return f"{arg}: LightningCLI's form; here overrides are key=value without dashes: {option[2:]}={value}"
+        if option in ("--config", "-c"):
+            return (f"{arg}: LightningCLI's form; give the experiment (a name from experiments/ or a YAML file) "
+                    f"as the first argument: python -m lightning_app.train my_experiment.yaml")
+        if arg.startswith("+") and "=" in arg:
+            return (f"{arg}: Hydra's form; every key already exists in configs/defaults.yaml, so no '+': "
+                    f"{arg.lstrip('+')}")
+        if arg.startswith("~"):
+            return f"{arg}: Hydra's deletion; keys cannot be removed here, set a value instead: {arg[1:].split('=')[0]}=..."
+        if arg in ("-m", "--multirun"):
+            return (f"{arg}: Hydra's multirun; sweeps here are Optuna studies: make sweep EXP=<experiment> "
+                    f"SWEEP=<a file of configs/sweep/> (python -m lightning_app.sweep EXPERIMENT SWEEP)")
+        if option.startswith(("hydra.", "hydra/")):
+            return f"{arg}: Hydra's own settings do not exist here; runs go to run.root (runs/<experiment>/version_N)"
+    return None
+
+
+def experiment_file(experiment: str, experiment_dir: Path = EXPERIMENT_DIR) -> tuple[str, Path]:
+    """(name, path) of an experiment given by name (experiments/NAME.yaml) or as a YAML file of its own."""
+    given = Path(experiment)
+    if given.suffix in (".yaml", ".yml"):
+        if not given.is_file():
+            raise ConfigError(f"experiment file not found: {given}")
+        return given.stem, given
+    path = experiment_dir / f"{experiment}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"unknown experiment '{experiment}' (no {path}); "
+                          f"available: {', '.join(available_experiments(experiment_dir))}, or a YAML file of your own")
+    return experiment, path
+
+
 def _parse_overrides(overrides: Iterable[str]) -> DictConfig:
     overrides = list(overrides)
     for item in overrides:
@@ -104,10 +143,7 @@ def compose(experiment: str, overrides: Iterable[str] = (), blocks: Iterable[str
     cfg = _load_yaml(config_dir / "defaults.yaml", "defaults")
     OmegaConf.set_struct(cfg, True)
 
-    exp_path = experiment_dir / f"{experiment}.yaml"
-    if not exp_path.is_file():
-        raise ConfigError(f"unknown experiment '{experiment}' (no {exp_path}); "
-                          f"available: {', '.join(available_experiments(experiment_dir))}")
+    experiment, exp_path = experiment_file(experiment, experiment_dir)
     exp_cfg = _load_yaml(exp_path, "experiment")
 
     exp_blocks = list(exp_cfg.pop("use", []) or [])

@@ -376,11 +376,26 @@ class Restorer:
 
 
 # ----------------------------------------------------------------------------- files
+def expand_input_lists(inputs: list[str]) -> list[str]:
+    """A .txt input is a list of audio files or folders, one per line (relative to the list's folder;
+    blank lines and lines starting with # are skipped): the way to give names with spaces, or thousands."""
+    expanded = []
+    for item in inputs:
+        if Path(item).suffix.lower() == ".txt" and Path(item).is_file():
+            base = Path(item).parent
+            lines = (line.strip() for line in Path(item).read_text().splitlines())
+            expanded += [str(base / line) for line in lines if line and not line.startswith("#")]
+        else:
+            expanded.append(item)
+    return expanded
+
+
 def plan_outputs(inputs: list[str], output_dir: Path) -> list[tuple[Path, Path]]:
-    """(input, output) pairs. Folders keep their layout under output_dir; files go to its top."""
+    """(input, output) pairs of files, folders and .txt lists of them. Folders keep their layout under
+    output_dir; files go to its top."""
     pairs: list[tuple[Path, Path]] = []
     seen: set[Path] = set()
-    for item in inputs:
+    for item in expand_input_lists(inputs):
         path = Path(item)
         if path.is_dir():
             files = audio_io.find_audio_files(path)

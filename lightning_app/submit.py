@@ -49,7 +49,7 @@ from lightning_app.restore import (
 )
 from lightning_app.train import experiment_dir, next_version
 
-CLUSTER = C.PROJECT_ROOT / "configs" / "cluster" / "slurm.yaml"
+CLUSTER = C.CONFIG_DIR / "cluster" / "slurm.yaml"
 
 
 def _site_and_preamble(cluster: DictConfig, gpus: int, rendered_by: str) -> list[str]:
@@ -233,19 +233,6 @@ def render_denoise(cluster: DictConfig, job_dir: Path, output_dir: Path, tasks: 
     return "\n".join(array), "\n".join(merge)
 
 
-def expand_input_lists(inputs: list[str]) -> list[str]:
-    """A .txt input is a list of audio files or folders, one per line (relative to the list's folder)."""
-    expanded = []
-    for item in inputs:
-        if Path(item).suffix.lower() == ".txt" and Path(item).is_file():
-            base = Path(item).parent
-            lines = (line.strip() for line in Path(item).read_text().splitlines())
-            expanded += [str(base / line) for line in lines if line and not line.startswith("#")]
-        else:
-            expanded.append(item)
-    return expanded
-
-
 def merged_summary_path(job_dir: Path) -> Path:
     return job_dir.parent.parent / f"restore-summary-{job_dir.name}.csv"
 
@@ -282,7 +269,7 @@ def submit_denoise(inputs: list[str], output_dir: str | Path, workers: int, chec
     output_dir = Path(output_dir).absolute()
     checkpoint = Path(checkpoint).absolute() if checkpoint else bundled_model()
     read_checkpoint(checkpoint)  # a missing or broken model fails here, not in every task
-    pairs = plan_outputs(expand_input_lists(list(inputs)), output_dir)
+    pairs = plan_outputs(list(inputs), output_dir)
     if not pairs:
         raise ValueError(f"no audio files found in {' '.join(inputs)}")
     if clashes := check_plan(pairs, overwrite=True):  # tasks run apart: a shared output must not reach them

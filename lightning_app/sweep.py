@@ -37,7 +37,7 @@ from lightning_app.train import train
 
 log = logging.getLogger("lightning_app.sweep")
 
-SWEEP_DIR = C.PROJECT_ROOT / "configs" / "sweep"
+SWEEP_DIR = C.CONFIG_DIR / "sweep"
 SWEEP_FIELDS = ("objective", "trials", "sampler", "sampler_seed", "pruning", "storage", "overrides", "params")
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
 

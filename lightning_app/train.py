@@ -363,7 +363,8 @@ def print_stage_table(results: list[dict]) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m lightning_app.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("experiment", help=f"one of: {', '.join(C.available_experiments())}")
+    parser.add_argument("experiment", help=f"one of: {', '.join(C.available_experiments())}; or a YAML file of your own "
+                                           "(only what differs from configs/defaults.yaml, like those in experiments/)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. trainer.max_epochs=3")
     parser.add_argument("--use", action="append", default=[], metavar="GROUP/NAME",
                         help="apply a building block from configs/, e.g. trainer/gpu (repeatable)")
@@ -373,6 +374,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--resume-if-exists", action="store_true",
                         help="with run.version=...: resume that run if it has a last.ckpt, else start it (job scripts)")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if hint := C.foreign_form(argv):  # one line, not argparse's usage block
+        print(f"error: {hint}", file=sys.stderr)
+        raise SystemExit(2)
     return parser.parse_intermixed_args(argv)  # options may sit between the overrides
 
 
