@@ -52,11 +52,30 @@ def _suggest(bad_key: str, known: list[str]) -> str:
     return f" Did you mean: {', '.join(close)}?" if close else ""
 
 
+def _moved(key: str, base: DictConfig) -> str | None:
+    """Today's name of a key from before each network and system had its own block: model.n_fft is
+    model.<kind>.n_fft, system.loss.snr is system.supervised.snr."""
+    parts = key.split(".")
+    if len(parts) == 2 and parts[0] == "model":
+        kinds = [k for k in CHOICES["model.kind"] if k in base.model and parts[1] in base.model[k]]
+        kind = base.model.kind if not OmegaConf.is_missing(base.model, "kind") else None
+        if kinds:
+            return f"model.{kind if kind in kinds else kinds[0]}.{_FLAT_MODEL.get(parts[1], parts[1])}"
+        if parts[1] in _FLAT_MODEL and "cross_domain" in base.model:
+            return f"model.cross_domain.{_FLAT_MODEL[parts[1]]}"
+    if parts[:2] == ["system", "loss"]:
+        return f"system.supervised.{parts[2] if len(parts) > 2 else '<term>'} (the supervised loss weights)"
+    return None
+
+
 def _merge(base: DictConfig, overlay, source: str) -> DictConfig:
     try:
         return OmegaConf.merge(base, overlay)
     except ConfigKeyError as exc:
         key = exc.full_key or str(exc.key)
+        if moved := _moved(key, base):
+            raise ConfigError(f"unknown config key '{key}' in {source}: each network's and each system's settings are "
+                              f"under its name now; this one is {moved}") from None
         raise ConfigError(f"unknown config key '{key}' in {source}.{_suggest(key, _all_keys(base))}") from None
     except OmegaConfBaseException as exc:
         raise ConfigError(f"invalid value in {source}: {exc.msg if hasattr(exc, 'msg') else exc}") from None
@@ -149,10 +168,13 @@ def compose(experiment: str, overrides: Iterable[str] = (), blocks: Iterable[str
     exp_blocks = list(exp_cfg.pop("use", []) or [])
     cfg = _apply_blocks(cfg, exp_blocks, config_dir)
     cfg = _merge(cfg, exp_cfg, f"experiment file {exp_path.name}")
-    cfg, launch_blocks = _apply_launch(cfg, overrides, blocks, config_dir)
+    cfg, launch_blocks, cli = _apply_launch(cfg, overrides, blocks, config_dir)
     cfg.experiment = experiment
     cfg.use = [*exp_blocks, *launch_blocks]
     _validate(cfg, _load_yaml(config_dir / "defaults.yaml", "defaults"))
+    if not cfg.stages:
+        check_written_keys(cfg, _dotted_keys(exp_cfg), f"experiment file {exp_path.name}")
+        check_written_keys(cfg, _dotted_keys(cli), "command-line overrides")
     return cfg
 
 
@@ -163,12 +185,12 @@ def _apply_blocks(cfg: DictConfig, names: Iterable[str], config_dir: Path) -> Di
 
 
 def _apply_launch(cfg: DictConfig, overrides: Iterable[str], blocks: Iterable[str],
-                  config_dir: Path) -> tuple[DictConfig, list[str]]:
-    """Blocks given at launch (TRAINER=..., use=[...]) and then key=value overrides."""
+                  config_dir: Path) -> tuple[DictConfig, list[str], DictConfig]:
+    """Blocks given at launch (TRAINER=..., use=[...]) and then key=value overrides; also returns those."""
     cli = _parse_overrides(overrides)
     names = [*blocks, *(cli.pop("use", []) or [])]
     cfg = _apply_blocks(cfg, names, config_dir)
-    return _merge(cfg, cli, "command-line overrides"), names
+    return _merge(cfg, cli, "command-line overrides"), names, cli
 
 
 def compose_saved(saved: Path, overrides: Iterable[str] = (), blocks: Iterable[str] = (),
@@ -177,17 +199,37 @@ def compose_saved(saved: Path, overrides: Iterable[str] = (), blocks: Iterable[s
     cfg = _load_yaml(config_dir / "defaults.yaml", "defaults")
     OmegaConf.set_struct(cfg, True)
     cfg = _merge(cfg, _migrate(_load_yaml(Path(saved), "saved run config")), f"saved config {saved}")
-    cfg, _ = _apply_launch(cfg, overrides, blocks, config_dir)
+    cfg, _, cli = _apply_launch(cfg, overrides, blocks, config_dir)
     _validate(cfg, _load_yaml(config_dir / "defaults.yaml", "defaults"))
+    check_written_keys(cfg, _dotted_keys(cli), "command-line overrides")
     return cfg
 
 
+#: model settings of configs saved before each network had its own block (model.<kind>.*), and their new names
+_FLAT_MODEL = {"n_fft": "n_fft", "hop": "hop", "channels": "channels", "time_strides": "time_strides",
+               "context_dilations": "context_dilations", "mask_max": "mask_max", "compress": "compress",
+               "freq_patch": "freq_patch", "latent_channels": "latent_channels", "cross_domain_strategy": "strategy",
+               "inference_decoder": "inference_decoder"}
+
+
 def _migrate(saved: DictConfig) -> DictConfig:
-    """Configs saved before the clean side became a content mixture kept one speech source in
-    data.clean.{kind, folder, procedural}: move it to data.clean.speech so those runs still resume."""
+    """Configs saved by earlier versions, in today's shape, so those runs still resume:
+    one speech source in data.clean.{kind, folder, procedural} (before the content mixture) moves to
+    data.clean.speech; flat model.* settings move to the block of the run's network (model.<kind>.*);
+    system.loss.* (the supervised weights) becomes system.supervised.*."""
     clean = OmegaConf.select(saved, "data.clean")
     if isinstance(clean, DictConfig) and "kind" in clean:
         clean.speech = {k: clean.pop(k) for k in ("kind", "folder", "procedural") if k in clean}
+    model = OmegaConf.select(saved, "model")
+    if isinstance(model, DictConfig) and any(k in model for k in _FLAT_MODEL):
+        kind = model.get("kind", "spectral_unet")
+        flat = {_FLAT_MODEL[k]: model.pop(k) for k in list(model.keys()) if k in _FLAT_MODEL}
+        if kind != "cross_domain":
+            flat = {k: v for k, v in flat.items() if k not in ("latent_channels", "strategy", "inference_decoder")}
+        model[kind] = flat
+    system = OmegaConf.select(saved, "system")
+    if isinstance(system, DictConfig) and "loss" in system:
+        system.supervised = system.pop("loss")
     return saved
 
 
@@ -204,8 +246,8 @@ CHOICES = {
     "data.mode": ("supervised", "noise2noise", "paired", "real_pairs"),
     "system.kind": ("supervised", "noise2noise"),
     "model.kind": ("spectral_unet", "cross_domain"),
-    "model.cross_domain_strategy": ("no_skip", "skip"),
-    "model.inference_decoder": ("a", "b", "mean"),
+    "model.cross_domain.strategy": ("no_skip", "skip"),
+    "model.cross_domain.inference_decoder": ("a", "b", "mean"),
     "optim.scheduler": ("onecycle", "cosine", "constant"),
     "data.clean.speech.kind": ("procedural", "folder"),
     "data.clean.music.kind": ("procedural", "folder"),
@@ -217,14 +259,14 @@ CHOICES = {
 }
 #: above zero (each element, for lists)
 POSITIVE = ("data.sample_rate", "data.segment_seconds", "data.val_segment_seconds", "data.batch_size",
-            "data.train_examples_per_epoch", "data.val_clips", "model.n_fft", "model.hop", "model.freq_patch",
-            "model.channels", "model.time_strides", "model.context_dilations", "model.mask_max", "model.compress",
-            "model.latent_channels", "trainer.max_epochs", "trainer.num_nodes",
+            "data.train_examples_per_epoch", "data.val_clips", "model.*.n_fft", "model.*.hop", "model.*.freq_patch",
+            "model.*.channels", "model.*.time_strides", "model.*.context_dilations", "model.*.mask_max",
+            "model.*.compress", "model.*.latent_channels", "trainer.max_epochs", "trainer.num_nodes",
             "trainer.log_every_n_steps", "trainer.check_val_every_n_epoch", "metrics.perceptual_every_n_epochs",
             "media.every_n_epochs", "data.noise.procedural.max_layers")
 #: zero or more
 NON_NEGATIVE = ("seed", "data.num_workers", "data.source_bank", "optim.lr", "optim.weight_decay", "optim.grad_clip",
-                "system.loss.*", "system.noise2noise.*", "metrics.silent_clean_rms", "metrics.perceptual_clips",
+                "system.supervised.*", "system.noise2noise.*", "metrics.silent_clean_rms", "metrics.perceptual_clips",
                 "metrics.perceptual_workers", "metrics.visqol_clips", "media.clips", "data.clean.mix.*",
                 "*weights.*", "*.generators.*.weight", "data.real_pairs.max_lag_seconds",
                 "data.real_pairs.window_seconds", "data.real_pairs.max_drift_ms")
@@ -300,8 +342,18 @@ def _check_against(defaults, cfg, prefix: str = "") -> None:
         _check_value(path, plain(value), default_value)
 
 
+#: the variant a run is (data.mode, model.kind, system.kind): set by one block of configs/variant/
+VARIANT_KEYS = ("data.mode", "model.kind", "system.kind")
+
+
 def check_variant(cfg: DictConfig) -> None:
-    """Combinations of system, network and data that train nothing useful or cannot run."""
+    """A variant is declared, and its system, network and data fit together."""
+    missing = [k for k in VARIANT_KEYS if OmegaConf.is_missing(OmegaConf.select(cfg, k.rsplit(".", 1)[0]),
+                                                                 k.rsplit(".", 1)[1])]
+    if missing:
+        variants = ", ".join(f"variant/{p.stem}" for p in sorted((CONFIG_DIR / "variant").glob("*.yaml")))
+        raise ConfigError(f"experiment {cfg.experiment} declares no variant ({', '.join(missing)} unset): add "
+                          f"`use: [variant/supervised]` (or another of: {variants}) to its file")
     kind, net, mode = cfg.system.kind, cfg.model.kind, cfg.data.mode
     noise2noise_hint = "start from a Noise2Noise experiment (pure_noise2noise, extreme_denoising, progressive)"
     if kind == "noise2noise" and net != "cross_domain":
@@ -314,16 +366,47 @@ def check_variant(cfg: DictConfig) -> None:
                           f"(got {mode}); to train without clean audio {noise2noise_hint}")
 
 
+def check_written_keys(cfg: DictConfig, written: Iterable[str], source: str) -> None:
+    """A key written for a network or system the run does not use would be ignored: that is an error.
+
+    ``written`` are the dotted keys an experiment file or the command line set (building blocks may set
+    every network's values, as model/tiny does, so they are not checked)."""
+    for key in written:
+        parts = key.split(".")
+        if len(parts) < 3 or parts[0] not in ("model", "system"):
+            continue
+        group, owner = parts[0], parts[1]
+        kinds, used = (CHOICES["model.kind"], cfg.model.kind) if group == "model" else (CHOICES["system.kind"],
+                                                                                        cfg.system.kind)
+        if owner in kinds and owner != used:
+            same = f"{group}.{used}.{'.'.join(parts[2:])}"
+            instead = f"; this run's is {same}" if OmegaConf.select(cfg, same, default=None) is not None else ""
+            raise ConfigError(f"{key} (in {source}) is read only by {group}.kind={owner}, and this run's "
+                              f"{group}.kind is {used}: it would be ignored{instead}")
+
+
+def _dotted_keys(cfg, prefix: str = "") -> list[str]:
+    if not isinstance(cfg, DictConfig):
+        return [prefix.rstrip(".")] if prefix else []
+    keys = []
+    for k in cfg.keys():
+        keys += _dotted_keys(cfg._get_node(k), f"{prefix}{k}.")
+    return keys
+
+
 def _validate(cfg: DictConfig, defaults: DictConfig) -> None:
     """Every value against its default's type and the tables above, then combinations of keys."""
     _check_against(defaults, cfg)
+    if cfg.stages:
+        return  # a sequence of experiments: each stage is composed and checked on its own
     mix = OmegaConf.to_container(cfg.data.clean.mix)
     if not any(w > 0 for w in mix.values()):
         raise ConfigError(f"data.clean.mix needs at least one weight above 0, got {mix}")
-    if len(cfg.model.time_strides) != len(cfg.model.channels) - 1:
-        raise ConfigError(f"model.time_strides needs {len(cfg.model.channels) - 1} entries (one per level "
-                          f"below the first), got {len(cfg.model.time_strides)}")
     check_variant(cfg)
+    net = cfg.model[cfg.model.kind]
+    if "channels" in net and len(net.time_strides) != len(net.channels) - 1:
+        raise ConfigError(f"model.{cfg.model.kind}.time_strides needs {len(net.channels) - 1} entries (one per level "
+                          f"below the first), got {len(net.time_strides)}")
 
 
 def to_container(cfg: DictConfig | ListConfig | dict) -> dict:

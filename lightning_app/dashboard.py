@@ -27,13 +27,11 @@ NEVER = ("run.", "data.cache_dir", "trainer.enable_progress_bar", "trainer.enabl
 
 def loss_group(cfg: DictConfig) -> str:
     """The config group holding the loss weights the system reads."""
-    return "system.noise2noise" if cfg.system.kind == "noise2noise" else "system.loss"
+    return f"system.{cfg.system.kind}"
 
 
 def _network_keys(cfg: DictConfig) -> set[str]:
-    from lightning_app.nets import settings_read_by
-
-    return {f"model.{k}" for k in settings_read_by(cfg.model.kind)}
+    return {f"model.{cfg.model.kind}.{k}" for k in cfg.model[cfg.model.kind]}
 
 
 def _number(value: float) -> str:
@@ -69,8 +67,8 @@ def hparams(cfg: DictConfig) -> dict[str, object]:
             continue
         if key in ALWAYS or key in network or key.startswith(losses):
             shown[key] = value
-        elif key.startswith(("model.", "system.loss.", "system.noise2noise.")):
-            continue  # read only by the other network or the other system's loss
+        elif key.startswith("model.") or any(key.startswith(f"system.{k}.") for k in C.CHOICES["system.kind"]):
+            continue  # read only by the other network or the other system
         elif defaults.get(key, object()) != value:
             shown[key] = value
     shown["use"] = ", ".join(cfg.use) if cfg.use else "none"

@@ -57,7 +57,7 @@ from lightning_app.checkpoints import bundled_model, load_model
 from lightning_app.data import audio_io
 from lightning_app.data.datasets import CONTENTS, TEST_STREAM, MixtureDataset, PairedFolderDataset
 from lightning_app.data.dsp import rms
-from lightning_app.data.sources import SILENCE_RMS, build_clean_source, build_noise_source
+from lightning_app.data.sources import build_clean_source, build_noise_source
 from lightning_app.metrics.perceptual import UNLABELLED, score_signal, speech_content
 from lightning_app.metrics.quality import waveform_scores
 from lightning_app.metrics.visqol import visqol_missing
@@ -86,7 +86,13 @@ def synthetic_test_set(clips: int, seconds: float, overrides: list[str],
     return [_clip(dataset[i], f"clip{i:03d}") for i in range(clips)], sr
 
 
-def paired_test_set(folder: Path, sample_rate: int, clips: int | None) -> tuple[list[dict], int, list[dict]]:
+def silent_clean_rms(experiment: str | None = None, overrides=()) -> float:
+    """The clean RMS below which a clip is left out of SI-SDR/SNR: the experiment's metrics.silent_clean_rms."""
+    return float(C.compose(experiment or DEFAULT_EXPERIMENT, list(overrides)).metrics.silent_clean_rms)
+
+
+def paired_test_set(folder: Path, sample_rate: int, clips: int | None,
+                    silent_rms: float) -> tuple[list[dict], int, list[dict]]:
     """DIR/noisy + DIR/clean, whole files, at ``sample_rate`` (the first ``clips`` usable pairs), and the
     pairs skipped on the way, each {"file", "reason"}: a pair that cannot be scored is left out, not fatal."""
     noisy_dir, clean_dir = folder / "noisy", folder / "clean"
@@ -104,7 +110,7 @@ def paired_test_set(folder: Path, sample_rate: int, clips: int | None) -> tuple[
             reason = f"clean/{name} has no noisy partner (no noisy/{name})"
         else:
             try:
-                test_clips.append(paired_clip(name, noisy[name], clean[name], sample_rate))
+                test_clips.append(paired_clip(name, noisy[name], clean[name], sample_rate, silent_rms))
                 continue
             except audio_io.AudioFileError as exc:
                 where = Path(exc.path)
@@ -114,17 +120,17 @@ def paired_test_set(folder: Path, sample_rate: int, clips: int | None) -> tuple[
     return test_clips, sample_rate, skipped
 
 
-def paired_clip(name: str, noisy: Path, clean: Path, sample_rate: int) -> dict:
+def paired_clip(name: str, noisy: Path, clean: Path, sample_rate: int, silent_rms: float) -> dict:
     """One whole pair at ``sample_rate``; AudioFileError (naming the file) if it cannot be scored: unreadable,
-    sample rates or lengths that differ, NaN/Inf samples, or a clean reference below SILENCE_RMS."""
+    sample rates or lengths that differ, NaN/Inf samples, or a clean reference below ``silent_rms``."""
     PairedFolderDataset._check_pair(noisy, clean)  # the corpus rule: same rate, same length
     audio = {}
     for side, path in (("noisy", noisy), ("clean", clean)):
         samples, rate = audio_io.read(path, allow_silence=True)  # NaN/Inf raise here
         audio[side] = audio_io.resample(audio_io.to_mono(samples), rate, sample_rate).astype(np.float32)
-    if rms(audio["clean"]) < SILENCE_RMS:
+    if rms(audio["clean"]) < silent_rms:
         raise audio_io.AudioFileError(clean, f"silent clean reference (RMS {rms(audio['clean']):.1e} < "
-                                             f"{SILENCE_RMS:g}): nothing to score against")
+                                             f"{silent_rms:g}): nothing to score against")
     n = min(len(audio["noisy"]), len(audio["clean"]))
     x, s = audio["noisy"][:n], audio["clean"][:n]
     top = name.split("/")[0] if "/" in name else None  # noisy/music/..., noisy/speech/...: per content
@@ -176,7 +182,7 @@ def perceptual_scores(jobs: list[tuple[np.ndarray, np.ndarray, int, bool, bool]]
 
 
 def score(clips: list[dict], outputs: dict[str, list[np.ndarray]], sample_rate: int, workers: int,
-          visqol_clips: int = 0) -> dict:
+          silent_rms: float, visqol_clips: int = 0) -> dict:
     """{system: [per-clip dict of metrics]}; PESQ/STOI (speech clips) and ViSQOL (the first ``visqol_clips``)
     computed in worker processes."""
     def t(x):
@@ -187,7 +193,7 @@ def score(clips: list[dict], outputs: dict[str, list[np.ndarray]], sample_rate: 
     for system, estimates in outputs.items():
         scores[system] = []
         for i, (clip, estimate) in enumerate(zip(clips, estimates, strict=True)):
-            values, _ = waveform_scores(t(estimate), t(clip["noisy"]), t(clip["clean"]), silent_rms=SILENCE_RMS,
+            values, _ = waveform_scores(t(estimate), t(clip["noisy"]), t(clip["clean"]), silent_rms=silent_rms,
                                         sample_rate=sample_rate)
             scores[system].append({k: float(v[0]) for k, v in values.items()})
             jobs.append((clip["clean"], estimate, sample_rate, speech_content(clip["content"]), i < visqol_clips))
@@ -212,6 +218,7 @@ def spot_check(checkpoint: Path, clips: int = 8, seconds: float = 3.0,
     """Mean SI-SDR gain (dB) and amplitude retention per content on the first ``clips`` clips of
     ``experiment``'s fixed test set: the quick re-check that a model card quotes and a test repeats."""
     test, rate = synthetic_test_set(clips, seconds, [], experiment)
+    silent_rms = silent_clean_rms(experiment)
     process, _ = model_process(checkpoint)
     outputs, _ = run_system(process, test, rate)
     result = {}
@@ -221,7 +228,7 @@ def spot_check(checkpoint: Path, clips: int = 8, seconds: float = 3.0,
             if clip["content"] == content:
                 values, _ = waveform_scores(*(torch.from_numpy(np.asarray(x, np.float32))[None, None]
                                               for x in (estimate, clip["noisy"], clip["clean"])),
-                                            silent_rms=SILENCE_RMS, sample_rate=rate)
+                                            silent_rms=silent_rms, sample_rate=rate)
                 rows.append({k: float(v[0]) for k, v in values.items()})
         result[f"si_sdr_i/{content}"] = _mean(r["si_sdr_i"] for r in rows)
         result[f"amplitude_retention/{content}"] = _mean(r["amplitude_retention"] for r in rows)
@@ -430,7 +437,9 @@ def evaluate_chains(output_dir: Path, chains: list[tuple[str, Chain]], data: Pat
 
     skipped = []
     if data is not None:
-        test_clips, rate, skipped = paired_test_set(Path(data), 16000, clips)
+        # the chains are the research's speech chains: at the default experiment's rate
+        test_clips, rate, skipped = paired_test_set(Path(data), C.compose(DEFAULT_EXPERIMENT).data.sample_rate, clips,
+                                                    silent_clean_rms())
         if not test_clips:
             raise FileNotFoundError(f"nothing to reconstruct in {data}: all {len(skipped)} pairs skipped: "
                                     + "; ".join(s["reason"] for s in skipped[:5]))
@@ -484,7 +493,7 @@ def evaluate(checkpoints: list[Path], output_dir: Path, data: Path | None = None
             rate = models[0][2]  # the rate the (first) model works at
         else:
             rate = C.compose(experiment or DEFAULT_EXPERIMENT, list(overrides)).data.sample_rate
-        test_clips, rate, skipped = paired_test_set(Path(data), rate, clips)
+        test_clips, rate, skipped = paired_test_set(Path(data), rate, clips, silent_clean_rms(experiment, overrides))
         left_out = f", {len(skipped)} skipped" if skipped else ""
         description = f"paired corpus {data} at {rate} Hz ({len(test_clips)} files{left_out})"
         if not test_clips:  # the report still says why, pair by pair
@@ -518,7 +527,7 @@ def evaluate(checkpoints: list[Path], output_dir: Path, data: Path | None = None
             del rtf[name]
         else:
             outputs[name] = estimates
-    scores = score(test_clips, outputs, rate, workers, visqol_clips)
+    scores = score(test_clips, outputs, rate, workers, silent_clean_rms(experiment, overrides), visqol_clips)
     rows = summarise(scores, test_clips, rtf)
     untouched = clean_input_scores(test_clips, processes, rate)
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,11 @@ torch.set_num_threads(2)
 SMOKE = ["data/smoke", "model/tiny"]
 
 
+def net_settings(kind: str, **changes) -> dict:
+    """A network's settings as configs/defaults.yaml gives them (model.<kind>.*), with ``changes``."""
+    return {**C.to_container(C.load_defaults().model[kind]), **changes}
+
+
 def smoke_config(tmp_path: Path, *overrides: str, experiment: str = "supervised_unet", blocks=SMOKE):
     """The real experiment config with the smoke/tiny blocks and runs under tmp_path."""
     return C.compose(experiment, [f"run.root={tmp_path / 'runs'}", f"data.cache_dir={tmp_path / 'cache'}",

@@ -88,7 +88,7 @@ def test_an_experiment_may_be_a_yaml_file_of_ones_own(tmp_path):
     from lightning_app import config as C
 
     mine = tmp_path / "tape_hiss_only.yaml"
-    mine.write_text("data:\n  snr_db: [0, 6]\ntrainer:\n  max_epochs: 2\n")
+    mine.write_text("use: [variant/supervised]\ndata:\n  snr_db: [0, 6]\ntrainer:\n  max_epochs: 2\n")
     cfg = C.compose(str(mine))
     assert cfg.experiment == "tape_hiss_only" and list(cfg.data.snr_db) == [0, 6] and cfg.trainer.max_epochs == 2
     with pytest.raises(C.ConfigError, match="experiment file not found"):

@@ -1,5 +1,7 @@
 """Config composition: defaults <- blocks <- experiment <- command line, strictly."""
 
+import re
+
 import pytest
 
 from lightning_app import config as C
@@ -40,8 +42,8 @@ def test_unknown_experiment_lists_the_available_ones():
 def test_blocks_apply_in_order_and_cli_blocks_come_last():
     cfg = C.compose("supervised_unet", ["use=[model/tiny]"], blocks=["trainer/gpu"])
     assert cfg.trainer.precision == "bf16-mixed"
-    assert list(cfg.model.channels) == [4, 8, 8]
-    assert list(cfg.use) == ["trainer/gpu", "model/tiny"]
+    assert list(cfg.model.spectral_unet.channels) == [4, 8, 8]
+    assert list(cfg.use) == ["variant/supervised", "trainer/gpu", "model/tiny"]
     with pytest.raises(C.ConfigError, match="no building block 'trainer/tpu'"):
         C.compose("supervised_unet", blocks=["trainer/tpu"])
 
@@ -66,3 +68,125 @@ def test_saved_config_round_trips_with_new_overrides(tmp_path):
     again = C.compose_saved(tmp_path / "config.yaml", ["trainer.max_epochs=9"])
     assert again.trainer.max_epochs == 9
     assert again.model == cfg.model
+
+
+def test_a_variant_is_declared_once_in_its_block_and_experiments_only_use_it():
+    from omegaconf import OmegaConf
+
+    for path in sorted(C.EXPERIMENT_DIR.glob("*.yaml")):
+        raw = OmegaConf.load(path)
+        if raw.get("stages"):
+            continue
+        variants = [b for b in raw.get("use", []) if b.startswith("variant/")]
+        assert len(variants) == 1, f"{path.name} must use exactly one variant block, uses {variants}"
+        for key in C.VARIANT_KEYS:
+            assert OmegaConf.select(raw, key) is None, f"{path.name} sets {key}: the variant block does that"
+
+
+def test_an_experiment_without_a_variant_is_told_which_block_to_use(tmp_path):
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("data:\n  snr_db: [0, 10]\n")
+    with pytest.raises(C.ConfigError, match=r"declares no variant .* add `use: \[variant/supervised\]`"):
+        C.compose(str(mine))
+
+
+@pytest.mark.parametrize("experiment,override,message", [
+    ("supervised_unet", "model.cross_domain.latent_channels=64", "read only by model.kind=cross_domain"),
+    ("pure_noise2noise", "model.spectral_unet.n_fft=1024",
+     "it would be ignored; this run's is model.cross_domain.n_fft"),
+    ("pure_noise2noise", "system.supervised.snr=0", "read only by system.kind=supervised"),
+    ("supervised_unet", "model.n_fft=1024", "this one is model.spectral_unet.n_fft"),
+    ("pure_noise2noise", "model.cross_domain_strategy=skip", "this one is model.cross_domain.strategy"),
+    ("supervised_unet", "system.loss.snr=0", "system.supervised.<term>"),
+])
+def test_a_setting_no_part_of_the_run_reads_is_an_error_not_ignored(experiment, override, message):
+    with pytest.raises(C.ConfigError, match=re.escape(message)):
+        C.compose(experiment, [override])
+
+
+def test_blocks_may_size_every_network_and_the_written_check_spares_them():
+    cfg = C.compose("pure_noise2noise", blocks=["model/tiny"])
+    assert list(cfg.model.cross_domain.channels) == [4, 8, 8] and list(cfg.model.spectral_unet.channels) == [4, 8, 8]
+
+
+def test_a_run_saved_before_the_per_network_blocks_still_resumes(tmp_path):
+    from omegaconf import OmegaConf
+
+    for experiment in ("pure_noise2noise", "archive_fullband"):
+        today = C.compose(experiment)
+        old = C.to_container(today)
+        kind = old["model"]["kind"]
+        # the old flat block held the cross-domain settings whatever the network
+        cross = old["model"]["cross_domain"]
+        old["model"] = {"kind": kind, **old["model"][kind], "latent_channels": cross["latent_channels"],
+                        "cross_domain_strategy": cross["strategy"], "inference_decoder": cross["inference_decoder"]}
+        old["model"].pop("strategy", None)
+        old["system"]["loss"] = old["system"].pop("supervised")
+        saved = tmp_path / f"{experiment}.yaml"
+        saved.write_text(OmegaConf.to_yaml(OmegaConf.create(old)))
+        resumed = C.compose_saved(saved)
+        assert resumed.model == today.model and resumed.system == today.system, experiment
+
+
+def _config_value(section: dict, dotted: str):
+    node = section
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return KeyError
+        node = node[part]
+    return node
+
+
+def _default(parameter):
+    default = parameter.default
+    return list(default) if isinstance(default, tuple) else default
+
+
+def test_every_default_a_library_still_has_equals_configs_defaults_yaml():
+    """Constructors that always get their values from the config take them keyword-only and required; the
+    libraries that keep defaults for use outside a run (generators, callbacks) must agree with defaults.yaml."""
+    import dataclasses
+    import inspect
+
+    from lightning_app.callbacks import media, quality
+    from lightning_app.data import music, noise, recording, speech
+    from lightning_app.data.datamodule import DenoiseDataModule
+    from lightning_app.nets import NETS
+
+    d = C.to_container(C.load_defaults())
+    checks = [(f"generator {g}", fn, d["data"]["noise"]["procedural"]["generators"][g], {})
+              for g, fn in noise.GENERATORS.items()]
+    checks += [("NoiseMixture", noise.NoiseMixture.__init__, d["data"]["noise"]["procedural"], {}),
+               ("WaveformQuality", quality.WaveformQuality.__init__, d,
+                {"silent_clean_rms": "metrics.silent_clean_rms", "sample_rate": "data.sample_rate"}),
+               ("PerceptualQuality", quality.PerceptualQuality.__init__, d,
+                {"every_n_epochs": "metrics.perceptual_every_n_epochs", "clips": "metrics.perceptual_clips",
+                 "workers": "metrics.perceptual_workers", "visqol_clips": "metrics.visqol_clips"}),
+               ("OverSuppressionAlarm", quality.OverSuppressionAlarm.__init__, d, {"threshold": "metrics.retention_alarm"}),
+               ("AudioExamples", media.AudioExamples.__init__, d,
+                {"every_n_epochs": "media.every_n_epochs", "clips": "media.clips"})]
+    compared = 0
+    for name, fn, section, names in checks:
+        for parameter in inspect.signature(fn).parameters.values():
+            if parameter.default is inspect.Parameter.empty or parameter.name == "contents":
+                continue  # contents: worked out from data.clean.mix, no key of its own
+            value = _config_value(section, names.get(parameter.name, parameter.name))
+            assert value is not KeyError, f"{name}({parameter.name}=...) has a default but no config key"
+            assert _default(parameter) == value, f"{name}({parameter.name}={parameter.default!r}): defaults.yaml has {value!r}"
+            compared += 1
+    for name, cls, section in [("SpeechConfig", speech.SpeechConfig, d["data"]["clean"]["speech"]["procedural"]),
+                               ("MusicConfig", music.MusicConfig, d["data"]["clean"]["music"]["procedural"]),
+                               ("RecordingConfig", recording.RecordingConfig, d["data"]["clean"]["recording"])]:
+        built = cls()
+        for f in dataclasses.fields(cls):
+            value = getattr(built, f.name)
+            value = list(value) if isinstance(value, tuple) else value
+            assert value == section[f.name], f"{name}.{f.name} = {value!r}: defaults.yaml has {section[f.name]!r}"
+            compared += 1
+    assert compared > 40
+    for kind, net in NETS.items():
+        params = inspect.signature(net).parameters.values()
+        assert all(p.kind is p.KEYWORD_ONLY and p.default is p.empty for p in params), f"{kind} takes its settings as given"
+        assert {p.name for p in params} == set(d["model"][kind]), f"model.{kind} and {net.__name__} must name the same settings"
+    datamodule = inspect.signature(DenoiseDataModule).parameters.values()
+    assert all(p.kind is p.KEYWORD_ONLY and p.default is p.empty for p in datamodule)

@@ -20,13 +20,15 @@ def test_hparams_show_what_tells_runs_apart_and_not_every_default():
     assert shown["Variant"] == "noise2noise: cross_domain on noise2noise data"
     assert shown["Loss"] == "1·content + 0.2·recon + 1·cross"
     assert shown["optim.weight_decay"] == 0.05, "a changed key is shown"
-    assert shown["model.latent_channels"] == 128 and "system.noise2noise.cross" in shown
+    assert shown["model.cross_domain.latent_channels"] == 128 and "system.noise2noise.cross" in shown
     assert "checkpoint.mode" not in shown and "data.cache_dir" not in shown, "unchanged defaults and paths are not"
-    assert not [k for k in shown if k.startswith("system.loss.")], "the other system's loss is not shown"
+    assert not [k for k in shown if k.startswith("system.supervised.")], "the other system's loss is not shown"
+    assert not [k for k in shown if k.startswith("model.spectral_unet.")], "nor the other network's settings"
     assert len(shown) < 40
 
     supervised = dashboard.hparams(C.compose("supervised_unet"))
-    assert "model.latent_channels" not in supervised, "a setting the network does not read is not shown"
+    assert "model.spectral_unet.n_fft" in supervised
+    assert not [k for k in supervised if k.startswith("model.cross_domain.")], "a network the run does not use"
 
 
 def test_the_declared_metrics_follow_the_variant_and_the_content():

@@ -63,8 +63,6 @@ def test_an_installed_wheel_restores_with_its_bundled_model(installed, tmp_path)
 
 def test_a_project_folder_of_experiments_is_found_from_the_working_directory(installed, tmp_path):
     (tmp_path / "experiments").mkdir()
-    (tmp_path / "experiments" / "my_tape.yaml").write_text("use: [variant/supervised]\ndata:\n  snr_db: [0, 10]\n"
-                                                           if (REPO / "configs" / "variant").is_dir()
-                                                           else "data:\n  snr_db: [0, 10]\n")
+    (tmp_path / "experiments" / "my_tape.yaml").write_text("use: [variant/supervised]\ndata:\n  snr_db: [0, 10]\n")
     done = _run(installed / "c2c-train", "my_tape", "--print-config", cwd=tmp_path)
     assert "experiment: my_tape" in done.stdout and "- 0" in done.stdout

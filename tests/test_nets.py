@@ -5,8 +5,9 @@ import torch
 
 from lightning_app.nets import build_net
 from lightning_app.nets.unet import SpectralUNet, bounded_complex_mask
+from tests.conftest import net_settings
 
-TINY = dict(channels=[4, 8, 8], time_strides=[1, 2], context_dilations=[1, 2])
+TINY = net_settings("spectral_unet", channels=[4, 8, 8], time_strides=[1, 2], context_dilations=[1, 2])
 
 
 @pytest.mark.parametrize("n", [1, 255, 1001, 4097, 16000, 24321])
@@ -17,7 +18,7 @@ def test_output_length_equals_input_length(n):
 
 
 def test_valid_length_is_the_smallest_unpadded_length():
-    net = SpectralUNet(n_fft=512, hop=256, channels=[4, 8, 8, 8], time_strides=[2, 2, 1])
+    net = SpectralUNet(**net_settings("spectral_unet", n_fft=512, hop=256, channels=[4, 8, 8, 8], time_strides=[2, 2, 1]))
     for n in (100, 16000, 24000, 48001):
         v = net.valid_length(n)
         assert v >= n and net.valid_length(v) == v
@@ -48,6 +49,6 @@ def test_serialise_reload_gives_the_same_output(tmp_path):
 
 def test_bad_shapes_are_explained():
     with pytest.raises(ValueError, match="time_strides needs 2"):
-        SpectralUNet(channels=[4, 8, 8], time_strides=[1])
+        SpectralUNet(**{**TINY, "time_strides": [1]})
     with pytest.raises(ValueError, match="unknown|not one of"):
         build_net("transformer")

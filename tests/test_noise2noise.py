@@ -12,9 +12,9 @@ from lightning_app import losses
 from lightning_app import train as train_mod
 from lightning_app.nets.cross_domain import CrossDomainNet
 from lightning_app.train import build_datamodule, build_system, train
-from tests.conftest import smoke_config
+from tests.conftest import net_settings, smoke_config
 
-TINY = dict(channels=[4, 8, 8], time_strides=[1, 2], context_dilations=[1, 2], latent_channels=8)
+TINY = net_settings("cross_domain", channels=[4, 8, 8], time_strides=[1, 2], context_dilations=[1, 2], latent_channels=8)
 
 
 def _trained_like(net: CrossDomainNet) -> CrossDomainNet:
@@ -51,7 +51,7 @@ def test_no_skip_cross_path_ignores_skip_features_and_skip_path_reads_the_target
     x_a, x_b = torch.randn(2, 1, 4000), torch.randn(2, 1, 4000)
     for strategy, should_change in (("no_skip", False), ("skip", True)):
         torch.manual_seed(0)
-        net = _trained_like(CrossDomainNet(**TINY, cross_domain_strategy=strategy))
+        net = _trained_like(CrossDomainNet(**{**TINY, "strategy": strategy}))
         with torch.no_grad():
             a, b = net.encode(x_a), net.encode(x_b)
             tampered = dataclasses.replace(a, skips=[torch.randn_like(s) * 10 for s in a.skips])
@@ -63,7 +63,7 @@ def test_no_skip_cross_path_ignores_skip_features_and_skip_path_reads_the_target
     # Inference: the no-skip path; a model trained with the skip ablation runs through its own skips.
     for strategy, skips in (("no_skip", lambda enc: None), ("skip", lambda enc: enc.skips)):
         torch.manual_seed(0)
-        net = _trained_like(CrossDomainNet(**TINY, cross_domain_strategy=strategy))
+        net = _trained_like(CrossDomainNet(**{**TINY, "strategy": strategy}))
         with torch.no_grad():
             enc = net.encode(x_a)
             torch.testing.assert_close(net(x_a), net.decode(net.decoder_a, enc, x_a, skips(enc)), msg=strategy)
@@ -161,7 +161,8 @@ def test_stage2_starts_from_stage1_weights_with_a_fresh_optimizer_and_resumes_as
 
 
 def test_incompatible_stage1_checkpoint_is_a_clear_error(tmp_path):
-    stage1 = train(smoke_config(tmp_path, "trainer.max_epochs=1", "model.latent_channels=16", experiment="progressive_stage1"))
+    stage1 = train(smoke_config(tmp_path, "trainer.max_epochs=1", "model.cross_domain.latent_channels=16",
+                                experiment="progressive_stage1"))
     with pytest.raises(C.ConfigError, match="does not fit this experiment's model"):
         train(_stage2(tmp_path, f"system.init_from={stage1['best']}"))
 

@@ -44,7 +44,7 @@ def test_muting_notebook_makes_and_compares_two_runs(monkeypatch, tmp_path):
     assert "| waveform MAE |" in out and "| energy-aware + MR-STFT |" in out
     assert "val/amplitude_retention" in out and "image/png" in out and "<audio" in out
     mae = A.run_config(tmp_path / "tiny" / "supervised_unet" / "mae")
-    assert mae.system.loss.l1 == 1 and mae.system.loss.snr == 0 and mae.trainer.max_epochs == 1
+    assert mae.system.supervised.l1 == 1 and mae.system.supervised.snr == 0 and mae.trainer.max_epochs == 1
 
 
 @pytest.mark.slow

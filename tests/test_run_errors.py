@@ -47,7 +47,7 @@ def _snapshot(root: Path) -> dict:
     ("data.snr_db=[20,2]", r"data.snr_db must be \[low, high\], got \[20, 2\]"),
     ("data.num_workers=-2", "data.num_workers must be 0 or more"),
     ("optim.warmup_fraction=1.5", "optim.warmup_fraction must be between 0 and 1"),
-    ("model.channels=[8,x,16]", "model.channels must be a list of whole numbers"),
+    ("model.spectral_unet.channels=[8,x,16]", "model.spectral_unet.channels must be a list of whole numbers"),
     ("data.mode=clean", "data.mode=clean is not one of: supervised, noise2noise, paired, real_pairs"),
     ("model.kind=no_such_net", "model.kind=no_such_net is not one of: spectral_unet, cross_domain"),
     ("system.kind=noise2noise", "system.kind=noise2noise needs model.kind=cross_domain"),

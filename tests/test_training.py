@@ -124,7 +124,7 @@ def test_resume_without_a_run_says_what_to_do(tmp_path):
 
 
 def test_a_muting_model_raises_the_over_suppression_alarm(tmp_path, capsys):
-    cfg = smoke_config(tmp_path, "trainer.max_epochs=1", "model.mask_max=0.05", "optim.lr=1e-7")
+    cfg = smoke_config(tmp_path, "trainer.max_epochs=1", "model.spectral_unet.mask_max=0.05", "optim.lr=1e-7")
     with pytest.warns(UserWarning, match="OVER-SUPPRESSION"):
         result = train(cfg)
     assert result["metrics"]["val/amplitude_retention"] < 0.1

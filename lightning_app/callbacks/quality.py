@@ -254,5 +254,5 @@ class OverSuppressionAlarm(L.Callback):
             rank_zero_warn(
                 f"OVER-SUPPRESSION{which}: amplitude retention {level}{f' ({shown})' if shown else ''} < "
                 f"{self.threshold} at epoch {trainer.current_epoch}: the model is muting the signal (output RMS / "
-                f"clean RMS). A low loss does not mean good audio; check the loss weights (system.loss.energy, si_sdr) "
+                f"clean RMS). A low loss does not mean good audio; check the loss weights (system.supervised.energy, si_sdr) "
                 f"or use --mix.")

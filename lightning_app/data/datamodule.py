@@ -31,8 +31,8 @@ class DenoiseDataModule(L.LightningDataModule):
 
     def __init__(self, *, sample_rate: int, mode: str, segment_samples: int, val_samples: int,
                  snr_db, gain_db, batch_size: int, num_workers: int, train_examples_per_epoch: int,
-                 val_clips: int, seed: int, clean: dict, noise: dict, paired: dict | None = None,
-                 real_pairs: dict | None = None, cache_dir: str | None = None, source_bank: int = 0):
+                 val_clips: int, seed: int, clean: dict, noise: dict, paired: dict | None,
+                 real_pairs: dict | None, cache_dir: str | None, source_bank: int):
         super().__init__()
         self.sample_rate = sample_rate
         self.mode = mode

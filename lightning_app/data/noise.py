@@ -235,7 +235,7 @@ def thumps(rng, num_samples, sample_rate, freq_hz=(25.0, 120.0), decay_ms=(20.0,
     return _unit(_unit(oaconvolve(impulses, kernel)[:num_samples]) + _floor(rng, num_samples, sample_rate, 0.05))
 
 
-def hum(rng, num_samples, sample_rate, mains_hz=(50.0, 60.0), harmonics=(3, 12), drift=(0.0, 0.003)):
+def hum(rng, num_samples, sample_rate, mains_hz=(50.0, 60.0), harmonics=(3, 40), drift=(0.0, 0.003)):
     """Mains hum with harmonics; sometimes a buzz (odd harmonics strong).
 
     The harmonic count is drawn independently of the rate; harmonics at or above Nyquist are dropped.

@@ -32,10 +32,10 @@ ERAS = {
 class RecordingConfig:
     """Ranges the recording chain draws from; defaults live in configs/defaults.yaml (data.clean.recording)."""
 
-    room_probability: float = 0.7
+    room_probability: float = 0.0
     rt60_s: tuple[float, float] = (0.2, 1.8)
     wet_db: tuple[float, float] = (-18.0, -3.0)   # reverberant tail relative to the direct sound
-    era_weights: dict = field(default_factory=lambda: {"acoustic": 0.2, "electrical": 0.4, "full": 0.4})
+    era_weights: dict = field(default_factory=lambda: {"acoustic": 0.0, "electrical": 0.0, "full": 1.0})
 
     @classmethod
     def from_ranges(cls, **ranges) -> RecordingConfig:

@@ -15,7 +15,8 @@ NETS: dict[str, type[nn.Module]] = {
 }
 
 
-CROSS_DOMAIN_ONLY = ("latent_channels", "cross_domain_strategy", "inference_decoder")
+#: settings checkpoints of earlier versions carry for every network (one flat model.* block), by today's names
+_EARLIER_NAMES = {"cross_domain_strategy": "strategy"}
 
 
 def settings_read_by(kind: str) -> list[str]:
@@ -24,8 +25,10 @@ def settings_read_by(kind: str) -> list[str]:
 
 
 def build_net(kind: str, **params) -> nn.Module:
+    """The network of ``kind`` from its settings (a checkpoint's ``hyper_parameters["model"]`` minus the kind);
+    settings of earlier checkpoints that this network does not read are dropped."""
     if kind not in NETS:
         raise ValueError(f"model.kind '{kind}' is not one of {sorted(NETS)}")
-    if kind != "cross_domain":
-        params = {k: v for k, v in params.items() if k not in CROSS_DOMAIN_ONLY}
-    return NETS[kind](**params)
+    params = {_EARLIER_NAMES.get(k, k): v for k, v in params.items()}
+    read = set(settings_read_by(kind))
+    return NETS[kind](**{k: v for k, v in params.items() if k in read})

@@ -9,7 +9,7 @@ cross output is a function of the other copy alone, as Noise2Noise needs.
 
 The research found that skip connections in the cross path break that: decoder_a(z_b, skips_a)
 gets x_a's own detail through the skips and learns to copy it, noise_a included, into an output
-whose target is x_a. So the cross path (``cross_domain_strategy: no_skip``, the default) and the
+whose target is x_a. So the cross path (``model.cross_domain.strategy: no_skip``, the default) and the
 inference path use no skips; ``skip`` (cross path fed the *target's* skips, the research's
 leaking design) is kept for the ablation; a model trained that way also denoises through its
 skips (decoder_a(z_x, skips_x)), as the research's did, since its decoders never ran without them.
@@ -36,17 +36,15 @@ class Encoded:
 
 
 class CrossDomainNet(SpectralMaskNet):
-    def __init__(self, n_fft: int = 512, hop: int = 256, channels=(8, 16, 32, 64, 128), time_strides=(2, 2, 1, 1),
-                 context_dilations=(1, 2, 4, 8), mask_max: float = 1.25, compress: float = 0.3,
-                 latent_channels: int = 128, cross_domain_strategy: str = "no_skip", inference_decoder: str = "a",
-                 freq_patch: int = 1):
+    def __init__(self, *, n_fft: int, hop: int, channels, time_strides, context_dilations, mask_max: float,
+                 compress: float, freq_patch: int, latent_channels: int, strategy: str, inference_decoder: str):
         super().__init__(n_fft, hop, channels, time_strides, mask_max, compress, freq_patch)
-        if cross_domain_strategy not in STRATEGIES:
-            raise ValueError(f"model.cross_domain_strategy must be one of {STRATEGIES}, got {cross_domain_strategy!r}")
+        if strategy not in STRATEGIES:
+            raise ValueError(f"model.cross_domain.strategy must be one of {STRATEGIES}, got {strategy!r}")
         if inference_decoder not in INFERENCE:
-            raise ValueError(f"model.inference_decoder must be one of {INFERENCE}, got {inference_decoder!r}")
+            raise ValueError(f"model.cross_domain.inference_decoder must be one of {INFERENCE}, got {inference_decoder!r}")
         channels, time_strides = list(channels), list(time_strides)
-        self.cross_domain_strategy = cross_domain_strategy
+        self.cross_domain_strategy = strategy
         self.inference_decoder = inference_decoder
         self.encoder = Encoder(channels, time_strides, freq_patch=freq_patch)
         self.context = TemporalContext(channels[-1], tuple(context_dilations))

@@ -177,9 +177,8 @@ class SpectralMaskNet(nn.Module):
 class SpectralUNet(SpectralMaskNet):
     """2D U-Net with skip connections predicting a complex ratio mask (the supervised model)."""
 
-    def __init__(self, n_fft: int = 512, hop: int = 256, channels=(8, 16, 32, 64, 128),
-                 time_strides=(2, 2, 1, 1), context_dilations=(1, 2, 4, 8), mask_max: float = 1.25,
-                 compress: float = 0.3, freq_patch: int = 1):
+    def __init__(self, *, n_fft: int, hop: int, channels, time_strides, context_dilations, mask_max: float,
+                 compress: float, freq_patch: int):
         super().__init__(n_fft, hop, channels, time_strides, mask_max, compress, freq_patch)
         channels, time_strides = list(channels), list(time_strides)
         self.encoder = Encoder(channels, time_strides, freq_patch=freq_patch)

@@ -57,7 +57,10 @@ class DenoiseSystem(L.LightningModule):
         """Constructor arguments from the run config, as plain containers."""
         from lightning_app.config import to_container
 
-        return {"model": to_container(cfg.model), "loss": to_container(cfg.system.loss),
+        # The chosen network's settings and the chosen system's weights: checkpoints keep this flat shape.
+        kind = cfg.model.kind
+        return {"model": {"kind": kind, **to_container(cfg.model[kind])},
+                "loss": {k: float(v) for k, v in to_container(cfg.system[cfg.system.kind]).items()},
                 "optim": to_container(cfg.optim), "sample_rate": int(cfg.data.sample_rate)}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

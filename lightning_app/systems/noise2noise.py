@@ -31,12 +31,6 @@ class Noise2NoiseSystem(DenoiseSystem):
             raise ValueError(f"unknown Noise2Noise loss term(s) {unknown}; known: {list(TERMS)}")
         self.diagnostics = ClipMeans(DIAGNOSTICS)
 
-    @classmethod
-    def arguments_from_config(cls, cfg) -> dict:
-        args = super().arguments_from_config(cfg)
-        args["loss"] = {k: float(v) for k, v in cfg.system.noise2noise.items()}
-        return args
-
     def shared_step(self, batch: dict) -> dict[str, torch.Tensor]:
         x_a, x_b = batch["noisy"], batch["noisy_b"]
         paths = self.net.paths(x_a, x_b)
