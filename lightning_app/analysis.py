@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from lightning_app import config as C
+from lightning_app import tables
 
 # The metrics a listener cares about first (lesson 1), then the Noise2Noise diagnostics (lesson 2).
 DEFAULT_TAGS = ("val/loss", "val/si_sdr", "val/si_sdr_i", "val/pesq", "val/stoi", "val/amplitude_retention",
@@ -128,9 +129,7 @@ def runs_table(run_dirs: Sequence[Path], tags: Sequence[str] = DEFAULT_TAGS) -> 
 
 def markdown(rows: list[dict], columns: Sequence[str], key: str = "run") -> str:
     """A markdown table of ``rows``, first column ``key``: the same format as the evaluation reports."""
-    from lightning_app.evaluate import markdown_table
-
-    return "\n".join(markdown_table(rows, list(columns), key))
+    return "\n".join(tables.records(rows, list(columns), key))
 
 
 def plot_curves(runs: dict[str, Path], tags: Sequence[str], columns: int = 3, separate: Sequence[str] = ()):
@@ -192,6 +191,5 @@ def config_differences(run_dirs: Sequence[Path], ignore: tuple[str, ...] = ("run
     differing = [k for k in keys if not k.startswith(ignore) and len({repr(v.get(k)) for v in flat.values()}) > 1]
     if not differing:
         return ""
-    lines = ["| setting | " + " | ".join(flat) + " |", "|---" * (len(flat) + 1) + "|"]
-    lines += [f"| {k} | " + " | ".join(str(v.get(k, "–")) for v in flat.values()) + " |" for k in differing]
-    return "\n".join(lines)
+    return "\n".join(tables.markdown(["setting", *flat], [[k, *(str(v.get(k, "–")) for v in flat.values())]
+                                                         for k in differing]))

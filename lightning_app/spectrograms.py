@@ -79,7 +79,8 @@ def figure(examples: list[dict[str, np.ndarray]], rate: int, *, titles: dict[str
     fig = Figure(figsize=(width, total), dpi=dpi)  # fixed axes: a layout engine costs more than the drawing
     if title:
         fig.text(0.5, 1 - 0.5 * head / total, title, ha="center", va="center", fontsize=title_size + 1)
-    left, right, gap = 0.055 if n_cols > 1 else 0.1, 0.925, 0.03
+    # fixed margins in inches: the frequency labels on the left, the colour bar and its label on the right
+    left, right, gap = 0.8 / width, 1 - 0.95 / width, 0.35 / width
     width_each = (right - left - gap * (n_cols - 1)) / n_cols
     scales = []
     for r, tracks in enumerate(examples):
@@ -89,7 +90,8 @@ def figure(examples: list[dict[str, np.ndarray]], rate: int, *, titles: dict[str
         vmin = vmax - RANGE_DB
         seconds = max(len(x) for x in tracks.values()) / rate
         row_top = total - head - r * row_height  # inches from the bottom
-        bottom, top = (row_top - 0.85 * row_height) / total, (row_top - 0.1 * row_height) / total
+        # fixed margins in inches: the tick labels and axis title below, the panel titles above
+        bottom, top = (row_top - row_height + 0.55) / total, (row_top - 0.32) / total
         axes = [fig.add_axes((left + i * (width_each + gap), bottom, width_each, top - bottom)) for i in range(len(tracks))]
         images = {}
         for ax, (name, (db, _)) in zip(axes, levels.items(), strict=True):

@@ -28,7 +28,7 @@ from lightning.pytorch.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, OmegaConf
 
 from lightning_app import config as C
-from lightning_app import dashboard
+from lightning_app import dashboard, tables
 from lightning_app.callbacks import (
     AudioExamples,
     EpochSummary,
@@ -353,11 +353,9 @@ def run_stages(parent: DictConfig, overrides: list[str], blocks: list[str], resu
 
 def print_stage_table(results: list[dict]) -> None:
     keys = ("val/si_sdr_i", "val/pesq", "val/stoi", "val/amplitude_retention", "val/leakage", "val/residual_noise")
-    print("\n| stage | " + " | ".join(k.split("/", 1)[1] for k in keys) + " | run |")
-    print("|---" * (len(keys) + 2) + "|")
-    for r in results:
-        cells = [f"{r['metrics'][k]:.3f}" if k in r["metrics"] and math.isfinite(r["metrics"][k]) else "–" for k in keys]
-        print(f"| {r['stage']} | " + " | ".join(cells) + f" | {r['run_dir']} |")
+    header = ["stage", *(k.split("/", 1)[1] for k in keys), "run"]
+    print("\n" + "\n".join(tables.markdown(header, [[r["stage"], *(r["metrics"].get(k) for k in keys), r["run_dir"]]
+                                                    for r in results])))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -11,7 +11,7 @@ import torch
 
 from lightning_app import denoise
 from lightning_app.checkpoints import BUNDLED_MODEL, load_system
-from lightning_app.evaluate import spot_check
+from lightning_app.evaluation import spot_check
 from tests.conftest import write_tone_file
 
 CARD = BUNDLED_MODEL.with_suffix(".json")

@@ -282,6 +282,8 @@ def test_evaluate_folder_without_clean_restores_and_writes_the_listening_report(
     assert (out / "report.html").is_file() and not (out / "report.md").exists()
 
     # no checkpoint: the bundled model restores
-    monkeypatch.setattr(E, "bundled_model", lambda: Path(trained_run["best"]))
+    from lightning_app import evaluation
+
+    monkeypatch.setattr(evaluation, "bundled_model", lambda: Path(trained_run["best"]))
     (data / "broken.wav").unlink()
     assert E.main(["--data", str(data), "--output-dir", str(tmp_path / "bundled")]) == 0

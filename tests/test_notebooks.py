@@ -63,7 +63,7 @@ def test_chains_notebook_runs_the_analysis(monkeypatch, tmp_path):
 
 def test_chains_notebook_shows_a_saved_report(monkeypatch, tmp_path):
     from lightning_app.chains import ChainSpec, build_chain
-    from lightning_app.evaluate import evaluate_chains
+    from lightning_app.evaluation import evaluate_chains
 
     spec = ChainSpec("magnitude", 256, 64, griffin_lim_iters=2)
     evaluate_chains(tmp_path / "saved", [("only magnitude", build_chain(spec))], clips=1, seconds=0.5, workers=1)

@@ -98,6 +98,16 @@ def resample(audio: np.ndarray | torch.Tensor, orig_sr: int, new_sr: int) -> np.
     return AF.resample(audio, orig_sr, new_sr)
 
 
+def read_resampled(path: str | os.PathLike, file_rate: int, rate: int, first_frame: int = 0,
+                   samples: int | None = None) -> np.ndarray:
+    """Mono audio at ``rate`` from file frame ``first_frame`` on: ``samples`` of it (fewer where the file
+    ends; the caller pads as it needs) or the rest of the file, reading only what that takes."""
+    frames = -1 if samples is None else int(np.ceil(samples * file_rate / rate)) + 16  # + the resampler's taps
+    audio, _ = read(path, start=first_frame, frames=frames, allow_silence=True)
+    mono = resample(to_mono(audio), file_rate, rate)
+    return mono if samples is None else mono[:samples]
+
+
 CONTAINERS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}
 
 

@@ -147,8 +147,7 @@ class PairedFolderDataset(Dataset):
                 start = int(rng.integers(0, info.frames - need)) if self.random_crop else (info.frames - need) // 2
         out = {}
         for name, path in (("noisy", noisy_path), ("clean", clean_path)):
-            audio, sr = audio_io.read(path, start=start, frames=need or -1, allow_silence=True)
-            mono = audio_io.resample(audio_io.to_mono(audio), sr, self.sample_rate)
+            mono = audio_io.read_resampled(path, info.sample_rate, self.sample_rate, start, self.num_samples)
             if self.num_samples is not None:
                 mono = np.pad(mono, (0, max(0, self.num_samples - len(mono))))[: self.num_samples]
             out[name] = mono

@@ -10,11 +10,7 @@ that do not line up, correlate too weakly or drift are reported by name and left
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import math
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,6 +20,7 @@ from scipy import signal
 from torch.utils.data import Dataset
 
 from lightning_app.data import audio_io
+from lightning_app.data.cache import cached_json, fingerprint
 from lightning_app.data.mixing import gain_without_clipping
 
 log = logging.getLogger(__name__)
@@ -46,11 +43,8 @@ class PairAlignment:
 
 def _read_window(path: str, file_rate: int, rate: int, start: int, length: int) -> np.ndarray:
     """Mono samples [start, start + length) at ``rate`` of a file recorded at ``file_rate``."""
-    first = int(start * file_rate / rate)
-    frames = int(math.ceil(length * file_rate / rate)) + 16
-    audio, _ = audio_io.read(path, start=first, frames=frames, allow_silence=True)
-    mono = audio_io.resample(audio_io.to_mono(audio), file_rate, rate)
-    return np.pad(mono, (0, max(0, length - len(mono))))[:length].astype(np.float64)
+    mono = audio_io.read_resampled(path, file_rate, rate, int(start * file_rate / rate), length)
+    return np.pad(mono, (0, max(0, length - len(mono)))).astype(np.float64)
 
 
 def best_lag(a: np.ndarray, b: np.ndarray, max_lag: int) -> tuple[int, float]:
@@ -135,31 +129,21 @@ class RealPairIndex:
         rejected = {name: f"present in {folder_a if name in files_a else folder_b} only"
                     for name in sorted(files_a.keys() ^ files_b.keys())}
         names = sorted(files_a.keys() & files_b.keys())
-        settings = (sample_rate, max_lag_seconds, window_seconds)
-        stamp = hashlib.sha1(repr(settings).encode())
-        for name in names:
-            for p in (files_a[name], files_b[name]):
-                st = p.stat()
-                stamp.update(f"{p}|{st.st_size}|{st.st_mtime_ns}".encode())
-        cache = Path(cache_dir) / f"pairs-{stamp.hexdigest()[:16]}.json" if cache_dir else None
-        if cache is not None and cache.is_file():
-            data = json.loads(cache.read_text())
-            measured = [PairAlignment(**p) for p in data["measured"]]
-            rejected.update(data["unreadable"])
-        else:
+        def align_all() -> dict:
             measured, unreadable = [], {}
             for name in names:
                 try:
-                    measured.append(align_pair(name, str(files_a[name]), str(files_b[name]), sample_rate,
-                                               max_lag_seconds, window_seconds))
+                    measured.append(asdict(align_pair(name, str(files_a[name]), str(files_b[name]), sample_rate,
+                                                      max_lag_seconds, window_seconds)))
                 except audio_io.AudioFileError as exc:
                     unreadable[name] = str(exc)
-            rejected.update(unreadable)
-            if cache is not None:
-                cache.parent.mkdir(parents=True, exist_ok=True)
-                tmp = cache.with_suffix(".partial")
-                tmp.write_text(json.dumps({"measured": [asdict(p) for p in measured], "unreadable": unreadable}))
-                os.replace(tmp, cache)
+            return {"measured": measured, "unreadable": unreadable}
+
+        files = [p for name in names for p in (files_a[name], files_b[name])]
+        data = cached_json(cache_dir, "pairs", fingerprint(files, (sample_rate, max_lag_seconds, window_seconds)),
+                           align_all)
+        measured = [PairAlignment(**p) for p in data["measured"]]
+        rejected.update(data["unreadable"])
         usable = []
         for pair in measured:
             reason = rejection(pair, min_correlation, max_drift_ms, min_samples)

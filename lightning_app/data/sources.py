@@ -6,8 +6,6 @@ the model's sample rate plus a short label (used to break metrics down by noise 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 from dataclasses import asdict
@@ -17,6 +15,7 @@ import numpy as np
 import soundfile as sf
 
 from lightning_app.data import audio_io
+from lightning_app.data.cache import cached_json, fingerprint
 from lightning_app.data.dsp import rms
 from lightning_app.data.music import MusicConfig, synthesize_music
 from lightning_app.data.noise import NoiseMixture
@@ -66,29 +65,20 @@ class FileIndex:
         files = audio_io.find_audio_files(root)
         if not files:
             raise FileNotFoundError(f"{root}: no .wav/.flac/.ogg files found")
-        stamp = hashlib.sha1()
-        for f in files:
-            st = f.stat()
-            stamp.update(f"{f}|{st.st_size}|{st.st_mtime_ns}".encode())
-        cache = Path(cache_dir) / f"index-{stamp.hexdigest()[:16]}.json" if cache_dir else None
-        if cache is not None and cache.is_file():
-            data = json.loads(cache.read_text())
-            return cls(data["entries"], data["root"])
-        entries = []
-        for f in files:
-            try:
-                entries.append(asdict(audio_io.probe(f)))
-            except audio_io.AudioFileError as exc:
-                log.warning("skipping %s", exc)
-        if not entries:
-            raise FileNotFoundError(f"{root}: no readable audio files (all {len(files)} failed to open)")
-        index = cls(entries, str(root))
-        if cache is not None:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(".partial")
-            tmp.write_text(json.dumps({"root": str(root), "entries": entries}))
-            os.replace(tmp, cache)
-        return index
+
+        def probe_all() -> dict:
+            entries = []
+            for f in files:
+                try:
+                    entries.append(asdict(audio_io.probe(f)))
+                except audio_io.AudioFileError as exc:
+                    log.warning("skipping %s", exc)
+            if not entries:
+                raise FileNotFoundError(f"{root}: no readable audio files (all {len(files)} failed to open)")
+            return {"root": str(root), "entries": entries}
+
+        data = cached_json(cache_dir, "index", fingerprint(files), probe_all)
+        return cls(data["entries"], data["root"])
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -124,10 +114,9 @@ class AudioFolder:
         need = int(np.ceil(num_samples * sr / self.sample_rate)) + 16
         if entry["frames"] > need:
             start = int(rng.integers(0, entry["frames"] - need))
-            audio, _ = audio_io.read(entry["path"], start=start, frames=need, allow_silence=True)
+            mono = audio_io.read_resampled(entry["path"], sr, self.sample_rate, start, num_samples)
         else:
-            audio, _ = audio_io.read(entry["path"], allow_silence=True)
-        mono = audio_io.resample(audio_io.to_mono(audio), sr, self.sample_rate)
+            mono = audio_io.read_resampled(entry["path"], sr, self.sample_rate)
         if len(mono) >= num_samples:
             return mono[:num_samples]
         if self.loop_short:
