@@ -78,6 +78,30 @@ def _formant_envelope(freqs: np.ndarray, formants: np.ndarray, bandwidths: np.nd
     return np.float32(10 ** (floor_db / 20)) + peaks.sum(axis=1)
 
 
+@dataclass(frozen=True)
+class Speaker:
+    """Who speaks: what is drawn once per clip."""
+
+    f0_hz: float             # base pitch
+    tract_scale: float       # formant frequencies scale with vocal-tract length
+    syllables_per_s: float
+    breathiness: float
+    fricative_gain: float
+
+
+@dataclass
+class SyllablePlan:
+    """Frame by frame: how loud the voiced and fricative sources are, where the fricatives sit and which
+    formants shape the voice; and the pitch targets (time, Hz) of the syllables' accents."""
+
+    frame_t: np.ndarray
+    voiced_amp: np.ndarray
+    fricative_amp: np.ndarray
+    fricative_centre_hz: np.ndarray
+    formants: np.ndarray     # (frames, 5) Hz
+    f0_knots: tuple[list[float], list[float]]
+
+
 def synthesize_speech(rng: np.random.Generator, num_samples: int, sample_rate: int,
                       config: SpeechConfig = SpeechConfig()) -> np.ndarray:
     """One clip of speech-like audio, float32, peak-normalised to a random level."""
@@ -90,21 +114,35 @@ def synthesize_speech(rng: np.random.Generator, num_samples: int, sample_rate: i
 
 def _synthesize_once(rng: np.random.Generator, num_samples: int, sample_rate: int,
                      config: SpeechConfig) -> np.ndarray:
+    """A speaker, the syllables they say, their vocal tract and pitch, then the sound (in that order of draws,
+    so a clip stays the pure function of its seed it always was)."""
+    speaker = draw_speaker(rng, config)
+    plan = plan_syllables(rng, speaker, num_samples, sample_rate, config)
+    bandwidths, levels_db = _vocal_tract(rng, plan, sample_rate)
+    f0 = pitch_contour(rng, plan, num_samples, sample_rate)
+    return render(rng, speaker, plan, bandwidths, levels_db, f0, sample_rate)
+
+
+def draw_speaker(rng: np.random.Generator, config: SpeechConfig) -> Speaker:
+    return Speaker(f0_hz=float(np.exp(rng.uniform(np.log(config.f0_range_hz[0]), np.log(config.f0_range_hz[1])))),
+                   tract_scale=rng.uniform(*config.formant_scale), syllables_per_s=rng.uniform(*config.syllables_per_s),
+                   breathiness=rng.uniform(*config.breathiness),
+                   fricative_gain=10 ** (rng.uniform(*config.fricative_level_db) / 20))
+
+
+def plan_syllables(rng: np.random.Generator, speaker: Speaker, num_samples: int, sample_rate: int,
+                   config: SpeechConfig) -> SyllablePlan:
+    """Syllables (fricative or plosive onset, vowel nucleus gliding from the last vowel, fricative coda)
+    and pauses at the speaker's rhythm, laid out on the STFT frames."""
     n_frames = num_samples // _HOP + 1
     frame_t = np.arange(n_frames) * _HOP / sample_rate
     duration = num_samples / sample_rate
-
-    f0_base = np.exp(rng.uniform(np.log(config.f0_range_hz[0]), np.log(config.f0_range_hz[1])))
-    vt_scale = rng.uniform(*config.formant_scale)
-    rate = rng.uniform(*config.syllables_per_s)
-    breath = rng.uniform(*config.breathiness)
-    fric_gain = 10 ** (rng.uniform(*config.fricative_level_db) / 20)
-
+    vt_scale = speaker.tract_scale
     voiced_amp = np.zeros(n_frames)
     fric_amp = np.zeros(n_frames)
     fric_centre = np.full(n_frames, 4000.0)
     formants = np.zeros((n_frames, 5))
-    f0_knots_t, f0_knots_v = [0.0], [f0_base * rng.uniform(0.9, 1.15)]
+    f0_knots_t, f0_knots_v = [0.0], [speaker.f0_hz * rng.uniform(0.9, 1.15)]
 
     prev_vowel = _VOWELS[rng.integers(len(_VOWELS))]
     # Start a little before the clip so crops begin mid-utterance as often as not.
@@ -116,7 +154,7 @@ def _synthesize_once(rng: np.random.Generator, num_samples: int, sample_rate: in
             paused = True  # never two pauses in a row: a clip is never all silence
             continue
         paused = False
-        syl = rng.uniform(0.6, 1.5) / rate
+        syl = rng.uniform(0.6, 1.5) / speaker.syllables_per_s
         onset = rng.uniform(0.03, 0.12) if rng.random() < config.fricative_probability else 0.0
         coda = rng.uniform(0.03, 0.1) if rng.random() < config.fricative_probability * 0.5 else 0.0
         nucleus = max(syl - onset - coda, 0.05)
@@ -148,7 +186,7 @@ def _synthesize_once(rng: np.random.Generator, num_samples: int, sample_rate: in
             # Pitch accent: rise or fall within the syllable, with a slow declination.
             decl = 1.0 - 0.15 * max(v0, 0.0) / max(duration, 1e-3)
             f0_knots_t += [v0, (v0 + v1) / 2, v1]
-            f0_knots_v += [f0_base * decl * rng.uniform(0.85, 1.2) for _ in range(3)]
+            f0_knots_v += [speaker.f0_hz * decl * rng.uniform(0.85, 1.2) for _ in range(3)]
         if coda:
             sel = (frame_t >= v1) & (frame_t < v1 + coda)
             fric_amp[sel] = np.maximum(fric_amp[sel], level * rng.uniform(0.1, 0.4))
@@ -165,18 +203,34 @@ def _synthesize_once(rng: np.random.Generator, num_samples: int, sample_rate: in
         first = np.argmax(~empty)
         idx[:first] = first
         formants = formants[idx]
-    nyq = sample_rate / 2
-    formants = np.minimum(formants, nyq * 0.9)
-    bandwidths = (50 + 0.06 * formants) * rng.uniform(0.8, 1.6)
+    return SyllablePlan(frame_t, voiced_amp, fric_amp, fric_centre, np.minimum(formants, sample_rate / 2 * 0.9),
+                        (f0_knots_t, f0_knots_v))
+
+
+def _vocal_tract(rng: np.random.Generator, plan: SyllablePlan, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """Formant bandwidths (frames, 5) and relative levels (dB) of this speaker's tract."""
+    bandwidths = (50 + 0.06 * plan.formants) * rng.uniform(0.8, 1.6)
     levels_db = np.array([0.0, -3.0, -6.0, -10.0, -14.0]) + rng.uniform(-4, 4, size=5)
     levels_db[0] = 0.0
+    return bandwidths, levels_db
 
-    # Pitch contour with jitter and a little vibrato.
-    order = np.argsort(f0_knots_t)
+
+def pitch_contour(rng: np.random.Generator, plan: SyllablePlan, num_samples: int, sample_rate: int) -> np.ndarray:
+    """f0 per sample: the accents' targets joined, a little vibrato and a slow random jitter."""
+    knots_t, knots_v = plan.f0_knots
+    order = np.argsort(knots_t)
     times = np.arange(num_samples) / sample_rate
-    f0 = np.interp(times, np.asarray(f0_knots_t)[order], np.asarray(f0_knots_v)[order])
+    f0 = np.interp(times, np.asarray(knots_t)[order], np.asarray(knots_v)[order])
     f0 *= 1.0 + 0.01 * np.sin(2 * np.pi * rng.uniform(4, 7) * times + rng.uniform(0, 2 * np.pi))
     f0 *= np.exp(np.cumsum(rng.normal(0, 0.0008, num_samples)).clip(-0.08, 0.08))
+    return f0
+
+
+def render(rng: np.random.Generator, speaker: Speaker, plan: SyllablePlan, bandwidths: np.ndarray,
+           levels_db: np.ndarray, f0: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Source-filter synthesis on the STFT frames: a glottal pulse train through the formants (with
+    aspiration) plus shaped fricative noise, a random spectral tilt and microphone colour, at a random level."""
+    num_samples, n_frames = len(f0), len(plan.frame_t)
     dt = f0 / sample_rate
     excitation = _polyblep_saw(np.cumsum(dt) + rng.random(), dt)
     noise = rng.standard_normal(num_samples, dtype=np.float32)
@@ -184,15 +238,16 @@ def _synthesize_once(rng: np.random.Generator, num_samples: int, sample_rate: in
     freqs = np.fft.rfftfreq(_N_FFT, 1.0 / sample_rate)
     exc_spec = stft(excitation, _N_FFT, _HOP)[: n_frames]
     noise_spec = stft(noise, _N_FFT, _HOP)[: n_frames]
-    vowel_env = _formant_envelope(freqs, formants, bandwidths, levels_db, floor_db=rng.uniform(-36, -26))
+    vowel_env = _formant_envelope(freqs, plan.formants, bandwidths, levels_db, floor_db=rng.uniform(-36, -26))
     # The sawtooth's -6 dB/octave stands for glottal source plus lip radiation; voices vary
     # from pressed (flat) to breathy (steeper), so add a random extra tilt of 0..6 dB/octave.
     tilt = ((1.0 + (freqs / rng.uniform(500, 2500)) ** 2) ** (-rng.uniform(0.0, 0.5))).astype(np.float32)
     voiced = exc_spec * vowel_env * tilt
-    voiced *= voiced_amp[:, None]
-    aspiration = noise_spec * vowel_env * tilt * (breath * voiced_amp)[:, None] * 0.3
-    fric_band = np.exp(-0.5 * ((freqs[None] - fric_centre[:, None]) / (0.35 * fric_centre[:, None])) ** 2)
-    fricative = noise_spec * (fric_band + 0.1) * fric_amp[:, None] * fric_gain
+    voiced *= plan.voiced_amp[:, None]
+    aspiration = noise_spec * vowel_env * tilt * (speaker.breathiness * plan.voiced_amp)[:, None] * 0.3
+    centre = plan.fricative_centre_hz[:, None]
+    fric_band = np.exp(-0.5 * ((freqs[None] - centre) / (0.35 * centre)) ** 2)
+    fricative = noise_spec * (fric_band + 0.1) * plan.fricative_amp[:, None] * speaker.fricative_gain
 
     spec = voiced + aspiration + fricative
     out = istft(spec, _N_FFT, _HOP, num_samples)
