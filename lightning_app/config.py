@@ -245,8 +245,8 @@ FLEXIBLE = {"trainer.devices": (int, str, list), "trainer.precision": (str, int)
 CHOICES = {
     "data.mode": ("supervised", "noise2noise", "paired", "real_pairs"),
     "system.kind": ("supervised", "noise2noise"),
-    "model.kind": ("spectral_unet", "cross_domain"),
-    "model.cross_domain.strategy": ("no_skip", "skip"),
+    "model.kind": ("spectral_unet", "cross_domain", "wave_unet"),
+    "model.cross_domain.strategy": ("no_skip", "skip", "source_skip"),
     "model.cross_domain.inference_decoder": ("a", "b", "mean"),
     "optim.scheduler": ("onecycle", "cosine", "constant"),
     "data.clean.speech.kind": ("procedural", "folder"),
@@ -261,7 +261,8 @@ CHOICES = {
 POSITIVE = ("data.sample_rate", "data.segment_seconds", "data.val_segment_seconds", "data.batch_size",
             "data.train_examples_per_epoch", "data.val_clips", "model.*.n_fft", "model.*.hop", "model.*.freq_patch",
             "model.*.channels", "model.*.time_strides", "model.*.context_dilations", "model.*.mask_max",
-            "model.*.compress", "model.*.latent_channels", "trainer.max_epochs", "trainer.num_nodes",
+            "model.*.compress", "model.*.latent_channels", "model.*.strides", "model.*.kernel_size",
+            "trainer.max_epochs", "trainer.num_nodes",
             "trainer.log_every_n_steps", "trainer.check_val_every_n_epoch", "metrics.perceptual_every_n_epochs",
             "media.every_n_epochs", "data.noise.procedural.max_layers")
 #: zero or more
@@ -404,9 +405,10 @@ def _validate(cfg: DictConfig, defaults: DictConfig) -> None:
         raise ConfigError(f"data.clean.mix needs at least one weight above 0, got {mix}")
     check_variant(cfg)
     net = cfg.model[cfg.model.kind]
-    if "channels" in net and len(net.time_strides) != len(net.channels) - 1:
-        raise ConfigError(f"model.{cfg.model.kind}.time_strides needs {len(net.channels) - 1} entries (one per level "
-                          f"below the first), got {len(net.time_strides)}")
+    strides = "time_strides" if "time_strides" in net else "strides"
+    if "channels" in net and strides in net and len(net[strides]) != len(net.channels) - 1:
+        raise ConfigError(f"model.{cfg.model.kind}.{strides} needs {len(net.channels) - 1} entries (one per level "
+                          f"below the first), got {len(net[strides])}")
 
 
 def to_container(cfg: DictConfig | ListConfig | dict) -> dict:

@@ -52,3 +52,37 @@ def test_bad_shapes_are_explained():
         SpectralUNet(**{**TINY, "time_strides": [1]})
     with pytest.raises(ValueError, match="unknown|not one of"):
         build_net("transformer")
+
+
+WAVE_TINY = net_settings("wave_unet", channels=[4, 8, 8], strides=[4, 2], context_dilations=[1, 2])
+
+
+@pytest.mark.parametrize("n", [1, 7, 255, 1001, 4097, 16001])
+def test_the_wave_unet_keeps_any_length(n):
+    from lightning_app.nets.wave_unet import WaveUNet
+
+    net = WaveUNet(**WAVE_TINY)
+    for shape in [(n,), (2, 1, n), (3, n)]:
+        assert net(torch.randn(shape)).shape == shape
+    assert net.valid_length(n) % 8 == 0 and net.valid_length(n) >= n
+
+
+def test_the_wave_unet_trains_a_step_and_its_output_is_unbounded():
+    """A linear head on the waveform: unlike the bounded mask it can output far more, or nothing (it can mute)."""
+    from lightning_app.nets.wave_unet import WaveUNet
+
+    torch.manual_seed(0)
+    net = WaveUNet(**WAVE_TINY)
+    x = torch.randn(4, 1, 2000)
+    before = [p.detach().clone() for p in net.parameters()]
+    loss = (net(x) - 0.5 * x).abs().mean()
+    loss.backward()
+    torch.optim.SGD(net.parameters(), lr=0.1).step()
+    assert all(torch.isfinite(p.grad).all() for p in net.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
+    with torch.no_grad():
+        net.head.bias.fill_(3.0)
+        assert float(net(x).mean()) > 2.0, "the head's output is not bounded by the input"
+        net.head.weight.zero_()
+        net.head.bias.zero_()
+        assert float(net(x).abs().max()) == 0.0, "and it can be silent"

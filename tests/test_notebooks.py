@@ -51,8 +51,8 @@ def test_muting_notebook_makes_and_compares_two_runs(monkeypatch, tmp_path):
 def test_leakage_notebook_shows_both_strategies_and_cross_panels(monkeypatch, tmp_path):
     out = execute("02_leakage_skips.ipynb", monkeypatch, tmp_path)
     assert "| no_skip (pure_noise2noise/no_skip) |" in out and "| skip (pure_noise2noise/skip) |" in out
-    assert "val/leakage" in out and out.count("image/png") >= 2  # curves and the cross_abs panel
-    assert "logged no cross_abs images" not in out
+    assert "val/leakage" in out and out.count("image/png") >= 2  # curves and the example pictures
+    assert "logged no example pictures" not in out
 
 
 def test_chains_notebook_runs_the_analysis(monkeypatch, tmp_path):

@@ -8,10 +8,12 @@ from torch import nn
 
 from lightning_app.nets.cross_domain import CrossDomainNet
 from lightning_app.nets.unet import SpectralUNet
+from lightning_app.nets.wave_unet import WaveUNet
 
 NETS: dict[str, type[nn.Module]] = {
     "spectral_unet": SpectralUNet,
     "cross_domain": CrossDomainNet,
+    "wave_unet": WaveUNet,
 }
 
 

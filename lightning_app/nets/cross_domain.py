@@ -13,6 +13,11 @@ whose target is x_a. So the cross path (``model.cross_domain.strategy: no_skip``
 inference path use no skips; ``skip`` (cross path fed the *target's* skips, the research's
 leaking design) is kept for the ablation; a model trained that way also denoises through its
 skips (decoder_a(z_x, skips_x)), as the research's did, since its decoders never ran without them.
+
+``source_skip`` feeds the cross path the skips of its *source* copy, decoder_a(z_b, skips_b): every input
+of the output comes from x_b, whose noise is independent of x_a's, so copying detail through the skips
+cannot lower the loss unless it is signal (classic Noise2Noise with a U-Net). Leakage is measured as for
+the others; inference then denoises through its input's own skips.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from torch import nn
 
 from lightning_app.nets.unet import Decoder, Encoder, SpectralMaskNet, TemporalContext
 
-STRATEGIES = ("no_skip", "skip")
+STRATEGIES = ("no_skip", "skip", "source_skip")
 INFERENCE = ("a", "b", "mean")
 
 
@@ -63,8 +68,9 @@ class CrossDomainNet(SpectralMaskNet):
         return self.synthesise(source.spec, decoder(source.z, skips), like)
 
     def cross(self, decoder: Decoder, source: Encoded, target: Encoded, like: torch.Tensor) -> torch.Tensor:
-        """decoder(z_source) on the source's spectrogram; the *target's* skips only under 'skip'."""
-        skips = target.skips if self.cross_domain_strategy == "skip" else None
+        """decoder(z_source) on the source's spectrogram; the *target's* skips under 'skip', the source's
+        own under 'source_skip', none under 'no_skip'."""
+        skips = {"skip": target.skips, "source_skip": source.skips}.get(self.cross_domain_strategy)
         return self.decode(decoder, source, like, skips)
 
     def paths(self, x_a: torch.Tensor, x_b: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -81,11 +87,11 @@ class CrossDomainNet(SpectralMaskNet):
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         """Inference: the no-skip path of decoder a, b, or the mean of both.
 
-        Under the ``skip`` ablation the decoders were only ever trained with skip features, so
-        that model is run the way it was trained: through its input's own skips.
+        Under ``skip`` and ``source_skip`` the decoders were trained with skip features, so those
+        models are run the way they were trained: through the input's own skips.
         """
         enc = self.encode(wave)
-        skips = enc.skips if self.cross_domain_strategy == "skip" else None
+        skips = enc.skips if self.cross_domain_strategy in ("skip", "source_skip") else None
         outputs = []
         if self.inference_decoder in ("a", "mean"):
             outputs.append(self.decode(self.decoder_a, enc, wave, skips))
