@@ -1,5 +1,5 @@
 # c2c-denoise — `make help` lists the targets. Variables: EXP, ARGS, RESUME, TRAINER, DEVICES, NODES,
-# CKPT, CKPTS, DATA, REPORT, CHAINS, AUDIOLDM2, RUN_DIRS, INPUTS, OUT, MIX, LONG_MINUTES, SWEEP, WORKERS, GPUS_PER_NODE, PARTITION, ACCOUNT, TIME, DRY_RUN.
+# CKPT, CKPTS, DATA, REPORT, CHAINS, AUDIOLDM2, RUN_DIRS, INPUTS, OUT, MIX, LONG_MINUTES, SWEEP, WORKERS, GPUS_PER_NODE, CPUS_PER_TASK, PARTITION, ACCOUNT, TIME, DRY_RUN.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -31,7 +31,7 @@ setup: $(STAMP) ## create .venv and install the pinned dependencies (idempotent)
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=24"
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,audioldm2,baselines,visqol,dnsmos]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,audioldm2,baselines,visqol,dnsmos,postgres]"
 	@touch $(STAMP)
 
 train: $(STAMP) ## train EXP (ARGS="key=value ...", RESUME=1, TRAINER=gpu|cpu, DEVICES=, NODES=)
@@ -42,9 +42,10 @@ submit: $(STAMP) ## Slurm job: EXP NODES=1 GPUS_PER_NODE=8 [PARTITION= ACCOUNT= 
 	  $(if $(PARTITION),--partition $(PARTITION)) $(if $(ACCOUNT),--account $(ACCOUNT)) $(if $(TIME),--time $(TIME)) \
 	  $(if $(TRAINER),--use trainer/$(TRAINER)) $(if $(filter 1 yes true,$(DRY_RUN)),--dry-run)
 
-submit-sweep: $(STAMP) ## SWEEP over EXP as a Slurm job array of WORKERS (4) workers sharing one study [GPUS_PER_NODE=0 for CPU]
+submit-sweep: $(STAMP) ## SWEEP over EXP as a Slurm job array of WORKERS (4) workers sharing one study [GPUS_PER_NODE=0 for CPU] [ARGS="storage=postgresql://..."]
 	$(PY) -m lightning_app.submit $(EXP) --sweep $(SWEEP) --workers $(or $(WORKERS),4) $(ARGS) \
-	  $(if $(GPUS_PER_NODE),--gpus-per-node $(GPUS_PER_NODE)) $(if $(PARTITION),--partition $(PARTITION)) \
+	  $(if $(GPUS_PER_NODE),--gpus-per-node $(GPUS_PER_NODE)) $(if $(CPUS_PER_TASK),--cpus-per-task $(CPUS_PER_TASK)) \
+	  $(if $(PARTITION),--partition $(PARTITION)) \
 	  $(if $(ACCOUNT),--account $(ACCOUNT)) $(if $(TIME),--time $(TIME)) $(if $(filter 1 yes true,$(DRY_RUN)),--dry-run)
 
 submit-denoise: $(STAMP) ## restore INPUTS (folders, files, .txt lists) into OUT as a Slurm job array of WORKERS (4) tasks [CKPT=] [DRY_RUN=1]
