@@ -114,6 +114,58 @@ def test_journal_heartbeat_fails_a_silent_trial_and_queues_its_values_again(tmp_
     assert len(retry) == 1 and retry[0].params == silent.params, "the silent trial's values are queued again"
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "journal", "postgresql"])
+def test_workers_racing_for_the_last_trials_never_overshoot_and_draw_their_own_values(kind, tmp_path, request):
+    """Three workers (threads, each with its own storage as separate processes have) on one study, with
+    trials so short that they mostly race for the claim: exactly ``target`` trials, each drawn anew."""
+    import threading
+
+    target = 12
+    spec = {"sqlite": None, "journal": f"journal://{tmp_path}/study.journal"}.get(kind) \
+        or request.getfixturevalue("postgres_url")
+    storage = ST.parse(spec, tmp_path)
+    sweep = S.OmegaConf.create({"sampler": "random", "sampler_seed": 0, "params": {}})
+    errors = []
+
+    def worker():
+        try:
+            study = optuna.create_study(study_name="race", storage=ST.open_storage(storage, heartbeat_s=5),
+                                        load_if_exists=True)
+            S.run_trials(study, lambda trial: trial.suggest_float("x", 0.0, 1.0), target,
+                         lambda: ST.claim_lock(storage, "race"), lambda n: S.make_sampler(sweep, n), grace_s=0.2)
+        except Exception as exc:  # surfaced below: a thread's exception would otherwise vanish
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    trials = optuna.load_study(study_name="race", storage=ST.open_storage(storage, heartbeat_s=5)).get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * target, f"{len(trials)} trials for {target}"
+    assert len({t.params["x"] for t in trials}) == target, "workers drew the same values (one seed for all)"
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
+def test_a_worker_with_nothing_to_start_checks_that_the_last_trial_is_alive_before_leaving(tmp_path):
+    """The last trial's worker died a moment ago (its beat is still fresh): the last worker standing notices
+    within one grace period and runs the trial's values itself, instead of leaving the study one short."""
+    storage = ST.parse(f"journal://{tmp_path}/study.journal", tmp_path)
+    journal = ST.open_storage(storage, heartbeat_s=1)
+    study = optuna.create_study(study_name="s", storage=journal)
+    study.enqueue_trial({"x": 0.25})
+    study.optimize(lambda trial: trial.suggest_float("x", 0.0, 1.0), n_trials=1)
+    orphan = study.ask()
+    orphan.suggest_float("x", 0.0, 1.0)
+    journal.record_heartbeat(orphan._trial_id)  # one beat, then its worker is gone
+    ran = S.run_trials(study, lambda trial: trial.suggest_float("x", 0.0, 1.0), 2,
+                       lambda: ST.claim_lock(storage, "s"), lambda n: optuna.samplers.RandomSampler(seed=n), grace_s=2)
+    trials = study.get_trials()
+    assert ran == 1 and [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
+    assert trials[2].params == orphan.params, "the orphan's values ran again"
+
+
 # ----------------------------------------------------------------------------- a real PostgreSQL server
 def _server_url() -> str:
     return os.environ.get("C2C_TEST_POSTGRES_URL", DEFAULT_URL)
