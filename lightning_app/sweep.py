@@ -51,6 +51,7 @@ SWEEP_FIELDS = ("objective", "trials", "sampler", "sampler_seed", "pruning", "st
 # Fields a sweep file may leave out (the bundled ones spell them out).
 OPTIONAL_FIELDS = {"storage": None, "heartbeat": 30}
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
+POLL_S = 5.0  # how often a worker with nothing to start looks at the trials still running elsewhere
 
 
 def split_overrides(overrides) -> tuple[list[str], list[str]]:
@@ -140,7 +141,7 @@ def run_trials(study: optuna.Study, objective, target: int, claim, sampler_for, 
     elsewhere has kept beating for ``grace_s`` after it first saw it: a worker that had just died is caught
     and its trial run here, while idling costs at most one grace period.
     """
-    ran = 0
+    ran, announced = 0, False
     first_seen: dict[int, float] = {}
     while True:
         with contextlib.ExitStack() as held:
@@ -163,10 +164,12 @@ def run_trials(study: optuna.Study, objective, target: int, claim, sampler_for, 
             unproven = [n for n in running if now - first_seen.setdefault(n, now) < grace_s]
             if done >= target or not unproven:
                 return ran
-            wait = max(grace_s - (now - first_seen[n]) for n in unproven) + 0.5
-            log.info("trial(s) %s run on other workers; checking for %.0f s that they are alive before leaving",
-                     ", ".join(map(str, unproven)), wait)
-        time.sleep(wait)
+            proof = max(grace_s - (now - first_seen[n]) for n in unproven) + 0.5
+            if not announced:
+                log.info("trial(s) %s run on other workers; checking for %.0f s that they are alive before leaving",
+                         ", ".join(map(str, unproven)), proof)
+                announced = True
+        time.sleep(min(proof, POLL_S))  # and leave as soon as they finish
 
 
 def run_sweep(experiment: str, sweep_name: str, overrides: list[str] = (), blocks: list[str] = (),
