@@ -218,6 +218,21 @@ def test_server_side_problems_are_one_line_too(postgres_server, tmp_path, capsys
     assert not (tmp_path / "runs").exists()
 
 
+def test_submit_sweep_warns_when_the_password_would_land_in_the_job_script(postgres_url, tmp_path, monkeypatch,
+                                                                          caplog):
+    import sqlalchemy
+
+    monkeypatch.setattr(SUB, "_sbatch", lambda path, *options: "4242")
+    args = [f"run.root={tmp_path}"]
+    SUB.submit_sweep("supervised_unet", "learning_rate", 2, [*args, f"storage={postgres_url}"])
+    assert "password is written into" in caplog.text and "~/.pgpass or PGPASSWORD" in caplog.text
+    caplog.clear()
+    url = sqlalchemy.engine.make_url(postgres_url)
+    monkeypatch.setenv("PGPASSWORD", url.password)
+    SUB.submit_sweep("supervised_unet", "learning_rate", 2, [*args, f"storage={_without_password(url)}"])
+    assert "password" not in caplog.text, "no warning for a URL without a password"
+
+
 def test_password_from_pgpassword_and_a_rerun_adds_nothing(postgres_url, tmp_path, monkeypatch):
     """The recommended shape: no password in the URL, libpq reads PGPASSWORD (or ~/.pgpass)."""
     import sqlalchemy
