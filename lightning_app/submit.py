@@ -36,7 +36,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from lightning_app import config as C
-from lightning_app import denoise, study_storage
+from lightning_app import denoise
 from lightning_app.checkpoints import bundled_model, read_checkpoint
 from lightning_app.restore import (
     balance_shares,
@@ -140,6 +140,7 @@ def render_sweep(cluster: DictConfig, experiment: str, sweep: str, workers: int,
 def submit_sweep(experiment: str, sweep: str, workers: int, overrides: list[str] = (), blocks: list[str] = (),
                  cluster_overrides: list[str] = (), dry_run: bool = False,
                  python: str = sys.executable) -> tuple[Path, str]:
+    from lightning_app import study_storage  # Optuna and SQLAlchemy: only sweeps need them
     from lightning_app.sweep import load_sweep, split_overrides
 
     cluster = _cluster(cluster_overrides)
