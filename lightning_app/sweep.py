@@ -166,8 +166,8 @@ def run_trials(study: optuna.Study, objective, target: int, claim, sampler_for, 
                 return ran
             proof = max(grace_s - (now - first_seen[n]) for n in unproven) + 0.5
             if not announced:
-                log.info("trial(s) %s run on other workers; checking for %.0f s that they are alive before leaving",
-                         ", ".join(map(str, unproven)), proof)
+                log.info("trial(s) %s run on other workers; leaving when they finish or, at most %.0f s from now, "
+                         "when their heartbeats show them alive", ", ".join(map(str, unproven)), proof)
                 announced = True
         time.sleep(min(proof, POLL_S))  # and leave as soon as they finish
 
