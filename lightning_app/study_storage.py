@@ -142,7 +142,7 @@ def _engine(storage: StudyStorage, pool: bool = True):
         return sqlalchemy.create_engine(storage.url, **_engine_kwargs(storage),
                                         **({} if pool else {"poolclass": sqlalchemy.pool.NullPool}))
     except ImportError as exc:
-        extra = "[postgres] extra (make setup, or pip install -e '.[postgres]')" if storage.is_postgresql \
+        extra = "[postgres] extra (make setup, or pip install -c constraints.txt -e '.[postgres]')" if storage.is_postgresql \
             else f"driver '{exc.name}'"
         raise StorageError(f"storage {storage.shown}: the database driver is not installed; install the {extra}") \
             from None
