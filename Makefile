@@ -30,6 +30,7 @@ LONG_MINUTES ?= 120
 SWEEP  ?= loss_weights
 #: WORKERS       submit-sweep/submit-denoise: Slurm array tasks (default 4)
 #: GPUS_PER_NODE submit*: GPUs per node or task (0 for CPU-only)
+#: CPUS_PER_TASK submit-sweep: CPU cores per array task
 #: PARTITION     submit*: Slurm partition
 #: ACCOUNT       submit*: Slurm account
 #: TIME          submit*: Slurm time limit, e.g. 12:00:00
@@ -41,6 +42,7 @@ TB_HOST ?= 127.0.0.1
 #: TB_PORT       tensorboard: port (default 6006)
 TB_PORT ?= 6006
 #: PYTHON        setup: the Python 3.11 that makes .venv (default python3.11, else python3)
+#: PY            every target: the environment's Python (default .venv/bin/python; tests point it at another)
 
 # `make train EXP=x trainer.max_epochs=3` would pass the override to Make, which takes it as a variable and
 # drops it: every command-line variable must be one of those above.
@@ -74,7 +76,7 @@ setup: $(STAMP) ## create .venv and install the pinned dependencies (idempotent)
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=24"
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,audioldm2,baselines,visqol,dnsmos]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,audioldm2,baselines,visqol,dnsmos,postgres]"
 	@touch $(STAMP)
 
 train: $(STAMP) ## train EXP (ARGS="key=value ...", RESUME=1, TRAINER=gpu|cpu, DEVICES=, NODES=)
@@ -85,9 +87,10 @@ submit: $(STAMP) ## Slurm job: EXP NODES=1 GPUS_PER_NODE=8 [PARTITION= ACCOUNT= 
 	  $(if $(PARTITION),--partition $(PARTITION)) $(if $(ACCOUNT),--account $(ACCOUNT)) $(if $(TIME),--time $(TIME)) \
 	  $(if $(TRAINER),--use trainer/$(TRAINER)) $(if $(filter 1 yes true,$(DRY_RUN)),--dry-run)
 
-submit-sweep: $(STAMP) ## SWEEP over EXP as a Slurm job array of WORKERS (4) workers sharing one study [GPUS_PER_NODE=0 for CPU]
+submit-sweep: $(STAMP) ## SWEEP over EXP as a Slurm job array of WORKERS (4) workers sharing one study [GPUS_PER_NODE=0 for CPU] [ARGS="storage=postgresql://..."]
 	$(PY) -m lightning_app.submit $(EXP) --sweep $(SWEEP) --workers $(or $(WORKERS),4) $(ARGS) \
-	  $(if $(GPUS_PER_NODE),--gpus-per-node $(GPUS_PER_NODE)) $(if $(PARTITION),--partition $(PARTITION)) \
+	  $(if $(GPUS_PER_NODE),--gpus-per-node $(GPUS_PER_NODE)) $(if $(CPUS_PER_TASK),--cpus-per-task $(CPUS_PER_TASK)) \
+	  $(if $(PARTITION),--partition $(PARTITION)) \
 	  $(if $(ACCOUNT),--account $(ACCOUNT)) $(if $(TIME),--time $(TIME)) $(if $(filter 1 yes true,$(DRY_RUN)),--dry-run)
 
 submit-denoise: $(STAMP) ## restore INPUTS (folders, files, .txt lists) into OUT as a Slurm job array of WORKERS (4) tasks [CKPT=] [DRY_RUN=1]

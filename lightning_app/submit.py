@@ -25,6 +25,7 @@ the same command again skips the complete outputs and retries the rest.
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import shlex
 import subprocess
@@ -50,6 +51,7 @@ from lightning_app.restore import (
 from lightning_app.train import experiment_dir, next_version
 
 CLUSTER = C.CONFIG_DIR / "cluster" / "slurm.yaml"
+log = logging.getLogger("lightning_app.submit")
 
 
 def _site_and_preamble(cluster: DictConfig, gpus: int, rendered_by: str) -> list[str]:
@@ -138,16 +140,22 @@ def render_sweep(cluster: DictConfig, experiment: str, sweep: str, workers: int,
 def submit_sweep(experiment: str, sweep: str, workers: int, overrides: list[str] = (), blocks: list[str] = (),
                  cluster_overrides: list[str] = (), dry_run: bool = False,
                  python: str = sys.executable) -> tuple[Path, str]:
+    from lightning_app import study_storage  # Optuna and SQLAlchemy: only sweeps need them
     from lightning_app.sweep import load_sweep, split_overrides
 
     cluster = _cluster(cluster_overrides)
     sweep_fields, run_overrides = split_overrides(overrides)
-    load_sweep(sweep, sweep_fields)  # a bad sweep fails here, not in the queue
+    sweep_cfg = load_sweep(sweep, sweep_fields)  # a bad sweep fails here, not in the queue
     cfg = C.compose(experiment, run_overrides, blocks=list(blocks))
     directory = (Path(cfg.run.root) / "sweeps" / f"{experiment}-{sweep}").resolve()
+    storage = study_storage.parse(sweep_cfg.storage, directory)
     script = render_sweep(cluster, experiment, sweep, workers, list(overrides), list(blocks), directory, python)
     if dry_run:
         return directory / "submit-sweep.sbatch", script
+    study_storage.check(storage)  # an unreachable database fails here, not in every array task
+    if any(o.startswith("storage=") and study_storage.masked(o) != o for o in sweep_fields):
+        log.warning("warning: the storage URL's password is written into %s and shows in the process list; "
+                    "keep it in ~/.pgpass or PGPASSWORD instead (README, Sweeps)", directory / "submit-sweep.sbatch")
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "submit-sweep.sbatch"
     path.write_text(script)

@@ -7,39 +7,52 @@ objective metric and its direction, the number of trials, the sampler (grid / ra
 and pruning. ``key=value`` arguments set the sweep's own fields (trials=16, sampler=random)
 when the key is one of them, and otherwise override the experiment for every trial.
 
-The study lives in SQLite under runs/sweeps/<EXP>-<SWEEP>/ (or the sweep's ``storage`` URL,
-which many workers on many nodes can share); each trial trains in
-runs/sweeps/<EXP>-<SWEEP>/trial_NNN/version_0 with its resolved config, checkpoints and
-TensorBoard events (hyper-parameters in the HParams view). Running the same command again
-continues the study: finished trials are kept, interrupted ones are tried again, and the sweep
-stops once ``trials`` trials have completed or been pruned. A ranked table of the trials is
-printed at the end and written to trials.csv.
+The study lives in SQLite under runs/sweeps/<EXP>-<SWEEP>/, or where the sweep's ``storage``
+says (study_storage.py: a PostgreSQL URL or a journal file that workers on many nodes share);
+each trial trains in runs/sweeps/<EXP>-<SWEEP>/trial_NNN/version_0 with its resolved config,
+checkpoints and TensorBoard events (hyper-parameters in the HParams view). Any number of
+workers may run the same command on the same study: each claims one trial at a time, and they
+stop once ``trials`` trials have completed or been pruned, never more. A trial whose worker died
+(its heartbeat stopped) is failed and queued again with the same values. Running the same
+command again continues the study and adds nothing to a finished one. A ranked table of the
+trials is printed at the end and written to trials.csv.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import logging
 import math
+import os
+import socket
 import sys
+import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import optuna
 from omegaconf import DictConfig, OmegaConf
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from omegaconf.errors import OmegaConfBaseException
 from optuna.trial import TrialState
 from optuna_integration import PyTorchLightningPruningCallback
 
 from lightning_app import config as C
+from lightning_app import study_storage, tables
+from lightning_app.console import tensorboard_hint
 from lightning_app.train import train
 
 log = logging.getLogger("lightning_app.sweep")
 
 SWEEP_DIR = C.CONFIG_DIR / "sweep"
-SWEEP_FIELDS = ("objective", "trials", "sampler", "sampler_seed", "pruning", "storage", "overrides", "params")
+SWEEP_FIELDS = ("objective", "trials", "sampler", "sampler_seed", "pruning", "storage", "heartbeat", "overrides",
+                "params")
+# Fields a sweep file may leave out (the bundled ones spell them out).
+OPTIONAL_FIELDS = {"storage": None, "heartbeat": 30}
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
+POLL_S = 5.0  # how often a worker with nothing to start looks at the trials still running elsewhere
 
 
 def split_overrides(overrides) -> tuple[list[str], list[str]]:
@@ -57,7 +70,13 @@ def load_sweep(name: str, overrides: list[str]) -> DictConfig:
     unknown = sorted(set(sweep) - set(SWEEP_FIELDS))
     if unknown:
         raise C.ConfigError(f"{path}: unknown field(s) {unknown}; known: {list(SWEEP_FIELDS)}")
-    sweep.merge_with(OmegaConf.from_dotlist(overrides))
+    sweep = OmegaConf.merge(OPTIONAL_FIELDS, sweep, OmegaConf.from_dotlist(overrides))
+    try:
+        OmegaConf.resolve(sweep)  # e.g. storage: ${oc.env:C2C_SWEEP_STORAGE}; a missing variable is named here
+    except OmegaConfBaseException as exc:
+        raise C.ConfigError(f"{path}: {exc.msg if hasattr(exc, 'msg') else exc}") from None
+    if not isinstance(sweep.heartbeat, int) or isinstance(sweep.heartbeat, bool) or sweep.heartbeat < 1:
+        raise C.ConfigError(f"{path}: heartbeat must be a whole number of seconds >= 1, got {sweep.heartbeat!r}")
     if sweep.sampler not in ("grid", "random", "tpe"):
         raise C.ConfigError(f"{path}: sampler must be grid, random or tpe, got {sweep.sampler!r}")
     for key, spec in sweep.params.items():
@@ -82,24 +101,76 @@ def suggest(trial: optuna.Trial, params: DictConfig) -> list[str]:
     return out
 
 
-def make_sampler(sweep: DictConfig) -> optuna.samplers.BaseSampler:
+def make_sampler(sweep: DictConfig, trial_number: int | None = None) -> optuna.samplers.BaseSampler:
+    """The sweep's sampler; seeded by (sampler_seed, trial number) when both are given, so workers that
+    start together draw different values and every trial's draw is reproducible whichever worker runs it."""
+    seed = sweep.sampler_seed
+    if seed is not None and trial_number is not None:
+        seed = int(np.random.SeedSequence([int(seed), trial_number]).generate_state(1)[0])
     if sweep.sampler == "grid":
-        return optuna.samplers.GridSampler({k: list(v.choices) for k, v in sweep.params.items()}, seed=sweep.sampler_seed)
+        return optuna.samplers.GridSampler({k: list(v.choices) for k, v in sweep.params.items()}, seed=seed)
     if sweep.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=sweep.sampler_seed)
-    return optuna.samplers.TPESampler(seed=sweep.sampler_seed)
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
 
 
-def open_study(name: str, sweep: DictConfig, directory: Path) -> optuna.Study:
-    url = sweep.storage or f"sqlite:///{directory / 'study.db'}"
+def open_study(name: str, sweep: DictConfig, directory: Path,
+               storage: study_storage.StudyStorage) -> optuna.Study:
+    """Create or load the study; ``storage`` has been checked, so only now does anything get created."""
     directory.mkdir(parents=True, exist_ok=True)
-    # Heartbeats mark the trials of a killed worker as failed; the callback queues them again.
-    storage = RDBStorage(url, heartbeat_interval=30, grace_period=60,
-                         heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2))
     pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1) if sweep.pruning \
         else optuna.pruners.NopPruner()
-    return optuna.create_study(study_name=name, storage=storage, sampler=make_sampler(sweep), pruner=pruner,
-                               direction=sweep.objective.direction, load_if_exists=True)
+    return optuna.create_study(study_name=name, storage=study_storage.open_storage(storage, sweep.heartbeat),
+                               sampler=make_sampler(sweep), pruner=pruner, direction=sweep.objective.direction,
+                               load_if_exists=True)
+
+
+def fail_stale_trials(study: optuna.Study) -> None:
+    """Trials whose worker stopped beating become FAIL, and a copy of each is queued (the retry callback)."""
+    with warnings.catch_warnings():  # fail_stale_trials is marked experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+def run_trials(study: optuna.Study, objective, target: int, claim, sampler_for, grace_s: float) -> int:
+    """Run trials one at a time until ``target`` are done or running elsewhere; returns how many ran here.
+
+    ``claim()`` is a lock shared by every worker on the study, held from counting the trials until the new
+    trial is RUNNING: two workers never both start the trial that completes the study, and the new trial's
+    number is known while it is held, so ``sampler_for(number)`` seeds its draw. Queued retries (WAITING)
+    are taken before new samples. A worker with nothing left to start leaves once each trial still running
+    elsewhere has kept beating for ``grace_s`` after it first saw it: a worker that had just died is caught
+    and its trial run here, while idling costs at most one grace period.
+    """
+    ran, announced = 0, False
+    first_seen: dict[int, float] = {}
+    while True:
+        with contextlib.ExitStack() as held:
+            held.enter_context(claim())
+            fail_stale_trials(study)
+            trials = study.get_trials(deepcopy=False)
+            done = sum(t.state in DONE for t in trials)
+            running = [t.number for t in trials if t.state == TrialState.RUNNING]
+            if done + len(running) < target:
+                study.sampler = sampler_for(len(trials))  # no other worker can add a trial meanwhile
+
+                def claimed(trial: optuna.Trial) -> float:
+                    held.close()  # the trial is RUNNING now: let the next worker count it
+                    return objective(trial)
+
+                study.optimize(claimed, n_trials=1, catch=(RuntimeError,))
+                ran += 1
+                continue
+            now = time.monotonic()
+            unproven = [n for n in running if now - first_seen.setdefault(n, now) < grace_s]
+            if done >= target or not unproven:
+                return ran
+            proof = max(grace_s - (now - first_seen[n]) for n in unproven) + 0.5
+            if not announced:
+                log.info("trial(s) %s run on other workers; leaving when they finish or, at most %.0f s from now, "
+                         "when their heartbeats show them alive", ", ".join(map(str, unproven)), proof)
+                announced = True
+        time.sleep(min(proof, POLL_S))  # and leave as soon as they finish
 
 
 def run_sweep(experiment: str, sweep_name: str, overrides: list[str] = (), blocks: list[str] = (),
@@ -113,13 +184,18 @@ def run_sweep(experiment: str, sweep_name: str, overrides: list[str] = (), block
                             "workers on the same study for more GPUs).")
     name = f"{experiment}-{sweep_name}"
     directory = Path(root or probe.run.root) / "sweeps" / name
-    study = open_study(name, sweep, directory)
-    with warnings.catch_warnings():  # fail_stale_trials is marked experimental
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)  # trials left RUNNING by an interrupted run of this command
+    storage = study_storage.parse(sweep.storage, directory)
+    study_storage.check(storage)  # a bad URL or an unreachable server stops here, before anything exists
+    study = open_study(name, sweep, directory, storage)
     metric = sweep.objective.metric
+    worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def objective(trial: optuna.Trial) -> float:
+        frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
+        retry_of = frozen.system_attrs.get("failed_trial")  # set by the retry callback on the copy it queues
+        trial.set_user_attr("worker", worker)
+        log.info("trial %d: started by worker %s%s", trial.number, worker,
+                 "" if retry_of is None else f" (retrying trial {retry_of}, whose worker stopped)")
         sampled = suggest(trial, sweep.params)
         cfg = C.compose(experiment, [*sweep.overrides, *run_overrides, *sampled], blocks=list(blocks))
         cfg.run.root = str(directory)
@@ -133,12 +209,13 @@ def run_sweep(experiment: str, sweep_name: str, overrides: list[str] = (), block
         return value
 
     done = len(study.get_trials(deepcopy=False, states=DONE))
-    if done < sweep.trials:
-        log.info("sweep %s: %d of %d trials done; running the rest", name, done, sweep.trials)
-        study.optimize(objective, callbacks=[optuna.study.MaxTrialsCallback(sweep.trials, states=DONE)],
-                       catch=(RuntimeError,))
-    else:
-        log.info("sweep %s: all %d trials already done", name, sweep.trials)
+    log.info("sweep %s: study in %s; %d of %d trials done", name, storage.shown, done, sweep.trials)
+    ran = run_trials(study, objective, sweep.trials, lambda: study_storage.claim_lock(storage, name),
+                     lambda number: make_sampler(sweep, number), grace_s=2 * sweep.heartbeat)
+    done = len(study.get_trials(deepcopy=False, states=DONE))
+    running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+    log.info("sweep %s: worker %s ran %d trial(s); %d of %d done%s", name, worker, ran, done, sweep.trials,
+             f", {running} still running on other workers" if running else "")
     return report(study, sweep, directory)
 
 
@@ -148,7 +225,8 @@ def report(study: optuna.Study, sweep: DictConfig, directory: Path) -> list[dict
     rows = []
     for t in study.get_trials(deepcopy=False):
         rows.append({"trial": t.number, "state": t.state.name, sweep.objective.metric: t.value,
-                     **{k: t.params.get(k) for k in sweep.params}, "run_dir": t.user_attrs.get("run_dir", "")})
+                     **{k: t.params.get(k) for k in sweep.params}, "run_dir": t.user_attrs.get("run_dir", ""),
+                     "worker": t.user_attrs.get("worker", "")})
 
     def rank(row):
         value = row[sweep.objective.metric]
@@ -156,16 +234,17 @@ def report(study: optuna.Study, sweep: DictConfig, directory: Path) -> list[dict
         return (not complete, -value if complete and maximize else (value if complete else 0.0))
 
     rows.sort(key=rank)
-    with open(directory / "trials.csv", "w", newline="") as f:
+    # Workers finishing together each write the table: through a file of their own, replaced at once.
+    partial = directory / f"trials.csv.{os.getpid()}.partial"
+    with open(partial, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["trial"])
         writer.writeheader()
         writer.writerows(rows)
+    os.replace(partial, directory / "trials.csv")
     columns = ["trial", "state", sweep.objective.metric, *sweep.params]
-    print("\n| " + " | ".join(columns) + " |\n" + "|---" * len(columns) + "|")
-    for r in rows:
-        cells = [f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c]) for c in columns]
-        print("| " + " | ".join(cells) + " |")
-    print(f"\ntrials: {directory / 'trials.csv'}   TensorBoard: tensorboard --logdir {directory}")
+    print("\n" + "\n".join(tables.markdown(columns, [[f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c])
+                                                        for c in columns] for r in rows])))
+    print(f"\ntrials: {directory / 'trials.csv'}   TensorBoard: {tensorboard_hint(directory)}")
     return rows
 
 
