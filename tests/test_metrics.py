@@ -118,3 +118,17 @@ def test_log_spectral_distance_matches_a_numpy_reference(speech):
     assert (MF.lsd_fft_size(16000), MF.lsd_fft_size(44100), MF.lsd_fft_size(48000)) == (512, 2048, 2048)
     scores, _ = waveform_scores(noisy, noisy, clean, silent_rms=1e-4)
     assert float(scores["lsd_i"][0]) == 0.0 and float(scores["lsd"][0]) > 0
+
+
+def test_content_means_take_an_epoch_with_no_clips():
+    """A perceptual pass with nothing to score (metrics.perceptual_clips=0, visqol_clips=0) updates the
+    per-content means with empty batches: NaN means and zero counts, not an indexing error."""
+    import torch
+
+    from lightning_app.metrics.quality import ContentMeans
+
+    means = ContentMeans(["pesq"], counters=["clips"], contents=("speech", "music"), content_counters=("clips",))
+    empty = torch.tensor([], dtype=torch.float64)
+    means.update({"pesq": empty}, {"clips": empty}, [])
+    values = means.compute()
+    assert values["clips"] == 0 and values["pesq"] != values["pesq"]  # NaN

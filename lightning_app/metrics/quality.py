@@ -134,8 +134,8 @@ class ContentMeans(nn.Module):
             contents = [None] * len(next(iter(scores.values()), ()))
         for content, means in self.per_content.items():
             mask = [c == content for c in contents]  # updated even when empty: no compute-before-update warning
-            means.update({k: v[torch.tensor(mask, device=v.device)] for k, v in scores.items()},
-                         {k: float(counts[k][torch.tensor(mask, device=counts[k].device)].sum())
+            means.update({k: v[torch.tensor(mask, dtype=torch.bool, device=v.device)] for k, v in scores.items()},
+                         {k: float(counts[k][torch.tensor(mask, dtype=torch.bool, device=counts[k].device)].sum())
                           for k in self.content_counters})
 
     def compute(self) -> dict[str, float]:
