@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -73,3 +75,17 @@ def test_a_48k_stereo_transfer_is_restored_by_the_44k_model(tmp_path, fullband_r
     assert top_band(dropped) < 0.2 * top_band(audio), "high_band=drop removes what the model cannot see"
     # The model's own band went through the model: the output differs from the input there.
     assert not torch.allclose(torch.from_numpy(passed), torch.from_numpy(audio), atol=1e-4)
+
+
+def test_noise2noise_with_music_composes_and_steps_at_44k_with_leakage_measured(tmp_path):
+    from lightning_app.train import train
+
+    cfg = smoke_config(tmp_path, "trainer.max_epochs=1", "data.source_bank=16", "data.val_clips=4",
+                       experiment="noise2noise_fullband")
+    assert (cfg.data.sample_rate, cfg.system.kind, cfg.model.kind) == (44100, "noise2noise", "cross_domain")
+    assert cfg.data.clean.mix.music > cfg.data.clean.mix.speech > 0
+    metrics = train(cfg)["metrics"]
+    for key in ("val/leakage", "val/residual_noise", "val/si_sdr_i/music", "val/si_sdr_i/speech",
+                "val/amplitude_retention/music"):
+        assert math.isfinite(metrics[key]), key
+    assert metrics["val_status/clips/music"] + metrics["val_status/clips/speech"] == 4

@@ -202,3 +202,57 @@ def test_side_by_side_experiment_trains_both_on_one_budget_and_the_command_line_
         run = tmp_path / "runs" / "noise2noise_vs_supervised" / name / "version_0"
         assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 0, name  # 0-based: one epoch
         assert f"| noise2noise_vs_supervised/{name} |" in out
+
+
+def test_source_skip_cross_path_reads_the_source_copys_skips_and_never_the_targets():
+    """Classic Noise2Noise U-Net: cross_a = decoder_a(z_b, skips of x_b). Its skips carry x_b's noise, which
+    is independent of x_a's, so the target's noise cannot leak through them."""
+    torch.manual_seed(0)
+    net = _trained_like(CrossDomainNet(**{**TINY, "strategy": "source_skip"}))
+    x_a, x_b = torch.randn(2, 1, 4000), torch.randn(2, 1, 4000)
+    with torch.no_grad():
+        a, b = net.encode(x_a), net.encode(x_b)
+        out = net.cross(net.decoder_a, b, a, x_b)
+        target_tampered = dataclasses.replace(a, skips=[torch.randn_like(s) * 10 for s in a.skips])
+        source_tampered = dataclasses.replace(b, skips=[torch.randn_like(s) * 10 for s in b.skips])
+        torch.testing.assert_close(net.cross(net.decoder_a, b, target_tampered, x_b), out)
+        assert not torch.allclose(net.cross(net.decoder_a, source_tampered, a, x_b), out)
+        # inference runs through the input's own skips, as the cross path was trained
+        enc = net.encode(x_a)
+        torch.testing.assert_close(net(x_a), net.decode(net.decoder_a, enc, x_a, enc.skips))
+
+
+def test_a_shared_decoder_is_one_module_and_old_checkpoints_build_with_two():
+    from lightning_app.nets import build_net
+
+    shared = CrossDomainNet(**{**TINY, "shared_decoder": True})
+    separate = CrossDomainNet(**TINY)
+    assert shared.decoder_b is shared.decoder_a
+    decoder_size = sum(p.numel() for p in separate.decoder_b.parameters())
+    assert sum(p.numel() for p in separate.parameters()) - sum(p.numel() for p in shared.parameters()) == decoder_size
+    # a checkpoint saved before the setting existed carries no shared_decoder: it was trained with two
+    earlier = {k: v for k, v in TINY.items() if k != "shared_decoder"}
+    rebuilt = build_net("cross_domain", **earlier)
+    assert rebuilt.decoder_b is not rebuilt.decoder_a
+    rebuilt.load_state_dict(separate.state_dict())
+
+
+def test_cross_snr_is_minimised_by_the_clean_signal_on_average():
+    g = torch.Generator().manual_seed(0)
+    clean = torch.randn(1, 1, 4000, generator=g)
+    x_b = clean + 0.5 * torch.randn(clean.shape, generator=g)
+    targets = [clean + 0.5 * torch.randn(clean.shape, generator=g) for _ in range(200)]
+    mean = lambda est: torch.stack([losses.neg_snr(est, t) for t in targets]).mean()
+    assert mean(clean) < mean(x_b) and mean(clean) < mean(0.8 * clean) and mean(clean) < mean(1.2 * clean)
+
+
+def test_without_a_recon_weight_no_reconstruction_is_decoded_and_the_cross_snr_term_is_logged(tmp_path):
+    system, batch = _n2n_batch(tmp_path)
+    system.loss_weights = {**system.loss_weights, "recon": 0.0, "cross_snr": 1.0}
+    with torch.no_grad():
+        paths = system.net.paths(batch["noisy"], batch["noisy_b"], recon=False)
+        terms = system.shared_step(batch)
+    assert "recon_a" not in paths and "recon_b" not in paths
+    assert "recon" not in terms and torch.isfinite(terms["cross_snr"])
+    expected = sum(system.loss_weights[k] * terms[k] for k in ("content", "cross", "cross_snr"))
+    torch.testing.assert_close(terms["loss"], expected)

@@ -41,16 +41,21 @@ def test_every_notebook_is_tested():
 @pytest.mark.slow
 def test_muting_notebook_makes_and_compares_two_runs(monkeypatch, tmp_path):
     out = execute("01_muting_loss.ipynb", monkeypatch, tmp_path)
-    assert "| waveform MAE |" in out and "| energy-aware + MR-STFT |" in out
+    for net in ("spectral U-Net", "wave U-Net"):
+        assert f"| {net}, waveform MAE |" in out and f"| {net}, energy-aware + MR-STFT |" in out
     assert "val/amplitude_retention" in out and "image/png" in out and "<audio" in out
     mae = A.run_config(tmp_path / "tiny" / "supervised_unet" / "mae")
     assert mae.system.supervised.l1 == 1 and mae.system.supervised.snr == 0 and mae.trainer.max_epochs == 1
+    wave_mae = A.run_config(tmp_path / "tiny" / "supervised_unet" / "wave_mae")
+    assert wave_mae.model.kind == "wave_unet" and wave_mae.system.supervised.l1 == 1
+    assert A.run_config(tmp_path / "tiny" / "supervised_unet" / "wave_default").model.kind == "wave_unet"
 
 
 @pytest.mark.slow
-def test_leakage_notebook_shows_both_strategies_and_cross_panels(monkeypatch, tmp_path):
+def test_leakage_notebook_shows_the_three_strategies_and_cross_panels(monkeypatch, tmp_path):
     out = execute("02_leakage_skips.ipynb", monkeypatch, tmp_path)
-    assert "| no_skip (pure_noise2noise/no_skip) |" in out and "| skip (pure_noise2noise/skip) |" in out
+    for strategy in ("no_skip", "skip", "source_skip"):
+        assert f"| {strategy} (pure_noise2noise/{strategy}) |" in out
     assert "val/leakage" in out and out.count("image/png") >= 2  # curves and the example pictures
     assert "logged no example pictures" not in out
 

@@ -114,12 +114,16 @@ def test_no_usable_pair_is_a_clear_error(tmp_path):
         _index((a, b), tmp_path)
 
 
-def test_noise2noise_trains_on_real_pairs_and_supervised_refuses_them(pair_folders, tmp_path):
+@pytest.mark.parametrize("experiment", ["pure_noise2noise", "noise2noise_fullband"])  # 16 kHz speech; 44.1 kHz music
+def test_noise2noise_trains_on_real_pairs_and_supervised_refuses_them(pair_folders, tmp_path, experiment):
     a, b = pair_folders
     args = ["data.mode=real_pairs", f"data.real_pairs.a={a}", f"data.real_pairs.b={b}",
             "data.real_pairs.window_seconds=1.0", "trainer.max_epochs=1"]
-    result = train(smoke_config(tmp_path, *args, experiment="pure_noise2noise"))
+    validation = ["data.val_clips=4"] if experiment == "noise2noise_fullband" else []
+    result = train(smoke_config(tmp_path, *args, *validation, experiment=experiment))
     assert "val/si_sdr_i" in result["metrics"] and "val/leakage" in result["metrics"]  # synthetic validation
+    if experiment == "noise2noise_fullband":
+        assert result["metrics"]["val_status/clips/music"] > 0, "the synthetic validation is scored per content"
     with pytest.raises(C.ConfigError, match="system.kind=supervised needs clean targets"):
         train(smoke_config(tmp_path, *args))
     with pytest.raises(C.ConfigError, match="needs data.real_pairs.a, data.real_pairs.b"):

@@ -64,3 +64,16 @@ def test_bad_sweep_definitions_are_clear_errors(tmp_path):
         S.run_sweep("pure_noise2noise", "loss_weights", ["sampler=grid"])
     with pytest.raises(C.ConfigError, match="DDP would re-run the sweep"):
         S.run_sweep("supervised_unet", "learning_rate", ["trainer.strategy=ddp", f"run.root={tmp_path}"])
+
+
+@pytest.mark.parametrize("experiment, sweep_name", [("supervised_unet", "learning_rate"),
+                                                    ("pure_noise2noise", "loss_weights"),
+                                                    ("pure_noise2noise", "noise2noise_recipe")])
+def test_every_shipped_sweep_samples_values_its_experiment_accepts(experiment, sweep_name):
+    sweep = S.load_sweep(sweep_name, [])
+    for pick in (0, -1):  # the first and the last choice of every categorical (booleans included)
+        fixed = {key: (spec.choices[pick] if spec.type == "categorical" else spec.low) for key, spec in sweep.params.items()}
+        overrides = S.suggest(optuna.trial.FixedTrial(fixed), sweep.params)
+        cfg = C.compose(experiment, [*sweep.overrides, *overrides])
+        for key, value in fixed.items():
+            assert C.OmegaConf.select(cfg, key) == value, f"{sweep_name}: {key}={value} did not reach the config"

@@ -25,8 +25,9 @@ PERCEPTUAL_METRICS = ("pesq", "pesq_input", "pesq_i", "stoi", "stoi_input", "sto
 
 def metric_contents(mode: str, mix: dict | None) -> tuple[str, ...]:
     """The content names the metrics are broken down by: ``data.clean.mix``'s keys of weight > 0 for the
-    synthetic modes; none for paired folders (their clean side has no content label)."""
-    if mode not in ("supervised", "noise2noise") or not mix:
+    synthetic modes (real_pairs validates on synthetic clips too); none for paired folders (their clean
+    side has no content label)."""
+    if mode not in ("supervised", "noise2noise", "real_pairs") or not mix:
         return ()
     return tuple(name for name, weight in mix.items() if weight > 0)
 

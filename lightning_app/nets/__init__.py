@@ -19,6 +19,8 @@ NETS: dict[str, type[nn.Module]] = {
 
 #: settings checkpoints of earlier versions carry for every network (one flat model.* block), by today's names
 _EARLIER_NAMES = {"cross_domain_strategy": "strategy"}
+#: settings added since, with the value that reproduces what earlier checkpoints were trained with
+_ADDED = {"cross_domain": {"shared_decoder": False}}
 
 
 def settings_read_by(kind: str) -> list[str]:
@@ -31,6 +33,6 @@ def build_net(kind: str, **params) -> nn.Module:
     settings of earlier checkpoints that this network does not read are dropped."""
     if kind not in NETS:
         raise ValueError(f"model.kind '{kind}' is not one of {sorted(NETS)}")
-    params = {_EARLIER_NAMES.get(k, k): v for k, v in params.items()}
+    params = {**_ADDED.get(kind, {}), **{_EARLIER_NAMES.get(k, k): v for k, v in params.items()}}
     read = set(settings_read_by(kind))
     return NETS[kind](**{k: v for k, v in params.items() if k in read})

@@ -42,7 +42,8 @@ class Encoded:
 
 class CrossDomainNet(SpectralMaskNet):
     def __init__(self, *, n_fft: int, hop: int, channels, time_strides, context_dilations, mask_max: float,
-                 compress: float, freq_patch: int, latent_channels: int, strategy: str, inference_decoder: str):
+                 compress: float, freq_patch: int, latent_channels: int, strategy: str, inference_decoder: str,
+                 shared_decoder: bool):
         super().__init__(n_fft, hop, channels, time_strides, mask_max, compress, freq_patch)
         if strategy not in STRATEGIES:
             raise ValueError(f"model.cross_domain.strategy must be one of {STRATEGIES}, got {strategy!r}")
@@ -55,7 +56,11 @@ class CrossDomainNet(SpectralMaskNet):
         self.context = TemporalContext(channels[-1], tuple(context_dilations))
         self.to_latent = nn.Conv2d(channels[-1], latent_channels, 1)
         self.decoder_a = Decoder(channels, time_strides, bottleneck_channels=latent_channels, freq_patch=freq_patch)
-        self.decoder_b = Decoder(channels, time_strides, bottleneck_channels=latent_channels, freq_patch=freq_patch)
+        # One decoder for both copies (shared_decoder) learns from both cross directions: twice the examples
+        # for the weights that denoise, at the same cost.
+        self.decoder_b = self.decoder_a if shared_decoder else Decoder(channels, time_strides,
+                                                                        bottleneck_channels=latent_channels,
+                                                                        freq_patch=freq_patch)
 
     def encode(self, wave: torch.Tensor) -> Encoded:
         spec, feats = self.analyse(wave)
@@ -73,16 +78,19 @@ class CrossDomainNet(SpectralMaskNet):
         skips = {"skip": target.skips, "source_skip": source.skips}.get(self.cross_domain_strategy)
         return self.decode(decoder, source, like, skips)
 
-    def paths(self, x_a: torch.Tensor, x_b: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Every training output for a pair: latents, reconstructions (with skips) and cross outputs."""
+    def paths(self, x_a: torch.Tensor, x_b: torch.Tensor, recon: bool = True) -> dict[str, torch.Tensor]:
+        """Every training output for a pair: latents, cross outputs and (``recon``) the reconstructions with
+        skips, which a loss without a recon term need not pay two decoder passes for."""
         a, b = self.encode(x_a), self.encode(x_b)
-        return {
+        out = {
             "z_a": a.z, "z_b": b.z,
-            "recon_a": self.decode(self.decoder_a, a, x_a, a.skips),
-            "recon_b": self.decode(self.decoder_b, b, x_b, b.skips),
             "cross_a": self.cross(self.decoder_a, b, a, x_b),  # target x_a
             "cross_b": self.cross(self.decoder_b, a, b, x_a),  # target x_b
         }
+        if recon:
+            out["recon_a"] = self.decode(self.decoder_a, a, x_a, a.skips)
+            out["recon_b"] = self.decode(self.decoder_b, b, x_b, b.skips)
+        return out
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         """Inference: the no-skip path of decoder a, b, or the mean of both.

@@ -14,7 +14,7 @@ from lightning_app.metrics.quality import ClipMeans
 from lightning_app.nets.cross_domain import CrossDomainNet
 from lightning_app.systems.base import DenoiseSystem
 
-TERMS = ("content", "recon", "cross", "edge")
+TERMS = ("content", "recon", "cross", "cross_snr", "edge")
 DIAGNOSTICS = ("leakage", "leakage_a", "leakage_b", "residual_noise", "cross_si_sdr_i")
 
 
@@ -33,13 +33,20 @@ class Noise2NoiseSystem(DenoiseSystem):
 
     def shared_step(self, batch: dict) -> dict[str, torch.Tensor]:
         x_a, x_b = batch["noisy"], batch["noisy_b"]
-        paths = self.net.paths(x_a, x_b)
         w = self.loss_weights
+        paths = self.net.paths(x_a, x_b, recon=bool(w.get("recon")))
         terms = {
             "content": losses.content(paths["z_a"], paths["z_b"]),
-            "recon": losses.noise2noise_mse(paths["recon_a"], x_a, x_a) + losses.noise2noise_mse(paths["recon_b"], x_b, x_b),
             "cross": losses.noise2noise_mse(paths["cross_a"], x_a, x_b) + losses.noise2noise_mse(paths["cross_b"], x_b, x_a),
         }
+        if "recon_a" in paths:
+            terms["recon"] = (losses.noise2noise_mse(paths["recon_a"], x_a, x_a)
+                              + losses.noise2noise_mse(paths["recon_b"], x_b, x_b))
+        if w.get("cross_snr"):
+            # -SNR of each cross output against its noisy target: in a clip's thousands of samples the target
+            # noise adds a near-constant to the error energy, so the minimum is still the clean signal, while
+            # each clip weighs in dB rather than by its share of the batch's error energy
+            terms["cross_snr"] = losses.neg_snr(paths["cross_a"], x_a) + losses.neg_snr(paths["cross_b"], x_b)
         if w.get("edge"):
             terms["edge"] = losses.edge(paths["cross_a"], x_a) + losses.edge(paths["cross_b"], x_b)
         terms["loss"] = losses.weighted_sum(terms, {k: w.get(k, 0.0) for k in terms})
