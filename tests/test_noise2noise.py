@@ -145,7 +145,8 @@ def test_stage2_starts_from_stage1_weights_with_a_fresh_optimizer_and_resumes_as
     for name, tensor in stage1_weights.items():
         torch.testing.assert_close(capture.weights[name], tensor, rtol=0, atol=0, msg=name)
     assert capture.step == 0 and capture.epoch == 0 and capture.optimizer_state == {}
-    assert torch.load(stage2["last"], weights_only=True)["optimizer_states"][0]["param_groups"][0]["max_lr"] == 1e-4
+    max_lr = torch.load(stage2["last"], weights_only=True)["optimizer_states"][0]["param_groups"][0]["max_lr"]
+    assert max_lr == _stage2(tmp_path).optim.lr, "stage 2's own schedule"
 
     # Resuming stage 2 continues stage 2: its own weights and step, even with stage 1 gone.
     stage2_last = torch.load(stage2["last"], weights_only=True)
