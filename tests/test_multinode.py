@@ -1,5 +1,6 @@
-"""Two nodes simulated on one machine: two torchrun launches of the training entry point, one process each,
-node ranks 0 and 1, one master on 127.0.0.1, gloo. The run directory is shared, as on a cluster's shared disk."""
+"""Two nodes on one machine: two torchrun launches of the training entry point, one process each, node ranks
+0 and 1, one master on 127.0.0.1, gloo; and, where this machine can run two slurmd, a real 2-node Slurm job.
+The run directory is shared, as on a cluster's shared disk."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ import pytest
 import torch
 
 from lightning_app import config as C
+from lightning_app import submit as S
 from lightning_app import train as T
 from lightning_app.checkpoints import load_system
+from tests.test_slurm import _job_state, _wait
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("multinode_worker.py")
@@ -133,3 +136,58 @@ def test_an_interrupted_two_node_run_resumes_on_both_nodes(fitted, tmp_path):
     for rank in (0, 1):  # only the missing epoch was trained, on the draws an uninterrupted run made
         assert records[rank]["batches"] == uninterrupted[rank]["batches"][STEPS_PER_EPOCH:], rank
 
+
+# ----------------------------------------------------------------------------- the same under Slurm
+@pytest.fixture(scope="module")
+def two_node_slurm(tmp_path_factory):
+    """A private Slurm of two nodes, n1 and n2: two slurmd on this host (scripts/slurm_two_nodes.sh)."""
+    conf_dir = tmp_path_factory.mktemp("slurm_two_nodes")
+    # The single-node script installs and starts munge, which the two-node one needs.
+    for command in (["slurm_single_node.sh"], ["slurm_two_nodes.sh", "start", str(conf_dir)]):
+        done = subprocess.run(["bash", str(ROOT / "scripts" / command[0]), *command[1:]], capture_output=True,
+                              text=True, timeout=600)
+        if done.returncode == 3:
+            pytest.skip(f"no two-node Slurm here: {done.stderr.strip() or done.stdout.strip()}")
+        assert done.returncode == 0, done.stderr
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("SLURM_CONF", str(conf_dir / "slurm.conf"))  # sbatch, squeue, scontrol: this cluster
+        yield conf_dir
+    subprocess.run(["bash", str(ROOT / "scripts" / "slurm_two_nodes.sh"), "stop", str(conf_dir)], timeout=60)
+
+
+def test_a_two_node_slurm_job_trains_one_run_and_resumes_after_a_requeue(two_node_slurm, tmp_path):
+    epochs, examples = 6, 16  # 12 steps (10 would hit a ZeroDivisionError in OneCycleLR: 0.1 x 10 warm-up steps = 1)
+    path, job = S.submit("pure_noise2noise", [f"run.root={tmp_path / 'runs'}", f"data.cache_dir={tmp_path / 'cache'}",
+                                              "use=[data/smoke,model/tiny]", "trainer.precision=32",
+                                              f"trainer.max_epochs={epochs}", f"data.train_examples_per_epoch={examples}",
+                                              f"data.batch_size={BATCH}"],
+                         blocks=["trainer/multinode"],
+                         cluster_overrides=["nodes=2", "gpus_per_node=0", "tasks_per_node=1", "cpus_per_task=1",
+                                            "time=00:15:00",
+                                            # n1 and n2 are names for this host that nothing else resolves
+                                            "setup=['export MASTER_ADDR=127.0.0.1']"])
+    script = path.read_text()
+    assert "#SBATCH --nodes=2" in script and "#SBATCH --ntasks-per-node=1" in script
+    assert "trainer.num_nodes=2 trainer.devices=1" in script
+    run = path.parent
+    last = run / "checkpoints" / "last.ckpt"
+    _wait(last.is_file, 180, "the first checkpoint")
+    first = torch.load(last, weights_only=True)["global_step"]
+    subprocess.run(["scancel", "--signal=USR1", "--batch", job], check=True)  # what Slurm does before a time limit
+    _wait(lambda: _job_state(job) == "PENDING", 120, "the job to be requeued")
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], capture_output=True)
+    _wait(lambda: (run / "metrics.json").is_file() and not _job_state(job), 300, "the job to finish")
+
+    log = (run / f"slurm-{job}.out").read_text()
+    assert "requeueing job" in log and "resuming" in log, log[-2000:]
+    for rank in (0, 1):  # twice each: the first start and the requeued one
+        assert log.count(f"GLOBAL_RANK: {rank}, MEMBER: {rank + 1}/2") == 2, log[-2000:]
+    for node in ("n1", "n2"):  # each slurmd ran the training step, both times
+        slurmd_log = (two_node_slurm / "log" / f"slurmd-{node}.log").read_text()
+        assert slurmd_log.count(f"launch task StepId={job}.0 ") == 2, node
+    assert [p.name for p in run.parent.iterdir()] == ["version_0"], "one run directory across nodes and restarts"
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+    assert len(list(run.glob("events.*"))) == 2, "one per start, by global rank 0 only: one TensorBoard run"
+    steps_per_epoch = examples // 2 // BATCH
+    assert first < epochs * steps_per_epoch, "the signal came after training had ended"
+    assert torch.load(last, weights_only=True)["global_step"] == epochs * steps_per_epoch, "no step lost or twice"
