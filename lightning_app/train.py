@@ -281,6 +281,10 @@ def train(cfg: DictConfig, resume: str | None = None, ckpt_path: Path | None = N
         if ckpt_path is None:
             dashboard.write(logger.experiment, cfg)
     trainer.fit(system, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    # Global rank 0's run directory is the run's, on every rank and node. A fresh run's other ranks chose
+    # theirs before the processes could talk and may have seen rank 0's new version_N (they named N+1);
+    # they wrote nothing there: only rank 0 writes, and ModelCheckpoint takes rank 0's dirpath at setup.
+    run_dir = Path(trainer.strategy.broadcast(str(run_dir)))
 
     ckpt_dir = run_dir / "checkpoints"
     result = {"run_dir": str(run_dir), "best": str(ckpt_dir / BEST), "last": str(ckpt_dir / LAST),

@@ -1,5 +1,7 @@
 """Sources, datasets, samplers and the DataModule."""
 
+import os
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -186,3 +188,20 @@ def test_source_bank_trains_on_crops_of_a_fixed_bank_and_leaves_validation_alone
             corr = windows @ clean / (np.linalg.norm(windows, axis=1) * np.linalg.norm(clean) + 1e-12)
             found |= bool(corr.max() > 0.9999)
         assert found, key
+
+
+def test_two_writers_of_one_cache_file_do_not_clash(tmp_path, monkeypatch):
+    """Every node's first process builds the same index (prepare_data); on a shared disk they race."""
+    from lightning_app.data import cache
+
+    replace, calls = os.replace, []
+
+    def other_node_writes_first(src, dst):
+        if not calls:
+            calls.append(dst)
+            cache.cached_json(tmp_path, "index", "k", lambda: {"n": 1})  # between write and rename
+        replace(src, dst)
+
+    monkeypatch.setattr(cache.os, "replace", other_node_writes_first)
+    assert cache.cached_json(tmp_path, "index", "k", lambda: {"n": 1}) == {"n": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["index-k.json"], "no partial file left"

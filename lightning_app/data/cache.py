@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -31,7 +32,8 @@ def cached_json(cache_dir: str | os.PathLike | None, kind: str, key: str, build:
     data = build()
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".partial")
+        # Named per writer: every node's first process builds it (prepare_data), maybe on one shared disk.
+        tmp = path.with_name(f"{path.name}.{secrets.token_hex(4)}.partial")
         tmp.write_text(json.dumps(data))
         os.replace(tmp, path)
     return data
