@@ -413,7 +413,20 @@ def main(argv: list[str] | None = None) -> int:
     except C.ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    close_process_group()
     return 0
+
+
+def close_process_group() -> None:
+    """Leave a multi-process run together: every rank waits for the others, then closes its connections.
+
+    Lightning leaves the process group open. A rank that exits while a peer is still finishing tears the
+    peer's connections down under it (gloo aborts that peer with 'terminate called without an active
+    exception', seen on two nodes of a loaded machine), and the launcher reports a finished run as failed.
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

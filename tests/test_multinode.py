@@ -116,7 +116,9 @@ def test_two_nodes_train_one_run_and_score_like_one_process(fitted):
     for key in ("val/si_sdr_i", "val/snr", "val/amplitude_retention", "val/pesq", "val/stoi", "val/visqol",
                 "val/leakage", "val/residual_noise"):
         assert key in keys, key
-    assert {k: two[k] for k in keys} == pytest.approx({k: one[k] for k in keys}, rel=1e-5, abs=1e-6)
+    # abs 1e-5: a gain (pesq_i = pesq - pesq_input) of two float32 scores near 1 keeps their rounding, ~3e-6;
+    # any real difference in what was scored moves these metrics by orders of magnitude more.
+    assert {k: two[k] for k in keys} == pytest.approx({k: one[k] for k in keys}, rel=1e-5, abs=1e-5)
 
 
 def test_an_interrupted_two_node_run_resumes_on_both_nodes(fitted, tmp_path):
