@@ -19,7 +19,7 @@ def test_hparams_show_what_tells_runs_apart_and_not_every_default():
     assert sorted(shown)[:5] == sorted(list(shown)[:5]), "TensorBoard sorts by name and shows five: these first"
     assert shown["Variant"] == "noise2noise: cross_domain on noise2noise data"
     assert shown["Loss"] == "1·cross"
-    assert dashboard.hparams(C.compose("progressive_stage1"))["Loss"] == "1·content + 1·recon + 0.1·cross"
+    assert dashboard.hparams(C.compose("progressive_stage1"))["Loss"] == "1·content + 1·recon + 1·cross"
     assert shown["optim.weight_decay"] == 0.05, "a changed key is shown"
     assert shown["model.cross_domain.latent_channels"] == 128 and "system.noise2noise.cross" in shown
     assert "checkpoint.mode" not in shown and "data.cache_dir" not in shown, "unchanged defaults and paths are not"

@@ -286,7 +286,7 @@ def figures(before: np.ndarray, after: np.ndarray, rate: int, content: str | Non
     out["level_change_db"] = _db(_mean_power(a)) - _db(_mean_power(b))
     out.update({f"removed_{k}": v for k, v in _removed(b, a, rate).items()})
     reason = D.skip_reason(content) if dnsmos else "DNSMOS not asked for"
-    if reason:
+    if dnsmos and reason:  # a caller that scores DNSMOS its own way (the listening report) asked for none
         log.info("DNSMOS skipped: %s", reason)
     for when, signal in (("before", before), ("after", after)):
         scores = D.nan_scores() if reason else D.dnsmos(signal, rate)
