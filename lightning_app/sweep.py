@@ -132,7 +132,15 @@ def fail_stale_trials(study: optuna.Study) -> None:
         optuna.storages.fail_stale_trials(study)
 
 
-def run_trials(study: optuna.Study, objective, target: int, claim, sampler_for, grace_s: float) -> int:
+MAX_FAILURES_IN_A_ROW = 3
+
+
+class SweepStopped(RuntimeError):
+    """A worker gave up: its trials keep failing (the cause is in the run, not in the values drawn)."""
+
+
+def run_trials(study: optuna.Study, objective, target: int, claim, sampler_for, grace_s: float,
+               max_failures: int = MAX_FAILURES_IN_A_ROW) -> int:
     """Run trials one at a time until ``target`` are done or running elsewhere; returns how many ran here.
 
     ``claim()`` is a lock shared by every worker on the study, held from counting the trials until the new
@@ -140,9 +148,10 @@ def run_trials(study: optuna.Study, objective, target: int, claim, sampler_for, 
     number is known while it is held, so ``sampler_for(number)`` seeds its draw. Queued retries (WAITING)
     are taken before new samples. A worker with nothing left to start leaves once each trial still running
     elsewhere has kept beating for ``grace_s`` after it first saw it: a worker that had just died is caught
-    and its trial run here, while idling costs at most one grace period.
+    and its trial run here, while idling costs at most one grace period. ``max_failures`` trials failing in a
+    row here (their objective raised RuntimeError) raise SweepStopped.
     """
-    ran, announced = 0, False
+    ran, announced, failures = 0, False, []
     first_seen: dict[int, float] = {}
     while True:
         with contextlib.ExitStack() as held:
@@ -154,12 +163,24 @@ def run_trials(study: optuna.Study, objective, target: int, claim, sampler_for, 
             if done + len(running) < target:
                 study.sampler = sampler_for(len(trials))  # no other worker can add a trial meanwhile
 
+                failed: list[str] = []
+
                 def claimed(trial: optuna.Trial) -> float:
                     held.close()  # the trial is RUNNING now: let the next worker count it
-                    return objective(trial)
+                    try:
+                        return objective(trial)
+                    except RuntimeError as exc:
+                        failed.append(f"trial {trial.number}: {exc}")
+                        raise
 
                 study.optimize(claimed, n_trials=1, catch=(RuntimeError,))
                 ran += 1
+                # A failed trial does not count towards the target, so a cause that fails every trial would
+                # have the worker start trials for ever: it stops after a few failures in a row.
+                failures = failures + failed if failed else []
+                if len(failures) >= max_failures:
+                    raise SweepStopped(f"the last {len(failures)} trials this worker ran failed ({failures[-1]}); "
+                                       "fix the cause and run the same command again (finished trials are kept)")
                 continue
             now = time.monotonic()
             unproven = [n for n in running if now - first_seen.setdefault(n, now) < grace_s]
@@ -263,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
     except C.ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except SweepStopped as exc:
+        print(f"error: sweep stopped: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -166,6 +166,34 @@ def test_a_worker_with_nothing_to_start_checks_that_the_last_trial_is_alive_befo
     assert trials[2].params == orphan.params, "the orphan's values ran again"
 
 
+def test_a_worker_whose_trials_keep_failing_stops_and_one_that_fails_now_and_then_does_not(tmp_path):
+    """Failed trials do not count towards the target: without a limit a cause that fails every trial (a
+    broken data path, a NaN objective) would have the worker start trials for ever."""
+    storage = ST.parse(f"journal://{tmp_path}/study.journal", tmp_path)
+    study = optuna.create_study(study_name="s", storage=ST.open_storage(storage, heartbeat_s=60))
+
+    def run(objective, target):
+        return S.run_trials(study, objective, target, lambda: ST.claim_lock(storage, "s"),
+                            lambda n: optuna.samplers.RandomSampler(seed=n), grace_s=0, max_failures=3)
+
+    def broken(trial):
+        raise RuntimeError("objective val/si_sdr was not logged")
+
+    with pytest.raises(S.SweepStopped, match=r"last 3 trials this worker ran failed \(trial 2: objective val/si_sdr"):
+        run(broken, 10)
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL] * 3
+
+    calls = iter(range(100))
+
+    def flaky(trial):  # every other trial fails: never 3 in a row
+        if next(calls) % 2:
+            raise RuntimeError("a bad draw")
+        return trial.suggest_float("x", 0.0, 1.0)
+
+    assert run(flaky, 4) == 7
+    assert sum(t.state == TrialState.COMPLETE for t in study.get_trials()) == 4
+
+
 # ----------------------------------------------------------------------------- a real PostgreSQL server
 def _server_url() -> str:
     return os.environ.get("C2C_TEST_POSTGRES_URL", DEFAULT_URL)
