@@ -165,7 +165,7 @@ def run_trials(study: optuna.Study, objective, target: int, claim, sampler_for, 
 
                 failed: list[str] = []
 
-                def claimed(trial: optuna.Trial) -> float:
+                def claimed(trial: optuna.Trial, failed: list[str] = failed) -> float:
                     held.close()  # the trial is RUNNING now: let the next worker count it
                     try:
                         return objective(trial)
