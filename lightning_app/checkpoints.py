@@ -40,20 +40,33 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message names the file and what is wrong."""
 
 
+def _head(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(2)
+    except OSError:
+        return b""
+
+
 def _is_broken_zip(path: Path) -> bool:
     """torch writes zip archives: one that starts like a zip but has no readable directory was cut short."""
-    with open(path, "rb") as f:
-        head = f.read(2)
-    return head == b"PK" and not zipfile.is_zipfile(path)
+    return _head(path) == b"PK" and not zipfile.is_zipfile(path)
+
+
+NOT_A_CHECKPOINT = "not a PyTorch checkpoint of plain tensors and values (not written by this suite)"
 
 
 def _unreadable_reason(path: Path, exc: BaseException) -> str:
+    if not isinstance(exc, (OSError, EOFError)) and _head(path) not in (b"", b"PK"):
+        # Not torch's zip archive, so read as its older bare pickle: whatever the unpickler tripped on in it
+        # (UnpicklingError, IndexError, ValueError, ... on random bytes), the file is something else.
+        return NOT_A_CHECKPOINT
     if isinstance(exc, (EOFError, zipfile.BadZipFile)) or "central directory" in str(exc) or "zip archive" in str(exc):
         return "the file is truncated or corrupt (an interrupted copy or save?)"
     if isinstance(exc, pickle.UnpicklingError):
         # torch's own text here recommends unsafe loading; this file is either not a checkpoint
         # or holds Python objects, and neither is something to execute.
-        return "not a PyTorch checkpoint of plain tensors and values (not written by this suite)"
+        return NOT_A_CHECKPOINT
     if isinstance(exc, OSError) and _is_broken_zip(path):
         return "the file is truncated or corrupt (an interrupted copy or save?)"
     if isinstance(exc, OSError):
