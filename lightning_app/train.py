@@ -11,6 +11,7 @@ config (command-line overrides still apply on top); --resume-from names the run 
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import logging
 import math
@@ -281,6 +282,10 @@ def train(cfg: DictConfig, resume: str | None = None, ckpt_path: Path | None = N
         if ckpt_path is None:
             dashboard.write(logger.experiment, cfg)
     trainer.fit(system, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        # Whoever called train() (main, a test worker, a notebook): gloo's threads must be stopped before the
+        # interpreter's teardown, or the process aborts at exit ('terminate called without an active exception').
+        atexit.register(_destroy_process_group)
     # Global rank 0's run directory is the run's, on every rank and node. A fresh run's other ranks chose
     # theirs before the processes could talk and may have seen rank 0's new version_N (they named N+1);
     # they wrote nothing there: only rank 0 writes, and ModelCheckpoint takes rank 0's dirpath at setup.
@@ -415,6 +420,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     close_process_group()
     return 0
+
+
+def _destroy_process_group() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def close_process_group() -> None:
