@@ -151,7 +151,7 @@ def run_trials(study: optuna.Study, objective, target: int, claim, sampler_for, 
     and its trial run here, while idling costs at most one grace period. ``max_failures`` trials failing in a
     row here (their objective raised RuntimeError) raise SweepStopped.
     """
-    ran, announced, failures = 0, False, []
+    ran, announced, failed_in_a_row = 0, False, 0
     first_seen: dict[int, float] = {}
     while True:
         with contextlib.ExitStack() as held:
@@ -177,9 +177,9 @@ def run_trials(study: optuna.Study, objective, target: int, claim, sampler_for, 
                 ran += 1
                 # A failed trial does not count towards the target, so a cause that fails every trial would
                 # have the worker start trials for ever: it stops after a few failures in a row.
-                failures = failures + failed if failed else []
-                if len(failures) >= max_failures:
-                    raise SweepStopped(f"the last {len(failures)} trials this worker ran failed ({failures[-1]}); "
+                failed_in_a_row = failed_in_a_row + 1 if failed else 0
+                if failed_in_a_row >= max_failures:
+                    raise SweepStopped(f"the last {failed_in_a_row} trials this worker ran failed ({failed[0]}); "
                                        "fix the cause and run the same command again (finished trials are kept)")
                 continue
             now = time.monotonic()

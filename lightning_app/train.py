@@ -282,7 +282,7 @@ def train(cfg: DictConfig, resume: str | None = None, ckpt_path: Path | None = N
         if ckpt_path is None:
             dashboard.write(logger.experiment, cfg)
     trainer.fit(system, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
+    if _distributed():
         # Whoever called train() (main, a test worker, a notebook): gloo's threads must be stopped before the
         # interpreter's teardown, or the process aborts at exit ('terminate called without an active exception').
         atexit.register(_destroy_process_group)
@@ -422,8 +422,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
 def _destroy_process_group() -> None:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
+    if _distributed():  # registered once per train() call: a sequence of stages closes it at the first
         torch.distributed.destroy_process_group()
 
 
@@ -434,9 +438,9 @@ def close_process_group() -> None:
     peer's connections down under it (gloo aborts that peer with 'terminate called without an active
     exception', seen on two nodes of a loaded machine), and the launcher reports a finished run as failed.
     """
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
+    if _distributed():
         torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
+        _destroy_process_group()
 
 
 if __name__ == "__main__":
