@@ -62,7 +62,7 @@ TRAIN_FLAGS := $(if $(filter 1 yes true,$(RESUME)),--resume,$(if $(RESUME),--res
                $(if $(DEVICES),trainer.devices=$(DEVICES)) $(if $(NODES),trainer.num_nodes=$(NODES))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup train submit submit-sweep submit-denoise sweep evaluate chains notebooks denoise tensorboard bench test test-fast lint clean-runs
+.PHONY: help setup corpus train submit submit-sweep submit-denoise sweep evaluate chains notebooks denoise tensorboard bench test test-fast lint clean-runs
 
 help: ## list the targets and variables
 	@echo "targets:"
@@ -78,6 +78,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --upgrade "pip>=24"
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,audioldm2,baselines,visqol,dnsmos,postgres]"
 	@touch $(STAMP)
+
+corpus: $(STAMP) ## real recordings (free music and voices from Debian packages) into data/real/ with manifest.csv and a train/val/test split by source
+	$(PY) -m lightning_app.corpus $(ARGS)
 
 train: $(STAMP) ## train EXP (ARGS="key=value ...", RESUME=1, TRAINER=gpu|cpu, DEVICES=, NODES=)
 	$(PY) -m lightning_app.train $(EXP) $(ARGS) $(TRAIN_FLAGS)

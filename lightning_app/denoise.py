@@ -74,6 +74,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mix", type=float, default=1.0, help="share of the denoised signal, 0..1 (default 1.0)")
     p.add_argument("--residual", action="store_true",
                    help="also write what was removed (input - output) as NAME.residual.EXT, for listening checks")
+    p.add_argument("--no-guard", action="store_true",
+                   help="switch the do-no-harm guard off: the model's output as it is (by default the guard puts back "
+                        "what the model removed that does not look like noise: far above the input's noise floor "
+                        "and not a click; the log line and the report say how much)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (inputs are never replaced)")
     p.add_argument("--channels", default="independent", choices=["independent", "mid-side"],
                    help="stereo: denoise each channel, or mid and side (default independent)")
@@ -193,6 +197,7 @@ def run(args: argparse.Namespace, tally: dict[str, int]) -> int:
             log.info("%s: removed %d temporary file(s) left by a killed run", folder, removed)
     failures = dict(refused)
     audio_seconds = compute_seconds = 0.0
+    guard_shares: dict[Path, float | None] = {}
     for src, dst in todo:
         if src in refused:
             record(src, dst, "failed", refused[src])
@@ -211,6 +216,7 @@ def run(args: argparse.Namespace, tally: dict[str, int]) -> int:
             continue
         audio_seconds += seconds
         compute_seconds += took
+        guard_shares[src] = restorer.guard_share()
         tally["restored"] += 1
         record(src, dst, "restored", f"{clipped} samples clipped" if clipped else "", seconds, took)
         log.info("restored %s -> %s (%.1f s of audio in %.1f s, real-time factor %.3f; %s%s)", src, dst, seconds,
@@ -222,8 +228,8 @@ def run(args: argparse.Namespace, tally: dict[str, int]) -> int:
         # imported here: the report's scipy costs every start 0.9 s and 70 MB, and most restores write none
         from lightning_app.listening_report import ReportEntry, write_listening_report
 
-        entries = [ReportEntry(src, dst, residual_path(dst) if args.residual else None, content=args.content)
-                   for src, dst in pairs]
+        entries = [ReportEntry(src, dst, residual_path(dst) if args.residual else None, content=args.content,
+                               guard_share=guard_shares.get(src)) for src, dst in pairs]
         write_listening_report(entries, output_dir)  # logs where the page is
     done = len(todo) - len(failures)
     skipped = f", {len(pairs) - len(todo)} skipped (output complete)" if len(todo) < len(pairs) else ""
@@ -240,7 +246,7 @@ def build_restorer(args: argparse.Namespace, device) -> Restorer:
     batch_size = args.batch_size or (16 if device.type == "cuda" else 2)
     return Restorer(model, mix=args.mix, chunk_seconds=args.chunk_seconds, batch_size=batch_size,
                     channel_mode=args.channels.replace("-", "_"), high_band=args.high_band,
-                    block_seconds=args.block_seconds)
+                    block_seconds=args.block_seconds, guard=not args.no_guard)
 
 
 def is_complete(dst: Path, residual: bool) -> bool:

@@ -32,6 +32,7 @@ from lightning_app.metrics.perceptual import UNLABELLED, score_signal, speech_co
 from lightning_app.metrics.quality import waveform_scores
 from lightning_app.metrics.visqol import visqol_missing
 from lightning_app.restore import Restorer, residual_path, resolve_device, restore_file
+from lightning_app.restoring.guard import guard_alone
 
 log = logging.getLogger("lightning_app.evaluate")
 
@@ -55,11 +56,79 @@ def synthetic_test_set(clips: int, seconds: float, overrides: list[str],
     cfg = C.compose(experiment, overrides)
     d = cfg.data
     sr = d.sample_rate
-    clean = build_clean_source(sr, cache_dir=d.cache_dir, **C.to_container(d.clean))
+    spec = C.to_container(d.clean)
+    # This set is the procedural one: real contents are scored on the real test set (real_test_set) instead.
+    spec["mix"] = {name: w for name, w in spec["mix"].items() if spec[name].get("kind") != "corpus"}
+    clean = build_clean_source(sr, cache_dir=d.cache_dir, **spec)
     noise = build_noise_source(sr, cache_dir=d.cache_dir, **C.to_container(d.noise))
     dataset = MixtureDataset(clean, noise, num_samples=round(seconds * sr), snr_db=d.snr_db, gain_db=d.gain_db,
                              mode="supervised", seed=cfg.seed, length=clips, stream=TEST_STREAM)
     return [_clip(dataset[i], f"clip{i:03d}") for i in range(clips)], sr
+
+
+REAL_SNR_DB = (0.0, 30.0)
+REAL_SNR_BUCKETS = tuple((float(b), float(b + 5)) for b in range(0, 30, 5))
+REAL_STREAM = 7  # the real test set's seed stream: no training or validation draw uses it
+
+
+def real_test_set(root: Path, split: str = "test", clips_per_content: int = 36, seconds: float = 6.0,
+                  experiment: str = "archive_fullband", snr_db=REAL_SNR_DB, seed: int = 1234) -> tuple[list[dict], int]:
+    """Clips of the real corpus's ``split`` (data/real, ``make corpus``), degraded by the experiment's noise
+    generators: per content ``clips_per_content`` clips of ``seconds``, taking the split's groups (tracks,
+    speakers) in turn, at input SNRs spread evenly over ``snr_db`` so every 5-dB bucket holds its share.
+    Each clip is a pure function of (seed, content, index). CorpusError (one line) when there is no corpus."""
+    from lightning_app.data.corpus import read_manifest
+    from lightning_app.data.mixing import gain_without_clipping, noise_at_snr
+
+    cfg = C.compose(experiment, [])
+    rate = int(cfg.data.sample_rate)
+    noise = build_noise_source(rate, cache_dir=cfg.data.cache_dir, **C.to_container(cfg.data.noise))
+    rows = [r for r in read_manifest(root) if r["split"] == split]
+    n = round(seconds * rate)
+    clips = []
+    for content in sorted({r["content"] for r in rows}):
+        by_group: dict[str, list[dict]] = defaultdict(list)
+        for row in rows:
+            if row["content"] == content:
+                by_group[row["group"]].append(row)
+        groups_ = sorted(by_group)
+        for i in range(clips_per_content):
+            rng = np.random.default_rng((seed, REAL_STREAM, CONTENTS.index(content), i))
+            members = by_group[groups_[i % len(groups_)]]
+            clean = _real_segment(root, members, rng, n, rate)
+            if clean is None:
+                continue
+            snr = snr_db[0] + (i + rng.uniform()) / clips_per_content * (snr_db[1] - snr_db[0])
+            noise_audio, noise_type = noise(rng, n)
+            signals = {"clean": clean.astype(np.float64), "noise": noise_at_snr(clean, noise_audio, snr)}
+            signals = gain_without_clipping({"clean": signals["clean"], "noisy": signals["clean"] + signals["noise"]},
+                                            float(rng.uniform(-20.0, -6.0)))
+            clips.append({"name": f"real-{content}{i:03d}", "noisy": signals["noisy"], "clean": signals["clean"],
+                          "snr_db": float(snr), "noise_types": noise_type.split("+"), "content": content,
+                          "origin": members[0]["package"]})
+    if not clips:
+        raise FileNotFoundError(f"{root}: the {split} split holds no usable recordings")
+    return clips, rate
+
+
+def _real_segment(root: Path, members: list[dict], rng: np.random.Generator, n: int, rate: int,
+                  tries: int = 8) -> np.ndarray | None:
+    """A segment of ``n`` samples of one of the group's files, loud enough to score (the loudest of a few tries)."""
+    best, best_rms = None, 0.0
+    for _ in range(tries):
+        row = members[int(rng.integers(len(members)))]
+        path = Path(root) / row["file"]
+        info = audio_io.probe(path)
+        start = int(rng.integers(0, max(1, info.frames - n)))
+        segment = audio_io.read_resampled(path, info.sample_rate, rate, start, n)
+        if len(segment) < n:
+            segment = np.pad(segment, (0, n - len(segment)))
+        level = rms(segment)
+        if level > best_rms:
+            best, best_rms = segment, level
+        if level > 10 ** (-40 / 20) and np.mean(np.abs(segment) > 1e-4) > 0.6:  # mostly sounding, not a gap
+            break
+    return best if best_rms > 1e-4 else None
 
 
 def silent_clean_rms(experiment: str | None = None, overrides=()) -> float:
@@ -138,9 +207,10 @@ def checkpoint_name(path: Path) -> str:
     return f"{run.parent.name}/{run.name}" if path.parent.name == "checkpoints" else path.stem
 
 
-def model_process(checkpoint: Path, device: str = "cpu"):
-    """(process, the model's sample rate): the checkpoint restoring whole clips on ``device``."""
-    restorer = Restorer(load_model(checkpoint, resolve_device(device)))
+def model_process(checkpoint: Path, device: str = "cpu", guard: bool = True):
+    """(process, the model's sample rate): the checkpoint restoring whole clips on ``device`` (as denoise does:
+    with the do-no-harm guard unless ``guard`` is False)."""
+    restorer = Restorer(load_model(checkpoint, resolve_device(device)), guard=guard)
     return (lambda audio, rate: restorer(audio[:, None], rate)[:, 0]), restorer.model_rate
 
 
@@ -196,7 +266,7 @@ def spot_check(checkpoint: Path, clips: int = 8, seconds: float = 3.0,
     ``experiment``'s fixed test set: the quick re-check that a model card quotes and a test repeats."""
     test, rate = synthetic_test_set(clips, seconds, [], experiment)
     silent_rms = silent_clean_rms(experiment)
-    process, _ = model_process(checkpoint)
+    process, _ = model_process(checkpoint, guard=False)  # the model's own figures, which its card quotes
     outputs, _ = run_system(process, test, rate)
     result = {}
     for content in sorted({c["content"] for c in test}):
@@ -485,11 +555,16 @@ def evaluate_chains(output_dir: Path, chains: list[tuple[str, Chain]], data: Pat
 def evaluate(checkpoints: list[Path], output_dir: Path, data: Path | None = None, clips: int | None = None,
              seconds: float = 3.0, mixes=(1.0, 0.5, 0.3), workers: int = 2, with_baselines: bool = True,
              overrides: list[str] = (), experiment: str | None = None, visqol_clips: int = 16,
-             device: str = "cpu") -> dict:
+             device: str = "cpu", ablation: bool = False, real_corpus: Path | None = None,
+             real_clips: int = 36) -> dict:
     """Score every system and write the reports; returns {"rows", "report", "plots"}. The checkpoints run
     on ``device`` (cpu, cuda, auto); the baselines and the scoring on the CPU."""
     models = [(checkpoint_name(p), *model_process(p, device)) for p in checkpoints]  # fail early on a bad checkpoint
     systems = [(name, process) for name, process, _ in models]
+    if ablation:  # the guard's effect: each model without it, and the guard over a model that removes everything
+        systems += [(f"{checkpoint_name(p)} (no guard)", model_process(p, device, guard=False)[0]) for p in checkpoints]
+        if models:
+            systems.append(("guard alone", guard_alone_process(models[0][2])))
     if data is not None:
         if models and experiment is None:
             rate = models[0][2]  # the rate the (first) model works at
@@ -516,7 +591,8 @@ def evaluate(checkpoints: list[Path], output_dir: Path, data: Path | None = None
         log.warning("ViSQOL skipped: %s", missing)
     visqol_clips = 0 if missing else min(visqol_clips, len(test_clips))
     outputs, rtf = {NOISY: [c["noisy"] for c in test_clips]}, {NOISY: 0.0}
-    processes = [*(baselines().items() if with_baselines else []), *systems]  # built once: DFN3 loads a library
+    baselines_ = list(baselines().items()) if with_baselines else []
+    processes = [*baselines_, *systems]  # built once: DFN3 loads a library
     for name, process in processes:
         estimates, rtf[name] = run_system(process, test_clips, rate, name)
         log.info("ran %s on %d clips (real-time factor %.4f)", name, len(test_clips), rtf[name])
@@ -542,8 +618,87 @@ def evaluate(checkpoints: list[Path], output_dir: Path, data: Path | None = None
              f"the output to the clean level before comparing, so read it next to amplitude retention, never instead. "
              f"LSD: log-spectral distance in dB (lower is better)."]
     report = write_reports(rows, output_dir, description, plots, notes, untouched, skipped, len(test_clips))
+    real = None
+    if real_corpus is not None:
+        real = evaluate_real(real_corpus, [(n, p) for n, p in processes if n in dict(systems) or n in dict(baselines_)],
+                             output_dir, experiment or DEFAULT_EXPERIMENT, real_clips)
+        report += "\n" + real["report"]
+        (output_dir / "report.md").write_text(report)
     return {"rows": rows, "report": report, "plots": plots, "clean_input": untouched, "skipped": skipped,
-            "evaluated": len(test_clips)}
+            "evaluated": len(test_clips), "real": real}
+
+
+def guard_alone_process(rate: int):
+    """The guard over a model that removes everything, restoring whole clips (the guard's own share)."""
+    restorer = Restorer(guard_alone(rate))
+    return lambda audio, sample_rate: restorer(audio[:, None], sample_rate)[:, 0]
+
+
+REAL_COLUMNS = ("clips", "si_sdr_i", "worst_si_sdr_i", "worse_than_input", "amplitude_retention")
+REAL_LABELS = {"si_sdr_i": "mean SI-SDR gain (dB)", "worst_si_sdr_i": "worst clip (dB)",
+               "worse_than_input": "clips worse than input by > 0.5 dB", "amplitude_retention": "retention"}
+
+
+def evaluate_real(root: Path, systems: list, output_dir: Path, experiment: str, clips_per_content: int = 36,
+                  seconds: float = 6.0) -> dict:
+    """The real-recordings test set (``real_test_set`` on the corpus's test split): every system restores each
+    degraded clip and each clean clip; per content and per 5-dB input-SNR bucket the mean SI-SDR gain, the worst
+    clip, the clips made worse than their input, retention; and the clean-input table. Writes real.md, real.csv."""
+    from lightning_app.metrics import functional as MF
+
+    clips, rate = real_test_set(Path(root), "test", clips_per_content, seconds, experiment)
+    outputs = {NOISY: [c["noisy"] for c in clips]}
+    clean_out = {NOISY: [c["clean"] for c in clips]}
+    for name, process in systems:
+        outputs[name], _ = run_system(process, clips, rate, f"{name} (real)")
+        clean_out[name], _ = run_system(process, [dict(c, noisy=c["clean"]) for c in clips], rate, f"{name} (clean)")
+        log.info("ran %s on the real test set (%d clips)", name, len(clips))
+
+    def t(x):
+        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None]
+
+    noisy_q = [float(MF.si_sdr(t(c["noisy"]), t(c["clean"]))[0]) for c in clips]
+    groups_ = {}
+    for content in sorted({c["content"] for c in clips}):
+        members = [i for i, c in enumerate(clips) if c["content"] == content]
+        groups_[content] = members
+        for low, high in REAL_SNR_BUCKETS:
+            groups_[f"{content}, input SNR {low:g}-{high:g} dB"] = [i for i in members if low <= clips[i]["snr_db"] < high]
+    rows, clean_rows = [], []
+    for name in outputs:
+        gain = [float(MF.si_sdr(t(o), t(c["clean"]))[0]) - q for o, c, q in zip(outputs[name], clips, noisy_q, strict=True)]
+        kept = [float(MF.amplitude_retention(t(o), t(c["clean"]))[0]) for o, c in zip(outputs[name], clips, strict=True)]
+        passed = [float(MF.si_sdr(t(o), t(c["clean"]))[0]) for o, c in zip(clean_out[name], clips, strict=True)]
+        for group, members in groups_.items():
+            if not members:
+                continue
+            rows.append({"system": name, "group": group, "clips": len(members),
+                         "si_sdr_i": _mean(gain[i] for i in members), "worst_si_sdr_i": min(gain[i] for i in members),
+                         "worse_than_input": sum(gain[i] < -0.5 for i in members),
+                         "amplitude_retention": _mean(kept[i] for i in members)})
+            if "," not in group:
+                values = np.array([passed[i] for i in members])
+                clean_rows.append({"system": name, "group": group, "clips": len(members),
+                                   "median_si_sdr": float(np.median(values)), "p10_si_sdr": float(np.percentile(values, 10))})
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_csv(output_dir / "real.csv", ["group", "system", *REAL_COLUMNS], rows)
+    labels = {**LABELS, **REAL_LABELS}
+    packages = sorted({c["origin"] for c in clips})
+    text = [f"# Real recordings: the corpus's test split ({Path(root)})", "",
+            f"{len(clips)} clips of {seconds:g} s at {rate} Hz from {', '.join(packages)}, degraded by the "
+            f"{experiment} noise generators at input SNRs spread over {REAL_SNR_DB[0]:g}-{REAL_SNR_DB[1]:g} dB "
+            "(waveform measures only; PESQ/STOI/ViSQOL are in the procedural report above).", ""]
+    for group in groups_:
+        selected = [r for r in rows if r["group"] == group]
+        if selected:
+            text += [f"## {group}", "", *tables.records(selected, REAL_COLUMNS, "system", labels=labels), ""]
+    text += ["## Clean input (real): does it leave clean recordings alone?", "",
+             "SI-SDR of each system's output against the clean clip it was given (a restorer should stay above 25 dB).",
+             "", *tables.records([{**r, "system": f"{r['system']} ({r['group']})"} for r in clean_rows],
+                                 ("clips", "median_si_sdr", "p10_si_sdr"), "system", labels=labels), ""]
+    report = "\n".join(text) + "\n"
+    (output_dir / "real.md").write_text(report)
+    return {"rows": rows, "clean_input": clean_rows, "report": report, "clips": len(clips)}
 
 
 def reference_free(folder: Path) -> bool:
@@ -576,13 +731,15 @@ def evaluate_folder(checkpoints: list[Path], folder: Path, output_dir: Path, mix
         for src in files:
             rel = src.relative_to(root)
             dst = output_dir / "restored" / name / rel
+            share = None
             try:
                 restore_file(restorer, src, dst, residual_path(dst))
+                share = restorer.guard_share()
             except audio_io.AudioFileError as exc:  # the report names the input's fault; others are logged here
                 log.warning("not restored: %s", exc)
             top = rel.parts[0] if len(rel.parts) > 1 else None
             label = rel.as_posix() if len(checkpoints) == 1 else f"{rel.as_posix()} · {name}"
-            entries.append(ReportEntry(src, dst, residual_path(dst), top if top in CONTENTS else None, label))
+            entries.append(ReportEntry(src, dst, residual_path(dst), top if top in CONTENTS else None, label, share))
         log.info("restored %d file(s) with %s (mix %g)", len(files), name, mix)
     names = ", ".join(checkpoint_name(c) for c in checkpoints)
     page = write_listening_report(entries, output_dir, title=f"Listening report: {root} restored by {names}")

@@ -80,6 +80,7 @@ class ReportEntry:
     residual: Path | None = None
     content: str | None = None
     label: str | None = None
+    guard_share: float | None = None  # share of the model's removal the do-no-harm guard put back (None: off)
 
     def __post_init__(self):
         object.__setattr__(self, "input", Path(self.input))
@@ -257,6 +258,8 @@ def analyse(entry: ReportEntry, folder: Path, excerpt_seconds: float = EXCERPT_S
     values = figures(before, after, rate, entry.content, dnsmos=False)
     scores, dnsmos_reason = dnsmos_figures(before, after, rate, entry.content, dnsmos_windows)
     values.update(scores)
+    if entry.guard_share is not None:
+        values["guard_restored_share"] = entry.guard_share
     del before, after
     excerpts = []
     titles = {"before": "before (input)", "after": "after (restored)",
@@ -321,6 +324,10 @@ def _figures_table(values: dict[str, float], dnsmos_reason: str | None) -> str:
             row("clicks per second", _num(v("click_rate_before"), 2), _num(v("click_rate_after"), 2),
                 _num(v("click_rate_after", math.nan) - v("click_rate_before", math.nan), 2, signed=True)),
             row("level (RMS)", "", "", _num(v("level_change_db"), unit=" dB", signed=True))]
+    if "guard_restored_share" in values:
+        rows.append(f"<tr class='guard'><th>do-no-harm guard</th><td colspan='3'>put back "
+                    f"{_num(100 * values['guard_restored_share'], 1, ' %')} of what the model removed (what did not "
+                    "look like noise)</td></tr>")
     for k in D.KEYS:
         b, a = v(f"{k}_before", math.nan), v(f"{k}_after", math.nan)
         if dnsmos_reason:
@@ -332,7 +339,8 @@ def _figures_table(values: dict[str, float], dnsmos_reason: str | None) -> str:
     band_head = "".join(f"<th>{BAND_LABELS.get(k[8:], k[8:])}</th>" for k in bands)
     band_row = "".join(f"<td>{_num(100 * values[k], 0, ' %')}</td>" for k in bands)
     known = {"noise_floor_db_before", "noise_floor_db_after", "noise_floor_change_db", "click_rate_before",
-             "click_rate_after", "level_change_db", *bands, *(f"{k}_{w}" for k in D.KEYS for w in ("before", "after"))}
+             "click_rate_after", "level_change_db", "guard_restored_share", *bands,
+             *(f"{k}_{w}" for k in D.KEYS for w in ("before", "after"))}
     other = "".join(f"<tr><th>{html.escape(k)}</th><td colspan='3'>{_num(x, 3)}</td></tr>"
                     for k, x in values.items() if k not in known)
     return ("<table class='figures'><tr><th></th><th>before</th><th>after</th><th>change</th></tr>"

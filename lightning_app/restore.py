@@ -29,6 +29,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from lightning_app.data import audio_io
+from lightning_app.restoring.guard import GuardedDenoiser
 
 if TYPE_CHECKING:
     from lightning_app.checkpoints import Denoiser
@@ -238,6 +239,9 @@ class Restorer:
     # of 44.1 kHz stereo (2 cores, when its imports took 890 MiB): 10-s blocks 1065 MiB, 20-s 1080,
     # 120-s 1635; the real-time factor the same.
     block_seconds: float = 10.0
+    # The do-no-harm guard (restoring/guard.py) holds back removals that do not look like noise; off: the
+    # model's output as it is.
+    guard: bool = True
 
     def __post_init__(self):
         if not 0.0 <= self.mix <= 1.0:
@@ -247,6 +251,8 @@ class Restorer:
         if self.high_band not in HIGH_BAND:
             raise ValueError(f"high band must be one of {HIGH_BAND}, got {self.high_band!r}")
         self.model_rate = int(self.model.sample_rate)
+        if self.guard and not isinstance(self.model, GuardedDenoiser):
+            self.model = GuardedDenoiser(self.model)
         self.device = next(self.model.parameters()).device
 
     # ------------------------------------------------------------------ grids
@@ -355,6 +361,14 @@ class Restorer:
         original = x[first : first + len(band_limited)]
         return F.pad(original, (0, len(band_limited) - len(original))) - band_limited
 
+    def reset_guard(self) -> None:
+        if isinstance(self.model, GuardedDenoiser):
+            self.model.guard.reset()
+
+    def guard_share(self) -> float | None:
+        """Share of the model's removal the guard put back since ``reset_guard`` (None: no guard)."""
+        return self.model.guard.share_restored if isinstance(self.model, GuardedDenoiser) else None
+
     def describe(self, rate: int) -> str:
         """The log line's account of what was done to a file at ``rate``."""
         nyquist = self.model_rate // 2
@@ -364,7 +378,9 @@ class Restorer:
             band = f"denoised up to {nyquist} Hz, above it passed through untouched"
         else:
             band = f"denoised up to {nyquist} Hz, above it dropped"
-        return f"mix {self.mix:.2f}, {self.channel_mode} channels, {band}"
+        share = self.guard_share()
+        guard = "guard off" if share is None else f"guard put back {100 * share:.1f} % of the removal"
+        return f"mix {self.mix:.2f}, {self.channel_mode} channels, {band}, {guard}"
 
     def __call__(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
         """Whole (frames, channels) array at once (one block), e.g. for evaluation."""
@@ -517,6 +533,7 @@ def restore_file(restorer: Restorer, src: Path, dst: Path, residual: Path | None
     with sf.SoundFile(str(src)) as f, ExitStack() as outputs:
         _reuse_freed_memory(until=outputs)
         rate, frames = f.samplerate, f.frames
+        restorer.reset_guard()
         gains = restorer.levels(_scan(src, f, rate * 60, restorer.to_signals))
 
         def read(start: int, stop: int) -> np.ndarray:

@@ -40,6 +40,7 @@ from lightning_app.callbacks import (
 )
 from lightning_app.checkpoints import CheckpointError, describe_mismatch, read_checkpoint
 from lightning_app.console import quiet_third_party, tensorboard_hint
+from lightning_app.data.corpus import CorpusError, read_manifest
 from lightning_app.data.datamodule import DenoiseDataModule
 from lightning_app.metrics.quality import metric_contents
 from lightning_app.systems import DenoiseSystem, system_class
@@ -178,6 +179,13 @@ def check_data_config(cfg: DictConfig) -> None:
     if missing:
         example = " ".join(f"{k}=/path/to/..." for k in missing)
         raise C.ConfigError(f"data.mode={cfg.data.mode} needs {', '.join(missing)}; e.g. ARGS=\"{example}\"")
+    if cfg.data.mode in ("supervised", "noise2noise"):
+        for name, weight in cfg.data.clean.mix.items():
+            if weight > 0 and cfg.data.clean[name].get("kind") == "corpus":
+                try:
+                    read_manifest(cfg.data.clean[name].corpus)
+                except CorpusError as exc:
+                    raise C.ConfigError(f"data.clean.{name}: {exc}") from None
 
 
 def build_datamodule(cfg: DictConfig, system: DenoiseSystem) -> DenoiseDataModule:
@@ -415,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
             run_stages(cfg, args.overrides, args.use, resume=bool(resume))
         else:
             train(cfg, resume=resume)
-    except C.ConfigError as exc:
+    except (C.ConfigError, FileNotFoundError) as exc:  # a data folder or corpus that is not there: one line
         print(f"error: {exc}", file=sys.stderr)
         return 2
     close_process_group()

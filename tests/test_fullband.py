@@ -29,7 +29,7 @@ def test_archive_fullband_composes_as_documented():
 
     cfg = C.compose("archive_fullband")
     assert cfg.data.sample_rate == 44100
-    assert dict(cfg.data.clean.mix) == {"speech": 0.35, "music": 0.65}
+    assert dict(cfg.data.clean.mix) == {"speech": 0.35, "music": 0.65, "real_speech": 0.0, "real_music": 0.0}
     assert cfg.data.clean.recording.room_probability > 0 and cfg.data.clean.recording.era_weights.acoustic > 0
     assert cfg.model.spectral_unet.n_fft == 2048 and cfg.model.spectral_unet.freq_patch == 4
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "lightning_app"
 #: modules that parse a command line and call a library (train.py is also the training library: DESIGN.md)
-COMMAND_LINES = {"denoise", "evaluate", "sweep", "submit", "bench"}
+COMMAND_LINES = {"denoise", "evaluate", "sweep", "submit", "bench", "corpus"}
 
 
 def _imported_modules(path: Path) -> set[str]:

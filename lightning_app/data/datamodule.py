@@ -51,8 +51,9 @@ class DenoiseDataModule(L.LightningDataModule):
         self.cache_dir = cache_dir
         self.train_set = self.val_set = None
 
-    def _sources(self):
-        clean = build_clean_source(self.sample_rate, cache_dir=self.cache_dir, **self.clean_spec)
+    def _sources(self, split: str = "train"):
+        """Clean and noise sources; ``split`` is the corpus split real contents draw from (train or val)."""
+        clean = build_clean_source(self.sample_rate, cache_dir=self.cache_dir, split=split, **self.clean_spec)
         noise = build_noise_source(self.sample_rate, cache_dir=self.cache_dir, **self.noise_spec)
         return clean, noise
 
@@ -66,7 +67,8 @@ class DenoiseDataModule(L.LightningDataModule):
         # Runs once per node: build folder indexes (and pair alignments) so every rank then only reads the cache.
         if self.mode != "paired":
             clean, noise = self._sources()
-            for source in [*clean.folders(), noise]:
+            held_out = self._sources("val")[0].folders() if self._has_real() else []
+            for source in [*clean.folders(), *held_out, noise]:
                 if isinstance(source, AudioFolder):
                     source.prepare()
         if self.mode == "real_pairs":
@@ -96,8 +98,15 @@ class DenoiseDataModule(L.LightningDataModule):
                     for stream, src in enumerate((clean, noise)))
                 for bank in (self.train_set.clean_source, self.train_set.noise_source):
                     bank.fill()
-        self.val_set = MixtureDataset(num_samples=self.val_samples, length=self.val_clips, stream=VAL_STREAM, **common)
-        self.test_set = MixtureDataset(num_samples=self.val_samples, length=self.val_clips, stream=TEST_STREAM, **common)
+        # Real contents validate on the corpus's val split and test on its test split, never on what trains.
+        for name, split, stream in (("val_set", "val", VAL_STREAM), ("test_set", "test", TEST_STREAM)):
+            held_out = dict(common, clean_source=self._sources(split)[0] if self._has_real() else clean)
+            setattr(self, name, MixtureDataset(num_samples=self.val_samples, length=self.val_clips, stream=stream,
+                                               **held_out))
+
+    def _has_real(self) -> bool:
+        mix = self.clean_spec.get("mix", {})
+        return any(self.clean_spec.get(name, {}).get("kind") == "corpus" for name, w in mix.items() if w > 0)
 
     def _rank_world(self) -> tuple[int, int]:
         trainer = self.trainer

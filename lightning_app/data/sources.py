@@ -187,7 +187,7 @@ class CleanMixture:
             content = self.names[int(rng.choice(len(self.names), p=self.probs))]
         source = self.sources[content]
         audio, _ = source(rng, num_samples)
-        if self.recording is not None and not isinstance(source, AudioFolder):
+        if self.recording is not None and not isinstance(source, AudioFolder):  # recordings: as they were made
             audio, _ = apply_recording(rng, audio, source.sample_rate, self.recording)
         return np.asarray(audio, dtype=np.float32), content
 
@@ -195,21 +195,33 @@ class CleanMixture:
         return [s for s in self.sources.values() if isinstance(s, AudioFolder)]
 
 
-def build_content_source(sample_rate: int, content: str, kind: str, cache_dir: str | None, folder: dict,
-                         procedural: dict):
+def build_content_source(sample_rate: int, content: str, kind: str, cache_dir: str | None, folder: dict | None = None,
+                         procedural: dict | None = None, corpus: str | None = None, split: str = "train"):
     if kind == "procedural":
-        return (ProceduralSpeech if content == "speech" else ProceduralMusic)(sample_rate, **procedural)
+        return (ProceduralSpeech if "speech" in content else ProceduralMusic)(sample_rate, **(procedural or {}))
     if kind == "folder":
         return AudioFolder(sample_rate, cache_dir=cache_dir, loop_short=False, label=content, **folder)
-    raise ValueError(f"data.clean.{content}.kind must be 'procedural' or 'folder', got {kind!r}")
+    if kind == "corpus":  # the real recordings of `make corpus`: its train split trains, val validates, test tests
+        from lightning_app.data.corpus import CorpusError, read_manifest
+
+        try:
+            read_manifest(corpus)
+        except CorpusError as exc:
+            raise FileNotFoundError(f"data.clean.{content}: {exc}") from None
+        what = "speech" if "speech" in content else "music"
+        return AudioFolder(sample_rate, path=str(Path(corpus) / split / what), cache_dir=cache_dir, loop_short=False,
+                           label=content)
+    raise ValueError(f"data.clean.{content}.kind must be 'procedural', 'folder' or 'corpus', got {kind!r}")
 
 
-def build_clean_source(sample_rate: int, cache_dir: str | None, mix: dict, recording: dict, **contents) -> CleanMixture:
-    """The clean side from ``data.clean``: {mix: {content: weight}, recording: {...}, speech: {...}, music: {...}}."""
+def build_clean_source(sample_rate: int, cache_dir: str | None, mix: dict, recording: dict, split: str = "train",
+                       **contents) -> CleanMixture:
+    """The clean side from ``data.clean``: {mix: {content: weight}, recording: {...}, speech: {...}, music: {...},
+    real_speech: {...}, real_music: {...}}; ``split`` picks the corpus split that real contents draw from."""
     unknown = sorted(set(mix) - set(contents))
     if unknown:
         raise ValueError(f"data.clean.mix names {unknown}; known contents: {sorted(contents)}")
-    sources = {name: build_content_source(sample_rate, name, cache_dir=cache_dir, **contents[name])
+    sources = {name: build_content_source(sample_rate, name, cache_dir=cache_dir, split=split, **contents[name])
                for name, weight in mix.items() if weight > 0}
     return CleanMixture(sources, dict(mix), RecordingConfig.from_ranges(**recording))
 

@@ -1,0 +1,159 @@
+"""The do-no-harm guard: hold back what a model removes where it does not look like noise.
+
+At restore time no clean reference exists, but the input tells what its noise looks like. The guard
+compares what the model removed (input - output) with two things the input shows, per frequency bin
+and frame of a short-time spectrum:
+
+- the noise floor: a low percentile over time of the input's (locally smoothed) power in that bin.
+  Hiss, hum, rumble and surface noise sit there all the time; music and speech come and go above it.
+  The model may remove up to ``floor_margin_db`` above the floor;
+- transients: a cell far above what the frames on either side of it hold (``transient_db``) is a click or
+  a crackle burst, which the model may remove whole, however loud.
+
+Anything the model removes beyond that allowance is put back, with the removal's own phase. Where
+the model removed only floor-level noise and transients the guard changes nothing (the removal is
+resynthesised from its own spectrum, exactly). The music the bundled model mistook for noise is
+removed far above the floor and is not a transient: that is what comes back.
+
+``GuardedDenoiser`` wraps any denoiser the restore engine runs; ``guard_alone`` is the guard over a
+model that removes everything (an ablation: what the guard's own noise estimate would take away).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+@dataclass(frozen=True)
+class GuardSettings:
+    window_seconds: float = 0.023     # short-time spectrum window (1024 samples at 44.1 kHz), hop a half
+    floor_percentile: float = 0.05    # of each bin's smoothed power over the chunk: the noise floor
+    floor_margin_db: float = 6.0      # removal allowed up to this far above the floor
+    transient_db: float = 18.0        # a cell this far above its surroundings in time is a transient
+    transient_frames: int = 4         # frames on each side that make its surroundings
+    steady_db: float = 3.0            # a bin whose power spreads less than this over time is steady noise
+    neighbour_bins: int = 8           # other bins: the floor is the low part of their neighbourhood's floors
+
+    def n_fft(self, sample_rate: int) -> int:
+        return 1 << max(6, round(torch.log2(torch.tensor(self.window_seconds * sample_rate)).item()))
+
+
+class Guard:
+    """``guard(x, y)`` -> y with the removal x - y held back where it is not noise; (batch, 1, time) tensors."""
+
+    def __init__(self, sample_rate: int, settings: GuardSettings | None = None):
+        self.settings = settings or GuardSettings()
+        self.n_fft = self.settings.n_fft(sample_rate)
+        self.hop = self.n_fft // 2  # hann at half overlap resynthesises exactly, at half the cost of a quarter
+        self._windows: dict = {}
+        self.removed = 0.0   # energy the model removed, summed over calls
+        self.restored = 0.0  # energy of what the guard put back
+
+    def reset(self) -> None:
+        self.removed = self.restored = 0.0
+
+    @property
+    def share_restored(self) -> float:
+        """Share of the removed energy the guard put back since the last reset (0: it changed nothing)."""
+        return self.restored / self.removed if self.removed > 0 else 0.0
+
+    def _window(self, x: torch.Tensor) -> torch.Tensor:
+        key = (x.device, x.dtype)
+        if key not in self._windows:
+            self._windows[key] = torch.hann_window(self.n_fft, device=x.device, dtype=x.dtype)
+        return self._windows[key]
+
+    def _stft(self, x: torch.Tensor) -> torch.Tensor:
+        window = self._window(x)
+        return torch.stft(x, self.n_fft, self.hop, window=window, center=True, return_complex=True)
+
+    def allowance(self, spectrum: torch.Tensor) -> torch.Tensor:
+        """Magnitude the model may remove in each cell of the input's spectrum (batch, bins, frames)."""
+        s = self.settings
+        power = spectrum.real.square() + spectrum.imag.square()
+        smooth = F.avg_pool2d(power[:, None], 3, stride=1, padding=1, count_include_pad=False)[:, 0]
+        frames = smooth.shape[-1]
+        low = smooth.kthvalue(max(1, round(s.floor_percentile * frames)), dim=-1, keepdim=True).values
+        high = smooth.kthvalue(max(1, round(0.9 * frames)), dim=-1, keepdim=True).values
+        floor = low
+        w = s.neighbour_bins
+        if w > 0 and floor.shape[1] > 2 * w:
+            # Music keeps sounding in its own bins but leaves gaps between its partials, where the noise shows;
+            # noise is smooth across frequency. A bin that varies over time takes its neighbourhood's low floor;
+            # a steady bin (hum, a constant whistle) keeps its own, so steady lines stay removable.
+            around = F.pad(floor[..., 0], (w, w), mode="replicate").unfold(-1, 2 * w + 1, 1)
+            local = around.kthvalue(max(1, round(0.25 * (2 * w + 1))), dim=-1).values[..., None]
+            steady = high <= low * 10 ** (s.steady_db / 10)
+            floor = torch.where(steady, floor, torch.minimum(floor, local))
+        allowed = torch.sqrt(floor * 10 ** (s.floor_margin_db / 10))
+        magnitude = power.sqrt()
+        k = s.transient_frames
+        if k > 0 and magnitude.shape[-1] > 2 * k:
+            # What the cell's surroundings hold: the larger of the mean of the k frames before it and of the k
+            # after, leaving out the frame next to it on each side (at half overlap a click sounds in two frames).
+            # A click is short, so both are low; a note's onset has its note after it, its release before.
+            padded = F.pad(magnitude, (k + 1, k + 1), mode="replicate")
+            means = F.avg_pool1d(padded.flatten(0, 1)[:, None], k, stride=1)[:, 0].unflatten(0, padded.shape[:2])
+            frames = magnitude.shape[-1]
+            typical = torch.maximum(means[..., :frames], means[..., k + 3 : k + 3 + frames])
+            transient = (magnitude > typical * 10 ** (s.transient_db / 20)).float()
+            # A click near a frame's edge shows weakly in that frame: the frames beside a transient share it.
+            transient = F.max_pool1d(transient.flatten(0, 1)[:, None], 3, stride=1, padding=1)[:, 0]
+            transient = transient.unflatten(0, magnitude.shape[:2]) > 0
+            allowed = allowed + torch.where(transient, F.relu(magnitude - typical), 0.0)  # all of it above its surroundings
+        return allowed
+
+    def __call__(self, noisy: torch.Tensor, denoised: torch.Tensor) -> torch.Tensor:
+        shape, length = noisy.shape, noisy.shape[-1]
+        x = noisy.reshape(-1, length).float()
+        removed = x - denoised.reshape(-1, length).float()
+        if length < self.n_fft:  # too short to tell noise from signal: nothing is held back
+            return denoised
+        removal = self._stft(removed)
+        keep = torch.clamp(self.allowance(self._stft(x)) / removal.abs().clamp_min(1e-12), max=1.0)
+        window = self._window(x)
+        guarded = torch.istft(removal * keep, self.n_fft, self.hop, window=window, center=True, length=length)
+        self.removed += float(removed.square().sum())
+        self.restored += float((removed - guarded).square().sum())
+        return (x - guarded).reshape(shape).to(denoised.dtype)
+
+
+class GuardedDenoiser(nn.Module):
+    """A denoiser whose every output passes the guard; the restore engine runs it like the model itself."""
+
+    def __init__(self, model: nn.Module, settings: GuardSettings | None = None):
+        super().__init__()
+        self.model = model
+        self.sample_rate = int(model.sample_rate)
+        self.kind = getattr(model, "kind", "")
+        self.card = getattr(model, "card", {})
+        self.guard = Guard(self.sample_rate, settings)
+
+    def enhance(self, noisy: torch.Tensor) -> torch.Tensor:
+        return self.guard(noisy, self.model.enhance(noisy))
+
+    forward = enhance
+
+    def describe(self) -> dict:
+        return {"guard": True, **asdict(self.guard.settings)}
+
+
+class _RemoveEverything(nn.Module):
+    """A stand-in model that removes the whole input (its output is silence)."""
+
+    def __init__(self, sample_rate: int):
+        super().__init__()
+        self.sample_rate = sample_rate
+        self.anchor = nn.Parameter(torch.zeros(()), requires_grad=False)  # gives the engine a device
+
+    def enhance(self, noisy: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(noisy)
+
+
+def guard_alone(sample_rate: int, settings: GuardSettings | None = None) -> GuardedDenoiser:
+    """The guard over a model that removes everything: it takes away floor-level noise and transients only."""
+    return GuardedDenoiser(_RemoveEverything(sample_rate), settings)

@@ -1,0 +1,96 @@
+"""The do-no-harm guard: it holds back removals that do not look like noise, and only those."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from lightning_app.restore import Restorer
+from lightning_app.restoring.guard import Guard, GuardedDenoiser, guard_alone
+
+RATE = 44100
+
+
+class _Fixed(nn.Module):
+    """A stand-in model whose output is ``keep(noisy)``."""
+
+    def __init__(self, keep):
+        super().__init__()
+        self.keep = keep
+        self.sample_rate = RATE
+        self.anchor = nn.Parameter(torch.zeros(()), requires_grad=False)
+
+    def enhance(self, noisy):
+        return self.keep(noisy)
+
+
+def _tone_and_noise(seconds=3.0, tone_db=-20.0, noise_db=-50.0, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * RATE)) / RATE
+    tone = 10 ** (tone_db / 20) * np.sqrt(2) * np.sin(2 * np.pi * 440 * t) * (1 + 0.5 * np.sin(2 * np.pi * 0.7 * t))
+    noise = 10 ** (noise_db / 20) * rng.standard_normal(len(t))
+    return torch.tensor(tone, dtype=torch.float32), torch.tensor(noise, dtype=torch.float32)
+
+
+def _energy(x):
+    return float(torch.sum(x.double() ** 2))
+
+
+def test_a_model_that_removes_the_tone_is_held_back():
+    tone, noise = _tone_and_noise()
+    noisy = (tone + noise)[None, None]
+    guard = Guard(RATE)
+    out = guard(noisy, torch.zeros_like(noisy))[0, 0]  # the model removed everything, tone included
+    kept = _energy(out - noise) / _energy(tone)  # what of the tone came back (the noise may go)
+    left = _energy(out - tone) / _energy(noise)  # what of the noise is still there
+    assert 0.9 < kept < 1.1, f"the guard put back {kept:.2f} of the tone's energy"
+    assert left < 2.0, f"the guard put back more than the noise itself ({left:.2f})"
+    assert guard.share_restored > 0.9
+
+
+def test_where_the_model_removes_only_noise_the_output_is_left_as_it_is():
+    tone, noise = _tone_and_noise()
+    noisy = (tone + noise)[None, None]
+    model_out = tone[None, None]  # exactly the noise removed
+    guard = Guard(RATE)
+    out = guard(noisy, model_out)
+    assert _energy(out - model_out) < 0.05 * _energy(noise), "the guard changed a noise-only removal"
+    assert guard.share_restored < 0.05
+
+
+def test_clicks_may_be_removed_whole():
+    tone, noise = _tone_and_noise(noise_db=-60.0)
+    clicks = torch.zeros_like(tone)
+    clicks[np.arange(5000, len(tone), 11000)] = 0.5  # loud single-sample clicks on a quiet background
+    noisy = (tone + noise + clicks)[None, None]
+    out = Guard(RATE)(noisy, (tone + noise)[None, None])[0, 0]  # the model removed the clicks alone
+    assert _energy(out - tone - noise) < 0.1 * _energy(clicks), "the guard put the clicks back"
+
+
+def test_the_restorer_guards_by_default_and_not_when_asked():
+    tone, noise = _tone_and_noise(seconds=2.0)
+    audio = (tone + noise).numpy()[:, None].astype(np.float64)
+    muting = _Fixed(lambda x: 0.3 * x)  # the research's failure: keeps 30 % of everything
+    guarded = Restorer(muting)(audio, RATE)[:, 0]
+    plain = Restorer(muting, guard=False)(audio, RATE)[:, 0]
+    np.testing.assert_allclose(plain, 0.3 * audio[:, 0], atol=1e-6)
+    assert np.sqrt(np.mean(guarded ** 2) / np.mean(audio ** 2)) > 0.9, "the guard let the model mute"
+    restorer = Restorer(muting)
+    restorer.reset_guard()
+    restorer(audio, RATE)
+    assert restorer.guard_share() > 0.8 and Restorer(muting, guard=False).guard_share() is None
+    assert "guard" in restorer.describe(RATE)
+
+
+def test_guard_alone_takes_away_noise_but_not_the_tone():
+    tone, noise = _tone_and_noise(noise_db=-40.0)
+    out = guard_alone(RATE).enhance((tone + noise)[None, None])[0, 0]
+    assert _energy(out - tone) < _energy(noise), "the guard alone did not reduce the noise"
+    assert _energy(out - noise) > 0.9 * _energy(tone) * 0.9
+
+
+@pytest.mark.parametrize("length", [100, 2048])
+def test_short_input_passes(length):
+    x = torch.randn(1, 1, length)
+    out = GuardedDenoiser(_Fixed(lambda v: 0.5 * v)).enhance(x)
+    assert out.shape == x.shape and torch.all(torch.isfinite(out))

@@ -1,0 +1,102 @@
+"""The real-recordings test set: composed from a (test-made) corpus, reported per content and SNR bucket."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lightning_app import config as C
+from lightning_app.data import audio_io
+from lightning_app.data import corpus as K
+from lightning_app.evaluation import REAL_SNR_BUCKETS, evaluate_real, real_test_set
+
+RATE = 44100
+
+
+def make_corpus(root: Path, seconds: float = 3.0) -> Path:
+    """A stand-in corpus: two 'tracks' and two 'speakers' per split, tones with a moving envelope."""
+    rows = []
+    t = np.arange(int(seconds * RATE)) / RATE
+    for s, split in enumerate(K.SPLITS):
+        for content in K.CONTENTS:
+            for g in range(2):
+                f0 = 150 + 60 * g + 20 * s + (300 if content == "music" else 0)
+                audio = 0.2 * np.sin(2 * np.pi * f0 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * (1 + g) * t))
+                rel = f"{split}/{content}/pkg/{content}{g}.flac"
+                (root / rel).parent.mkdir(parents=True, exist_ok=True)
+                audio_io.write(root / rel, audio.astype(np.float32), RATE, subtype="PCM_16")
+                rows.append({"file": rel, "split": split, "content": content, "package": "pkg", "licence": "CC0-1.0",
+                             "group": f"pkg:{split}{content}{g}", "seconds": f"{seconds:.2f}", "sample_rate": RATE,
+                             "sources": rel})
+    K._write_manifest(root / K.MANIFEST, rows)
+    return root
+
+
+def test_real_test_set_draws_the_test_split_at_spread_snrs(tmp_path):
+    root = make_corpus(tmp_path / "real")
+    clips, rate = real_test_set(root, "test", clips_per_content=6, seconds=1.0)
+    assert rate == RATE and len(clips) == 12
+    assert {c["content"] for c in clips} == {"music", "speech"}
+    for content in ("music", "speech"):
+        snrs = sorted(c["snr_db"] for c in clips if c["content"] == content)
+        assert [int(s // 5) for s in snrs] == list(range(6)), f"one clip per 5-dB bucket: {snrs}"
+    again, _ = real_test_set(root, "test", clips_per_content=6, seconds=1.0)
+    np.testing.assert_array_equal(clips[3]["noisy"], again[3]["noisy"])
+    val, _ = real_test_set(root, "val", clips_per_content=6, seconds=1.0)
+    assert not np.allclose(val[0]["clean"][:1000], clips[0]["clean"][:1000]), "val and test must differ"
+
+
+def test_real_report_counts_the_clips_a_system_made_worse(tmp_path):
+    root = make_corpus(tmp_path / "real")
+    rng = np.random.default_rng(0)
+    systems = [("identity", lambda audio, rate: audio),
+               ("scrambler", lambda audio, rate: rng.permutation(audio))]  # destroys every clip
+    result = evaluate_real(root, systems, tmp_path / "out", "archive_fullband", clips_per_content=6, seconds=1.0)
+    rows = {(r["system"], r["group"]): r for r in result["rows"]}
+    assert rows[("identity", "music")]["worse_than_input"] == 0
+    assert abs(rows[("identity", "speech")]["si_sdr_i"]) < 1e-3
+    assert rows[("scrambler", "music")]["worse_than_input"] == 6
+    assert rows[("scrambler", "speech")]["worst_si_sdr_i"] < -10
+    for content in ("music", "speech"):
+        for low, high in REAL_SNR_BUCKETS:
+            assert rows[("scrambler", f"{content}, input SNR {low:g}-{high:g} dB")]["clips"] == 1
+    clean = {(r["system"], r["group"]): r for r in result["clean_input"]}
+    assert clean[("identity", "music")]["median_si_sdr"] > 60 and clean[("scrambler", "music")]["p10_si_sdr"] < 0
+    text = (tmp_path / "out" / "real.md").read_text()
+    assert "clips worse than input by > 0.5 dB" in text and "speech, input SNR 25-30 dB" in text
+    assert (tmp_path / "out" / "real.csv").is_file()
+
+
+def test_without_a_corpus_the_real_set_says_how_to_build_it(tmp_path):
+    with pytest.raises(K.CorpusError, match="make corpus"):
+        real_test_set(tmp_path / "nothing", "test")
+
+
+def test_real_contents_train_on_train_validate_on_val_and_are_labelled(tmp_path):
+    from conftest import smoke_config
+
+    from lightning_app.train import build_datamodule, build_system
+
+    root = make_corpus(tmp_path / "real", seconds=2.0)
+    cfg = smoke_config(tmp_path, "data.clean.mix={speech: 0.5, real_music: 0.5}",
+                       f"data.clean.real_music.corpus={root}", "data.val_clips=4")
+    dm = build_datamodule(cfg, build_system(cfg))
+    dm.prepare_data()
+    dm.setup("fit")
+    val = [dm.val_set[i] for i in range(4)]
+    assert sorted(v["content"] for v in val) == ["real_music", "real_music", "speech", "speech"]
+    folders = {split: dm._sources(split)[0].sources["real_music"].path for split in ("train", "val")}
+    assert folders == {"train": str(root / "train" / "music"), "val": str(root / "val" / "music")}
+    assert dm.val_set.clean_source.sources["real_music"].path == folders["val"]
+    assert dm.train_set.clean_source.sources["real_music"].path == folders["train"]
+
+
+def test_a_real_content_without_a_corpus_is_one_line(tmp_path):
+    from conftest import smoke_config
+
+    from lightning_app.train import build_datamodule, build_system
+
+    cfg = smoke_config(tmp_path, "data.clean.mix={speech: 0.5, real_music: 0.5}",
+                       f"data.clean.real_music.corpus={tmp_path / 'none'}")
+    with pytest.raises(C.ConfigError, match=r"data.clean.real_music: .* build it with: make corpus"):
+        build_datamodule(cfg, build_system(cfg))
