@@ -193,3 +193,41 @@ def config_differences(run_dirs: Sequence[Path], ignore: tuple[str, ...] = ("run
         return ""
     return "\n".join(tables.markdown(["setting", *flat], [[k, *(str(v.get(k, "–")) for v in flat.values())]
                                                          for k in differing]))
+
+
+# ----------------------------------------------------------------------------- lesson 1 on real music
+def real_music_lesson(corpus: str | os.PathLike, checkpoint: str | os.PathLike | None = None, clips: int = 3,
+                      seconds: float = 6.0, split: str = "val") -> dict:
+    """The bundled model (or ``checkpoint``) fed *clean* real music of the corpus's ``split``, with and without
+    the do-no-harm guard: per clip the SI-SDR of the output against its input (a restorer should stay above
+    25 dB), the amplitude retention and what was removed. {"rows", "audio": {clip: {track: wave}}, "rate"}."""
+    import torch
+
+    from lightning_app.checkpoints import bundled_model, load_model
+    from lightning_app.data.corpus import read_manifest
+    from lightning_app.evaluation import _real_segment
+    from lightning_app.metrics import functional as MF
+    from lightning_app.restore import Restorer
+
+    model = load_model(checkpoint or bundled_model())
+    rate = int(model.sample_rate)
+    rows_ = [r for r in read_manifest(corpus) if r["split"] == split and r["content"] == "music"]
+    groups = sorted({r["group"] for r in rows_})
+    systems = {"model alone": Restorer(model, guard=False), "model + guard": Restorer(model)}
+    table, audio = [], {}
+    for i in range(min(clips, len(groups))):
+        members = [r for r in rows_ if r["group"] == groups[i]]
+        clean = _real_segment(Path(corpus), members, np.random.default_rng((i, 11)), round(seconds * rate), rate)
+        if clean is None:
+            continue
+        name = f"{members[0]['package']}: {Path(members[0]['file']).stem}"
+        tracks = {"input (clean)": clean}
+        for label, restorer in systems.items():
+            out = restorer(clean[:, None].astype(np.float64), rate)[:, 0]
+            est, ref = torch.from_numpy(out)[None], torch.from_numpy(clean.astype(np.float32))[None]
+            table.append({"clip": name, "system": label, "si_sdr_vs_input": float(MF.si_sdr(est, ref)[0]),
+                          "amplitude_retention": float(MF.amplitude_retention(est, ref)[0]),
+                          "removed_db": float(10 * np.log10(np.sum((clean - out) ** 2) / np.sum(clean ** 2) + 1e-12))})
+            tracks[f"removed, {label}"] = clean - out
+        audio[name] = tracks
+    return {"rows": table, "audio": audio, "rate": rate}

@@ -40,7 +40,11 @@ def test_every_notebook_is_tested():
 
 @pytest.mark.slow
 def test_muting_notebook_makes_and_compares_two_runs(monkeypatch, tmp_path):
-    out = execute("01_muting_loss.ipynb", monkeypatch, tmp_path)
+    from tests.test_real_eval import make_corpus
+
+    corpus = make_corpus(tmp_path / "real")
+    out = execute("01_muting_loss.ipynb", monkeypatch, tmp_path, C2C_REAL_CORPUS=str(corpus), C2C_REAL_CLIPS="2")
+    assert "| clip | system | si_sdr_vs_input |" in out and "model + guard" in out, "the real-music lesson is missing"
     for net in ("spectral U-Net", "wave U-Net"):
         assert f"| {net}, waveform MAE |" in out and f"| {net}, energy-aware + MR-STFT |" in out
     assert "val/amplitude_retention" in out and "image/png" in out and "<audio" in out
