@@ -287,3 +287,16 @@ def test_evaluate_folder_without_clean_restores_and_writes_the_listening_report(
     monkeypatch.setattr(evaluation, "bundled_model", lambda: Path(trained_run["best"]))
     (data / "broken.wav").unlink()
     assert E.main(["--data", str(data), "--output-dir", str(tmp_path / "bundled")]) == 0
+
+
+def test_the_guards_share_is_shown_per_file_and_in_the_csv(tmp_path):
+    paths = make_recording(tmp_path, "g", 6.0, 16000, 1, 5, loud_at=1.0, quiet_at=4.0)
+    page = write_listening_report([ReportEntry(paths["input"], paths["restored"], paths["residual"], "music",
+                                               guard_share=0.25),
+                                   ReportEntry(paths["input"], paths["restored"], paths["residual"], "music", "off")],
+                                  tmp_path / "out")
+    text = page.read_text()
+    assert text.count("do-no-harm guard") == 1, "one file restored with the guard, one without"
+    assert "put back 25.0 % of what the model removed" in text
+    rows = list(csv.DictReader(open(tmp_path / "out" / "report.csv")))
+    assert float(rows[0]["guard_restored_share"]) == pytest.approx(0.25) and rows[1]["guard_restored_share"] == ""
