@@ -27,7 +27,7 @@ from lightning_app.checkpoints import bundled_model, load_model
 from lightning_app.data import audio_io
 from lightning_app.data.datasets import CONTENTS, TEST_STREAM, MixtureDataset, PairedFolderDataset
 from lightning_app.data.dsp import rms
-from lightning_app.data.sources import build_clean_source, build_noise_source
+from lightning_app.data.sources import build_clean_source, build_noise_source, corpus_contents
 from lightning_app.metrics.perceptual import UNLABELLED, score_signal, speech_content
 from lightning_app.metrics.quality import waveform_scores
 from lightning_app.metrics.visqol import visqol_missing
@@ -58,7 +58,7 @@ def synthetic_test_set(clips: int, seconds: float, overrides: list[str],
     sr = d.sample_rate
     spec = C.to_container(d.clean)
     # This set is the procedural one: real contents are scored on the real test set (real_test_set) instead.
-    spec["mix"] = {name: w for name, w in spec["mix"].items() if spec[name].get("kind") != "corpus"}
+    spec["mix"] = {name: w for name, w in spec["mix"].items() if name not in corpus_contents(spec)}
     clean = build_clean_source(sr, cache_dir=d.cache_dir, **spec)
     noise = build_noise_source(sr, cache_dir=d.cache_dir, **C.to_container(d.noise))
     dataset = MixtureDataset(clean, noise, num_samples=round(seconds * sr), snr_db=d.snr_db, gain_db=d.gain_db,
@@ -644,42 +644,34 @@ def evaluate_real(root: Path, systems: list, output_dir: Path, experiment: str, 
     """The real-recordings test set (``real_test_set`` on the corpus's test split): every system restores each
     degraded clip and each clean clip; per content and per 5-dB input-SNR bucket the mean SI-SDR gain, the worst
     clip, the clips made worse than their input, retention; and the clean-input table. Writes real.md, real.csv."""
-    from lightning_app.metrics import functional as MF
-
     clips, rate = real_test_set(Path(root), "test", clips_per_content, seconds, experiment)
     outputs = {NOISY: [c["noisy"] for c in clips]}
-    clean_out = {NOISY: [c["clean"] for c in clips]}
     for name, process in systems:
         outputs[name], _ = run_system(process, clips, rate, f"{name} (real)")
-        clean_out[name], _ = run_system(process, [dict(c, noisy=c["clean"]) for c in clips], rate, f"{name} (clean)")
         log.info("ran %s on the real test set (%d clips)", name, len(clips))
 
-    def t(x):
-        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None]
+    def t(signals):  # the clips share one length: one (clips, 1, samples) batch
+        return torch.from_numpy(np.stack([np.asarray(x, dtype=np.float32) for x in signals]))[:, None]
 
-    noisy_q = [float(MF.si_sdr(t(c["noisy"]), t(c["clean"]))[0]) for c in clips]
     groups_ = {}
     for content in sorted({c["content"] for c in clips}):
         members = [i for i, c in enumerate(clips) if c["content"] == content]
         groups_[content] = members
         for low, high in REAL_SNR_BUCKETS:
             groups_[f"{content}, input SNR {low:g}-{high:g} dB"] = [i for i in members if low <= clips[i]["snr_db"] < high]
-    rows, clean_rows = [], []
-    for name in outputs:
-        gain = [float(MF.si_sdr(t(o), t(c["clean"]))[0]) - q for o, c, q in zip(outputs[name], clips, noisy_q, strict=True)]
-        kept = [float(MF.amplitude_retention(t(o), t(c["clean"]))[0]) for o, c in zip(outputs[name], clips, strict=True)]
-        passed = [float(MF.si_sdr(t(o), t(c["clean"]))[0]) for o, c in zip(clean_out[name], clips, strict=True)]
+    rows = []
+    noisy, clean = t(c["noisy"] for c in clips), t(c["clean"] for c in clips)
+    silent_rms = silent_clean_rms(experiment)
+    for name, estimates in outputs.items():
+        values, _ = waveform_scores(t(estimates), noisy, clean, silent_rms=silent_rms, sample_rate=rate)
+        gain, kept = values["si_sdr_i"].tolist(), values["amplitude_retention"].tolist()
         for group, members in groups_.items():
-            if not members:
-                continue
-            rows.append({"system": name, "group": group, "clips": len(members),
-                         "si_sdr_i": _mean(gain[i] for i in members), "worst_si_sdr_i": min(gain[i] for i in members),
-                         "worse_than_input": sum(gain[i] < -0.5 for i in members),
-                         "amplitude_retention": _mean(kept[i] for i in members)})
-            if "," not in group:
-                values = np.array([passed[i] for i in members])
-                clean_rows.append({"system": name, "group": group, "clips": len(members),
-                                   "median_si_sdr": float(np.median(values)), "p10_si_sdr": float(np.percentile(values, 10))})
+            if members:
+                rows.append({"system": name, "group": group, "clips": len(members),
+                             "si_sdr_i": _mean(gain[i] for i in members), "worst_si_sdr_i": min(gain[i] for i in members),
+                             "worse_than_input": sum(gain[i] < -0.5 for i in members),
+                             "amplitude_retention": _mean(kept[i] for i in members)})
+    clean_rows = clean_input_scores(clips, systems, rate)
     output_dir.mkdir(parents=True, exist_ok=True)
     write_csv(output_dir / "real.csv", ["group", "system", *REAL_COLUMNS], rows)
     labels = {**LABELS, **REAL_LABELS}

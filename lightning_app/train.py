@@ -42,6 +42,7 @@ from lightning_app.checkpoints import CheckpointError, describe_mismatch, read_c
 from lightning_app.console import quiet_third_party, tensorboard_hint
 from lightning_app.data.corpus import CorpusError, read_manifest
 from lightning_app.data.datamodule import DenoiseDataModule
+from lightning_app.data.sources import corpus_contents
 from lightning_app.metrics.quality import metric_contents
 from lightning_app.systems import DenoiseSystem, system_class
 
@@ -180,12 +181,11 @@ def check_data_config(cfg: DictConfig) -> None:
         example = " ".join(f"{k}=/path/to/..." for k in missing)
         raise C.ConfigError(f"data.mode={cfg.data.mode} needs {', '.join(missing)}; e.g. ARGS=\"{example}\"")
     if cfg.data.mode in ("supervised", "noise2noise"):
-        for name, weight in cfg.data.clean.mix.items():
-            if weight > 0 and cfg.data.clean[name].get("kind") == "corpus":
-                try:
-                    read_manifest(cfg.data.clean[name].corpus)
-                except CorpusError as exc:
-                    raise C.ConfigError(f"data.clean.{name}: {exc}") from None
+        for name in corpus_contents(C.to_container(cfg.data.clean)):
+            try:
+                read_manifest(cfg.data.clean[name].corpus)
+            except CorpusError as exc:
+                raise C.ConfigError(f"data.clean.{name}: {exc}") from None
 
 
 def build_datamodule(cfg: DictConfig, system: DenoiseSystem) -> DenoiseDataModule:

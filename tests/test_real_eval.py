@@ -85,7 +85,7 @@ def test_real_contents_train_on_train_validate_on_val_and_are_labelled(tmp_path)
     dm.setup("fit")
     val = [dm.val_set[i] for i in range(4)]
     assert sorted(v["content"] for v in val) == ["real_music", "real_music", "speech", "speech"]
-    folders = {split: dm._sources(split)[0].sources["real_music"].path for split in ("train", "val")}
+    folders = {split: dm._clean_source(split).sources["real_music"].path for split in ("train", "val")}
     assert folders == {"train": str(root / "train" / "music"), "val": str(root / "val" / "music")}
     assert dm.val_set.clean_source.sources["real_music"].path == folders["val"]
     assert dm.train_set.clean_source.sources["real_music"].path == folders["train"]

@@ -311,14 +311,6 @@ def read_manifest(root: str | os.PathLike = DEFAULT_ROOT) -> list[dict]:
     return rows
 
 
-def corpus_files(root: str | os.PathLike, split: str, content: str | None = None) -> list[Path]:
-    """Files of one split (and content), in manifest order."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    rows = read_manifest(root)
-    return [Path(root) / r["file"] for r in rows if r["split"] == split and content in (None, r["content"])]
-
-
 def leaks(rows: list[dict]) -> dict[str, set[str]]:
     """Groups found in more than one split (a correct corpus has none)."""
     splits: dict[str, set[str]] = {}

@@ -15,7 +15,13 @@ from lightning_app.data.datasets import (
     TrainKeySampler,
 )
 from lightning_app.data.pairs import RealPairDataset, RealPairIndex
-from lightning_app.data.sources import AudioFolder, SourceBank, build_clean_source, build_noise_source
+from lightning_app.data.sources import (
+    AudioFolder,
+    SourceBank,
+    build_clean_source,
+    build_noise_source,
+    corpus_contents,
+)
 
 
 class DenoiseDataModule(L.LightningDataModule):
@@ -51,11 +57,12 @@ class DenoiseDataModule(L.LightningDataModule):
         self.cache_dir = cache_dir
         self.train_set = self.val_set = None
 
-    def _sources(self, split: str = "train"):
-        """Clean and noise sources; ``split`` is the corpus split real contents draw from (train or val)."""
-        clean = build_clean_source(self.sample_rate, cache_dir=self.cache_dir, split=split, **self.clean_spec)
-        noise = build_noise_source(self.sample_rate, cache_dir=self.cache_dir, **self.noise_spec)
-        return clean, noise
+    def _clean_source(self, split: str = "train"):
+        """The clean source; ``split`` is the corpus split real contents draw from (train, val or test)."""
+        return build_clean_source(self.sample_rate, cache_dir=self.cache_dir, split=split, **self.clean_spec)
+
+    def _sources(self):
+        return self._clean_source(), build_noise_source(self.sample_rate, cache_dir=self.cache_dir, **self.noise_spec)
 
     def _pair_index(self) -> RealPairIndex:
         return RealPairIndex.build(sample_rate=self.sample_rate, min_samples=self.segment_samples,
@@ -67,7 +74,7 @@ class DenoiseDataModule(L.LightningDataModule):
         # Runs once per node: build folder indexes (and pair alignments) so every rank then only reads the cache.
         if self.mode != "paired":
             clean, noise = self._sources()
-            held_out = self._sources("val")[0].folders() if self._has_real() else []
+            held_out = self._clean_source("val").folders() if corpus_contents(self.clean_spec) else []
             for source in [*clean.folders(), *held_out, noise]:
                 if isinstance(source, AudioFolder):
                     source.prepare()
@@ -100,13 +107,9 @@ class DenoiseDataModule(L.LightningDataModule):
                     bank.fill()
         # Real contents validate on the corpus's val split and test on its test split, never on what trains.
         for name, split, stream in (("val_set", "val", VAL_STREAM), ("test_set", "test", TEST_STREAM)):
-            held_out = dict(common, clean_source=self._sources(split)[0] if self._has_real() else clean)
+            held_out = dict(common, clean_source=self._clean_source(split) if corpus_contents(self.clean_spec) else clean)
             setattr(self, name, MixtureDataset(num_samples=self.val_samples, length=self.val_clips, stream=stream,
                                                **held_out))
-
-    def _has_real(self) -> bool:
-        mix = self.clean_spec.get("mix", {})
-        return any(self.clean_spec.get(name, {}).get("kind") == "corpus" for name, w in mix.items() if w > 0)
 
     def _rank_world(self) -> tuple[int, int]:
         trainer = self.trainer

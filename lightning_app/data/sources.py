@@ -214,6 +214,12 @@ def build_content_source(sample_rate: int, content: str, kind: str, cache_dir: s
     raise ValueError(f"data.clean.{content}.kind must be 'procedural', 'folder' or 'corpus', got {kind!r}")
 
 
+def corpus_contents(clean: dict) -> list[str]:
+    """The contents of ``data.clean`` (a plain dict) drawn from the corpus of real recordings, with weight > 0."""
+    return [name for name, weight in clean.get("mix", {}).items()
+            if weight > 0 and clean.get(name, {}).get("kind") == "corpus"]
+
+
 def build_clean_source(sample_rate: int, cache_dir: str | None, mix: dict, recording: dict, split: str = "train",
                        **contents) -> CleanMixture:
     """The clean side from ``data.clean``: {mix: {content: weight}, recording: {...}, speech: {...}, music: {...},

@@ -21,7 +21,8 @@ model that removes everything (an ablation: what the guard's own noise estimate 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -39,7 +40,7 @@ class GuardSettings:
     neighbour_bins: int = 8           # other bins: the floor is the low part of their neighbourhood's floors
 
     def n_fft(self, sample_rate: int) -> int:
-        return 1 << max(6, round(torch.log2(torch.tensor(self.window_seconds * sample_rate)).item()))
+        return 1 << max(6, round(math.log2(self.window_seconds * sample_rate)))
 
 
 class Guard:
@@ -137,9 +138,6 @@ class GuardedDenoiser(nn.Module):
         return self.guard(noisy, self.model.enhance(noisy))
 
     forward = enhance
-
-    def describe(self) -> dict:
-        return {"guard": True, **asdict(self.guard.settings)}
 
 
 class _RemoveEverything(nn.Module):
