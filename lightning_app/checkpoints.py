@@ -77,6 +77,10 @@ def _unreadable_reason(path: Path, exc: BaseException) -> str:
 def read_checkpoint(path: str | Path, for_resume: bool = False) -> dict:
     """The checkpoint's contents, checked to be a c2c-denoise checkpoint (and to continue a run)."""
     path = Path(path)
+    if path.is_dir():
+        found = sorted(path.glob("checkpoints/*.ckpt")) or sorted(path.glob("*.ckpt"))
+        hint = f", e.g. {found[0]}" if found else ""
+        raise CheckpointError(f"{path}: a folder, not a checkpoint file; give a .ckpt file{hint}")
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     if path.stat().st_size == 0:

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import signal
 import sys
 import threading
@@ -73,7 +72,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("-o", "--output-dir", required=True, help="where the restored files go (created if needed)")
     p.add_argument("--mix", type=float, default=1.0, help="share of the denoised signal, 0..1 (default 1.0)")
     p.add_argument("--residual", action="store_true",
-                   help="also write what was removed (input - output) as NAME.residual.EXT, for listening checks")
+                   help="also write what was removed (input - output) as NAME.residual.EXT, for listening checks "
+                        "(a name too long for the file system is cut, with a hash that keeps it unique)")
     p.add_argument("--no-guard", action="store_true",
                    help="switch the do-no-harm guard off: the model's output as it is (by default the guard puts back "
                         "what the model removed that does not look like noise: far above the input's noise floor "
@@ -206,8 +206,8 @@ def run(args: argparse.Namespace, tally: dict[str, int]) -> int:
         try:
             seconds, clipped = restore_file(restorer, src, dst, residual_path(dst) if args.residual else None,
                                             subtype=args.subtype, progress=not args.no_progress)
-        except audio_io.AudioFileError as exc:
-            failures[src] = exc.reason
+        except audio_io.AudioFileError as exc:  # about the input, or about an output it could not write
+            failures[src] = exc.reason if exc.path == str(src) else str(exc)
         except Exception as exc:  # keep going: one bad file must not cost the rest of the batch
             failures[src] = f"{type(exc).__name__}: {exc}"
         took = time.perf_counter() - start
@@ -233,9 +233,9 @@ def run(args: argparse.Namespace, tally: dict[str, int]) -> int:
         write_listening_report(entries, output_dir)  # logs where the page is
     done = len(todo) - len(failures)
     skipped = f", {len(pairs) - len(todo)} skipped (output complete)" if len(todo) < len(pairs) else ""
-    rtf = compute_seconds / audio_seconds if audio_seconds else math.nan
-    print(f"{done} of {len(pairs)} file(s) restored into {output_dir}{skipped}; real-time factor {rtf:.3f} "
-          f"(seconds of compute per second of audio, on {device})")
+    speed = (f"; real-time factor {compute_seconds / audio_seconds:.3f} (seconds of compute per second of audio, "
+             f"on {device})") if audio_seconds else ""
+    print(f"{done} of {len(pairs)} file(s) restored into {output_dir}{skipped}{speed}")
     return 1 if failures else 0
 
 

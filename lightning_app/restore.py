@@ -12,12 +12,13 @@ from __future__ import annotations
 import csv
 import ctypes
 import functools
+import hashlib
 import heapq
 import itertools
 import logging
 import math
 import os
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -414,7 +415,7 @@ def plan_outputs(inputs: list[str], output_dir: Path) -> list[tuple[Path, Path]]
     for item in expand_input_lists(inputs):
         path = Path(item)
         if path.is_dir():
-            files = audio_io.find_audio_files(path)
+            files = audio_io.find_audio_files(path, dangling=True)  # reported as a missing file is
             if not files:
                 log.warning("%s: folder holds no .wav/.flac/.ogg files", path)
             found = [(f, output_dir / f.relative_to(path)) for f in files]
@@ -523,11 +524,12 @@ def restore_file(restorer: Restorer, src: Path, dst: Path, residual: Path | None
 
     Returns (seconds of audio, samples clipped in ``dst``). An integer sample format cannot hold samples
     over full scale: they are clipped, and each written file that clipped gets a warning with the count.
+    The output's folder is made only once the input has been read through and found usable, and the
+    folders made for it are removed again if the file fails: a refused file leaves nothing behind.
     """
     info = audio_io.probe(src)
     subtype = subtype or info.subtype
     clip = "FLOAT" not in subtype and "DOUBLE" not in subtype  # integer formats cannot hold overs
-    dst.parent.mkdir(parents=True, exist_ok=True)
     targets = [dst] + ([residual] if residual else [])
     overs = {path: (0, 0.0) for path in targets}  # (samples over full scale, peak)
     with sf.SoundFile(str(src)) as f, ExitStack() as outputs:
@@ -535,11 +537,17 @@ def restore_file(restorer: Restorer, src: Path, dst: Path, residual: Path | None
         rate, frames = f.samplerate, f.frames
         restorer.reset_guard()
         gains = restorer.levels(_scan(src, f, rate * 60, restorer.to_signals))
+        if cut := audio_io.truncation(src):
+            log.warning("%s: %s; the output is as long as what is there", src, cut)
+        if restorer.channel_mode == "mid_side" and f.channels != 2:
+            log.warning("%s: --channels mid-side needs two channels; its %d channel(s) are denoised one by one",
+                        src, f.channels)
 
         def read(start: int, stop: int) -> np.ndarray:
             f.seek(start)
             return f.read(stop - start, dtype="float64", always_2d=True)
 
+        outputs.enter_context(made_folder(dst.parent))
         writers = [outputs.enter_context(audio_io.atomic_writer(path, rate, f.channels, subtype)) for path in targets]
         carry: dict = {}  # model outputs one block hands to the next
         with tqdm(total=frames / rate, unit="s", desc=src.name, disable=not progress, leave=False) as bar:
@@ -551,7 +559,7 @@ def restore_file(restorer: Restorer, src: Path, dst: Path, residual: Path | None
                         count, peak = _over_full_scale(audio)
                         overs[path] = (overs[path][0] + count, max(overs[path][1], peak))
                         audio = np.clip(audio, -1.0, 1.0)
-                    writer.write(audio)
+                    audio_io.write_block(writer, path, audio)
                 bar.update((block[1] - block[0]) / rate)
     for path, (count, peak) in overs.items():
         if count:
@@ -561,8 +569,40 @@ def restore_file(restorer: Restorer, src: Path, dst: Path, residual: Path | None
     return info.seconds, overs[dst][0]
 
 
+@contextmanager
+def made_folder(folder: Path):
+    """``folder`` made (with its missing parents); those made here are removed again, if still empty,
+    when the block fails or is interrupted."""
+    missing = []
+    at = folder
+    while not at.exists() and at != at.parent:
+        missing.append(at)
+        at = at.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        for made in missing:  # deepest first
+            try:
+                made.rmdir()
+            except OSError:  # not empty (another file's output is there) or gone: keep going up no further
+                break
+        raise
+
+
+NAME_MAX = 255  # bytes in one file name on the common file systems (ext4, XFS, NTFS, APFS)
+
+
 def residual_path(dst: Path) -> Path:
-    return dst.with_name(f"{dst.stem}.residual{dst.suffix}")
+    """NAME.residual.EXT beside the output; where that name would be too long for the file system, the
+    stem is cut (on a character boundary) and a hash of the whole stem keeps it unique."""
+    name = f"{dst.stem}.residual{dst.suffix}"
+    if len(name.encode()) <= NAME_MAX:
+        return dst.with_name(name)
+    tag = "~" + hashlib.sha1(dst.stem.encode()).hexdigest()[:8]
+    room = NAME_MAX - len(f"{tag}.residual{dst.suffix}".encode())
+    stem = dst.stem.encode()[:room].decode(errors="ignore")
+    return dst.with_name(f"{stem}{tag}.residual{dst.suffix}")
 
 
 # ----------------------------------------------------------------------------- batches split over tasks

@@ -5,10 +5,13 @@ soundfile (libsndfile) does the I/O; torchaudio resamples.
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import logging
 import os
 import re
 import secrets
+import shutil
 import socket
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,6 +23,8 @@ import torch
 import torchaudio.functional as AF
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+
+log = logging.getLogger("lightning_app.audio_io")
 
 
 class AudioFileError(Exception):
@@ -49,7 +54,9 @@ def probe(path: str | os.PathLike) -> AudioInfo:
     """Header facts of an audio file; raises AudioFileError if it is not readable audio."""
     path = Path(path)
     if not path.is_file():
-        raise AudioFileError(path, "no such file")
+        if path.is_symlink() and not path.exists():
+            raise AudioFileError(path, f"a link to {os.readlink(path)}, which does not exist")
+        raise AudioFileError(path, "a folder, not an audio file" if path.is_dir() else "no such file")
     if path.stat().st_size == 0:
         raise AudioFileError(path, "empty file (0 bytes)")
     try:
@@ -60,6 +67,23 @@ def probe(path: str | os.PathLike) -> AudioInfo:
         raise AudioFileError(path, "contains no audio samples")
     return AudioInfo(str(path), int(info.samplerate), int(info.frames), int(info.channels),
                      str(info.subtype), str(info.format))
+
+
+_DATA_CHUNK = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+
+
+def truncation(path: str | os.PathLike) -> str | None:
+    """How much of a WAV file's audio its header promises and the file lacks (a cut-off copy or transfer),
+    or None: libsndfile reads what is there and says so only in its log."""
+    try:
+        info = sf.info(str(path))
+    except Exception:
+        return None
+    match = _DATA_CHUNK.search(info.extra_info or "")
+    if not match or int(match[2]) >= int(match[1]):
+        return None
+    promised = info.frames * int(match[1]) / max(int(match[2]), 1) / info.samplerate
+    return f"truncated: its header promises {promised:.2f} s, the file holds {info.duration:.2f} s"
 
 
 def check_samples(path: str | os.PathLike, audio: np.ndarray, allow_silence: bool = False) -> None:
@@ -162,39 +186,104 @@ def remove_stale_partials(folder: str | os.PathLike) -> int:
     return removed
 
 
+# Below this much free space a failed write is taken for a full disk: libsndfile reports ENOSPC only as
+# "System error." (a write fails once the last free block is used, so what is left is less than a block).
+_NEARLY_FULL_BYTES = 1 << 20
+_WRITE_ERRORS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
+                 errno.EFBIG: "file too large for the file system", errno.EROFS: "read-only file system",
+                 errno.EACCES: "permission denied", errno.EIO: "input/output error"}
+
+
+def write_error(path: str | os.PathLike, exc: BaseException) -> AudioFileError:
+    """A failed write as 'path: <the cause> (<folder>)', the cause from errno or, for libsndfile's
+    errors, which carry none, from the folder's free space."""
+    folder = Path(path).parent
+    code = getattr(exc, "errno", None)
+    if code is None and isinstance(exc, sf.LibsndfileError):
+        try:
+            code = errno.ENOSPC if shutil.disk_usage(folder).free < _NEARLY_FULL_BYTES else None
+        except OSError:
+            code = None
+    if code in _WRITE_ERRORS:
+        return AudioFileError(path, f"could not be written: {_WRITE_ERRORS[code]} ({folder})")
+    return AudioFileError(path, f"could not be written ({exc})")
+
+
 @contextmanager
 def atomic_writer(path: str | os.PathLike, sample_rate: int, channels: int, subtype: str | None = None):
     """An open sf.SoundFile under a temporary name (``partial_name``) in the same folder, renamed to
     ``path`` only when the block exits cleanly: an interrupted write never leaves a half-written file
-    under the final name."""
+    under the final name. Failures of the file itself (a full disk) are AudioFileErrors naming the cause."""
     path = Path(path)
     format_name = _format_for(path)
     if subtype is not None and not sf.check_format(format_name, subtype):  # never silently another format
         raise AudioFileError(path, f"a {format_name} file cannot hold {subtype} samples; it holds: "
                                    f"{', '.join(sf.available_subtypes(format_name))}")
     tmp = path.with_name(partial_name())
+    f = None
     try:
-        with sf.SoundFile(str(tmp), "w", samplerate=sample_rate, channels=channels, subtype=subtype,
-                          format=format_name) as f:
-            yield f
-        os.replace(tmp, path)  # same folder: atomic
+        try:
+            f = sf.SoundFile(str(tmp), "w", samplerate=sample_rate, channels=channels, subtype=subtype,
+                             format=format_name)
+        except (sf.LibsndfileError, OSError) as exc:
+            raise write_error(path, exc) from None
+        yield f
+        try:
+            f.close()  # writes the header: it may fail on a full disk as well
+            os.replace(tmp, path)  # same folder: atomic
+        except (sf.LibsndfileError, OSError) as exc:
+            raise write_error(path, exc) from None
     finally:
+        if f is not None and not f.closed:
+            try:
+                f.close()
+            except (sf.LibsndfileError, OSError):
+                pass  # the file is removed next; the first error is the one reported
         tmp.unlink(missing_ok=True)
+
+
+def write_block(writer: sf.SoundFile, path: str | os.PathLike, audio: np.ndarray) -> None:
+    """``writer.write(audio)``, a failure named as ``write_error`` names it (``path`` is the final name)."""
+    try:
+        writer.write(audio)
+    except (sf.LibsndfileError, OSError) as exc:
+        raise write_error(path, exc) from None
 
 
 def write(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, subtype: str | None = None) -> None:
     """Write (frames, channels) or (frames,) audio; to a temporary name first, then renamed."""
     audio = audio if audio.ndim == 2 else audio[:, None]
     with atomic_writer(path, sample_rate, audio.shape[1], subtype) as f:
-        f.write(audio)
+        write_block(f, path, audio)
 
 
-def find_audio_files(root: str | os.PathLike) -> list[Path]:
+def find_audio_files(root: str | os.PathLike, dangling: bool = False) -> list[Path]:
     """Audio files under a folder (recursive) or the file itself, sorted for a stable order; hidden
-    temporary files (``.….partial``) are never taken for audio."""
+    temporary files (``.….partial``) are never taken for audio.
+
+    Linked sub-folders are followed, each real folder once (a link back up the tree would loop; a link to
+    a folder already searched would find its files twice): the skipped ones are logged. ``dangling``:
+    also list audio-named links whose target is gone, so the caller reports them as it reports a missing
+    file given by name (otherwise they are logged and left out)."""
     root = Path(root)
     if root.is_file():
         return [root]
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such file or folder")
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+    found, seen = [], set()
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            log.info("%s: a link to %s, which is searched already; skipped", folder, real)
+            subfolders.clear()
+            continue
+        seen.add(real)
+        for name in names:
+            path = Path(folder, name)
+            if path.suffix.lower() not in AUDIO_SUFFIXES:
+                continue
+            if path.is_file() or dangling:
+                found.append(path)
+            elif path.is_symlink():
+                log.warning("%s: a link to %s, which does not exist; skipped", path, os.readlink(path))
+    return sorted(found)
