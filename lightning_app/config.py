@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -416,6 +417,18 @@ def to_container(cfg: DictConfig | ListConfig | dict) -> dict:
     if isinstance(cfg, (DictConfig, ListConfig)):
         return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
     return cfg
+
+
+def check_folder(path: str | Path, key: str) -> None:
+    """A folder a run makes or writes into (``key`` names the setting): it, or its nearest existing parent,
+    must be a folder this process may write in; checked before anything is made."""
+    existing = Path(path)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{key}={path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key}={path}: the folder {existing} is not writable")
 
 
 def save(cfg: DictConfig, path: Path) -> None:

@@ -117,6 +117,9 @@ def _database(spec: str) -> StudyStorage:
 def check(storage: StudyStorage) -> None:
     """Reach the storage the way a worker will, creating nothing; a StorageError names what is wrong."""
     if storage.file is not None:
+        if storage.file.is_dir():
+            raise StorageError(f"storage {storage.shown}: {storage.file} is a folder; name a file in it, "
+                               f"e.g. {storage.file / ('study' + (storage.file.suffix or '.journal'))}")
         folder = storage.file.parent
         if storage.in_sweep_dir and not folder.exists():
             return

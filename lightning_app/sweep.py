@@ -26,6 +26,7 @@ import csv
 import logging
 import math
 import os
+import shutil
 import socket
 import sys
 import time
@@ -42,7 +43,7 @@ from optuna_integration import PyTorchLightningPruningCallback
 from lightning_app import config as C
 from lightning_app import study_storage, tables
 from lightning_app.console import tensorboard_hint
-from lightning_app.train import train
+from lightning_app.train import TrainingInterrupted, train
 
 log = logging.getLogger("lightning_app.sweep")
 
@@ -70,20 +71,33 @@ def load_sweep(name: str, overrides: list[str]) -> DictConfig:
     unknown = sorted(set(sweep) - set(SWEEP_FIELDS))
     if unknown:
         raise C.ConfigError(f"{path}: unknown field(s) {unknown}; known: {list(SWEEP_FIELDS)}")
-    sweep = OmegaConf.merge(OPTIONAL_FIELDS, sweep, OmegaConf.from_dotlist(overrides))
     try:
+        sweep = OmegaConf.merge(OPTIONAL_FIELDS, sweep, OmegaConf.from_dotlist(overrides))
         OmegaConf.resolve(sweep)  # e.g. storage: ${oc.env:C2C_SWEEP_STORAGE}; a missing variable is named here
     except OmegaConfBaseException as exc:
         raise C.ConfigError(f"{path}: {exc.msg if hasattr(exc, 'msg') else exc}") from None
-    if not isinstance(sweep.heartbeat, int) or isinstance(sweep.heartbeat, bool) or sweep.heartbeat < 1:
-        raise C.ConfigError(f"{path}: heartbeat must be a whole number of seconds >= 1, got {sweep.heartbeat!r}")
+    given = {o.split("=", 1)[0].split(".")[0] for o in overrides}
+
+    def where(field: str) -> str:  # a bad value is blamed on where it was written
+        return "on the command line" if field in given else f"in {path}"
+
+    def whole(field: str, low: int) -> bool:
+        value = sweep[field]
+        return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+    if not whole("heartbeat", 1):
+        raise C.ConfigError(f"heartbeat must be a whole number of seconds >= 1, got {sweep.heartbeat!r} "
+                            f"({where('heartbeat')})")
+    if not whole("trials", 1):
+        raise C.ConfigError(f"trials must be a whole number >= 1, got {sweep.trials!r} ({where('trials')})")
     if sweep.sampler not in ("grid", "random", "tpe"):
-        raise C.ConfigError(f"{path}: sampler must be grid, random or tpe, got {sweep.sampler!r}")
+        raise C.ConfigError(f"sampler must be grid, random or tpe, got {sweep.sampler!r} ({where('sampler')})")
     for key, spec in sweep.params.items():
         if spec.type not in ("float", "int", "categorical"):
-            raise C.ConfigError(f"{path}: {key}: type must be float, int or categorical")
+            raise C.ConfigError(f"params: {key}: type must be float, int or categorical ({where('params')})")
         if sweep.sampler == "grid" and spec.type != "categorical":
-            raise C.ConfigError(f"{path}: the grid sampler needs categorical choices; {key} is {spec.type}")
+            raise C.ConfigError(f"the grid sampler needs categorical choices; {key} is {spec.type} "
+                                f"(sampler={sweep.sampler} {where('sampler')})")
     return sweep
 
 
@@ -117,12 +131,21 @@ def make_sampler(sweep: DictConfig, trial_number: int | None = None) -> optuna.s
 def open_study(name: str, sweep: DictConfig, directory: Path,
                storage: study_storage.StudyStorage) -> optuna.Study:
     """Create or load the study; ``storage`` has been checked, so only now does anything get created."""
-    directory.mkdir(parents=True, exist_ok=True)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1) if sweep.pruning \
         else optuna.pruners.NopPruner()
-    return optuna.create_study(study_name=name, storage=study_storage.open_storage(storage, sweep.heartbeat),
-                               sampler=make_sampler(sweep), pruner=pruner, direction=sweep.objective.direction,
-                               load_if_exists=True)
+    made = directory  # the outermost folder this call makes
+    while not made.parent.exists() and made.parent != made.parent.parent:
+        made = made.parent
+    new = not made.exists()
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        return optuna.create_study(study_name=name, storage=study_storage.open_storage(storage, sweep.heartbeat),
+                                   sampler=make_sampler(sweep), pruner=pruner, direction=sweep.objective.direction,
+                                   load_if_exists=True)
+    except BaseException:
+        if new:  # a study that could not be set up leaves no folder for the next try to trip over
+            shutil.rmtree(made, ignore_errors=True)
+        raise
 
 
 def fail_stale_trials(study: optuna.Study) -> None:
@@ -204,6 +227,7 @@ def run_sweep(experiment: str, sweep_name: str, overrides: list[str] = (), block
                             "and sample different values there. Sweep with one device per trial (start more "
                             "workers on the same study for more GPUs).")
     name = f"{experiment}-{sweep_name}"
+    C.check_folder(root or probe.run.root, "run.root")
     directory = Path(root or probe.run.root) / "sweeps" / name
     storage = study_storage.parse(sweep.storage, directory)
     study_storage.check(storage)  # a bad URL or an unreachable server stops here, before anything exists
@@ -287,6 +311,10 @@ def main(argv: list[str] | None = None) -> int:
     except SweepStopped as exc:
         print(f"error: sweep stopped: {exc}", file=sys.stderr)
         return 1
+    except TrainingInterrupted as stop:
+        print(f"interrupted (SIGTERM) during {stop.run_dir}: run the same command again to continue the study "
+              "(finished trials are kept; this one is run again once its heartbeat has stopped)", file=sys.stderr)
+        return stop.code
     return 0
 
 

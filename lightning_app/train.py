@@ -26,6 +26,7 @@ import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from lightning_app import config as C
@@ -50,6 +51,28 @@ log = logging.getLogger("lightning_app.train")
 
 LAST = "last.ckpt"
 BEST = "best.ckpt"
+
+
+class TrainingInterrupted(SystemExit):
+    """SIGTERM stopped a run (kill, timeout, a scheduler outside Slurm). Lightning stops its loops with an
+    exit status of 0, which a job script takes for a finished run; this one exits 143 (128 + SIGTERM)
+    wherever it is not caught, and carries what a resume needs."""
+
+    def __init__(self, run_dir: Path, experiment: str):
+        super().__init__(128 + 15)
+        self.run_dir = run_dir
+        self.experiment = experiment
+        self.checkpoint = run_dir / "checkpoints" / LAST
+        self.resume_args = f"--resume-from {run_dir}"  # a sequence of stages continues with --resume
+
+    def describe(self) -> str:
+        """One line: the last checkpoint and the command that continues from it."""
+        if not self.checkpoint.is_file():
+            return (f"interrupted (SIGTERM) before the first epoch ended: {self.run_dir} has no checkpoint; "
+                    f"start again with: python -m lightning_app.train {self.experiment}")
+        epoch = int(read_checkpoint(self.checkpoint, for_resume=True)["epoch"]) + 1
+        return (f"interrupted (SIGTERM): the last checkpoint is {self.checkpoint} (after epoch {epoch}); continue with: "
+                f"python -m lightning_app.train {self.experiment} {self.resume_args}")
 
 
 # ----------------------------------------------------------------------------- run directories
@@ -263,6 +286,9 @@ def train(cfg: DictConfig, resume: str | None = None, ckpt_path: Path | None = N
           extra_callbacks: list[L.Callback] = ()) -> dict:
     """Fit one experiment; returns {'run_dir', 'best', 'last', 'metrics'}."""
     quiet_third_party()
+    C.check_folder(cfg.run.root, "run.root")  # before anything is made there
+    if cfg.data.cache_dir:
+        C.check_folder(cfg.data.cache_dir, "data.cache_dir")
     if resume:
         run_dir, ckpt_path = resolve_resume(resume, cfg)
         finished = finished_result(run_dir, ckpt_path, cfg)
@@ -289,7 +315,10 @@ def train(cfg: DictConfig, resume: str | None = None, ckpt_path: Path | None = N
         # HParams and the custom-scalars layout: what TensorBoard shows first (a resumed run has them already)
         if ckpt_path is None:
             dashboard.write(logger.experiment, cfg)
-    trainer.fit(system, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    try:
+        trainer.fit(system, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    except SIGTERMException:
+        raise TrainingInterrupted(run_dir, cfg.experiment) from None
     if _distributed():
         # Whoever called train() (main, a test worker, a notebook): gloo's threads must be stopped before the
         # interpreter's teardown, or the process aborts at exit ('terminate called without an active exception').
@@ -349,6 +378,16 @@ def run_stages(parent: DictConfig, overrides: list[str], blocks: list[str], resu
     written) are skipped and an interrupted one continues from its last.ckpt.
     """
     results = []
+    try:
+        _train_stages(parent, overrides, blocks, resume, results)
+    except TrainingInterrupted as stop:  # the sequence continues as a whole, finished stages kept
+        stop.experiment, stop.resume_args = parent.experiment, "--resume"
+        raise
+    print_stage_table(results)
+    return results
+
+
+def _train_stages(parent: DictConfig, overrides: list[str], blocks: list[str], resume: bool, results: list) -> None:
     for stage in parent.stages:
         stage_overrides = [*stage.get("overrides", []), *overrides]  # the command line has the last word
         cfg = C.compose(stage.experiment, stage_overrides, blocks=blocks)
@@ -364,8 +403,6 @@ def run_stages(parent: DictConfig, overrides: list[str], blocks: list[str], resu
             results.append({"stage": cfg.experiment, **train(cfg, resume=str(latest))})
         else:
             results.append({"stage": cfg.experiment, **train(cfg)})
-    print_stage_table(results)
-    return results
 
 
 def print_stage_table(results: list[dict]) -> None:
@@ -426,6 +463,9 @@ def main(argv: list[str] | None = None) -> int:
     except (C.ConfigError, FileNotFoundError) as exc:  # a data folder or corpus that is not there: one line
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as stop:
+        print(stop.describe(), file=sys.stderr)
+        return stop.code
     close_process_group()
     return 0
 
