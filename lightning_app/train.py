@@ -71,8 +71,8 @@ class TrainingInterrupted(SystemExit):
             return (f"interrupted (SIGTERM) before the first epoch ended: {self.run_dir} has no checkpoint; "
                     f"start again with: python -m lightning_app.train {self.experiment}")
         epoch = int(read_checkpoint(self.checkpoint, for_resume=True)["epoch"]) + 1
-        return (f"interrupted (SIGTERM): the last checkpoint is {self.checkpoint} (after epoch {epoch}); continue with: "
-                f"python -m lightning_app.train {self.experiment} {self.resume_args}")
+        return (f"interrupted (SIGTERM): the last checkpoint is {self.checkpoint} (after epoch {epoch}); "
+                f"continue with: python -m lightning_app.train {self.experiment} {self.resume_args}")
 
 
 # ----------------------------------------------------------------------------- run directories
