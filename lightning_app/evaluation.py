@@ -140,6 +140,8 @@ def paired_test_set(folder: Path, sample_rate: int, clips: int | None,
                     silent_rms: float) -> tuple[list[dict], int, list[dict]]:
     """DIR/noisy + DIR/clean, whole files, at ``sample_rate`` (the first ``clips`` usable pairs), and the
     pairs skipped on the way, each {"file", "reason"}: a pair that cannot be scored is left out, not fatal."""
+    if not Path(folder).is_dir():  # name the folder given, not the noisy/ inside it
+        raise FileNotFoundError(f"{folder}: no such folder" if not Path(folder).exists() else f"{folder}: not a folder")
     noisy_dir, clean_dir = folder / "noisy", folder / "clean"
     noisy = {p.relative_to(noisy_dir).as_posix(): p for p in audio_io.find_audio_files(noisy_dir)}
     clean = {p.relative_to(clean_dir).as_posix(): p for p in audio_io.find_audio_files(clean_dir)}

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from lightning_app import denoise, sweep, train
+from lightning_app import denoise, evaluate, sweep, train
 from lightning_app.data import audio_io
 from lightning_app.restore import residual_path
 from tests.conftest import write_tone_file
@@ -31,12 +31,12 @@ from tests.conftest import write_tone_file
 FAST = ("metrics.perceptual_every_n_epochs=100", "metrics.visqol_clips=0", "media.every_n_epochs=100")
 SMOKE = "use=[data/smoke,model/tiny]"
 LONG_NAME = "ä" * 125 + "x.wav"  # 255 bytes in UTF-8: the longest name a file system allows
-MAINS = {"denoise": denoise.main, "train": train.main, "sweep": sweep.main}
+MAINS = {"denoise": denoise.main, "train": train.main, "sweep": sweep.main, "evaluate": evaluate.main}
 
 
 @dataclass
 class Case:
-    command: str               # denoise, train or sweep
+    command: str               # denoise, train, sweep or evaluate
     build: object              # (tmp, checkpoint) -> arguments
     code: int                  # exit status
     line: str                  # regex of the one line (error, FAILED or warning) naming the thing and the problem
@@ -278,6 +278,10 @@ CASES = {
     "sweep-bad-url": Case("sweep", _sweep("storage=postgress://u:pw@h/db"), 2, r"error: .*unknown database kind"),
     "sweep-run-root-is-a-file": Case("sweep", _sweep(_at("run.root={tmp}/afile")), 2,
                                      r"error: run\.root=.*afile: .*afile is a file, not a folder"),
+    "evaluate-data-folder-missing": Case("evaluate", lambda t, c: [c, "--data", t / "none", "--output-dir", t / "ev",
+                                                                   "--no-baselines"], 2, r"error: .*/none: no such folder"),
+    "evaluate-data-is-a-file": Case("evaluate", lambda t, c: [c, "--data", _file("a.wav")(t), "--output-dir", t / "ev",
+                                                              "--no-baselines"], 2, r"error: .*a\.wav: not a folder"),
 }
 
 
