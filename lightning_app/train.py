@@ -306,8 +306,11 @@ def train(cfg: DictConfig, resume: str | None = None, ckpt_path: Path | None = N
     if cfg.system.init_from and ckpt_path is None:  # a resumed run already has its own weights
         load_initial_weights(system, resolve_init_from(cfg.system.init_from, cfg.run.root))
     datamodule = build_datamodule(cfg, system)
+    # A resumed run redoes the steps after its checkpoint: TensorBoard hides what the earlier event files hold
+    # from that step on, so each step shows once.
+    resumed_at = {"purge_step": int(check_resumable(ckpt_path)["global_step"])} if ckpt_path else {}
     logger = TensorBoardLogger(save_dir=str(run_dir.parent.parent), name=run_dir.parent.name, version=run_dir.name,
-                               default_hp_metric=False)
+                               default_hp_metric=False, **resumed_at)
     callbacks = build_callbacks(cfg, run_dir) + list(extra_callbacks)
     trainer = build_trainer(cfg, run_dir, logger, callbacks)
     if trainer.is_global_zero:

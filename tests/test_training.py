@@ -91,6 +91,34 @@ def test_resume_continues_exactly_as_an_uninterrupted_run(tmp_path, monkeypatch)
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
 
 
+class _KeepFirstEpochCheckpoint(L.Callback):
+    """Copies last.ckpt aside when the second epoch starts: the checkpoint a run killed in that epoch resumes from."""
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == 1:
+            last = Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+            last.with_name("first_epoch.ckpt").write_bytes(last.read_bytes())
+
+
+def test_a_resumed_run_shows_each_step_once_in_tensorboard(tmp_path, monkeypatch):
+    args = ("trainer.max_epochs=2", "trainer.log_every_n_steps=1")
+    straight = _events(Path(train(smoke_config(tmp_path / "straight", *args))["run_dir"]))
+    original = train_mod.build_callbacks
+    monkeypatch.setattr(train_mod, "build_callbacks", lambda cfg, d: original(cfg, d) + [_KeepFirstEpochCheckpoint()])
+    run_dir = Path(train(smoke_config(tmp_path / "resumed", *args))["run_dir"])
+    monkeypatch.setattr(train_mod, "build_callbacks", original)
+    # As if the run had been killed late in its second epoch: its events hold that epoch, its checkpoint does not.
+    (run_dir / "checkpoints" / "first_epoch.ckpt").replace(run_dir / "checkpoints" / "last.ckpt")
+    (run_dir / "metrics.json").unlink()
+    train(smoke_config(tmp_path / "resumed", *args), resume="latest")
+    assert len(list(run_dir.glob("events.out.tfevents.*"))) == 2, "the resume writes its own event file"
+    resumed = _events(run_dir)
+    assert resumed.Tags()["scalars"] == straight.Tags()["scalars"]
+    for tag in straight.Tags()["scalars"]:
+        steps = [e.step for e in resumed.Scalars(tag)]
+        assert steps == [e.step for e in straight.Scalars(tag)], f"{tag}: steps as TensorBoard shows them: {steps}"
+
+
 def test_resuming_a_finished_run_changes_nothing(tmp_path, capsys):
     cfg = smoke_config(tmp_path, "trainer.max_epochs=1")
     first = train(cfg)
