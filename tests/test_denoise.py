@@ -263,7 +263,7 @@ def _wait_for_partial(proc, folder, after):
 def short_and_long(tmp_path_factory):
     folder = tmp_path_factory.mktemp("signals")
     write_tone_file(folder / "short.wav", 0.5, 16000)
-    write_tone_file(folder / "long.wav", 240.0, 16000)  # seconds of work: the signal lands mid-write
+    write_tone_file(folder / "long.wav", 720.0, 16000)  # seconds of work, even where the waiting side is slow
     return folder / "short.wav", folder / "long.wav"
 
 
