@@ -247,7 +247,13 @@ def test_an_output_folder_that_is_a_file_is_refused_in_one_line_before_loading(t
 def _start_cli(args):
     """The CLI in its own process, as `kill`, `timeout` and schedulers see it."""
     return subprocess.Popen([sys.executable, "-m", "lightning_app.denoise", *map(str, args), "--no-progress"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_signals)
+
+
+def _default_signals():
+    """The child's SIGINT as a terminal gives it: a test run in the background (`make test &`) inherits SIGINT
+    ignored, and the CLI rightly leaves an ignored signal ignored (nohup)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait_for_partial(proc, folder, after):
@@ -263,7 +269,7 @@ def _wait_for_partial(proc, folder, after):
 def short_and_long(tmp_path_factory):
     folder = tmp_path_factory.mktemp("signals")
     write_tone_file(folder / "short.wav", 0.5, 16000)
-    write_tone_file(folder / "long.wav", 720.0, 16000)  # seconds of work, even where the waiting side is slow
+    write_tone_file(folder / "long.wav", 240.0, 16000)  # seconds of work: the signal lands mid-write
     return folder / "short.wav", folder / "long.wav"
 
 
