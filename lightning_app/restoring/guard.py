@@ -52,8 +52,9 @@ class GuardSettings:
 
 
 #: The passes the guard makes by default, in order (tuned on the corpus's val split and the procedural val
-#: stream): long windows that resolve partials first, then short windows without the neighbour rule.
-DEFAULT_PASSES = (GuardSettings(window_seconds=0.186, neighbour_bins=16),
+#: stream): long windows that resolve partials first (a thump or a crackle burst fills a long frame less, so a
+#: lower step above the surroundings marks it), then short windows without the neighbour rule.
+DEFAULT_PASSES = (GuardSettings(window_seconds=0.186, neighbour_bins=16, transient_db=12.0),
                   GuardSettings(window_seconds=0.023, neighbour_bins=0, floor_margin_db=8.0))
 
 
