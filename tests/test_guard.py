@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from lightning_app.restore import Restorer
-from lightning_app.restoring.guard import Guard, GuardedDenoiser, GuardSettings, guard_alone
+from lightning_app.restoring.guard import Guard, GuardedDenoiser, GuardSettings, box_mean, guard_alone
 
 RATE = 44100
 
@@ -44,6 +44,36 @@ def _low_chord(seconds=5.0, level_db=-20.0):
     chord *= 1 + 0.6 * np.sin(2 * np.pi * 0.5 * t)  # bowed swells (a level that never moves is hum, and may go)
     chord *= 10 ** (level_db / 20) / np.sqrt(np.mean(chord ** 2))
     return torch.tensor(chord, dtype=torch.float32)
+
+
+def _rumble(seconds=5.0, cutoff_hz=30.0, level_db=-30.0, seed=1):
+    """Turntable rumble: stationary noise under a steep low-pass, whose level in short frames wanders slowly."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * RATE)
+    freqs = np.fft.rfftfreq(n, 1 / RATE)
+    spectrum = np.fft.rfft(rng.standard_normal(n)) / (1 + (freqs / cutoff_hz) ** 4) * (freqs > 5.0)
+    rumble = np.fft.irfft(spectrum, n)
+    return torch.tensor(rumble * 10 ** (level_db / 20) / np.sqrt(np.mean(rumble ** 2)), dtype=torch.float32)
+
+
+#: The guard before it judged the removal by its local mean and the floor by power smoothed over several frames:
+#: each cell against a 3-frame floor, every varying bin against its neighbours.
+CELL_BY_CELL = (GuardSettings(window_seconds=0.186, neighbour_bins=16, transient_db=12.0),
+                GuardSettings(window_seconds=0.023, neighbour_bins=0, floor_margin_db=8.0))
+
+
+@pytest.mark.parametrize("cutoff_hz", [15.0, 80.0])
+@pytest.mark.parametrize("passes, lets_it_go", [(None, True), (CELL_BY_CELL, False)],
+                         ids=["default guard", "cell-by-cell guard"])
+def test_removed_rumble_stays_removed(cutoff_hz, passes, lets_it_go):
+    tone, _ = _tone_and_noise(5.0)
+    rumble = _rumble(cutoff_hz=cutoff_hz)
+    out = Guard(RATE, passes)((tone + rumble)[None, None], tone[None, None])[0, 0]  # the model took the rumble
+    put_back = _energy(out - tone) / _energy(rumble)
+    if lets_it_go:
+        assert put_back < 0.05, f"the guard put back {put_back:.0%} of the rumble the model removed"
+    else:  # the design this test guards against: it took the rumble's slow dips for its floor
+        assert put_back > 0.3, f"the cell-by-cell guard put back only {put_back:.0%} of the rumble"
 
 
 @pytest.mark.parametrize("passes, keeps_the_chord", [(None, True), (GuardSettings(), False)],
@@ -117,3 +147,16 @@ def test_short_input_passes(length):
     x = torch.randn(1, 1, length)
     out = GuardedDenoiser(_Fixed(lambda v: 0.5 * v)).enhance(x)
     assert out.shape == x.shape and torch.all(torch.isfinite(out))
+
+
+@pytest.mark.parametrize("bins, frames", [(1, 1), (3, 1), (1, 5), (7, 7)])
+def test_box_mean_is_the_mean_of_each_cells_neighbourhood_cut_at_the_edges(bins, frames):
+    rng = np.random.default_rng(3)
+    # powers spanning 100 dB, as a spectrum's bins do
+    power = rng.random((2, 12, 9)) * 10.0 ** rng.uniform(-10, 0, size=(1, 12, 1))
+    expected = np.empty_like(power)
+    for b in range(12):
+        for f in range(9):
+            box = power[:, max(0, b - bins // 2): b + bins // 2 + 1, max(0, f - frames // 2): f + frames // 2 + 1]
+            expected[:, b, f] = box.mean(axis=(1, 2))
+    np.testing.assert_allclose(box_mean(torch.tensor(power), bins, frames).numpy(), expected, rtol=1e-6)

@@ -6,7 +6,10 @@ and frame of a short-time spectrum:
 
 - the noise floor: a low percentile over time of the input's (locally smoothed) power in that bin.
   Hiss, hum, rumble and surface noise sit there all the time; music and speech come and go above it.
-  The model may remove up to ``floor_margin_db`` above the floor;
+  The model may remove up to ``floor_margin_db`` above the floor. Narrow-band noise (rumble below 80 Hz)
+  wanders slowly in level, so its short frames dip far below its mean: the power is smoothed over several
+  frames (``floor_frames``) before the percentile is taken. The removal, in turn, is judged by its mean
+  over a few cells (``removal_cells``), since noise fluctuates from cell to cell about its floor;
 - transients: a cell far above what the frames on either side of it hold (``transient_db``) is a click or
   a crackle burst, which the model may remove whole, however loud.
 
@@ -19,9 +22,10 @@ The guard looks at two resolutions in turn, and a removal must look like noise a
 bins are 43 Hz wide: clicks, crackle and speech onsets stand out in time, but a low note's partials
 (50-200 Hz apart) blur into one band and, in sustained music, the "floor" of that band is music. At
 186 ms the bins are 5.4 Hz wide: partials separate and the gaps between them show the noise, so the
-long pass is the one that keeps sustained music. The short pass follows what changes faster than the long
-window (speech, onsets) and lets clicks go whole; it has no neighbour rule, since noise with a steep slope
-(rumble, brown) would look quieter in its neighbours than it is.
+long pass is the one that keeps sustained music. A gap must show on both sides of a bin, so that the
+steep slope of rumble or brown noise is not taken for one. The short pass follows what changes faster
+than the long window (speech, onsets) and lets clicks go whole; it has no neighbour rule, since in 43-Hz
+bins a steep slope leaves no room for a gap on its far side.
 
 ``GuardedDenoiser`` wraps any denoiser the restore engine runs; ``guard_alone`` is the guard over a
 model that removes everything (an ablation: what the guard's own noise estimate would take away).
@@ -41,11 +45,14 @@ from torch.nn import functional as F
 class GuardSettings:
     window_seconds: float = 0.023     # short-time spectrum window (1024 samples at 44.1 kHz), hop a half
     floor_percentile: float = 0.05    # of each bin's smoothed power over the chunk: the noise floor
+    floor_frames: int = 3             # the power is smoothed over 3 bins and this many frames before the percentile
     floor_margin_db: float = 6.0      # removal allowed up to this far above the floor
+    removal_cells: int = 1            # the removal's power is averaged over this many bins and frames
     transient_db: float = 18.0        # a cell this far above its surroundings in time is a transient
     transient_frames: int = 4         # frames on each side that make its surroundings
     steady_db: float = 3.0            # a bin whose power spreads less than this over time is steady noise
     neighbour_bins: int = 8           # other bins: the floor is the low part of their neighbourhood's floors
+    neighbour_sides: bool = False     # the neighbourhood's floor: the higher of its sides' quietest bins
 
     def n_fft(self, sample_rate: int) -> int:
         return 1 << max(6, round(math.log2(self.window_seconds * sample_rate)))
@@ -53,9 +60,31 @@ class GuardSettings:
 
 #: The passes the guard makes by default, in order (tuned on the corpus's val split and the procedural val
 #: stream): long windows that resolve partials first (a thump or a crackle burst fills a long frame less, so a
-#: lower step above the surroundings marks it), then short windows without the neighbour rule.
-DEFAULT_PASSES = (GuardSettings(window_seconds=0.186, neighbour_bins=16, transient_db=12.0),
-                  GuardSettings(window_seconds=0.023, neighbour_bins=0, floor_margin_db=8.0))
+#: lower step above the surroundings marks it), then short windows without the neighbour rule. In both the
+#: removal is judged by its local mean over 7 x 7 cells, and the floor by power smoothed over several frames.
+DEFAULT_PASSES = (GuardSettings(window_seconds=0.186, neighbour_bins=16, neighbour_sides=True, transient_db=12.0,
+                                floor_frames=5, floor_margin_db=8.0, removal_cells=7),
+                  GuardSettings(window_seconds=0.023, neighbour_bins=0, floor_frames=7, floor_margin_db=10.0,
+                                removal_cells=7))
+
+
+def box_mean(values: torch.Tensor, bins: int, frames: int) -> torch.Tensor:
+    """Mean of each cell's ``bins`` x ``frames`` neighbourhood (odd sizes; cut at the edges) of a (batch, bins,
+    frames) tensor of powers. A box is separable, and each 1-D mean is a difference of running sums (in double
+    precision: a spectrum spans far more than float32 can subtract), so its cost does not grow with the box."""
+    def along_last(x: torch.Tensor, size: int) -> torch.Tensor:
+        if size <= 1:
+            return x
+        n, half = x.shape[-1], size // 2
+        sums = x.double().cumsum(-1)
+        # running sums with `half` zeros before (the box's start clipped at 0) and the total repeated after
+        rows = sums.shape[:-1]
+        sums = torch.cat([sums.new_zeros(*rows, half + 1), sums, sums[..., -1:].expand(*rows, half)], -1)
+        index = torch.arange(n, device=x.device, dtype=torch.float64)
+        count = (index + half + 1).clamp(max=n) - (index - half).clamp(min=0)
+        return ((sums[..., 2 * half + 1:] - sums[..., :n]) / count).clamp_min(0.0).to(x.dtype)
+
+    return along_last(along_last(values, frames).transpose(1, 2), bins).transpose(1, 2)
 
 
 class GuardPass:
@@ -82,7 +111,8 @@ class GuardPass:
         """Magnitude the model may remove in each cell of the input's spectrum (batch, bins, frames)."""
         s = self.settings
         power = spectrum.real.square() + spectrum.imag.square()
-        smooth = F.avg_pool2d(power[:, None], 3, stride=1, padding=1, count_include_pad=False)[:, 0]
+        k = s.floor_frames
+        smooth = box_mean(power, 3, k)
         frames = smooth.shape[-1]
         low = smooth.kthvalue(max(1, round(s.floor_percentile * frames)), dim=-1, keepdim=True).values
         high = smooth.kthvalue(max(1, round(0.9 * frames)), dim=-1, keepdim=True).values
@@ -93,7 +123,13 @@ class GuardPass:
             # noise is smooth across frequency. A bin that varies over time takes its neighbourhood's low floor;
             # a steady bin (hum, a constant whistle) keeps its own, so steady lines stay removable.
             around = F.pad(floor[..., 0], (w, w), mode="replicate").unfold(-1, 2 * w + 1, 1)
-            local = around.kthvalue(max(1, round(0.25 * (2 * w + 1))), dim=-1).values[..., None]
+            if s.neighbour_sides:
+                # A partial has gaps on both sides; noise with a steep slope (rumble, brown) is quieter on one
+                # side only. The quietest bin of each side, then the higher of the two: a slope keeps about its
+                # own level, a partial still finds a gap on both sides, even beside a dense chord on one.
+                local = torch.maximum(around[..., :w].amin(-1), around[..., w + 1:].amin(-1))[..., None]
+            else:
+                local = around.kthvalue(max(1, round(0.25 * (2 * w + 1))), dim=-1).values[..., None]
             steady = high <= low * 10 ** (s.steady_db / 10)
             floor = torch.where(steady, floor, torch.minimum(floor, local))
         allowed = torch.sqrt(floor * 10 ** (s.floor_margin_db / 10))
@@ -120,7 +156,14 @@ class GuardPass:
         if length < self.n_fft:  # too short to tell noise from signal at this resolution: nothing is held back
             return removed
         removal = self._stft(removed)
-        keep = torch.clamp(self.allowance(self._stft(x)) / removal.abs().clamp_min(1e-12), max=1.0)
+        level = removal.abs()
+        r = self.settings.removal_cells
+        if r > 1:
+            # Noise the model removes is Rayleigh-distributed cell by cell (a tenth of its cells lie 3.6 dB above
+            # its mean); the floor describes its mean. Its local mean, not each cell, is what is compared.
+            power = removal.real.square() + removal.imag.square()
+            level = box_mean(power, r, r).sqrt()
+        keep = torch.clamp(self.allowance(self._stft(x)) / level.clamp_min(1e-12), max=1.0)
         return torch.istft(removal * keep, self.n_fft, self.hop, window=self._window(x), center=True, length=length)
 
 
