@@ -11,26 +11,12 @@ from collections.abc import Callable
 import torch
 from torch.nn import functional as F
 
-EPS = 1e-8
-
-
-def _flat(x: torch.Tensor) -> torch.Tensor:
-    return x.float().reshape(x.shape[0], -1)
+from lightning_app.metrics.signal import EPS, flat, si_sdr, snr
 
 
 def waveform_l1(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """The research's MAE. On its own it rewards muting; see energy_preservation."""
-    return F.l1_loss(_flat(estimate), _flat(target))
-
-
-def si_sdr(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-example scale-invariant SDR in dB, (batch,)."""
-    est, ref = _flat(estimate), _flat(target)
-    est = est - est.mean(dim=1, keepdim=True)
-    ref = ref - ref.mean(dim=1, keepdim=True)
-    scale = (est * ref).sum(1, keepdim=True) / (ref.pow(2).sum(1, keepdim=True) + EPS)
-    proj = scale * ref
-    return 10 * torch.log10((proj.pow(2).sum(1) + EPS) / ((est - proj).pow(2).sum(1) + EPS))
+    return F.l1_loss(flat(estimate), flat(target))
 
 
 def neg_si_sdr(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -40,21 +26,19 @@ def neg_si_sdr(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 def neg_snr(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """-SNR / 10. Unlike SI-SDR it is not scale invariant, so it also pins the output level."""
-    est, ref = _flat(estimate), _flat(target)
-    snr = 10 * torch.log10((ref.pow(2).sum(1) + EPS) / ((ref - est).pow(2).sum(1) + EPS))
-    return -snr.mean() / 10.0
+    return -snr(estimate, target, torch.float32).mean() / 10.0
 
 
 def energy_preservation(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """|log(RMS_est / RMS_target)|: zero when the level is kept, grows as the output is muted."""
-    est, ref = _flat(estimate), _flat(target)
+    est, ref = flat(estimate), flat(target)
     ratio = (est.pow(2).mean(1) + EPS) / (ref.pow(2).mean(1) + EPS)
     return (0.5 * torch.log(ratio)).abs().mean()
 
 
 def _magnitude(x: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
     window = torch.hann_window(n_fft, device=x.device)
-    spec = torch.stft(_flat(x), n_fft, hop, window=window, center=True, return_complex=True)
+    spec = torch.stft(flat(x), n_fft, hop, window=window, center=True, return_complex=True)
     return spec.abs().clamp_min(1e-7)
 
 
@@ -98,7 +82,7 @@ def noise2noise_mse(estimate: torch.Tensor, target: torch.Tensor, source: torch.
     is the *source's* power, which does not depend on noise_a, so the optimum is unchanged
     while loud and quiet examples weigh alike.
     """
-    est, ref, src = _flat(estimate), _flat(target), _flat(source)
+    est, ref, src = flat(estimate), flat(target), flat(source)
     return ((est - ref).pow(2).sum(1) / (src.pow(2).sum(1) + EPS)).mean()
 
 
@@ -111,7 +95,7 @@ def content(z_a: torch.Tensor, z_b: torch.Tensor) -> torch.Tensor:
     over the batch's different clips makes collapse useless: z must differ between clips and
     agree between the two noisy copies of one clip. 0 for identical inputs.
     """
-    a, b = _flat(z_a), _flat(z_b)
+    a, b = flat(z_a), flat(z_b)
     if a.shape[0] < 2:  # no spread to measure in a batch of one: fall back to a scale-free distance
         return ((a - b).pow(2).sum(1) / (0.5 * (a.pow(2).sum(1) + b.pow(2).sum(1)) + EPS)).mean()
     spread = torch.cat([a, b]).var(dim=0).mean()

@@ -11,23 +11,13 @@ import math
 
 import torch
 
-from lightning_app.losses import si_sdr  # noqa: F401  (one definition, shared with the loss)
-
-EPS = 1e-8
+# one definition of each, shared with the losses (si_sdr and snr are re-exported for the metrics)
+from lightning_app.metrics.signal import EPS, flat, rms, si_sdr, snr  # noqa: F401
 
 
 def _flat(x: torch.Tensor) -> torch.Tensor:
-    return x.double().reshape(x.shape[0], -1)
-
-
-def snr(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """10 log10(|target|^2 / |target - estimate|^2) in dB (not scale invariant)."""
-    est, ref = _flat(estimate), _flat(target)
-    return 10 * torch.log10((ref.pow(2).sum(1) + EPS) / ((ref - est).pow(2).sum(1) + EPS))
-
-
-def rms(x: torch.Tensor) -> torch.Tensor:
-    return _flat(x).pow(2).mean(1).sqrt()
+    """Metrics flatten in double precision."""
+    return flat(x, torch.float64)
 
 
 def amplitude_retention(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
