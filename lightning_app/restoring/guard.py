@@ -68,6 +68,10 @@ DEFAULT_PASSES = (GuardSettings(window_seconds=0.186, neighbour_bins=16, neighbo
                                 removal_cells=7))
 
 
+def _power(spectrum: torch.Tensor) -> torch.Tensor:
+    return spectrum.real.square() + spectrum.imag.square()
+
+
 def box_mean(values: torch.Tensor, bins: int, frames: int) -> torch.Tensor:
     """Mean of each cell's ``bins`` x ``frames`` neighbourhood (odd sizes; cut at the edges) of a (batch, bins,
     frames) tensor of powers. A box is separable, and each 1-D mean is a difference of running sums (in double
@@ -110,9 +114,8 @@ class GuardPass:
     def allowance(self, spectrum: torch.Tensor) -> torch.Tensor:
         """Magnitude the model may remove in each cell of the input's spectrum (batch, bins, frames)."""
         s = self.settings
-        power = spectrum.real.square() + spectrum.imag.square()
-        k = s.floor_frames
-        smooth = box_mean(power, 3, k)
+        power = _power(spectrum)
+        smooth = box_mean(power, 3, s.floor_frames)
         frames = smooth.shape[-1]
         low = smooth.kthvalue(max(1, round(s.floor_percentile * frames)), dim=-1, keepdim=True).values
         high = smooth.kthvalue(max(1, round(0.9 * frames)), dim=-1, keepdim=True).values
@@ -156,13 +159,10 @@ class GuardPass:
         if length < self.n_fft:  # too short to tell noise from signal at this resolution: nothing is held back
             return removed
         removal = self._stft(removed)
-        level = removal.abs()
+        # Noise the model removes is Rayleigh-distributed cell by cell (a tenth of its cells lie 3.6 dB above its
+        # mean); the floor describes its mean. Its local mean over removal_cells, not each cell, is what is compared.
         r = self.settings.removal_cells
-        if r > 1:
-            # Noise the model removes is Rayleigh-distributed cell by cell (a tenth of its cells lie 3.6 dB above
-            # its mean); the floor describes its mean. Its local mean, not each cell, is what is compared.
-            power = removal.real.square() + removal.imag.square()
-            level = box_mean(power, r, r).sqrt()
+        level = box_mean(_power(removal), r, r).sqrt()
         keep = torch.clamp(self.allowance(self._stft(x)) / level.clamp_min(1e-12), max=1.0)
         return torch.istft(removal * keep, self.n_fft, self.hop, window=self._window(x), center=True, length=length)
 
