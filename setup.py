@@ -1,6 +1,6 @@
 """Build step that pyproject.toml cannot express: an installed wheel carries configs/, experiments/ and
 models/ inside the package (lightning_app/_data/), so `pip install .` works outside a checkout.
-Everything else about the package is in pyproject.toml; lightning_app/resources.py finds the copies."""
+Everything else about the package is in pyproject.toml; lightning_app/config.py finds the copies."""
 
 import shutil
 from pathlib import Path

@@ -35,31 +35,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
-import time
-from contextlib import contextmanager
-from pathlib import Path
 
-from lightning_app.checkpoints import CheckpointError, bundled_model, load_model
-from lightning_app.data import audio_io
-from lightning_app.restore import (
-    HIGH_BAND,
-    Restorer,
-    append_summary_row,
-    check_output_dir,
-    check_plan,
-    check_subtype,
-    plan_outputs,
-    read_file_list,
-    residual_path,
-    resolve_device,
-    restore_file,
-    summary_row,
-)
-
-log = logging.getLogger("lightning_app.denoise")
+from lightning_app.restoring.batch import Interrupted, run, stop_on_signals
+from lightning_app.restoring.engine import HIGH_BAND, Restorer
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -118,38 +97,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-class Interrupted(BaseException):
-    """SIGINT or SIGTERM arrived: unwinding removes the file being written (atomic_writer)."""
-
-    def __init__(self, signum: int):
-        self.signum = signum
-        super().__init__(signal.Signals(signum).name)
-
-
-@contextmanager
-def stop_on_signals(signums=(signal.SIGINT, signal.SIGTERM)):
-    """SIGTERM (kill, timeout, schedulers) stops like Ctrl-C, by an exception that unwinds the writers:
-    SIGTERM's default kills on the spot and leaves the temporary file behind."""
-    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
-        yield
-        return
-
-    def stop(signum, frame):
-        for s in previous:  # a second signal must not interrupt the clean-up of the first
-            signal.signal(s, signal.SIG_IGN)
-        raise Interrupted(signum)
-
-    # A signal ignored when we were started (`cmd &` in a script ignores SIGINT) stays ignored.
-    previous = {s: signal.getsignal(s) for s in signums if signal.getsignal(s) is not signal.SIG_IGN}
-    for s in previous:
-        signal.signal(s, stop)
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
-
-
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(argv)
@@ -162,104 +109,6 @@ def main(argv: list[str] | None = None) -> int:
               "nothing half-written left", file=sys.stderr)
         return 128 + stop.signum
 
-
-def run(args: argparse.Namespace, tally: dict[str, int]) -> int:
-    """The command's work; ``tally`` counts files planned and restored, for the interruption message."""
-    output_dir = Path(args.output_dir)
-    record = summary_recorder(args.summary, args.task)
-    try:
-        if args.file_list:
-            pairs = read_file_list(Path(args.file_list), output_dir, args.task)
-            if not pairs:
-                raise ValueError(f"{args.file_list}: no rows{'' if args.task is None else f' for task {args.task}'}")
-        else:
-            pairs = plan_outputs(args.inputs, output_dir)
-            if not pairs:
-                raise ValueError("no audio files found in the given inputs")
-        tally["files"] = len(pairs)
-        check_output_dir(output_dir)  # before any work: nothing loaded, nothing written
-        check_subtype(args.subtype, pairs)
-        complete = {dst for _, dst in pairs if args.skip_complete and is_complete(dst, args.residual)}
-        todo = [(src, dst) for src, dst in pairs if dst not in complete]
-        device = resolve_device(args.device)
-        restorer = build_restorer(args, device) if todo else None  # all complete: no model to load
-    except (FileNotFoundError, ValueError, CheckpointError, audio_io.AudioFileError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    for src, dst in pairs:
-        if dst in complete:
-            log.info("%s: skipped, its output %s is complete", src, dst)
-            record(src, dst, "skipped-complete", "its output exists")
-    refused = check_plan(todo + [(src, residual_path(dst)) for src, dst in todo] if args.residual else todo,
-                         args.overwrite)
-    for folder in sorted({dst.parent for _, dst in todo if dst.parent.is_dir()}):
-        if removed := audio_io.remove_stale_partials(folder):
-            log.info("%s: removed %d temporary file(s) left by a killed run", folder, removed)
-    failures = dict(refused)
-    audio_seconds = compute_seconds = 0.0
-    guard_shares: dict[Path, float | None] = {}
-    for src, dst in todo:
-        if src in refused:
-            record(src, dst, "failed", refused[src])
-            continue
-        start = time.perf_counter()
-        try:
-            seconds, clipped = restore_file(restorer, src, dst, residual_path(dst) if args.residual else None,
-                                            subtype=args.subtype, progress=not args.no_progress)
-        except audio_io.AudioFileError as exc:  # about the input, or about an output it could not write
-            failures[src] = exc.reason if exc.path == str(src) else str(exc)
-        except Exception as exc:  # keep going: one bad file must not cost the rest of the batch
-            failures[src] = f"{type(exc).__name__}: {exc}"
-        took = time.perf_counter() - start
-        if src in failures:
-            record(src, dst, "failed", failures[src], compute_seconds=took)
-            continue
-        audio_seconds += seconds
-        compute_seconds += took
-        guard_shares[src] = restorer.guard_share()
-        tally["restored"] += 1
-        record(src, dst, "restored", f"{clipped} samples clipped" if clipped else "", seconds, took)
-        log.info("restored %s -> %s (%.1f s of audio in %.1f s, real-time factor %.3f; %s%s)", src, dst, seconds,
-                 took, took / max(seconds, 1e-9), restorer.describe(audio_io.probe(src).sample_rate),
-                 f"; {clipped} samples clipped" if clipped else "")
-    for src, reason in failures.items():
-        print(f"FAILED {src}: {reason}", file=sys.stderr)
-    if args.report:
-        # imported here: the report's scipy costs every start 0.9 s and 70 MB, and most restores write none
-        from lightning_app.listening_report import ReportEntry, write_listening_report
-
-        entries = [ReportEntry(src, dst, residual_path(dst) if args.residual else None, content=args.content,
-                               guard_share=guard_shares.get(src)) for src, dst in pairs]
-        write_listening_report(entries, output_dir)  # logs where the page is
-    done = len(todo) - len(failures)
-    skipped = f", {len(pairs) - len(todo)} skipped (output complete)" if len(todo) < len(pairs) else ""
-    speed = (f"; real-time factor {compute_seconds / audio_seconds:.3f} (seconds of compute per second of audio, "
-             f"on {device})") if audio_seconds else ""
-    print(f"{done} of {len(pairs)} file(s) restored into {output_dir}{skipped}{speed}")
-    return 1 if failures else 0
-
-
-def build_restorer(args: argparse.Namespace, device) -> Restorer:
-    checkpoint = args.checkpoint or bundled_model()
-    model = load_model(checkpoint, device)
-    log.info("model: %s%s", checkpoint, "" if args.checkpoint else " (the bundled archive model; --checkpoint picks another)")
-    batch_size = args.batch_size or (16 if device.type == "cuda" else 2)
-    return Restorer(model, mix=args.mix, chunk_seconds=args.chunk_seconds, batch_size=batch_size,
-                    channel_mode=args.channels.replace("-", "_"), high_band=args.high_band,
-                    block_seconds=args.block_seconds, guard=not args.no_guard)
-
-
-def is_complete(dst: Path, residual: bool) -> bool:
-    """Outputs get their final name only when complete (atomic_writer), so existing means complete."""
-    return dst.is_file() and (not residual or residual_path(dst).is_file())
-
-
-def summary_recorder(path: str | None, task: int | None):
-    """record(src, dst, status, reason, audio seconds, compute seconds): one --summary row (none without it)."""
-    def record(src, dst, status, reason="", audio_seconds=0.0, compute_seconds=0.0):
-        if path:
-            append_summary_row(Path(path), summary_row(src, dst, status, reason, audio_seconds, compute_seconds, task))
-    return record
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ the do-no-harm guard, as denoise does; --ablation adds each without it, and the 
 A --data folder without a clean/ subfolder holds real noisy files with no reference (DIR/noisy/ or DIR
 itself; music/ and speech/ subfolders label the content): each checkpoint (none given: the bundled
 archive model) restores every file, at the first --mix value, into OUTPUT/restored/<checkpoint>/ with
-its residual, and the listening report (lightning_app.listening_report) is written: report.html with
+its residual, and the listening report (lightning_app.evaluation.listening_report) is written: report.html with
 before/after/removed excerpts and spectrograms, and report.csv with the reference-free figures. A file
 that cannot be restored or reported is a row with its reason; exit status 1 (2 when none could be).
 """
@@ -47,13 +47,8 @@ from pathlib import Path
 
 from lightning_app import config as C
 from lightning_app.data.corpus import CorpusError, read_manifest
-from lightning_app.evaluation import (
-    DEFAULT_EXPERIMENT,
-    evaluate,
-    evaluate_chains,
-    evaluate_folder,
-    reference_free,
-)
+from lightning_app.evaluation.pipeline import evaluate, evaluate_chains, evaluate_folder, reference_free
+from lightning_app.evaluation.test_sets import DEFAULT_EXPERIMENT
 
 
 def parse_args(argv=None):
@@ -99,13 +94,13 @@ def main(argv=None) -> int:
     for item in args.checkpoints:  # key=value items are data overrides for the synthetic set
         (overrides if "=" in item and not Path(item).exists() else checkpoints).append(item)
     if args.chains is not None or args.audioldm2_dir is not None:
-        from lightning_app.chains import DEFAULT_CHAINS, build_chain, parse_chain
+        from lightning_app.evaluation.chains import DEFAULT_CHAINS, build_chain, parse_chain
 
         try:
             specs = [parse_chain(c) for c in args.chains or []] or list(DEFAULT_CHAINS)
             chains = [(spec.name, build_chain(spec)) for spec in specs]
             if args.audioldm2_dir is not None:
-                from lightning_app.audioldm2 import AudioLDM2Codec
+                from lightning_app.evaluation.audioldm2 import AudioLDM2Codec
 
                 chains += AudioLDM2Codec.load(args.audioldm2_dir, args.device).chains()
             result = evaluate_chains(Path(args.output_dir), chains, args.data, args.clips, args.seconds, args.workers)

@@ -32,7 +32,7 @@ def smoke_config(tmp_path: Path, *overrides: str, experiment: str = "supervised_
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory):
     """One tiny supervised run (1 epoch), shared by the tests that only read its outputs."""
-    from lightning_app.train import train
+    from lightning_app.training.run import train
 
     root = tmp_path_factory.mktemp("trained")
     cfg = smoke_config(root, "trainer.max_epochs=1")

@@ -24,7 +24,8 @@ import lightning as L
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lightning_app import train as T  # noqa: E402
+from lightning_app import train as train_cli  # noqa: E402
+from lightning_app.training import run as T  # noqa: E402
 
 INTERRUPTED = 75
 
@@ -77,4 +78,4 @@ if __name__ == "__main__":
         return result
 
     T.train = recorded_train
-    sys.exit(T.main(sys.argv[split + 1:]))
+    sys.exit(train_cli.main(sys.argv[split + 1:]))

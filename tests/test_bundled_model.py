@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from lightning_app import denoise
-from lightning_app.checkpoints import BUNDLED_MODEL, load_system
-from lightning_app.evaluation import spot_check
+from lightning_app.evaluation.scoring import spot_check
+from lightning_app.systems.checkpoints import BUNDLED_MODEL, load_system
 from tests.conftest import write_tone_file
 
 CARD = BUNDLED_MODEL.with_suffix(".json")
@@ -41,7 +41,7 @@ def test_the_cards_spot_check_matches_a_re_evaluation():
 def test_denoise_without_a_checkpoint_uses_the_bundled_model_and_says_so(tmp_path, caplog):
     src = tmp_path / "take.wav"
     write_tone_file(src, 1.0, 44100, channels=2)
-    with caplog.at_level(logging.INFO, logger="lightning_app.denoise"):
+    with caplog.at_level(logging.INFO, logger="lightning_app"):
         assert denoise.main([str(src), "-o", str(tmp_path / "out"), "--no-progress"]) == 0
     assert "the bundled archive model" in caplog.text
     assert (tmp_path / "out" / "take.wav").is_file()

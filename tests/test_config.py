@@ -150,10 +150,10 @@ def test_every_default_a_library_still_has_equals_configs_defaults_yaml():
     import dataclasses
     import inspect
 
-    from lightning_app.callbacks import media, quality
     from lightning_app.data import music, noise, recording, speech
     from lightning_app.data.datamodule import DenoiseDataModule
     from lightning_app.nets import NETS
+    from lightning_app.training.callbacks import media, quality
 
     d = C.to_container(C.load_defaults())
     checks = [(f"generator {g}", fn, d["data"]["noise"]["procedural"]["generators"][g], {})

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torchmetrics.functional.audio import scale_invariant_signal_distortion_ratio
 
-from lightning_app.callbacks.quality import OverSuppressionAlarm, PerceptualQuality, WaveformQuality
 from lightning_app.data.speech import synthesize_speech
 from lightning_app.metrics import visqol as V
+from lightning_app.training.callbacks.quality import OverSuppressionAlarm, PerceptualQuality, WaveformQuality
 
 SR = 16000
 
@@ -137,7 +137,7 @@ def test_pesq_and_stoi_score_speech_clips_only_and_visqol_every_content():
 
 
 def test_unlabelled_clips_keep_the_old_behaviour_and_a_missing_visqol_is_said_once(monkeypatch):
-    import lightning_app.callbacks.quality as Q
+    import lightning_app.training.callbacks.quality as Q
 
     monkeypatch.setattr(Q, "visqol_missing", lambda: V.MISSING)
     batch, outputs = batch_of([speech(1.0, 0)], ["x"])

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from lightning_app import config as C
-from lightning_app import console, dashboard, spectrograms
-from lightning_app.callbacks.console import summary_line
+from lightning_app.evaluation import spectrograms
+from lightning_app.training import console, dashboard
+from lightning_app.training.callbacks.console import summary_line
 
 
 def test_hparams_show_what_tells_runs_apart_and_not_every_default():

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lightning_app.train import train
+from lightning_app.training.run import train
 from tests.conftest import smoke_config
 
 WORKER = Path(__file__).with_name("ddp_worker.py")

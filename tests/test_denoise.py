@@ -13,10 +13,12 @@ import pytest
 import soundfile as sf
 import torch
 
-from lightning_app import denoise, restore
-from lightning_app.checkpoints import load_model, load_system
+from lightning_app import denoise
 from lightning_app.data import audio_io
-from lightning_app.restore import Restorer, crossfade_windows, enhance_mono
+from lightning_app.restoring import batch
+from lightning_app.restoring.engine import Restorer, crossfade_windows, enhance_mono, plan_grid
+from lightning_app.restoring.files import restore_file
+from lightning_app.systems.checkpoints import load_model, load_system
 from tests.conftest import write_tone_file
 
 
@@ -138,7 +140,7 @@ def _restore_in_blocks(system, tmp_path, rate, channels, block_seconds, **kw):
         write_tone_file(src, 4.3, rate, channels=channels, subtype="FLOAT", seed=channels)
     dst = tmp_path / f"out_{block_seconds}_{rate}_{channels}.wav"
     restorer = Restorer(system, chunk_seconds=0.5, overlap_seconds=0.1, block_seconds=block_seconds, **kw)
-    restore.restore_file(restorer, src, dst, residual=tmp_path / "residual.wav")
+    restore_file(restorer, src, dst, residual=tmp_path / "residual.wav")
     return sf.read(src, always_2d=True)[0], sf.read(dst, always_2d=True)[0], sf.read(tmp_path / "residual.wav",
                                                                                     always_2d=True)[0]
 
@@ -173,7 +175,7 @@ def test_the_band_above_the_models_nyquist_is_passed_through_or_dropped(system, 
 
 
 def test_cli_writes_the_residual_and_a_chosen_sample_format(tmp_path, trained_run, capsys, caplog):
-    caplog.set_level(logging.INFO, logger="lightning_app.denoise")
+    caplog.set_level(logging.INFO, logger="lightning_app")
     src = tmp_path / "in" / "take.wav"
     write_tone_file(src, 1.0, 48000, channels=2)
     code = _run([src, "--checkpoint", trained_run["best"], "--output-dir", tmp_path / "out", "--residual",
@@ -200,7 +202,7 @@ def test_an_interrupted_restoration_leaves_no_output_under_the_final_name(system
 
     monkeypatch.setattr(restorer, "process_block", fail_on_third)
     with pytest.raises(KeyboardInterrupt):
-        restore.restore_file(restorer, src, tmp_path / "out.wav")
+        restore_file(restorer, src, tmp_path / "out.wav")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav"]
 
 
@@ -237,7 +239,7 @@ def test_an_output_folder_that_is_a_file_is_refused_in_one_line_before_loading(t
     src = tmp_path / "take.wav"
     write_tone_file(src, 0.5, 16000)
     (tmp_path / "not_a_folder").write_text("x")
-    monkeypatch.setattr(denoise, "load_model", lambda *a, **k: pytest.fail("the model must not be loaded"))
+    monkeypatch.setattr(batch, "load_model", lambda *a, **k: pytest.fail("the model must not be loaded"))
     for out in (tmp_path / "not_a_folder", tmp_path / "not_a_folder" / "sub"):
         assert _run([src, "--checkpoint", "unused.ckpt", "--output-dir", out]) == 2
         err = capsys.readouterr().err.strip().splitlines()
@@ -324,7 +326,7 @@ def test_a_255_byte_file_name_is_restored_under_its_full_name(tmp_path, trained_
 
 
 def test_clipping_to_an_integer_format_is_counted_and_reported_never_silent(tmp_path, trained_run, caplog):
-    caplog.set_level(logging.INFO, logger="lightning_app.denoise")
+    caplog.set_level(logging.INFO, logger="lightning_app")
     rate = 16000
     t = np.arange(2 * rate) / rate
     src = tmp_path / "hot.wav"  # a square-ish wave captured hot, in float: well over full scale
@@ -360,7 +362,7 @@ def test_report_flag_writes_the_listening_page_beside_the_outputs(tmp_path, trai
 
 @pytest.mark.parametrize("rate", [16000, 22050, 44100, 48000, 96000])
 def test_block_grid_edges_fall_on_samples_both_rates_share_and_cover_the_file(rate):
-    grid = restore.plan_grid(rate, 44100, chunk_seconds=5.0, overlap_seconds=0.5, block_seconds=120.0)
+    grid = plan_grid(rate, 44100, chunk_seconds=5.0, overlap_seconds=0.5, block_seconds=120.0)
     assert grid.unit_model * rate == grid.unit_file * 44100, "a grid unit is the same time at both rates"
     assert (grid.chunk - grid.overlap) % grid.unit_model == 0, "chunk steps land on shared sample positions"
     assert grid.block_file % grid.unit_file == 0 and (grid.block_file // grid.unit_file * grid.unit_model) % (
@@ -376,7 +378,7 @@ def test_block_grid_edges_fall_on_samples_both_rates_share_and_cover_the_file(ra
 def _perturbed_checkpoint(tmp_path, experiment: str):
     """A checkpoint of ``experiment``'s tiny system with every weight moved off its initial value (the mask
     head starts at zero, which would hide weights a loader dropped)."""
-    from lightning_app.train import build_system
+    from lightning_app.training.run import build_system
     from tests.conftest import smoke_config
 
     system = build_system(smoke_config(tmp_path, experiment=experiment))
@@ -403,8 +405,9 @@ def test_the_lightning_free_model_restores_exactly_as_the_trained_system(tmp_pat
 def test_every_variant_denoises_through_its_network_alone():
     """load_model runs a checkpoint's network without its LightningModule: that holds only while no variant
     gives inference a path of its own (then checkpoints.Denoiser must learn it)."""
-    from lightning_app.checkpoints import SYSTEM_KINDS
-    from lightning_app.systems import SYSTEMS, DenoiseSystem
+    from lightning_app.systems.base import DenoiseSystem
+    from lightning_app.systems.checkpoints import SYSTEM_KINDS
+    from lightning_app.systems.registry import SYSTEMS
 
     assert set(SYSTEM_KINDS) == set(SYSTEMS)
     for kind, cls in SYSTEMS.items():

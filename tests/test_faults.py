@@ -26,7 +26,7 @@ import torch
 
 from lightning_app import denoise, evaluate, sweep, train
 from lightning_app.data import audio_io
-from lightning_app.restore import residual_path
+from lightning_app.restoring.files import residual_path
 from tests.conftest import write_tone_file
 
 FAST = ("metrics.perceptual_every_n_epochs=100", "metrics.visqol_clips=0", "media.every_n_epochs=100")

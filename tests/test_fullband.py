@@ -10,14 +10,14 @@ import soundfile as sf
 import torch
 
 from lightning_app import denoise
-from lightning_app.checkpoints import load_system
-from lightning_app.restore import Restorer
+from lightning_app.restoring.engine import Restorer
+from lightning_app.systems.checkpoints import load_system
 from tests.conftest import smoke_config
 
 
 @pytest.fixture(scope="module")
 def fullband_run(tmp_path_factory):
-    from lightning_app.train import train
+    from lightning_app.training.run import train
 
     root = tmp_path_factory.mktemp("fullband")
     cfg = smoke_config(root, "trainer.max_epochs=1", "data.source_bank=16", experiment="archive_fullband")
@@ -38,7 +38,7 @@ def test_a_tiny_training_run_at_44k_labels_contents(fullband_run):
     cfg, result = fullband_run
     system = load_system(result["best"])
     assert system.sample_rate == 44100
-    from lightning_app.train import build_datamodule
+    from lightning_app.training.run import build_datamodule
 
     datamodule = build_datamodule(cfg, system)
     datamodule.setup("fit")
@@ -78,7 +78,7 @@ def test_a_48k_stereo_transfer_is_restored_by_the_44k_model(tmp_path, fullband_r
 
 
 def test_noise2noise_with_music_composes_and_steps_at_44k_with_leakage_measured(tmp_path):
-    from lightning_app.train import train
+    from lightning_app.training.run import train
 
     cfg = smoke_config(tmp_path, "trainer.max_epochs=1", "data.source_bank=16", "data.val_clips=4",
                        experiment="noise2noise_fullband")

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from lightning_app.restore import Restorer
+from lightning_app.restoring.engine import Restorer
 from lightning_app.restoring.guard import Guard, GuardedDenoiser, GuardSettings, box_mean, guard_alone
 
 RATE = 44100

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from lightning_app import listening_report as LR
-from lightning_app.listening_report import ReportEntry, write_listening_report
+from lightning_app.evaluation import listening_report as LR
+from lightning_app.evaluation.listening_report import ReportEntry, write_listening_report
 
 CORE = ("noise_floor_db_before", "noise_floor_db_after", "noise_floor_change_db", "click_rate_before",
         "click_rate_after", "level_change_db", "removed_0_100", "removed_2k_6k", "removed_6k_nyq")
@@ -282,9 +282,10 @@ def test_evaluate_folder_without_clean_restores_and_writes_the_listening_report(
     assert (out / "report.html").is_file() and not (out / "report.md").exists()
 
     # no checkpoint: the bundled model restores
-    from lightning_app import evaluation
 
-    monkeypatch.setattr(evaluation, "bundled_model", lambda: Path(trained_run["best"]))
+    from lightning_app.evaluation import pipeline
+
+    monkeypatch.setattr(pipeline, "bundled_model", lambda: Path(trained_run["best"]))
     (data / "broken.wav").unlink()
     assert E.main(["--data", str(data), "--output-dir", str(tmp_path / "bundled")]) == 0
 

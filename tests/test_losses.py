@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from lightning_app.losses import multi_resolution_stft
+from lightning_app.systems.losses import multi_resolution_stft
 
 
 def _band_limited(seconds=0.5, rate=16000, seed=0):

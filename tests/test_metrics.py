@@ -8,11 +8,11 @@ import torch
 from pesq import pesq
 from torchmetrics.functional.audio import scale_invariant_signal_distortion_ratio, signal_noise_ratio
 
-from lightning_app import losses
 from lightning_app.data.speech import synthesize_speech
 from lightning_app.metrics import functional as MF
 from lightning_app.metrics.perceptual import score_clip
 from lightning_app.metrics.quality import ClipMeans, waveform_scores
+from lightning_app.systems import losses
 
 SR = 16000
 

@@ -17,9 +17,9 @@ import pytest
 import torch
 
 from lightning_app import config as C
-from lightning_app import submit as S
-from lightning_app import train as T
-from lightning_app.checkpoints import load_system
+from lightning_app.systems.checkpoints import load_system
+from lightning_app.training import run as T
+from lightning_app.training import slurm as S
 from tests.test_slurm import _job_state, _wait
 
 ROOT = Path(__file__).resolve().parents[1]

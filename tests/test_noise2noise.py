@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from lightning_app import config as C
-from lightning_app import losses
 from lightning_app import train as train_mod
 from lightning_app.nets.cross_domain import CrossDomainNet
-from lightning_app.train import build_datamodule, build_system, train
+from lightning_app.systems import losses
+from lightning_app.training import run as training_run
+from lightning_app.training.run import build_datamodule, build_system, train
 from tests.conftest import net_settings, smoke_config
 
 TINY = net_settings("cross_domain", channels=[4, 8, 8], time_strides=[1, 2], context_dilations=[1, 2], latent_channels=8)
@@ -139,8 +140,8 @@ def test_stage2_starts_from_stage1_weights_with_a_fresh_optimizer_and_resumes_as
     stage1_weights = torch.load(stage1["best"], weights_only=True)["state_dict"]
 
     capture, stop = _Capture(), _StopAfterFirstEpoch()
-    original = train_mod.build_callbacks
-    monkeypatch.setattr(train_mod, "build_callbacks", lambda cfg, d: original(cfg, d) + [capture, stop])
+    original = training_run.build_callbacks
+    monkeypatch.setattr(training_run, "build_callbacks", lambda cfg, d: original(cfg, d) + [capture, stop])
     stage2 = train(_stage2(tmp_path))  # interrupted after its first epoch
     for name, tensor in stage1_weights.items():
         torch.testing.assert_close(capture.weights[name], tensor, rtol=0, atol=0, msg=name)

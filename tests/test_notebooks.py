@@ -9,8 +9,8 @@ import pytest
 from nbclient import NotebookClient
 from torch.utils.tensorboard import SummaryWriter
 
-from lightning_app import analysis as A
 from lightning_app.config import PROJECT_ROOT
+from lightning_app.evaluation import analysis as A
 
 NOTEBOOKS = PROJECT_ROOT / "notebooks"
 TINY = "trainer.max_epochs=1 data.train_examples_per_epoch=8"
@@ -71,8 +71,8 @@ def test_chains_notebook_runs_the_analysis(monkeypatch, tmp_path):
 
 
 def test_chains_notebook_shows_a_saved_report(monkeypatch, tmp_path):
-    from lightning_app.chains import ChainSpec, build_chain
-    from lightning_app.evaluation import evaluate_chains
+    from lightning_app.evaluation.chains import ChainSpec, build_chain
+    from lightning_app.evaluation.pipeline import evaluate_chains
 
     spec = ChainSpec("magnitude", 256, 64, griffin_lim_iters=2)
     evaluate_chains(tmp_path / "saved", [("only magnitude", build_chain(spec))], clips=1, seconds=0.5, workers=1)

@@ -12,7 +12,7 @@ from scipy import signal
 from lightning_app import config as C
 from lightning_app.data.pairs import RealPairDataset, RealPairIndex, best_lag
 from lightning_app.data.speech import SpeechConfig, synthesize_speech
-from lightning_app.train import train
+from lightning_app.training.run import train
 from tests.conftest import smoke_config
 
 RATE = 16000

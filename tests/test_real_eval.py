@@ -8,7 +8,8 @@ import pytest
 from lightning_app import config as C
 from lightning_app.data import audio_io
 from lightning_app.data import corpus as K
-from lightning_app.evaluation import REAL_SNR_BUCKETS, evaluate_real, real_test_set
+from lightning_app.evaluation.pipeline import evaluate_real
+from lightning_app.evaluation.test_sets import REAL_SNR_BUCKETS, real_test_set
 
 RATE = 44100
 
@@ -75,7 +76,7 @@ def test_without_a_corpus_the_real_set_says_how_to_build_it(tmp_path):
 def test_real_contents_train_on_train_validate_on_val_and_are_labelled(tmp_path):
     from conftest import smoke_config
 
-    from lightning_app.train import build_datamodule, build_system
+    from lightning_app.training.run import build_datamodule, build_system
 
     root = make_corpus(tmp_path / "real", seconds=2.0)
     cfg = smoke_config(tmp_path, "data.clean.mix={speech: 0.5, real_music: 0.5}",
@@ -94,7 +95,7 @@ def test_real_contents_train_on_train_validate_on_val_and_are_labelled(tmp_path)
 def test_a_real_content_without_a_corpus_is_one_line(tmp_path):
     from conftest import smoke_config
 
-    from lightning_app.train import build_datamodule, build_system
+    from lightning_app.training.run import build_datamodule, build_system
 
     cfg = smoke_config(tmp_path, "data.clean.mix={speech: 0.5, real_music: 0.5}",
                        f"data.clean.real_music.corpus={tmp_path / 'none'}")

@@ -10,9 +10,12 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from lightning_app import checkpoints, denoise
+from lightning_app import denoise
 from lightning_app import submit as S
-from lightning_app.restore import balance_shares, plan_outputs, read_file_list, restore_cost, write_file_list
+from lightning_app.restoring import cluster
+from lightning_app.restoring.cluster import balance_shares, read_file_list, restore_cost, write_file_list
+from lightning_app.restoring.files import plan_outputs
+from lightning_app.systems import checkpoints
 from tests.conftest import write_tone_file
 from tests.test_slurm import _job_state, _wait, slurm  # noqa: F401 - slurm: the fixture that starts Slurm or skips
 
@@ -68,19 +71,20 @@ def test_dry_run_prints_the_array_and_its_merge_job_and_creates_nothing(tmp_path
     assert f"-m lightning_app.submit --merge {job_dir}" in merge and "#SBATCH --array" not in merge
 
     with pytest.raises(SystemExit):  # a denoise option with a typo fails at submission, not in every task
-        S.submit_denoise([str(tmp_path / "in")], out, 2, trained_run["best"], ["--mixx", "0.3"], dry_run=True)
+        S.main(["--denoise", str(tmp_path / "in"), "-o", str(out), "--workers", "2", "--checkpoint",
+                str(trained_run["best"]), "--dry-run", "--", "--mixx", "0.3"])
     (tmp_path / "other").mkdir()
     write_tone_file(tmp_path / "other" / "take_0.wav", 0.2, 16000)
     with pytest.raises(ValueError, match="also the output of"):  # two tasks must never write one output
-        S.submit_denoise([str(tmp_path / "in" / "take_0.wav"), str(tmp_path / "other" / "take_0.wav")], out, 2,
+        cluster.submit_denoise([str(tmp_path / "in" / "take_0.wav"), str(tmp_path / "other" / "take_0.wav")], out, 2,
                          trained_run["best"], dry_run=True)
 
 
 def test_a_submission_fixes_the_file_list_and_submits_the_merge_after_the_array(tmp_path, trained_run, monkeypatch):
     _archive(tmp_path / "in")
     calls = []
-    monkeypatch.setattr(S, "_sbatch", lambda path, *options: calls.append((path.name, options)) or str(100 + len(calls)))
-    path, jobs = S.submit_denoise([str(tmp_path / "in")], tmp_path / "out", 2, trained_run["best"],
+    monkeypatch.setattr(cluster, "sbatch", lambda path, *options: calls.append((path.name, options)) or str(100 + len(calls)))
+    path, jobs = cluster.submit_denoise([str(tmp_path / "in")], tmp_path / "out", 2, trained_run["best"],
                                   cluster_overrides=CPU_CLUSTER)
     assert jobs == ["101", "102"]
     assert calls == [("restore.sbatch", ()), ("merge.sbatch", ("--dependency=afterany:101",))]
@@ -139,11 +143,11 @@ def test_a_slurm_job_array_restores_each_file_once_and_a_resubmission_does_nothi
 
     def submit_and_wait() -> tuple[Path, float]:
         start = time.monotonic()
-        path, jobs = S.submit_denoise([str(tmp_path / "in")], out, 2, trained_run["best"],
+        path, jobs = cluster.submit_denoise([str(tmp_path / "in")], out, 2, trained_run["best"],
                                       cluster_overrides=CPU_CLUSTER)
         with pytest.raises(RuntimeError, match="still queued or running"):  # two jobs could restore a file twice
-            S.submit_denoise([str(tmp_path / "in")], out, 2, trained_run["best"], cluster_overrides=CPU_CLUSTER)
-        summary = S.merged_summary_path(path.parent)
+            cluster.submit_denoise([str(tmp_path / "in")], out, 2, trained_run["best"], cluster_overrides=CPU_CLUSTER)
+        summary = cluster.merged_summary_path(path.parent)
         _wait(lambda: summary.is_file() and not any(_job_state(j) for j in jobs), 300, "the array and its merge")
         return path.parent, time.monotonic() - start
 
@@ -152,7 +156,7 @@ def test_a_slurm_job_array_restores_each_file_once_and_a_resubmission_does_nothi
     second, second_seconds = submit_and_wait()
     assert second != first
 
-    runs = [{Path(r["file"]).name: r for r in _rows(S.merged_summary_path(job))[:-1]} for job in (first, second)]
+    runs = [{Path(r["file"]).name: r for r in _rows(cluster.merged_summary_path(job))[:-1]} for job in (first, second)]
     assert {n: r["status"] for n, r in runs[0].items()} == {"broken.flac": "failed",
                                                             **{p.name: "restored" for p in good}}
     assert {n: r["status"] for n, r in runs[1].items()} == {"broken.flac": "failed",

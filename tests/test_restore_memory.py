@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from lightning_app import restore
-from lightning_app.checkpoints import load_system
-from lightning_app.restore import Restorer, crossfade_windows
+from lightning_app.restoring.engine import Restorer, crossfade_windows
+from lightning_app.restoring.files import restore_file
+from lightning_app.systems.checkpoints import load_system
 from tests.conftest import write_tone_file
 
 CHUNKS = {"chunk_seconds": 0.5, "overlap_seconds": 0.1}
@@ -18,7 +18,7 @@ def system(trained_run):
 
 
 def _restore(restorer, src, dst):
-    restore.restore_file(restorer, src, dst, subtype="FLOAT")
+    restore_file(restorer, src, dst, subtype="FLOAT")
     return sf.read(dst, always_2d=True)[0]
 
 
@@ -73,7 +73,7 @@ def test_blocks_read_little_more_than_the_file_and_carry_little(system, tmp_path
         return out
 
     monkeypatch.setattr(Restorer, "process_block", watched)
-    restore.restore_file(restorer, src, tmp_path / "out.wav")
+    restore_file(restorer, src, tmp_path / "out.wav")
     blocks = len(restorer.plan(frames, rate))
     assert len(reads) == blocks > 8
     assert sum(reads) <= frames + blocks * restorer.grid(rate).overlap

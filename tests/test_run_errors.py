@@ -12,10 +12,11 @@ import torch
 
 from lightning_app import config as C
 from lightning_app import train as train_mod
-from lightning_app.checkpoints import CheckpointError, load_system
 from lightning_app.nets import NETS
-from lightning_app.systems import SYSTEMS
-from lightning_app.train import train
+from lightning_app.systems.checkpoints import CheckpointError, load_system
+from lightning_app.systems.registry import SYSTEMS
+from lightning_app.training import run as training_run
+from lightning_app.training.run import train
 from tests.conftest import smoke_config
 
 FAST = ("metrics.perceptual_every_n_epochs=100", "metrics.visqol_clips=0", "media.every_n_epochs=100")
@@ -178,10 +179,10 @@ def test_a_longer_resumed_cosine_run_is_re_planned_continuously_to_its_floor(tmp
     lr = 1e-3
     args = (*FAST, "optim.scheduler=cosine", f"optim.lr={lr}", "data.train_examples_per_epoch=16")
     seen: list = []
-    original = train_mod.build_callbacks
-    monkeypatch.setattr(train_mod, "build_callbacks", lambda cfg, d: original(cfg, d) + [_LearningRates(seen), _StopAfter(2)])
+    original = training_run.build_callbacks
+    monkeypatch.setattr(training_run, "build_callbacks", lambda cfg, d: original(cfg, d) + [_LearningRates(seen), _StopAfter(2)])
     train(smoke_config(tmp_path, "trainer.max_epochs=4", *args))  # interrupted after 2 of 4 epochs
-    monkeypatch.setattr(train_mod, "build_callbacks", lambda cfg, d: original(cfg, d) + [_LearningRates(seen)])
+    monkeypatch.setattr(training_run, "build_callbacks", lambda cfg, d: original(cfg, d) + [_LearningRates(seen)])
     result = train(smoke_config(tmp_path, "trainer.max_epochs=6", *args), resume="latest")  # and now 6 epochs
 
     steps = [s for s, _ in seen]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lightning_app import submit as S
+from lightning_app.training import slurm as S
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ["use=[data/smoke,model/tiny]", "trainer.enable_progress_bar=false"]

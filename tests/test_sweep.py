@@ -8,7 +8,7 @@ import optuna
 import pytest
 
 from lightning_app import config as C
-from lightning_app import sweep as S
+from lightning_app.training import sweeps as S
 
 
 def _args(tmp_path):

@@ -19,9 +19,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from lightning_app import study_storage as ST
-from lightning_app import submit as SUB
-from lightning_app import sweep as S
+from lightning_app import sweep as sweep_cli
+from lightning_app.training import slurm as SUB
+from lightning_app.training import study_storage as ST
+from lightning_app.training import sweeps as S
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_URL = "postgresql://c2c_test:c2c_test@127.0.0.1:5433/c2c_test"
@@ -37,7 +38,7 @@ def _sweep_args(tmp_path: Path, *extra: str) -> list[str]:
 
 
 def _one_line_error(capsys, argv) -> str:
-    assert S.main(argv) == 2
+    assert sweep_cli.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("error: "), f"not one error line: {err!r}"
     return err
@@ -90,7 +91,7 @@ def test_storage_may_come_from_an_environment_variable(tmp_path, monkeypatch):
 
 
 def test_submit_sweep_checks_the_storage_before_queueing(tmp_path, monkeypatch):
-    monkeypatch.setattr(SUB, "_sbatch", lambda *a: pytest.fail("sbatch ran although the database is unreachable"))
+    monkeypatch.setattr(SUB, "sbatch", lambda *a: pytest.fail("sbatch ran although the database is unreachable"))
     with pytest.raises(ST.StorageError, match=r"127\.0\.0\.1:1"):
         SUB.submit_sweep("supervised_unet", "learning_rate", 2,
                          [f"run.root={tmp_path}", "storage=postgresql://c2c:s3cret@127.0.0.1:1/sweeps"])
@@ -250,7 +251,7 @@ def test_submit_sweep_warns_when_the_password_would_land_in_the_job_script(postg
                                                                           caplog):
     import sqlalchemy
 
-    monkeypatch.setattr(SUB, "_sbatch", lambda path, *options: "4242")
+    monkeypatch.setattr(SUB, "sbatch", lambda path, *options: "4242")
     args = [f"run.root={tmp_path}"]
     SUB.submit_sweep("supervised_unet", "learning_rate", 2, [*args, f"storage={postgres_url}"])
     assert "password is written into" in caplog.text and "~/.pgpass or PGPASSWORD" in caplog.text

@@ -4,8 +4,11 @@ import csv
 import math
 from pathlib import Path
 
-from lightning_app import bench, evaluate, evaluation
-from lightning_app.baselines import baselines
+from lightning_app import bench, evaluate
+from lightning_app.evaluation.baselines import baselines
+from lightning_app.evaluation.pipeline import CHAIN_COLUMNS
+from lightning_app.evaluation.reports import system_styles
+from lightning_app.evaluation.scoring import COLUMNS, checkpoint_name
 
 
 def _report_rows(out):
@@ -19,11 +22,11 @@ def test_evaluation_report_holds_every_system_metric_group_and_plot(trained_run,
     assert evaluate.main([str(a) for a in args]) == 0
     rows = _report_rows(out)
     overall = {r["system"]: r for r in rows if r["group"] == "overall"}
-    model = evaluation.checkpoint_name(Path(trained_run["best"]))
+    model = checkpoint_name(Path(trained_run["best"]))
     systems = {"noisy input", *baselines(), f"{model} (mix 1)", f"{model} (mix 0.5)"}
     assert set(overall) == systems
     for system, row in overall.items():
-        for column in evaluation.COLUMNS:
+        for column in COLUMNS:
             assert math.isfinite(float(row[column])), (system, column)
     assert float(overall["noisy input"]["si_sdr_i"]) == 0.0 and float(overall["noisy input"]["pesq_i"]) == 0.0
     groups = {r["group"] for r in rows}
@@ -33,7 +36,7 @@ def test_evaluation_report_holds_every_system_metric_group_and_plot(trained_run,
     assert "speech measures" in report and "level-blind" in report
     for system in systems:
         assert f"| {system} |" in report
-    for column in evaluation.COLUMNS:
+    for column in COLUMNS:
         assert column in report
     assert "| si_sdr (dB) | si_sdr_i (dB) |" in report and "rtf (s per s of audio)" in report, "units in headers"
     assert "| system | < 5 dB (" in report, "each SNR bucket's header says how many clips it holds"
@@ -78,7 +81,7 @@ def test_classic_baselines_run_and_the_wiener_filter_removes_stationary_hiss():
     import numpy as np
     import torch
 
-    from lightning_app.baselines import baselines
+    from lightning_app.evaluation.baselines import baselines
     from lightning_app.metrics.functional import si_sdr
 
     rate = 16000
@@ -116,7 +119,7 @@ def test_evaluation_on_a_paired_corpus_names_its_files(trained_run, tmp_path):
     assert {"content: music", "content: speech"} <= groups and "content: paired" not in groups
     # The model restores the clean files too: the report says how much it changes clean audio.
     assert "## Clean input" in report
-    model = evaluation.checkpoint_name(Path(trained_run["best"]))
+    model = checkpoint_name(Path(trained_run["best"]))
     line = next(x for x in report.splitlines() if x.startswith(f"| {model} (overall) |"))
     clips, median, p10, retention = (float(v) for v in line.strip("|").split("|")[1:5])
     assert clips == 3 and math.isfinite(median) and p10 <= median and 0.3 < retention < 3.0
@@ -140,7 +143,7 @@ def test_reconstruction_chains_show_each_steps_loss(tmp_path, capsys):
     assert float(magnitude["waveform_correlation"]) < 0.5 < float(magnitude["spectral_correlation"])  # phase lost
     assert float(mel["spectral_correlation"]) < float(magnitude["spectral_correlation"])  # mel loses more
     for row in rows.values():
-        for column in evaluation.CHAIN_COLUMNS:
+        for column in CHAIN_COLUMNS:
             assert math.isfinite(float(row[column])), (row["system"], column)
     assert "| STFT -> iSTFT (n_fft 512, hop 128) |" in (out / "chains.md").read_text()
     assert evaluate.main(["--chains", "vae:1024", "--output-dir", str(out)]) == 2
@@ -150,7 +153,7 @@ def test_reconstruction_chains_show_each_steps_loss(tmp_path, capsys):
 def test_a_checkpoint_keeps_one_colour_across_its_mix_values_in_the_plots():
     systems = ["noisy input", "Wiener (decision-directed)", "a/version_0 (mix 1)", "a/version_0 (mix 0.5)",
                "a/version_0 (mix 0.3)", "b/version_2 (mix 1)"]
-    styles = evaluation.system_styles(systems)
+    styles = system_styles(systems)
     family = [styles[s] for s in systems if s.startswith("a/")]
     assert len({str(s["color"]) for s in family}) == 1, "one colour per checkpoint"
     assert len({s["linestyle"] for s in family}) == 3, "its mix values told apart by the line"

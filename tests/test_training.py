@@ -10,8 +10,9 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lightning_app import train as train_mod
-from lightning_app.callbacks.quality import STATUS
-from lightning_app.train import train
+from lightning_app.training import run as training_run
+from lightning_app.training.callbacks.quality import STATUS
+from lightning_app.training.run import train
 from tests.conftest import smoke_config
 
 
@@ -67,10 +68,10 @@ def test_resume_continues_exactly_as_an_uninterrupted_run(tmp_path, monkeypatch)
     args = ("trainer.max_epochs=2", "optim.scheduler=onecycle")
     straight = train(smoke_config(tmp_path / "a", *args))
 
-    original = train_mod.build_callbacks
-    monkeypatch.setattr(train_mod, "build_callbacks", lambda cfg, d: original(cfg, d) + [_StopAfterFirstEpoch()])
+    original = training_run.build_callbacks
+    monkeypatch.setattr(training_run, "build_callbacks", lambda cfg, d: original(cfg, d) + [_StopAfterFirstEpoch()])
     interrupted = train(smoke_config(tmp_path / "b", *args))
-    monkeypatch.setattr(train_mod, "build_callbacks", original)
+    monkeypatch.setattr(training_run, "build_callbacks", original)
     half = torch.load(interrupted["last"], weights_only=True)
     assert half["epoch"] == 0
 
@@ -103,10 +104,10 @@ class _KeepFirstEpochCheckpoint(L.Callback):
 def test_a_resumed_run_shows_each_step_once_in_tensorboard(tmp_path, monkeypatch):
     args = ("trainer.max_epochs=2", "trainer.log_every_n_steps=1")
     straight = _events(Path(train(smoke_config(tmp_path / "straight", *args))["run_dir"]))
-    original = train_mod.build_callbacks
-    monkeypatch.setattr(train_mod, "build_callbacks", lambda cfg, d: original(cfg, d) + [_KeepFirstEpochCheckpoint()])
+    original = training_run.build_callbacks
+    monkeypatch.setattr(training_run, "build_callbacks", lambda cfg, d: original(cfg, d) + [_KeepFirstEpochCheckpoint()])
     run_dir = Path(train(smoke_config(tmp_path / "resumed", *args))["run_dir"])
-    monkeypatch.setattr(train_mod, "build_callbacks", original)
+    monkeypatch.setattr(training_run, "build_callbacks", original)
     # As if the run had been killed late in its second epoch: its events hold that epoch, its checkpoint does not.
     (run_dir / "checkpoints" / "first_epoch.ckpt").replace(run_dir / "checkpoints" / "last.ckpt")
     (run_dir / "metrics.json").unlink()

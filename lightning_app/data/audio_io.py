@@ -24,7 +24,7 @@ import torchaudio.functional as AF
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 
-log = logging.getLogger("lightning_app.audio_io")
+log = logging.getLogger(__name__)
 
 
 class AudioFileError(Exception):

@@ -29,7 +29,7 @@ from omegaconf import OmegaConf
 
 from lightning_app.data import audio_io
 
-log = logging.getLogger("lightning_app.corpus")
+log = logging.getLogger(__name__)
 
 DEFAULT_SPEC = Path(__file__).resolve().parents[2] / "configs" / "corpus.yaml"
 DEFAULT_ROOT = Path("data/real")

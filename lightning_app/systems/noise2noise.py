@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import torch
 
-from lightning_app import losses
 from lightning_app.metrics.functional import pearson
 from lightning_app.metrics.quality import ClipMeans
 from lightning_app.nets.cross_domain import CrossDomainNet
+from lightning_app.systems import losses
 from lightning_app.systems.base import DenoiseSystem
 
 TERMS = ("content", "recon", "cross", "cross_snr", "edge")

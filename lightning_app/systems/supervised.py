@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from lightning_app.losses import waveform_loss_terms, weighted_sum
 from lightning_app.systems.base import DenoiseSystem
+from lightning_app.systems.losses import waveform_loss_terms, weighted_sum
 
 
 class SupervisedSystem(DenoiseSystem):

@@ -19,18 +19,18 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from lightning_app import resources
+from lightning_app import config as C
 from lightning_app.config import CHOICES
 from lightning_app.nets import build_net
 
 if TYPE_CHECKING:
-    from lightning_app.systems import DenoiseSystem
+    from lightning_app.systems.base import DenoiseSystem
 
 #: the system kinds a checkpoint may name (a test keeps this equal to lightning_app.systems.SYSTEMS)
 SYSTEM_KINDS = CHOICES["system.kind"]
 
 #: the archive model that ships with the suite (models/README.md is its card)
-BUNDLED_MODEL = resources.folder("models") / "archive_fullband.ckpt"
+BUNDLED_MODEL = C.folder("models") / "archive_fullband.ckpt"
 
 #: what Lightning needs to continue a run, beyond the weights
 TRAINING_STATE = ("epoch", "global_step", "optimizer_states", "loops")
@@ -130,7 +130,7 @@ def _load_weights(module: nn.Module, state_dict: dict, path: str | Path) -> None
 
 def system_from_checkpoint(ckpt: dict, path: str | Path) -> DenoiseSystem:
     """The trained system a checked checkpoint describes, with its weights."""
-    from lightning_app.systems import SYSTEMS  # imports Lightning
+    from lightning_app.systems.registry import SYSTEMS  # imports Lightning
 
     try:
         system = SYSTEMS[ckpt["system_kind"]](**ckpt["hyper_parameters"])

@@ -27,8 +27,8 @@ import torch
 import torchaudio.functional as AF
 import torchaudio.transforms as T
 
-from lightning_app.chains import Chain
 from lightning_app.data.audio_io import resample
+from lightning_app.evaluation.chains import Chain
 
 N_FFT = 1024          # AudioLDM's STFT size; the vocoder config does not record it
 LOG_FLOOR = 1e-5      # log(clamp(mel, 1e-5)), as the VAE and vocoder were trained on

@@ -20,7 +20,7 @@ from lightning_app.data.dsp import istft, stft
 
 Baseline = Callable[[np.ndarray, int], np.ndarray]
 
-log = logging.getLogger("lightning_app.baselines")
+log = logging.getLogger(__name__)
 
 ENHANCER_RATE = 48000  # DeepFilterNet3 and RNNoise are trained on, and only run at, 48 kHz
 INSTALL_HINT = "pip install -c constraints.txt -e '.[baselines]'"

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from lightning_app import config as C
-from lightning_app import tables
+from lightning_app.evaluation import tables
 
 # The metrics a listener cares about first (lesson 1), then the Noise2Noise diagnostics (lesson 2).
 DEFAULT_TAGS = ("val/loss", "val/si_sdr", "val/si_sdr_i", "val/pesq", "val/stoi", "val/amplitude_retention",
@@ -172,7 +172,7 @@ def tiny_run(experiment: str, root: Path, name: str, overrides: Sequence[str] = 
 
     For notebooks given no run directories: seconds on a CPU, enough to exercise every plot, too short
     for conclusions (say so next to anything drawn from it)."""
-    from lightning_app.train import train
+    from lightning_app.training.run import train
 
     root = Path(root)
     cfg = C.compose(experiment, [f"run.root={root}", f"run.version={name}", f"data.cache_dir={root / '.cache'}",
@@ -203,11 +203,11 @@ def real_music_lesson(corpus: str | os.PathLike, checkpoint: str | os.PathLike |
     25 dB), the amplitude retention and what was removed. {"rows", "audio": {clip: {track: wave}}, "rate"}."""
     import torch
 
-    from lightning_app.checkpoints import bundled_model, load_model
     from lightning_app.data.corpus import read_manifest
-    from lightning_app.evaluation import _real_segment
+    from lightning_app.evaluation.test_sets import real_segment
     from lightning_app.metrics import functional as MF
-    from lightning_app.restore import Restorer
+    from lightning_app.restoring.engine import Restorer
+    from lightning_app.systems.checkpoints import bundled_model, load_model
 
     model = load_model(checkpoint or bundled_model())
     rate = int(model.sample_rate)
@@ -217,7 +217,7 @@ def real_music_lesson(corpus: str | os.PathLike, checkpoint: str | os.PathLike |
     table, audio = [], {}
     for i in range(min(clips, len(groups))):
         members = [r for r in rows_ if r["group"] == groups[i]]
-        clean = _real_segment(Path(corpus), members, np.random.default_rng((i, 11)), round(seconds * rate), rate)
+        clean = real_segment(Path(corpus), members, np.random.default_rng((i, 11)), round(seconds * rate), rate)
         if clean is None:
             continue
         name = f"{members[0]['package']}: {Path(members[0]['file']).stem}"

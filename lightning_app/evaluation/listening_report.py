@@ -1,6 +1,6 @@
 """The listening report (issue 13, item 2): one HTML page to hear and see what a restoration did.
 
-    from lightning_app.listening_report import ReportEntry, write_listening_report
+    from lightning_app.evaluation.listening_report import ReportEntry, write_listening_report
     write_listening_report([ReportEntry("in/a.wav", "out/a.wav", "out/a.residual.wav")], "out")  # -> out/report.html
 
 For each file the page holds, for its loudest and its quietest passage (``excerpt_seconds``, 4 s, chosen from
@@ -38,8 +38,8 @@ from urllib.parse import quote
 import numpy as np
 import soundfile as sf
 
-from lightning_app import spectrograms
 from lightning_app.data import audio_io
+from lightning_app.evaluation import spectrograms
 from lightning_app.metrics import dnsmos as D
 from lightning_app.metrics import reference_free as RF
 from lightning_app.metrics.reference_free import figures
@@ -290,7 +290,7 @@ def _fresh_files_dir(path: Path) -> None:
             raise FileExistsError(f"{path} exists and was not written by a listening report; move it away")
         shutil.rmtree(path)
     path.mkdir(parents=True)
-    (path / _MARK).write_text("written by lightning_app.listening_report; replaced by the next report\n")
+    (path / _MARK).write_text("written by lightning_app.evaluation.listening_report; replaced by the next report\n")
 
 
 def _slug(text: str) -> str:

@@ -12,7 +12,7 @@ import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from lightning_app import spectrograms
+from lightning_app.evaluation import spectrograms
 
 #: the players' order; TensorBoard sorts a group's tags, hence the numbers
 TRACKS = ("noisy", "denoised", "clean")

@@ -1,42 +1,33 @@
-"""The restoration library: model chunks, blocks of a file, file plans and safe writing.
+"""The streaming restoration engine: model chunks on one global grid, blocks of a file, levels and channels.
 
-A file of any length is read, denoised and written block by block; every block is computed
-from a window of the input that holds every model chunk (on one global chunk grid) and every
-resampling tap its samples depend on, so the result equals a single pass over the whole file
-while memory stays bounded by the block. ``plan_grid`` (a pure function) fixes that grid.
-The command line over this module is ``lightning_app.denoise``.
+A file of any length is denoised block by block; every block is computed from a window of the input that
+holds every model chunk (on one global chunk grid) and every resampling tap its samples depend on, so the
+result equals a single pass over the whole file while memory stays bounded by the block. ``plan_grid`` and
+``plan_block`` (pure functions) fix where chunks, blocks and reads fall; ``restoring.files`` reads and
+writes the files.
 """
 
 from __future__ import annotations
 
-import csv
-import ctypes
 import functools
-import hashlib
-import heapq
 import itertools
 import logging
 import math
-import os
-from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import soundfile as sf
 import torch
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 
 from lightning_app.data import audio_io
 from lightning_app.restoring.guard import GuardedDenoiser
 
 if TYPE_CHECKING:
-    from lightning_app.checkpoints import Denoiser
+    from lightning_app.systems.checkpoints import Denoiser
 
-log = logging.getLogger("lightning_app.restore")
 
+log = logging.getLogger(__name__)
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
@@ -44,8 +35,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda asked for, but no CUDA device is available")
     return torch.device(name)
-
-
 
 # ----------------------------------------------------------------------------- signal path
 # Everything from the block read to the block written runs in torch on the model's device: resampling,
@@ -55,7 +44,6 @@ def _columns(columns: list) -> np.ndarray | torch.Tensor:
     """1-D columns side by side as (frames, n), numpy or torch alike."""
     return torch.stack(columns, dim=1) if torch.is_tensor(columns[0]) else np.stack(columns, axis=1)
 
-
 def chunk_grid(length: int, chunk: int, overlap: int) -> tuple[int, int, int]:
     """(padded length, number of chunks, step) of the chunk grid over a signal of ``length``."""
     if length <= chunk:
@@ -63,7 +51,6 @@ def chunk_grid(length: int, chunk: int, overlap: int) -> tuple[int, int, int]:
     step = chunk - overlap
     count = 1 + math.ceil((length - chunk) / step)
     return (count - 1) * step + chunk, count, step
-
 
 def chunks_reaching(length: int, chunk: int, overlap: int, first: int = 0, last: int | None = None) -> range:
     """Indices of the grid's chunks that reach into [first, last): a block's chunks, found without
@@ -74,7 +61,6 @@ def chunks_reaching(length: int, chunk: int, overlap: int, first: int = 0, last:
     last = padded if last is None else last
     return range(max(0, (first - chunk) // step + 1), min(count - 1, (last - 1) // step) + 1)
 
-
 def chunk_window(index: int, count: int, size: int, overlap: int) -> np.ndarray:
     """Weight of chunk ``index``: sin^2 fade-in after the first chunk, cos^2 fade-out before the last."""
     w = np.ones(size)
@@ -84,7 +70,6 @@ def chunk_window(index: int, count: int, size: int, overlap: int) -> np.ndarray:
     if index < count - 1 and overlap:
         w[size - overlap:] = 1.0 - fade_in
     return w
-
 
 def crossfade_windows(length: int, chunk: int, overlap: int, first: int = 0,
                       last: int | None = None) -> tuple[int, list[tuple[int, np.ndarray]]]:
@@ -101,13 +86,11 @@ def crossfade_windows(length: int, chunk: int, overlap: int, first: int = 0,
     return padded, [(i * step, chunk_window(i, count, chunk, overlap))
                     for i in chunks_reaching(length, chunk, overlap, first, last)]
 
-
 @functools.lru_cache(maxsize=32)
 def _window_on(device: torch.device, fades: tuple[bool, bool], size: int, overlap: int) -> torch.Tensor:
     """A chunk's weight (float64) on ``device``: a grid has at most four kinds (fade in, out, both, none)."""
     index, count = (1, 3) if fades == (True, True) else (1, 2) if fades[0] else (0, 2) if fades[1] else (0, 1)
     return torch.from_numpy(chunk_window(index, count, size, overlap)).to(device)
-
 
 @torch.inference_mode()  # no_grad still records versions and views for autograd; nothing here needs them
 def enhance_mono(model: Denoiser, audio: np.ndarray | torch.Tensor, chunk: int, overlap: int, batch_size: int = 8,
@@ -171,7 +154,6 @@ def enhance_mono(model: Denoiser, audio: np.ndarray | torch.Tensor, chunk: int, 
         return out[: len(audio)]
     return out  # samples [lo, hi) of the whole signal's output
 
-
 @dataclass(frozen=True)
 class Grid:
     """Where chunks and blocks fall for one file rate; sizes in model samples unless named ``*_file``.
@@ -190,7 +172,6 @@ class Grid:
     def blocks(self, frames: int) -> list[tuple[int, int]]:
         return [(s, min(s + self.block_file, frames)) for s in range(0, frames, self.block_file)]
 
-
 def plan_grid(rate: int, model_rate: int, chunk_seconds: float, overlap_seconds: float, block_seconds: float) -> Grid:
     g = math.gcd(rate, model_rate)
     unit_m, unit_f = model_rate // g, rate // g
@@ -201,16 +182,15 @@ def plan_grid(rate: int, model_rate: int, chunk_seconds: float, overlap_seconds:
     return Grid(chunk=step + overlap, overlap=overlap, unit_model=unit_m, unit_file=unit_f,
                 block_file=block_m // unit_m * unit_f)
 
-
 def model_length(frames: int, rate: int, model_rate: int) -> int:
     return math.ceil(frames * model_rate / rate)  # what resampling the whole signal gives
 
-
 # Model input level: the median RMS of the default training mixtures (measured: -29.7 dBFS).
 TARGET_RMS_DBFS = -30.0
-CHANNEL_MODES = ("independent", "mid_side")
-HIGH_BAND = ("pass", "drop")
 
+CHANNEL_MODES = ("independent", "mid_side")
+
+HIGH_BAND = ("pass", "drop")
 
 @dataclass
 class Restorer:
@@ -391,328 +371,9 @@ class Restorer:
         restored, _ = self.process_block(lambda a, b: audio[a:b], frames, sample_rate, block, gains)
         return restored.astype(np.float32)
 
-
-# ----------------------------------------------------------------------------- files
-def expand_input_lists(inputs: list[str]) -> list[str]:
-    """A .txt input is a list of audio files or folders, one per line (relative to the list's folder;
-    blank lines and lines starting with # are skipped): the way to give names with spaces, or thousands."""
-    expanded = []
-    for item in inputs:
-        if Path(item).suffix.lower() == ".txt" and Path(item).is_file():
-            base = Path(item).parent
-            lines = (line.strip() for line in Path(item).read_text().splitlines())
-            expanded += [str(base / line) for line in lines if line and not line.startswith("#")]
-        else:
-            expanded.append(item)
-    return expanded
-
-
-def plan_outputs(inputs: list[str], output_dir: Path) -> list[tuple[Path, Path]]:
-    """(input, output) pairs of files, folders and .txt lists of them. Folders keep their layout under
-    output_dir; files go to its top."""
-    pairs: list[tuple[Path, Path]] = []
-    seen: set[Path] = set()
-    for item in expand_input_lists(inputs):
-        path = Path(item)
-        if path.is_dir():
-            files = audio_io.find_audio_files(path, dangling=True)  # reported as a missing file is
-            if not files:
-                log.warning("%s: folder holds no .wav/.flac/.ogg files", path)
-            found = [(f, output_dir / f.relative_to(path)) for f in files]
-        else:
-            found = [(path, output_dir / path.name)]
-        for src, dst in found:  # the same file reached twice (listed again, or inside a listed folder): once
-            key = src.resolve()
-            if key in seen:
-                log.info("%s: given more than once; restored once", src)
-                continue
-            seen.add(key)
-            pairs.append((src, dst))
-    return pairs
-
-
-def check_output_dir(output_dir: Path) -> None:
-    """The output folder, or its nearest existing parent, must be a folder (ValueError otherwise)."""
-    existing = output_dir
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ValueError(f"--output-dir {output_dir}: {existing} is a file, not a folder")
-
-
-def check_subtype(subtype: str | None, pairs: list[tuple[Path, Path]]) -> None:
-    """--subtype must be a sample format every planned output's container can hold (ValueError otherwise)."""
-    if subtype is None:
-        return
-    if subtype not in sf.available_subtypes():
-        raise ValueError(f"--subtype {subtype} is not a sample format; e.g. PCM_16, PCM_24, FLOAT")
-    for suffix in sorted({dst.suffix.lower() for _, dst in pairs} & set(audio_io.CONTAINERS)):
-        container = audio_io.container_format(suffix)
-        if not sf.check_format(container, subtype):
-            valid = ", ".join(sf.available_subtypes(container))
-            raise ValueError(f"--subtype {subtype} cannot be written to {suffix} files; {container} holds: {valid}")
-
-
-def check_plan(pairs: list[tuple[Path, Path]], overwrite: bool) -> dict[Path, str]:
-    """Reasons to refuse a pair before any work: an output that is an input, collisions, existing files."""
-    inputs = {p.resolve() for p, _ in pairs if p.exists()}
-    refused: dict[Path, str] = {}
-    claimed: dict[Path, Path] = {}
-    for src, dst in pairs:
-        target = dst.resolve()
-        if target in inputs:
-            refused[src] = f"its output {dst} would overwrite an input file; choose another --output-dir"
-        elif target in claimed:
-            refused[src] = f"its output {dst} is also the output of {claimed[target]}"
-        elif dst.exists() and not overwrite:
-            refused[src] = f"output {dst} already exists (use --overwrite to replace it)"
-        else:
-            claimed[target] = src
-    return refused
-
-
-def _scan(path: Path, f: sf.SoundFile, block: int, to_signals) -> np.ndarray:
-    """First pass over a file: mean square of each processed signal; NaN/Inf and silence are errors."""
-    total = 0.0
-    f.seek(0)
-    for start in range(0, f.frames, block):
-        data = f.read(min(block, f.frames - start), dtype="float64", always_2d=True)
-        if not np.all(np.isfinite(data)):
-            at = start + int(np.argwhere(~np.isfinite(data))[0, 0])
-            raise audio_io.AudioFileError(path, f"contains NaN/Inf samples (first at {at / f.samplerate:.2f} s)")
-        total = total + np.sum(np.square(to_signals(data)), axis=0)
-    if not np.any(total):
-        raise audio_io.AudioFileError(path, "is digital silence (every sample is zero)")
-    return total / f.frames
-
-
 # glibc's malloc defaults suit this loop badly: a buffer above its mmap threshold (which rises only as such
 # buffers are freed, up to 32 MiB) is mapped and unmapped each time, and the heap is trimmed whenever its top
 # is free, so every forward pass faults its activations in afresh. Measured on 10 minutes of 44.1 kHz stereo:
 # 2.9 million page faults and 8 s of system time (a fifth of the compute). Every block needs the same sizes
 # again, so keeping freed memory for reuse costs little at the peak and cuts that to 0.2 million and 1 s;
 # the memory goes back after each file, the settings stay for the process. Elsewhere than glibc: no-ops.
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
-
-
-def _glibc():
-    try:
-        libc = ctypes.CDLL(None)
-    except (OSError, TypeError):
-        return None
-    return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
-
-
-def _reuse_freed_memory(until: ExitStack) -> None:
-    """Keep freed memory for reuse until ``until`` closes, then hand it back."""
-    if libc := _glibc():
-        libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)  # glibc's largest; setting it also stops the adjustments
-        libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30)
-        # (an exit after the last file also reads about 130 MB of the CUDA build of torch's library pages
-        # back in, on top of whatever is still held then)
-        until.callback(libc.malloc_trim, 0)
-
-
-def _over_full_scale(audio: np.ndarray) -> tuple[int, float]:
-    """(samples beyond ±1.0, peak magnitude) of a block."""
-    return int(np.count_nonzero(np.abs(audio) > 1.0)), float(np.max(np.abs(audio), initial=0.0))
-
-
-def restore_file(restorer: Restorer, src: Path, dst: Path, residual: Path | None = None, subtype: str | None = None,
-                 progress: bool = False) -> tuple[float, int]:
-    """Denoise one file block by block (memory bounded by the block, not the file).
-
-    Returns (seconds of audio, samples clipped in ``dst``). An integer sample format cannot hold samples
-    over full scale: they are clipped, and each written file that clipped gets a warning with the count.
-    The output's folder is made only once the input has been read through and found usable, and the
-    folders made for it are removed again if the file fails: a refused file leaves nothing behind.
-    """
-    info = audio_io.probe(src)
-    subtype = subtype or info.subtype
-    clip = "FLOAT" not in subtype and "DOUBLE" not in subtype  # integer formats cannot hold overs
-    targets = [dst] + ([residual] if residual else [])
-    overs = {path: (0, 0.0) for path in targets}  # (samples over full scale, peak)
-    with sf.SoundFile(str(src)) as f, ExitStack() as outputs:
-        _reuse_freed_memory(until=outputs)
-        rate, frames = f.samplerate, f.frames
-        restorer.reset_guard()
-        gains = restorer.levels(_scan(src, f, rate * 60, restorer.to_signals))
-        if cut := audio_io.truncation(src):
-            log.warning("%s: %s; the output is as long as what is there", src, cut)
-        if restorer.channel_mode == "mid_side" and f.channels != 2:
-            log.warning("%s: --channels mid-side needs two channels; its %d channel(s) are denoised one by one",
-                        src, f.channels)
-
-        def read(start: int, stop: int) -> np.ndarray:
-            f.seek(start)
-            return f.read(stop - start, dtype="float64", always_2d=True)
-
-        outputs.enter_context(made_folder(dst.parent))
-        writers = [outputs.enter_context(audio_io.atomic_writer(path, rate, f.channels, subtype)) for path in targets]
-        carry: dict = {}  # model outputs one block hands to the next
-        with tqdm(total=frames / rate, unit="s", desc=src.name, disable=not progress, leave=False) as bar:
-            for block in restorer.plan(frames, rate):
-                restored, original = restorer.process_block(read, frames, rate, block, gains, carry=carry)
-                blocks = (restored, original - restored) if residual else (restored,)
-                for path, writer, audio in zip(targets, writers, blocks, strict=True):
-                    if clip:
-                        count, peak = _over_full_scale(audio)
-                        overs[path] = (overs[path][0] + count, max(overs[path][1], peak))
-                        audio = np.clip(audio, -1.0, 1.0)
-                    audio_io.write_block(writer, path, audio)
-                bar.update((block[1] - block[0]) / rate)
-    for path, (count, peak) in overs.items():
-        if count:
-            keep = "; --subtype FLOAT keeps them" if sf.check_format(audio_io.container_format(path.suffix), "FLOAT") else ""
-            log.warning("%s: %d samples over full scale clipped (peak %+.1f dBFS)%s",
-                        path, count, 20 * math.log10(peak), keep)
-    return info.seconds, overs[dst][0]
-
-
-@contextmanager
-def made_folder(folder: Path):
-    """``folder`` made (with its missing parents); those made here are removed again, if still empty,
-    when the block fails or is interrupted."""
-    missing = []
-    at = folder
-    while not at.exists() and at != at.parent:
-        missing.append(at)
-        at = at.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        yield
-    except BaseException:
-        for made in missing:  # deepest first
-            try:
-                made.rmdir()
-            except OSError:  # not empty (another file's output is there) or gone: keep going up no further
-                break
-        raise
-
-
-NAME_MAX = 255  # bytes in one file name on the common file systems (ext4, XFS, NTFS, APFS)
-
-
-def residual_path(dst: Path) -> Path:
-    """NAME.residual.EXT beside the output; where that name would be too long for the file system, the
-    stem is cut (on a character boundary) and a hash of the whole stem keeps it unique."""
-    name = f"{dst.stem}.residual{dst.suffix}"
-    if len(name.encode()) <= NAME_MAX:
-        return dst.with_name(name)
-    tag = "~" + hashlib.sha1(dst.stem.encode()).hexdigest()[:8]
-    room = NAME_MAX - len(f"{tag}.residual{dst.suffix}".encode())
-    stem = dst.stem.encode()[:room].decode(errors="ignore")
-    return dst.with_name(f"{stem}{tag}.residual{dst.suffix}")
-
-
-# ----------------------------------------------------------------------------- batches split over tasks
-# A cluster restore (``lightning_app.submit --denoise``) fixes its files at submission in a file list,
-# a TSV of (task, input, output relative to the output folder); every array task restores its rows and
-# appends one summary row per file; a final step merges the task summaries into one.
-FILE_LIST_FIELDS = ("task", "input", "output")
-SUMMARY_FIELDS = ("file", "output", "status", "reason", "audio_seconds", "compute_seconds", "real_time_factor", "task")
-#: a file's status across a task's rows (a requeued task writes a file's row again): the best one counts
-STATUS_RANK = {"restored": 0, "skipped-complete": 1, "failed": 2}
-
-
-def restore_cost(path: Path) -> float:
-    """What restoring a file costs, in channel-seconds of audio plus one for the per-file overhead
-    (so unreadable files, which cost next to nothing, still spread over the tasks)."""
-    try:
-        info = audio_io.probe(path)
-    except audio_io.AudioFileError:
-        return 1.0
-    return info.seconds * info.channels + 1.0
-
-
-def balance_shares(costs: list[float], tasks: int) -> list[int]:
-    """The task of each file: the costliest first, each onto the least-loaded task (ties: the lower
-    index). A pure function, so the shares are fixed by the list; tasks finish close together even
-    when one transfer is hours long and the rest are minutes (every N-th file would not)."""
-    loads = [(0.0, t) for t in range(tasks)]
-    shares = [0] * len(costs)
-    for i in sorted(range(len(costs)), key=lambda i: (-costs[i], i)):
-        load, task = heapq.heappop(loads)
-        shares[i] = task
-        heapq.heappush(loads, (load + costs[i], task))
-    return shares
-
-
-def write_file_list(path: Path, pairs: list[tuple[Path, Path]], shares: list[int], output_dir: Path) -> None:
-    """The submission's file list: one row per (input, output) with its task; inputs absolute."""
-    with open(path, "w", newline="") as f:
-        rows = csv.writer(f, delimiter="\t")
-        rows.writerow(FILE_LIST_FIELDS)
-        for (src, dst), task in zip(pairs, shares, strict=True):
-            rows.writerow([task, src.absolute(), dst.relative_to(output_dir)])
-
-
-def read_file_list(path: Path, output_dir: Path, task: int | None = None) -> list[tuple[Path, Path]]:
-    """(input, output) pairs of a file list: all rows, or those of ``task``."""
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
-    if rows and set(FILE_LIST_FIELDS) - set(rows[0]):
-        raise ValueError(f"{path}: not a file list (its columns must be {', '.join(FILE_LIST_FIELDS)})")
-    return [(Path(r["input"]), output_dir / r["output"]) for r in rows if task is None or int(r["task"]) == task]
-
-
-def summary_row(src: Path, dst: Path, status: str, reason: str = "", audio_seconds: float = 0.0,
-                compute_seconds: float = 0.0, task: int | None = None) -> dict:
-    rtf = f"{compute_seconds / audio_seconds:.4f}" if status == "restored" and audio_seconds else ""
-    return {"file": str(src), "output": str(dst), "status": status, "reason": reason,
-            "audio_seconds": f"{audio_seconds:.3f}", "compute_seconds": f"{compute_seconds:.3f}",
-            "real_time_factor": rtf, "task": "" if task is None else task}
-
-
-def append_summary_row(path: Path, row: dict) -> None:
-    """One row, appended and closed at once: a task killed later keeps the rows of the files it did."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.is_file() or path.stat().st_size == 0
-    with open(path, "a", newline="") as f:
-        rows = csv.DictWriter(f, fieldnames=SUMMARY_FIELDS)
-        if new:
-            rows.writeheader()
-        rows.writerow(row)
-
-
-def merge_summaries(file_list: Path, summaries: list[Path]) -> list[dict]:
-    """One row per listed file, in list order: its best row in the task summaries, or ``not-run`` when
-    no task reported it (the task was stopped before it: time limit, preemption, cancel, no model)."""
-    best: dict[str, dict] = {}
-    for path in summaries:
-        with open(path, newline="") as f:
-            for row in csv.DictReader(f):
-                held = best.get(row["file"])
-                if held is None or STATUS_RANK[row["status"]] <= STATUS_RANK[held["status"]]:
-                    best[row["file"]] = row
-    with open(file_list, newline="") as f:
-        listed = list(csv.DictReader(f, delimiter="\t"))
-    return [best.get(r["input"]) or summary_row(Path(r["input"]), Path(r["output"]), "not-run",
-                                                "no task reported it (stopped before it? see the task logs)",
-                                                task=int(r["task"]))
-            for r in listed]
-
-
-def summary_totals(rows: list[dict]) -> dict:
-    """Files per status, and seconds of audio and compute of the restored ones."""
-    done = [r for r in rows if r["status"] == "restored"]
-    audio = sum(float(r["audio_seconds"]) for r in done)
-    compute = sum(float(r["compute_seconds"]) for r in done)
-    counts = {s: sum(r["status"] == s for r in rows) for s in (*STATUS_RANK, "not-run")}
-    return {"files": len(rows), **counts, "audio_seconds": audio, "compute_seconds": compute,
-            "real_time_factor": compute / audio if audio else math.nan}
-
-
-def write_summary(path: Path, rows: list[dict], totals: dict) -> None:
-    """The merged summary: the rows, then a TOTAL row (counts per status in its reason column)."""
-    counts = ", ".join(f"{totals[s]} {s}" for s in (*STATUS_RANK, "not-run"))
-    total = {"file": "TOTAL", "output": "", "status": f"{totals['files']} files", "reason": counts,
-             "audio_seconds": f"{totals['audio_seconds']:.3f}", "compute_seconds": f"{totals['compute_seconds']:.3f}",
-             "real_time_factor": "" if math.isnan(totals["real_time_factor"]) else f"{totals['real_time_factor']:.4f}",
-             "task": ""}
-    tmp = path.with_name(path.name + ".partial")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=SUMMARY_FIELDS)
-        writer.writeheader()
-        writer.writerows([*rows, total])
-    os.replace(tmp, path)

@@ -1,8 +1,0 @@
-"""Callbacks shared by every variant: quality metrics, media, alarms, RNG state."""
-
-from lightning_app.callbacks.console import EpochSummary
-from lightning_app.callbacks.media import AudioExamples
-from lightning_app.callbacks.quality import OverSuppressionAlarm, PerceptualQuality, WaveformQuality
-from lightning_app.callbacks.state import RNGState
-
-__all__ = ["AudioExamples", "EpochSummary", "OverSuppressionAlarm", "PerceptualQuality", "RNGState", "WaveformQuality"]
