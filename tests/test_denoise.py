@@ -2,6 +2,7 @@
 
 import dataclasses
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -16,7 +17,17 @@ import torch
 from lightning_app import denoise
 from lightning_app.data import audio_io
 from lightning_app.restoring import batch
-from lightning_app.restoring.engine import Restorer, crossfade_windows, enhance_mono, plan_grid
+from lightning_app.restoring.engine import (
+    RESAMPLING_MARGIN,
+    Restorer,
+    chunk_grid,
+    chunks_reaching,
+    crossfade_windows,
+    enhance_mono,
+    model_length,
+    plan_block,
+    plan_grid,
+)
 from lightning_app.restoring.files import restore_file
 from lightning_app.systems.checkpoints import load_model, load_system
 from tests.conftest import write_tone_file
@@ -437,3 +448,39 @@ def test_the_gpu_restores_what_the_cpu_restores(tmp_path):
     cpu = Restorer(load_model(path, "cpu"), **kw)(audio, 48000)
     gpu = Restorer(load_model(path, "cuda"), **kw)(audio, 48000)
     np.testing.assert_allclose(gpu, cpu, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("rate, batch_size", [(44100, 2), (48000, 2), (16000, 3), (96000, 4)])
+def test_block_plans_read_what_their_chunks_need_and_run_each_chunk_once_in_whole_batches(rate, batch_size):
+    """plan_block, alone: the reads hold every chunk run and the block; carried blocks run the file's chunks
+    once, in the fixed batches one pass over the file would run."""
+    model_rate = 44100
+    grid = plan_grid(rate, model_rate, chunk_seconds=0.5, overlap_seconds=0.05, block_seconds=1.0)
+    frames = 7 * grid.block_file + 123
+    _, count, step = chunk_grid(model_length(frames, rate, model_rate), grid.chunk, grid.overlap)
+    ran: list[int] = []
+    carried: set[int] = set()
+    for block in grid.blocks(frames):
+        plan = plan_block(grid, frames, rate, model_rate, block, batch_size, carried)
+        alone = plan_block(grid, frames, rate, model_rate, block, batch_size)
+        assert alone.run1 == alone.need1 and alone.need0 == plan.need0, "without a carry, only what the block needs"
+        first_alone = chunks_reaching(alone.total, grid.chunk, grid.overlap, alone.need0, alone.run1)[0] * step
+        assert alone.offset <= first_alone, "without a carry, the first chunk has its input"
+        assert plan.read0_f <= block[0] and block[1] <= plan.read1_f, "the read holds the block"
+        starts = [i * step for i in chunks_reaching(plan.total, grid.chunk, grid.overlap, plan.need0, plan.run1)]
+        run = [s for s in starts if s not in carried]
+        if run:
+            assert plan.offset <= run[0], "the first chunk run has its input"
+            read_end_m = model_length(plan.read1_f, rate, model_rate)
+            assert min(run[-1] + grid.chunk, plan.total) <= read_end_m, "the last chunk run has its input"
+            in1_f = math.ceil(min(run[-1] + grid.chunk, plan.total) * rate / model_rate)
+            if rate == model_rate:
+                assert plan.read0_f == min(plan.need0, run[0]), "at the model's rate nothing is read for resampling"
+            else:
+                assert plan.read1_f == frames or plan.read1_f - in1_f >= RESAMPLING_MARGIN, "the resampling taps"
+        groups = {s // step // batch_size for s in run}
+        whole = {i * step for g in groups for i in range(g * batch_size, min((g + 1) * batch_size, count))}
+        assert set(run) == whole, "a block runs whole batches of the file's chunk grid"
+        ran += run
+        carried = {s for s in starts if s + grid.chunk > plan.keep_from}
+    assert ran == [i * step for i in range(count)], "every chunk of the file run once, in order"

@@ -36,15 +36,15 @@ def _n2n_batch(tmp_path, experiment="pure_noise2noise"):
 def test_loss_never_reads_the_clean_signal(tmp_path):
     system, batch = _n2n_batch(tmp_path)
     torch.manual_seed(0)
-    before = system.shared_step(batch)
+    before, _ = system.shared_step(batch)
     garbage = dict(batch, clean=torch.randn_like(batch["clean"]) * 100, noise=torch.randn_like(batch["noise"]),
                    noise_b=torch.randn_like(batch["noise_b"]))
-    after = system.shared_step(garbage)
+    after, _ = system.shared_step(garbage)
     for name in before:
         torch.testing.assert_close(before[name], after[name], rtol=0, atol=0, msg=name)
     # and the gradient cannot reach it either
     clean = batch["clean"].clone().requires_grad_(True)
-    system.shared_step(dict(batch, clean=clean))["loss"].backward()
+    system.shared_step(dict(batch, clean=clean))[0]["loss"].backward()
     assert clean.grad is None
 
 
@@ -253,7 +253,7 @@ def test_without_a_recon_weight_no_reconstruction_is_decoded_and_the_cross_snr_t
     system.loss_weights = {**system.loss_weights, "recon": 0.0, "cross_snr": 1.0}
     with torch.no_grad():
         paths = system.net.paths(batch["noisy"], batch["noisy_b"], recon=False)
-        terms = system.shared_step(batch)
+        terms, _ = system.shared_step(batch)
     assert "recon_a" not in paths and "recon_b" not in paths
     assert "recon" not in terms and torch.isfinite(terms["cross_snr"])
     expected = sum(system.loss_weights[k] * terms[k] for k in ("content", "cross", "cross_snr"))

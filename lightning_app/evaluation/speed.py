@@ -48,7 +48,7 @@ def _step_fn(system, device: torch.device, precision: str):
 
     def step(batch):
         with autocast:
-            loss = system.shared_step(batch)["loss"]
+            loss = system.shared_step(batch)[0]["loss"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

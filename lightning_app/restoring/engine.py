@@ -185,6 +185,68 @@ def plan_grid(rate: int, model_rate: int, chunk_seconds: float, overlap_seconds:
 def model_length(frames: int, rate: int, model_rate: int) -> int:
     return math.ceil(frames * model_rate / rate)  # what resampling the whole signal gives
 
+
+#: file samples a resampling filter reaches beyond a block (its taps reach a few dozen; rounded up to grid units)
+RESAMPLING_MARGIN = 2048
+
+
+@dataclass(frozen=True)
+class BlockPlan:
+    """Where one block's work falls: model-rate samples unless named ``*_f`` (file samples).
+
+    The block's output depends on model samples [need0, need1) (the block plus the resampling margin);
+    the chunks reaching into [need0, run1) are run (``run1`` > ``need1`` when the last batch is run whole
+    for the next block); file samples [read0_f, read1_f) feed them, and ``offset`` is the model sample the
+    read starts at. ``chunk_start`` is where the first chunk starts, ``keep_from`` the next block's ``need0``,
+    and ``first_f`` the block's first sample within the file-rate output that starts at ``need0``.
+    """
+
+    need0: int
+    need1: int
+    run1: int
+    total: int
+    chunk_start: int
+    read0_f: int
+    read1_f: int
+    offset: int
+    keep_from: int
+    first_f: int
+
+
+def plan_block(grid: Grid, frames: int, rate: int, model_rate: int, block: tuple[int, int], batch_size: int,
+               carried: set[int] | None = None) -> BlockPlan:
+    """The reads and chunk runs of file samples ``block`` of a ``frames``-long file (a pure function).
+
+    ``carried`` (None: no carry between blocks) holds the starts of the chunks the previous block already
+    ran for this one; they need no input. With a carry the block's last batch of chunks is run whole, so
+    that batches stay the fixed groups of the file's chunk grid that one pass over the file would run.
+    """
+    chunk, overlap, unit_m, unit_f = grid.chunk, grid.overlap, grid.unit_model, grid.unit_file
+    # At the model's rate there are no resampling taps, and without the margin a block of whole batches
+    # needs no chunk of the next batch.
+    margin_f = 0 if rate == model_rate else math.ceil(RESAMPLING_MARGIN / unit_f) * unit_f
+    margin_m = margin_f // unit_f * unit_m
+    total = model_length(frames, rate, model_rate)
+    start_f, stop_f = block
+    c0, c1 = start_f // unit_f * unit_m, model_length(stop_f, rate, model_rate)
+    need0, need1 = max(0, c0 - margin_m), min(total, c1 + margin_m)
+    _, count, step = chunk_grid(total, chunk, overlap)
+    size = chunk if count > 1 else total
+    run1 = need1
+    if carried is not None:
+        last = chunks_reaching(total, chunk, overlap, need0, need1)[-1]
+        run1 = max(need1, min(count - 1, (last // batch_size + 1) * batch_size - 1) * step + 1)
+    indices = chunks_reaching(total, chunk, overlap, need0, run1)
+    run = [i * step for i in indices if i * step not in (carried or ())]
+    in0 = min(need0, run[0]) if run else need0
+    in1 = min(total, max(need1, run[-1] + size)) if run else need1
+    read0_f = max(0, in0 // unit_m * unit_f - margin_f)
+    read1_f = min(frames, math.ceil(in1 / unit_m) * unit_f + margin_f)
+    return BlockPlan(need0=need0, need1=need1, run1=run1, total=total, chunk_start=indices[0] * step,
+                     read0_f=read0_f, read1_f=read1_f, offset=read0_f // unit_f * unit_m, keep_from=c1 - margin_m,
+                     first_f=start_f - need0 // unit_m * unit_f)
+
+
 # Model input level: the median RMS of the default training mixtures (measured: -29.7 dBFS).
 TARGET_RMS_DBFS = -30.0
 
@@ -275,70 +337,42 @@ class Restorer:
         device; only its input and its result cross to it and back.
         """
         g = self.grid(rate)
-        chunk, overlap, unit_m, unit_f = g.chunk, g.overlap, g.unit_model, g.unit_file
-        m = self.model_rate
-        # Resampling taps reach a few dozen samples. At the model's rate there are none, and without the margin
-        # a block of whole batches needs no chunk of the next batch.
-        margin_f = 0 if rate == m else math.ceil(2048 / unit_f) * unit_f
-        margin_m = margin_f // unit_f * unit_m
-        total_m = model_length(frames, rate, m)
+        carried = None if carry is None else set(carry.get(0, {}))  # the same chunks for every signal
+        p = plan_block(g, frames, rate, self.model_rate, block, self.batch_size, carried)
         start_f, stop_f = block
-        c0, c1 = start_f // unit_f * unit_m, model_length(stop_f, rate, m)
-        # Model-rate samples needed: the block plus the resampling margin on the way back ...
-        need0, need1 = max(0, c0 - margin_m), min(total_m, c1 + margin_m)
-        _, count, step = chunk_grid(total_m, chunk, overlap)
-        size = chunk if count > 1 else total_m
-        run1 = need1
-        if carry is not None:  # run the last batch whole (see enhance_mono); the next block gets its chunks
-            last = chunks_reaching(total_m, chunk, overlap, need0, need1)[-1]
-            run1 = max(need1, min(count - 1, (last // self.batch_size + 1) * self.batch_size - 1) * step + 1)
-        indices = chunks_reaching(total_m, chunk, overlap, need0, run1)
-        lo_m = indices[0] * step  # where enhance_mono's output starts
-        # ... and to feed every chunk that is run (the previous block ran the carried ones, the same for every
-        # signal), plus the margin on the way in.
-        done = carry.get(0, {}) if carry else {}
-        run = [i * step for i in indices if i * step not in done]
-        in0 = min(need0, run[0]) if run else need0
-        in1 = min(total_m, max(need1, run[-1] + size)) if run else need1
-        read0 = max(0, in0 // unit_m * unit_f - margin_f)
-        read1 = min(frames, math.ceil(in1 / unit_m) * unit_f + margin_f)
-        raw = np.asarray(read(read0, read1), dtype=np.float64)  # no copy when read gives float64
+        raw = np.asarray(read(p.read0_f, p.read1_f), dtype=np.float64)  # no copy when read gives float64
         x = self.to_signals(torch.from_numpy(raw).to(self.device))
-        off_m = read0 // unit_f * unit_m
         out = torch.empty((stop_f - start_f, x.shape[1]), dtype=torch.float64, device=self.device)
         for i in range(x.shape[1]):
-            low = audio_io.resample(x[:, i].float(), rate, m)
-            if read1 == frames:  # the whole signal's resampled length ends here
-                low = low[: total_m - off_m]
-            enhanced = enhance_mono(self.model, low, chunk, overlap, self.batch_size, span=(need0, run1, total_m),
-                                    offset=off_m, gain=float(gains[i]),
-                                    carry=None if carry is None else carry.setdefault(i, {}),
-                                    keep_from=c1 - margin_m)  # the next block's need0
-            wet = self._back(enhanced[need0 - lo_m : need1 - lo_m], rate)
+            low = audio_io.resample(x[:, i].float(), rate, self.model_rate)
+            if p.read1_f == frames:  # the whole signal's resampled length ends here
+                low = low[: p.total - p.offset]
+            enhanced = enhance_mono(self.model, low, g.chunk, g.overlap, self.batch_size,
+                                    span=(p.need0, p.run1, p.total), offset=p.offset, gain=float(gains[i]),
+                                    carry=None if carry is None else carry.setdefault(i, {}), keep_from=p.keep_from)
+            wet = self._back(enhanced[p.need0 - p.chunk_start : p.need1 - p.chunk_start], rate)
             del enhanced
-            if self.high_band == "pass" and rate > m:
-                wet += self._high_band(x[:, i], low, need0, need1, off_m, read0, rate, unit_m, unit_f)
+            if self.high_band == "pass" and rate > self.model_rate:
+                wet += self._high_band(x[:, i], low, p, rate, g)
             del low
-            first = start_f - need0 // unit_m * unit_f
-            wet = wet[first : first + stop_f - start_f]
-            dry = x[start_f - read0 : stop_f - read0, i]
+            wet = wet[p.first_f : p.first_f + stop_f - start_f]
+            dry = x[start_f - p.read0_f : stop_f - p.read0_f, i]
             if len(wet) < len(dry):
                 wet = F.pad(wet, (0, len(dry) - len(wet)))
             if self.mix == 1.0:  # the usual case: 1.0 * wet + 0.0 * dry is wet, without two block-long temporaries
                 out[:, i] = wet
             else:
                 out[:, i] = self.mix * wet + (1.0 - self.mix) * dry
-        return self.from_signals(out).cpu().numpy(), raw[start_f - read0 : stop_f - read0]
+        return self.from_signals(out).cpu().numpy(), raw[start_f - p.read0_f : stop_f - p.read0_f]
 
     def _back(self, wave_m: torch.Tensor, rate: int) -> torch.Tensor:
         """Model-rate samples starting on the shared grid -> file-rate samples (float64) from the matching position."""
         return audio_io.resample(wave_m.float(), self.model_rate, rate).double()
 
-    def _high_band(self, x: torch.Tensor, low: torch.Tensor, need0: int, need1: int, off_m: int, read0: int,
-                   rate: int, unit_m: int, unit_f: int) -> torch.Tensor:
+    def _high_band(self, x: torch.Tensor, low: torch.Tensor, p: BlockPlan, rate: int, g: Grid) -> torch.Tensor:
         """What the model cannot see: the input minus its band-limited (model-rate) version."""
-        band_limited = self._back(low[need0 - off_m : need1 - off_m], rate)
-        first = need0 // unit_m * unit_f - read0
+        band_limited = self._back(low[p.need0 - p.offset : p.need1 - p.offset], rate)
+        first = p.need0 // g.unit_model * g.unit_file - p.read0_f
         original = x[first : first + len(band_limited)]
         return F.pad(original, (0, len(band_limited) - len(original))) - band_limited
 

@@ -1,7 +1,7 @@
 """The shared training logic of every variant.
 
-A variant overrides ``shared_step`` (batch -> loss terms, with the total under "loss") and,
-when its inference path is not ``self.net(noisy)``, ``enhance``. Everything else — logging,
+A variant overrides ``shared_step`` (batch -> loss terms with the total under "loss", and the network outputs
+they came from) and, when its inference path is not ``self.net(noisy)``, ``enhance``. Everything else — logging,
 the non-finite guard, validation outputs for the metric callbacks, optimisers — lives here.
 """
 
@@ -73,7 +73,8 @@ class DenoiseSystem(L.LightningModule):
     def forward(self, noisy: torch.Tensor) -> torch.Tensor:
         return self.enhance(noisy)
 
-    def shared_step(self, batch: dict) -> dict[str, torch.Tensor]:
+    def shared_step(self, batch: dict) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """(loss terms, the weighted sum under ``loss``; the network outputs they were computed from)."""
         raise NotImplementedError
 
     def _finite_everywhere(self, loss: torch.Tensor) -> bool:
@@ -81,7 +82,7 @@ class DenoiseSystem(L.LightningModule):
         return bool(self.trainer.strategy.reduce_boolean_decision(bool(torch.isfinite(loss)), all=True))
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        terms = self.shared_step(batch)
+        terms, _ = self.shared_step(batch)
         loss = terms["loss"]
         if not self._finite_everywhere(loss):
             self.skipped_batches += 1
@@ -99,10 +100,13 @@ class DenoiseSystem(L.LightningModule):
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> dict:
-        terms = self.shared_step(batch)
+        terms, _ = self.shared_step(batch)
+        self.log_validation_terms(terms, batch)
+        return {"estimate": self.enhance(batch["noisy"]).detach()}
+
+    def log_validation_terms(self, terms: dict[str, torch.Tensor], batch: dict) -> None:
         self.log_dict({f"val/loss_{k}" if k != "loss" else "val/loss": v for k, v in terms.items()},
                       on_epoch=True, sync_dist=True, batch_size=batch["noisy"].shape[0])
-        return {"estimate": self.enhance(batch["noisy"]).detach()}
 
     def test_step(self, batch: dict, batch_idx: int) -> dict:
         return {"estimate": self.enhance(batch["noisy"]).detach()}

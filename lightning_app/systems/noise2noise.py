@@ -31,7 +31,7 @@ class Noise2NoiseSystem(DenoiseSystem):
             raise ValueError(f"unknown Noise2Noise loss term(s) {unknown}; known: {list(TERMS)}")
         self.diagnostics = ClipMeans(DIAGNOSTICS)
 
-    def shared_step(self, batch: dict) -> dict[str, torch.Tensor]:
+    def shared_step(self, batch: dict) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         x_a, x_b = batch["noisy"], batch["noisy_b"]
         w = self.loss_weights
         paths = self.net.paths(x_a, x_b, recon=bool(w.get("recon")))
@@ -50,12 +50,12 @@ class Noise2NoiseSystem(DenoiseSystem):
         if w.get("edge"):
             terms["edge"] = losses.edge(paths["cross_a"], x_a) + losses.edge(paths["cross_b"], x_b)
         terms["loss"] = losses.weighted_sum(terms, {k: w.get(k, 0.0) for k in terms})
-        self._paths = paths
-        return terms
+        return terms, paths
 
     def validation_step(self, batch: dict, batch_idx: int) -> dict:
-        out = super().validation_step(batch, batch_idx)
-        paths, clean = self._paths, batch["clean"]
+        terms, paths = self.shared_step(batch)
+        self.log_validation_terms(terms, batch)
+        clean = batch["clean"]
         # Leakage: noise of the cross path's *target* copy inside its output. cross_a is made
         # from x_b and trained towards x_a, so noise_a can only be there if x_a's detail leaks
         # in (the skip design); with a clean separation it is chance-level correlation.
@@ -68,7 +68,7 @@ class Noise2NoiseSystem(DenoiseSystem):
         self.diagnostics.update({"leakage": 0.5 * (leak_a + leak_b), "leakage_a": leak_a, "leakage_b": leak_b,
                                  "residual_noise": residual,
                                  "cross_si_sdr_i": losses.si_sdr(paths["cross_a"], clean) - si_in})
-        return out
+        return {"estimate": self.enhance(batch["noisy"]).detach()}
 
     def on_validation_epoch_end(self) -> None:
         values = self.diagnostics.compute()

@@ -11,8 +11,8 @@ from lightning_app.systems.losses import waveform_loss_terms, weighted_sum
 class SupervisedSystem(DenoiseSystem):
     kind = "supervised"
 
-    def shared_step(self, batch: dict) -> dict[str, torch.Tensor]:
+    def shared_step(self, batch: dict) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         estimate = self.net(batch["noisy"])
         terms = waveform_loss_terms(estimate, batch["clean"], self.loss_weights)
         terms["loss"] = weighted_sum(terms, self.loss_weights)
-        return terms
+        return terms, {"estimate": estimate}
