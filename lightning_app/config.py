@@ -23,6 +23,8 @@ from pathlib import Path
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
+from lightning_app import compat
+
 # ----------------------------------------------------------------------------- where the files are
 PACKAGE = Path(__file__).resolve().parent
 SOURCE_TREE = PACKAGE.parent
@@ -90,9 +92,9 @@ def _moved(key: str, base: DictConfig) -> str | None:
         kinds = [k for k in CHOICES["model.kind"] if k in base.model and parts[1] in base.model[k]]
         kind = base.model.kind if not OmegaConf.is_missing(base.model, "kind") else None
         if kinds:
-            return f"model.{kind if kind in kinds else kinds[0]}.{_FLAT_MODEL.get(parts[1], parts[1])}"
-        if parts[1] in _FLAT_MODEL and "cross_domain" in base.model:
-            return f"model.cross_domain.{_FLAT_MODEL[parts[1]]}"
+            return f"model.{kind if kind in kinds else kinds[0]}.{compat.FLAT_MODEL_KEYS.get(parts[1], parts[1])}"
+        if parts[1] in compat.FLAT_MODEL_KEYS and "cross_domain" in base.model:
+            return f"model.cross_domain.{compat.FLAT_MODEL_KEYS[parts[1]]}"
     if parts[:2] == ["system", "loss"]:
         return f"system.supervised.{parts[2] if len(parts) > 2 else '<term>'} (the supervised loss weights)"
     return None
@@ -228,39 +230,15 @@ def compose_saved(saved: Path, overrides: Iterable[str] = (), blocks: Iterable[s
     """A saved run's config.yaml (as resumed), checked against today's defaults, plus new overrides."""
     cfg = _load_yaml(config_dir / "defaults.yaml", "defaults")
     OmegaConf.set_struct(cfg, True)
-    cfg = _merge(cfg, _migrate(_load_yaml(Path(saved), "saved run config")), f"saved config {saved}")
+    try:
+        upgraded = compat.upgrade_config(_load_yaml(Path(saved), "saved run config"), f"{saved}")
+    except compat.NewerSchemaError as exc:
+        raise ConfigError(str(exc)) from None
+    cfg = _merge(cfg, upgraded, f"saved config {saved}")
     cfg, _, cli = _apply_launch(cfg, overrides, blocks, config_dir)
     _validate(cfg, _load_yaml(config_dir / "defaults.yaml", "defaults"))
     check_written_keys(cfg, _dotted_keys(cli), "command-line overrides")
     return cfg
-
-
-#: model settings of configs saved before each network had its own block (model.<kind>.*), and their new names
-_FLAT_MODEL = {"n_fft": "n_fft", "hop": "hop", "channels": "channels", "time_strides": "time_strides",
-               "context_dilations": "context_dilations", "mask_max": "mask_max", "compress": "compress",
-               "freq_patch": "freq_patch", "latent_channels": "latent_channels", "cross_domain_strategy": "strategy",
-               "inference_decoder": "inference_decoder"}
-
-
-def _migrate(saved: DictConfig) -> DictConfig:
-    """Configs saved by earlier versions, in today's shape, so those runs still resume:
-    one speech source in data.clean.{kind, folder, procedural} (before the content mixture) moves to
-    data.clean.speech; flat model.* settings move to the block of the run's network (model.<kind>.*);
-    system.loss.* (the supervised weights) becomes system.supervised.*."""
-    clean = OmegaConf.select(saved, "data.clean")
-    if isinstance(clean, DictConfig) and "kind" in clean:
-        clean.speech = {k: clean.pop(k) for k in ("kind", "folder", "procedural") if k in clean}
-    model = OmegaConf.select(saved, "model")
-    if isinstance(model, DictConfig) and any(k in model for k in _FLAT_MODEL):
-        kind = model.get("kind", "spectral_unet")
-        flat = {_FLAT_MODEL[k]: model.pop(k) for k in list(model.keys()) if k in _FLAT_MODEL}
-        if kind != "cross_domain":
-            flat = {k: v for k, v in flat.items() if k not in ("latent_channels", "strategy", "inference_decoder")}
-        model[kind] = flat
-    system = OmegaConf.select(saved, "system")
-    if isinstance(system, DictConfig) and "loss" in system:
-        system.supervised = system.pop("loss")
-    return saved
 
 
 # ----------------------------------------------------------------------------- validation
@@ -461,8 +439,9 @@ def check_folder(path: str | Path, key: str) -> None:
 
 
 def save(cfg: DictConfig, path: Path) -> None:
+    """A run's config.yaml, stamped with the schema it is written in (``compat``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    path.write_text(OmegaConf.to_yaml(compat.stamp_config(cfg), resolve=True))
 
 
 def flatten(d: dict, prefix: str = "") -> dict:

@@ -17,22 +17,14 @@ NETS: dict[str, type[nn.Module]] = {
 }
 
 
-#: settings checkpoints of earlier versions carry for every network (one flat model.* block), by today's names
-_EARLIER_NAMES = {"cross_domain_strategy": "strategy"}
-#: settings added since, with the value that reproduces what earlier checkpoints were trained with
-_ADDED = {"cross_domain": {"shared_decoder": False}}
-
-
 def settings_read_by(kind: str) -> list[str]:
     """The ``model.*`` settings the network of ``kind`` is built from (its constructor's parameters)."""
     return [name for name in inspect.signature(NETS[kind]).parameters]
 
 
 def build_net(kind: str, **params) -> nn.Module:
-    """The network of ``kind`` from its settings (a checkpoint's ``hyper_parameters["model"]`` minus the kind);
-    settings of earlier checkpoints that this network does not read are dropped."""
+    """The network of ``kind`` from its settings (a checkpoint's ``hyper_parameters["model"]`` minus the kind;
+    ``compat`` brings those of earlier checkpoints to today's names)."""
     if kind not in NETS:
         raise ValueError(f"model.kind '{kind}' is not one of {sorted(NETS)}")
-    params = {**_ADDED.get(kind, {}), **{_EARLIER_NAMES.get(k, k): v for k, v in params.items()}}
-    read = set(settings_read_by(kind))
-    return NETS[kind](**{k: v for k, v in params.items() if k in read})
+    return NETS[kind](**params)

@@ -13,6 +13,7 @@ import warnings
 import lightning as L
 import torch
 
+from lightning_app import compat
 from lightning_app.nets import build_net
 
 
@@ -65,6 +66,7 @@ class DenoiseSystem(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["system_kind"] = self.kind
+        compat.stamp_checkpoint(checkpoint)
 
     def enhance(self, noisy: torch.Tensor) -> torch.Tensor:
         """The inference path used by validation metrics and lightning_app.denoise."""
@@ -144,10 +146,7 @@ class DenoiseSystem(L.LightningModule):
                               "its weights with system.init_from=<its last.ckpt>.", stacklevel=1)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        for state in checkpoint.get("lr_schedulers", []):
-            if "T_max" in state and "lr_lambdas" not in state:
-                # saved by the CosineAnnealingLR of earlier versions: continue it as the same cosine
-                state["lr_lambdas"] = [{"start": 0, "start_factor": 1.0, "end": state["T_max"]}]
+        compat.upgrade_scheduler_states(checkpoint)
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
         self.clip_gradients(optimizer, gradient_clip_val=self.optim_cfg["grad_clip"] or None,

@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from lightning_app import compat
 from lightning_app import config as C
 from lightning_app.config import CHOICES
-from lightning_app.nets import build_net
+from lightning_app.nets import NETS, build_net, settings_read_by
 
 if TYPE_CHECKING:
     from lightning_app.systems.base import DenoiseSystem
@@ -97,12 +98,27 @@ def read_checkpoint(path: str | Path, for_resume: bool = False) -> dict:
         raise CheckpointError(f"{path}: not a c2c-denoise checkpoint (no {' or '.join(missing)})")
     if ckpt["system_kind"] not in SYSTEM_KINDS:
         raise CheckpointError(f"{path}: unknown system kind {ckpt['system_kind']!r} (known: {', '.join(sorted(SYSTEM_KINDS))})")
+    _upgrade(ckpt, path)
     if for_resume:
         missing = [k for k in TRAINING_STATE if k not in ckpt]
         if missing:
             raise CheckpointError(f"{path}: holds weights but no training state ({', '.join(missing)}), so a run "
                                   f"cannot continue from it; start a new run from it with system.init_from={path}")
     return ckpt
+
+
+def _upgrade(ckpt: dict, path: Path) -> None:
+    """Settings of a checkpoint from an earlier schema in today's shape (``compat``), in place."""
+    try:
+        schema = compat.checkpoint_schema(ckpt, str(path))
+    except compat.NewerSchemaError as exc:
+        raise CheckpointError(str(exc)) from None
+    model = ckpt["hyper_parameters"].get("model") if isinstance(ckpt["hyper_parameters"], dict) else None
+    if isinstance(model, dict) and model.get("kind") in NETS:
+        kind = model["kind"]
+        params = compat.upgrade_model_settings(kind, {k: v for k, v in model.items() if k != "kind"}, schema,
+                                               known=settings_read_by(kind))
+        ckpt["hyper_parameters"]["model"] = {"kind": kind, **params}
 
 
 def describe_mismatch(exc: Exception) -> str:
