@@ -17,8 +17,12 @@ class BuildPyWithResources(build_py):
         target = Path(self.build_lib) / "lightning_app" / "_data"
         for name in RESOURCES:
             if Path(name).is_dir():
-                shutil.copytree(name, target / name, dirs_exist_ok=True,
-                                ignore=shutil.ignore_patterns("__pycache__", "*.partial"))
+                shutil.copytree(
+                    name,
+                    target / name,
+                    dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.partial"),
+                )
 
 
 setup(cmdclass={"build_py": BuildPyWithResources})

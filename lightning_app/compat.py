@@ -28,17 +28,28 @@ class NewerSchemaError(ValueError):
 
 def _checked(version: int, what: str) -> int:
     if version > SCHEMA:
-        raise NewerSchemaError(f"{what} was written in schema {version} by a newer c2c-denoise; this one reads "
-                               f"schemas up to {SCHEMA}: update the package (pip install -U c2c-denoise)")
+        raise NewerSchemaError(
+            f"{what} was written in schema {version} by a newer c2c-denoise; this one reads "
+            f"schemas up to {SCHEMA}: update the package (pip install -U c2c-denoise)"
+        )
     return version
 
 
 # ----------------------------------------------------------------------------- run configs (config.yaml)
 #: schema 1's flat model settings and their names in the network's own block
-FLAT_MODEL_KEYS = {"n_fft": "n_fft", "hop": "hop", "channels": "channels", "time_strides": "time_strides",
-                   "context_dilations": "context_dilations", "mask_max": "mask_max", "compress": "compress",
-                   "freq_patch": "freq_patch", "latent_channels": "latent_channels",
-                   "cross_domain_strategy": "strategy", "inference_decoder": "inference_decoder"}
+FLAT_MODEL_KEYS = {
+    "n_fft": "n_fft",
+    "hop": "hop",
+    "channels": "channels",
+    "time_strides": "time_strides",
+    "context_dilations": "context_dilations",
+    "mask_max": "mask_max",
+    "compress": "compress",
+    "freq_patch": "freq_patch",
+    "latent_channels": "latent_channels",
+    "cross_domain_strategy": "strategy",
+    "inference_decoder": "inference_decoder",
+}
 CROSS_DOMAIN_ONLY = ("latent_channels", "strategy", "inference_decoder")
 #: settings added in schema 2, with the value that reproduces what schema 1 networks were trained with
 ADDED_MODEL_SETTINGS = {"cross_domain": {"shared_decoder": False}}
@@ -94,7 +105,10 @@ def upgrade_model_settings(kind: str, params: dict, schema: int, known: list[str
     """
     if schema >= 2:
         return dict(params)
-    renamed = {**ADDED_MODEL_SETTINGS.get(kind, {}), **{EARLIER_MODEL_NAMES.get(k, k): v for k, v in params.items()}}
+    renamed = {
+        **ADDED_MODEL_SETTINGS.get(kind, {}),
+        **{EARLIER_MODEL_NAMES.get(k, k): v for k, v in params.items()},
+    }
     return {k: v for k, v in renamed.items() if k in known}
 
 

@@ -106,9 +106,13 @@ def _merge(base: DictConfig, overlay, source: str) -> DictConfig:
     except ConfigKeyError as exc:
         key = exc.full_key or str(exc.key)
         if moved := _moved(key, base):
-            raise ConfigError(f"unknown config key '{key}' in {source}: each network's and each system's settings are "
-                              f"under its name now; this one is {moved}") from None
-        raise ConfigError(f"unknown config key '{key}' in {source}.{_suggest(key, _all_keys(base))}") from None
+            raise ConfigError(
+                f"unknown config key '{key}' in {source}: each network's and each system's settings are "
+                f"under its name now; this one is {moved}"
+            ) from None
+        raise ConfigError(
+            f"unknown config key '{key}' in {source}.{_suggest(key, _all_keys(base))}"
+        ) from None
     except OmegaConfBaseException as exc:
         raise ConfigError(f"invalid value in {source}: {exc.msg if hasattr(exc, 'msg') else exc}") from None
 
@@ -142,16 +146,22 @@ def foreign_form(argv: list[str]) -> str | None:
             value = arg.split("=", 1)[1] if "=" in arg else (argv[i + 1] if i + 1 < len(argv) else "VALUE")
             return f"{arg}: LightningCLI's form; here overrides are key=value without dashes: {option[2:]}={value}"
         if option in ("--config", "-c"):
-            return (f"{arg}: LightningCLI's form; give the experiment (a name from experiments/ or a YAML file) "
-                    f"as the first argument: python -m lightning_app.train my_experiment.yaml")
+            return (
+                f"{arg}: LightningCLI's form; give the experiment (a name from experiments/ or a YAML file) "
+                f"as the first argument: python -m lightning_app.train my_experiment.yaml"
+            )
         if arg.startswith("+") and "=" in arg:
-            return (f"{arg}: Hydra's form; every key already exists in configs/defaults.yaml, so no '+': "
-                    f"{arg.lstrip('+')}")
+            return (
+                f"{arg}: Hydra's form; every key already exists in configs/defaults.yaml, so no '+': "
+                f"{arg.lstrip('+')}"
+            )
         if arg.startswith("~"):
             return f"{arg}: Hydra's deletion; keys cannot be removed here, set a value instead: {arg[1:].split('=')[0]}=..."
         if arg in ("-m", "--multirun"):
-            return (f"{arg}: Hydra's multirun; sweeps here are Optuna studies: make sweep EXP=<experiment> "
-                    f"SWEEP=<a file of configs/sweep/> (python -m lightning_app.sweep EXPERIMENT SWEEP)")
+            return (
+                f"{arg}: Hydra's multirun; sweeps here are Optuna studies: make sweep EXP=<experiment> "
+                f"SWEEP=<a file of configs/sweep/> (python -m lightning_app.sweep EXPERIMENT SWEEP)"
+            )
         if option.startswith(("hydra.", "hydra/")):
             return f"{arg}: Hydra's own settings do not exist here; runs go to run.root (runs/<experiment>/version_N)"
     return None
@@ -166,8 +176,10 @@ def experiment_file(experiment: str, experiment_dir: Path = EXPERIMENT_DIR) -> t
         return given.stem, given
     path = experiment_dir / f"{experiment}.yaml"
     if not path.is_file():
-        raise ConfigError(f"unknown experiment '{experiment}' (no {path}); "
-                          f"available: {', '.join(available_experiments(experiment_dir))}, or a YAML file of your own")
+        raise ConfigError(
+            f"unknown experiment '{experiment}' (no {path}); "
+            f"available: {', '.join(available_experiments(experiment_dir))}, or a YAML file of your own"
+        )
     return experiment, path
 
 
@@ -175,8 +187,11 @@ def _parse_overrides(overrides: Iterable[str]) -> DictConfig:
     overrides = list(overrides)
     for item in overrides:
         if "=" not in item:
-            hint = (f"; to continue that run: --resume-from {item}"
-                    if item.endswith(".ckpt") or (Path(item) / "checkpoints").is_dir() else "")
+            hint = (
+                f"; to continue that run: --resume-from {item}"
+                if item.endswith(".ckpt") or (Path(item) / "checkpoints").is_dir()
+                else ""
+            )
             raise ConfigError(f"override '{item}' must look like key=value, e.g. trainer.max_epochs=3{hint}")
     try:
         return OmegaConf.from_dotlist(overrides)
@@ -184,8 +199,13 @@ def _parse_overrides(overrides: Iterable[str]) -> DictConfig:
         raise ConfigError(f"could not parse overrides {overrides}: {exc}") from None
 
 
-def compose(experiment: str, overrides: Iterable[str] = (), blocks: Iterable[str] = (),
-            config_dir: Path = CONFIG_DIR, experiment_dir: Path = EXPERIMENT_DIR) -> DictConfig:
+def compose(
+    experiment: str,
+    overrides: Iterable[str] = (),
+    blocks: Iterable[str] = (),
+    config_dir: Path = CONFIG_DIR,
+    experiment_dir: Path = EXPERIMENT_DIR,
+) -> DictConfig:
     """The resolved, read-only-structure config of an experiment.
 
     Order (later wins): configs/defaults.yaml, the experiment's ``use:`` blocks, the
@@ -216,8 +236,9 @@ def _apply_blocks(cfg: DictConfig, names: Iterable[str], config_dir: Path) -> Di
     return cfg
 
 
-def _apply_launch(cfg: DictConfig, overrides: Iterable[str], blocks: Iterable[str],
-                  config_dir: Path) -> tuple[DictConfig, list[str], DictConfig]:
+def _apply_launch(
+    cfg: DictConfig, overrides: Iterable[str], blocks: Iterable[str], config_dir: Path
+) -> tuple[DictConfig, list[str], DictConfig]:
     """Blocks given at launch (TRAINER=..., use=[...]) and then key=value overrides; also returns those."""
     cli = _parse_overrides(overrides)
     names = [*blocks, *(cli.pop("use", []) or [])]
@@ -225,8 +246,9 @@ def _apply_launch(cfg: DictConfig, overrides: Iterable[str], blocks: Iterable[st
     return _merge(cfg, cli, "command-line overrides"), names, cli
 
 
-def compose_saved(saved: Path, overrides: Iterable[str] = (), blocks: Iterable[str] = (),
-                  config_dir: Path = CONFIG_DIR) -> DictConfig:
+def compose_saved(
+    saved: Path, overrides: Iterable[str] = (), blocks: Iterable[str] = (), config_dir: Path = CONFIG_DIR
+) -> DictConfig:
     """A saved run's config.yaml (as resumed), checked against today's defaults, plus new overrides."""
     cfg = _load_yaml(config_dir / "defaults.yaml", "defaults")
     OmegaConf.set_struct(cfg, True)
@@ -247,8 +269,13 @@ def compose_saved(saved: Path, overrides: Iterable[str] = (), blocks: Iterable[s
 # config is composed, so a mistake stops the run before any directory is made.
 
 #: keys that take more than their default's type
-FLEXIBLE = {"trainer.devices": (int, str, list), "trainer.precision": (str, int), "run.version": (str, int),
-            "system.init_from": (str,), "data.noise.folder.label": (str,)}
+FLEXIBLE = {
+    "trainer.devices": (int, str, list),
+    "trainer.precision": (str, int),
+    "run.version": (str, int),
+    "system.init_from": (str,),
+    "data.noise.folder.label": (str,),
+}
 #: keys with a fixed set of values (system/model kinds: tests keep these equal to the registries)
 CHOICES = {
     "data.mode": ("supervised", "noise2noise", "paired", "real_pairs"),
@@ -262,28 +289,82 @@ CHOICES = {
     "data.noise.kind": ("procedural", "folder"),
     "checkpoint.mode": ("min", "max"),
     "trainer.accelerator": ("cpu", "gpu", "cuda", "mps", "auto"),
-    "trainer.precision": ("64-true", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true",
-                          "64", "32", "16", "bf16", 64, 32, 16),
+    "trainer.precision": (
+        "64-true",
+        "32-true",
+        "16-mixed",
+        "bf16-mixed",
+        "16-true",
+        "bf16-true",
+        "64",
+        "32",
+        "16",
+        "bf16",
+        64,
+        32,
+        16,
+    ),
 }
 #: above zero (each element, for lists)
-POSITIVE = ("data.sample_rate", "data.segment_seconds", "data.val_segment_seconds", "data.batch_size",
-            "data.train_examples_per_epoch", "data.val_clips", "model.*.n_fft", "model.*.hop", "model.*.freq_patch",
-            "model.*.channels", "model.*.time_strides", "model.*.context_dilations", "model.*.mask_max",
-            "model.*.compress", "model.*.latent_channels", "model.*.strides", "model.*.kernel_size",
-            "trainer.max_epochs", "trainer.num_nodes",
-            "trainer.log_every_n_steps", "trainer.check_val_every_n_epoch", "metrics.perceptual_every_n_epochs",
-            "media.every_n_epochs", "data.noise.procedural.max_layers")
+POSITIVE = (
+    "data.sample_rate",
+    "data.segment_seconds",
+    "data.val_segment_seconds",
+    "data.batch_size",
+    "data.train_examples_per_epoch",
+    "data.val_clips",
+    "model.*.n_fft",
+    "model.*.hop",
+    "model.*.freq_patch",
+    "model.*.channels",
+    "model.*.time_strides",
+    "model.*.context_dilations",
+    "model.*.mask_max",
+    "model.*.compress",
+    "model.*.latent_channels",
+    "model.*.strides",
+    "model.*.kernel_size",
+    "trainer.max_epochs",
+    "trainer.num_nodes",
+    "trainer.log_every_n_steps",
+    "trainer.check_val_every_n_epoch",
+    "metrics.perceptual_every_n_epochs",
+    "media.every_n_epochs",
+    "data.noise.procedural.max_layers",
+)
 #: zero or more
-NON_NEGATIVE = ("seed", "data.num_workers", "data.source_bank", "optim.lr", "optim.weight_decay", "optim.grad_clip",
-                "system.supervised.*", "system.noise2noise.*", "metrics.silent_clean_rms", "metrics.perceptual_clips",
-                "metrics.perceptual_workers", "metrics.visqol_clips", "media.clips", "data.clean.mix.*",
-                "*weights.*", "*.generators.*.weight", "data.real_pairs.max_lag_seconds",
-                "data.real_pairs.window_seconds", "data.real_pairs.max_drift_ms")
+NON_NEGATIVE = (
+    "seed",
+    "data.num_workers",
+    "data.source_bank",
+    "optim.lr",
+    "optim.weight_decay",
+    "optim.grad_clip",
+    "system.supervised.*",
+    "system.noise2noise.*",
+    "metrics.silent_clean_rms",
+    "metrics.perceptual_clips",
+    "metrics.perceptual_workers",
+    "metrics.visqol_clips",
+    "media.clips",
+    "data.clean.mix.*",
+    "*weights.*",
+    "*.generators.*.weight",
+    "data.real_pairs.max_lag_seconds",
+    "data.real_pairs.window_seconds",
+    "data.real_pairs.max_drift_ms",
+)
 #: between 0 and 1
 FRACTIONS = ("*_probability", "*_fraction", "metrics.retention_alarm", "data.real_pairs.min_correlation")
 
-_TYPE_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string", list: "a list",
-               dict: "a mapping"}
+_TYPE_WORDS = {
+    bool: "true or false",
+    int: "a whole number",
+    float: "a number",
+    str: "a string",
+    list: "a list",
+    dict: "a mapping",
+}
 _PLURAL = {int: "whole numbers", float: "numbers"}
 
 
@@ -308,7 +389,9 @@ def _check_value(key: str, value, default) -> None:
     if value is None and default is None:
         return  # an optional setting left unset
     allowed = FLEXIBLE.get(key) or ((_kind(default),) if default is not None else None)
-    is_range = isinstance(default, list) and len(default) == 2 and all(_kind(d) in (int, float) for d in default)
+    is_range = (
+        isinstance(default, list) and len(default) == 2 and all(_kind(d) in (int, float) for d in default)
+    )
     if allowed and not any(_fits(value, t) for t in allowed):
         if is_range:
             raise ConfigError(f"{key} must be [low, high] ({_PLURAL[_kind(default[0])]}), got {shown}")
@@ -346,7 +429,9 @@ def _check_against(defaults, cfg, prefix: str = "") -> None:
                 raise ConfigError(f"{path} is a group of settings ({', '.join(default.keys())}), not a value")
             _check_against(default, value, path + ".")
             continue
-        plain = lambda node: OmegaConf.to_container(node) if isinstance(node, (DictConfig, ListConfig)) else node._value()
+        plain = lambda node: (
+            OmegaConf.to_container(node) if isinstance(node, (DictConfig, ListConfig)) else node._value()
+        )
         default_value = None if OmegaConf.is_missing(defaults, key) else plain(default)
         _check_value(path, plain(value), default_value)
 
@@ -357,22 +442,35 @@ VARIANT_KEYS = ("data.mode", "model.kind", "system.kind")
 
 def check_variant(cfg: DictConfig) -> None:
     """A variant is declared, and its system, network and data fit together."""
-    missing = [k for k in VARIANT_KEYS if OmegaConf.is_missing(OmegaConf.select(cfg, k.rsplit(".", 1)[0]),
-                                                                 k.rsplit(".", 1)[1])]
+    missing = [
+        k
+        for k in VARIANT_KEYS
+        if OmegaConf.is_missing(OmegaConf.select(cfg, k.rsplit(".", 1)[0]), k.rsplit(".", 1)[1])
+    ]
     if missing:
         variants = ", ".join(f"variant/{p.stem}" for p in sorted((CONFIG_DIR / "variant").glob("*.yaml")))
-        raise ConfigError(f"experiment {cfg.experiment} declares no variant ({', '.join(missing)} unset): add "
-                          f"`use: [variant/supervised]` (or another of: {variants}) to its file")
+        raise ConfigError(
+            f"experiment {cfg.experiment} declares no variant ({', '.join(missing)} unset): add "
+            f"`use: [variant/supervised]` (or another of: {variants}) to its file"
+        )
     kind, net, mode = cfg.system.kind, cfg.model.kind, cfg.data.mode
-    noise2noise_hint = "start from a Noise2Noise experiment (pure_noise2noise, extreme_denoising, progressive)"
+    noise2noise_hint = (
+        "start from a Noise2Noise experiment (pure_noise2noise, extreme_denoising, progressive)"
+    )
     if kind == "noise2noise" and net != "cross_domain":
-        raise ConfigError(f"system.kind=noise2noise needs model.kind=cross_domain (got {net}); {noise2noise_hint}")
+        raise ConfigError(
+            f"system.kind=noise2noise needs model.kind=cross_domain (got {net}); {noise2noise_hint}"
+        )
     if kind == "noise2noise" and mode not in ("noise2noise", "real_pairs"):
-        raise ConfigError(f"system.kind=noise2noise learns from two noisy copies: data.mode must be noise2noise or "
-                          f"real_pairs (got {mode}); for clean targets use system.kind=supervised (e.g. supervised_unet)")
+        raise ConfigError(
+            f"system.kind=noise2noise learns from two noisy copies: data.mode must be noise2noise or "
+            f"real_pairs (got {mode}); for clean targets use system.kind=supervised (e.g. supervised_unet)"
+        )
     if kind == "supervised" and mode not in ("supervised", "paired"):
-        raise ConfigError(f"system.kind=supervised needs clean targets: data.mode must be supervised or paired "
-                          f"(got {mode}); to train without clean audio {noise2noise_hint}")
+        raise ConfigError(
+            f"system.kind=supervised needs clean targets: data.mode must be supervised or paired "
+            f"(got {mode}); to train without clean audio {noise2noise_hint}"
+        )
 
 
 def check_written_keys(cfg: DictConfig, written: Iterable[str], source: str) -> None:
@@ -385,13 +483,20 @@ def check_written_keys(cfg: DictConfig, written: Iterable[str], source: str) -> 
         if len(parts) < 3 or parts[0] not in ("model", "system"):
             continue
         group, owner = parts[0], parts[1]
-        kinds, used = (CHOICES["model.kind"], cfg.model.kind) if group == "model" else (CHOICES["system.kind"],
-                                                                                        cfg.system.kind)
+        kinds, used = (
+            (CHOICES["model.kind"], cfg.model.kind)
+            if group == "model"
+            else (CHOICES["system.kind"], cfg.system.kind)
+        )
         if owner in kinds and owner != used:
             same = f"{group}.{used}.{'.'.join(parts[2:])}"
-            instead = f"; this run's is {same}" if OmegaConf.select(cfg, same, default=None) is not None else ""
-            raise ConfigError(f"{key} (in {source}) is read only by {group}.kind={owner}, and this run's "
-                              f"{group}.kind is {used}: it would be ignored{instead}")
+            instead = (
+                f"; this run's is {same}" if OmegaConf.select(cfg, same, default=None) is not None else ""
+            )
+            raise ConfigError(
+                f"{key} (in {source}) is read only by {group}.kind={owner}, and this run's "
+                f"{group}.kind is {used}: it would be ignored{instead}"
+            )
 
 
 def _dotted_keys(cfg, prefix: str = "") -> list[str]:
@@ -415,8 +520,10 @@ def _validate(cfg: DictConfig, defaults: DictConfig) -> None:
     net = cfg.model[cfg.model.kind]
     strides = "time_strides" if "time_strides" in net else "strides"
     if "channels" in net and strides in net and len(net[strides]) != len(net.channels) - 1:
-        raise ConfigError(f"model.{cfg.model.kind}.{strides} needs {len(net.channels) - 1} entries (one per level "
-                          f"below the first), got {len(net[strides])}")
+        raise ConfigError(
+            f"model.{cfg.model.kind}.{strides} needs {len(net.channels) - 1} entries (one per level "
+            f"below the first), got {len(net[strides])}"
+        )
 
 
 def to_container(cfg: DictConfig | ListConfig | dict) -> dict:

@@ -23,13 +23,26 @@ from lightning_app.data.corpus import DEFAULT_ROOT, DEFAULT_SPEC, CorpusError, b
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m lightning_app.corpus", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="where the corpus goes (default data/real)")
-    p.add_argument("--packages-dir", type=Path, default=None,
-                   help="where the .deb files are kept (default: ROOT's parent/packages)")
-    p.add_argument("--spec", type=Path, default=DEFAULT_SPEC, help="the corpus description (configs/corpus.yaml)")
-    p.add_argument("--only", nargs="+", default=None, metavar="PACKAGE", help="build from these packages of the spec")
+    p = argparse.ArgumentParser(
+        prog="python -m lightning_app.corpus",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--root", type=Path, default=DEFAULT_ROOT, help="where the corpus goes (default data/real)"
+    )
+    p.add_argument(
+        "--packages-dir",
+        type=Path,
+        default=None,
+        help="where the .deb files are kept (default: ROOT's parent/packages)",
+    )
+    p.add_argument(
+        "--spec", type=Path, default=DEFAULT_SPEC, help="the corpus description (configs/corpus.yaml)"
+    )
+    p.add_argument(
+        "--only", nargs="+", default=None, metavar="PACKAGE", help="build from these packages of the spec"
+    )
     return p.parse_args(argv)
 
 
@@ -44,7 +57,9 @@ def main(argv=None) -> int:
     hours = Counter()
     for row in rows:
         hours[(row["split"], row["content"])] += float(row["seconds"]) / 3600
-    print(f"corpus: {args.root / 'manifest.csv'}: {len(rows)} files from {len({r['package'] for r in rows})} packages")
+    print(
+        f"corpus: {args.root / 'manifest.csv'}: {len(rows)} files from {len({r['package'] for r in rows})} packages"
+    )
     for (split, content), h in sorted(hours.items()):
         groups = len({r["group"] for r in rows if r["split"] == split and r["content"] == content})
         print(f"  {split:5s} {content:6s} {h:6.2f} h in {groups} groups (tracks or speakers)")

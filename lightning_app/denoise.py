@@ -42,51 +42,109 @@ from lightning_app.restoring.engine import HIGH_BAND, Restorer
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m lightning_app.denoise", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m lightning_app.denoise",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("inputs", nargs="*", help="audio files or folders of them (or give --file-list)")
-    p.add_argument("--checkpoint", default=None,
-                   help="a .ckpt from runs/<experiment>/<version>/checkpoints/ (default: the bundled archive model, "
-                        "models/archive_fullband.ckpt; see models/README.md)")
-    p.add_argument("-o", "--output-dir", required=True, help="where the restored files go (created if needed)")
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help="a .ckpt from runs/<experiment>/<version>/checkpoints/ (default: the bundled archive model, "
+        "models/archive_fullband.ckpt; see models/README.md)",
+    )
+    p.add_argument(
+        "-o", "--output-dir", required=True, help="where the restored files go (created if needed)"
+    )
     p.add_argument("--mix", type=float, default=1.0, help="share of the denoised signal, 0..1 (default 1.0)")
-    p.add_argument("--residual", action="store_true",
-                   help="also write what was removed (input - output) as NAME.residual.EXT, for listening checks "
-                        "(a name too long for the file system is cut, with a hash that keeps it unique)")
-    p.add_argument("--no-guard", action="store_true",
-                   help="switch the do-no-harm guard off: the model's output as it is (by default the guard puts back "
-                        "what the model removed that does not look like noise: far above the input's noise floor "
-                        "and not a click; the log line and the report say how much)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (inputs are never replaced)")
-    p.add_argument("--channels", default="independent", choices=["independent", "mid-side"],
-                   help="stereo: denoise each channel, or mid and side (default independent)")
-    p.add_argument("--high-band", default="pass", choices=HIGH_BAND,
-                   help="above the model's Nyquist frequency: pass the input through (default) or drop it")
-    p.add_argument("--subtype", default=None, help="output sample format, e.g. PCM_16, PCM_24, FLOAT (default: the input's)")
+    p.add_argument(
+        "--residual",
+        action="store_true",
+        help="also write what was removed (input - output) as NAME.residual.EXT, for listening checks "
+        "(a name too long for the file system is cut, with a hash that keeps it unique)",
+    )
+    p.add_argument(
+        "--no-guard",
+        action="store_true",
+        help="switch the do-no-harm guard off: the model's output as it is (by default the guard puts back "
+        "what the model removed that does not look like noise: far above the input's noise floor "
+        "and not a click; the log line and the report say how much)",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace existing outputs (inputs are never replaced)"
+    )
+    p.add_argument(
+        "--channels",
+        default="independent",
+        choices=["independent", "mid-side"],
+        help="stereo: denoise each channel, or mid and side (default independent)",
+    )
+    p.add_argument(
+        "--high-band",
+        default="pass",
+        choices=HIGH_BAND,
+        help="above the model's Nyquist frequency: pass the input through (default) or drop it",
+    )
+    p.add_argument(
+        "--subtype",
+        default=None,
+        help="output sample format, e.g. PCM_16, PCM_24, FLOAT (default: the input's)",
+    )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--chunk-seconds", type=float, default=Restorer.chunk_seconds, help="model input length per chunk")
-    p.add_argument("--block-seconds", type=float, default=Restorer.block_seconds,
-                   help="audio read, denoised and written per step (memory grows with it)")
-    p.add_argument("--batch-size", type=int, default=None,
-                   help="chunks per forward pass (default: 2 on the CPU, where bigger batches only cost memory; 16 on a GPU)")
+    p.add_argument(
+        "--chunk-seconds", type=float, default=Restorer.chunk_seconds, help="model input length per chunk"
+    )
+    p.add_argument(
+        "--block-seconds",
+        type=float,
+        default=Restorer.block_seconds,
+        help="audio read, denoised and written per step (memory grows with it)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="chunks per forward pass (default: 2 on the CPU, where bigger batches only cost memory; 16 on a GPU)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--report", action="store_true",
-                   help="write DIR/report.html: loudest and quietest excerpts before/after/removed with spectrograms, "
-                        "and reference-free figures (noise floor, clicks, energy removed per band, DNSMOS for speech)")
-    p.add_argument("--content", default=None, choices=["speech", "music"],
-                   help="what the files hold, for the report: DNSMOS is a speech measure and is left out for music "
-                        "(default: unknown, shown with that caveat)")
+    p.add_argument(
+        "--report",
+        action="store_true",
+        help="write DIR/report.html: loudest and quietest excerpts before/after/removed with spectrograms, "
+        "and reference-free figures (noise floor, clicks, energy removed per band, DNSMOS for speech)",
+    )
+    p.add_argument(
+        "--content",
+        default=None,
+        choices=["speech", "music"],
+        help="what the files hold, for the report: DNSMOS is a speech measure and is left out for music "
+        "(default: unknown, shown with that caveat)",
+    )
     batch = p.add_argument_group("batches split over tasks (what each task of `make submit-denoise` runs)")
-    batch.add_argument("--file-list", default=None, metavar="TSV",
-                       help="restore the rows of this list (columns task, input, output relative to --output-dir; "
-                            "written by lightning_app.submit --denoise) instead of INPUTS")
-    batch.add_argument("--task", type=int, default=None, metavar="I", help="with --file-list: only the rows of task I")
-    batch.add_argument("--skip-complete", action="store_true",
-                       help="skip files whose output exists (it is complete: outputs get their name only when "
-                            "complete) instead of refusing them")
-    batch.add_argument("--summary", default=None, metavar="CSV",
-                       help="append one row per file: file, output, status (restored|skipped-complete|failed), "
-                            "reason, seconds of audio, compute seconds, real-time factor, task")
+    batch.add_argument(
+        "--file-list",
+        default=None,
+        metavar="TSV",
+        help="restore the rows of this list (columns task, input, output relative to --output-dir; "
+        "written by lightning_app.submit --denoise) instead of INPUTS",
+    )
+    batch.add_argument(
+        "--task", type=int, default=None, metavar="I", help="with --file-list: only the rows of task I"
+    )
+    batch.add_argument(
+        "--skip-complete",
+        action="store_true",
+        help="skip files whose output exists (it is complete: outputs get their name only when "
+        "complete) instead of refusing them",
+    )
+    batch.add_argument(
+        "--summary",
+        default=None,
+        metavar="CSV",
+        help="append one row per file: file, output, status (restored|skipped-complete|failed), "
+        "reason, seconds of audio, compute seconds, real-time factor, task",
+    )
     args = p.parse_args(argv)
     if bool(args.inputs) == bool(args.file_list):
         p.error("give INPUTS or --file-list, not both" if args.inputs else "give INPUTS or --file-list")
@@ -105,10 +163,12 @@ def main(argv: list[str] | None = None) -> int:
         with stop_on_signals():
             return run(args, tally)
     except Interrupted as stop:  # one line and the shell's 128 + signal, not a traceback
-        print(f"interrupted ({stop}): {tally['restored']} of {tally['files']} file(s) restored; "
-              "nothing half-written left", file=sys.stderr)
+        print(
+            f"interrupted ({stop}): {tally['restored']} of {tally['files']} file(s) restored; "
+            "nothing half-written left",
+            file=sys.stderr,
+        )
         return 128 + stop.signum
-
 
 
 if __name__ == "__main__":

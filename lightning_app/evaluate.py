@@ -52,36 +52,77 @@ from lightning_app.evaluation.test_sets import DEFAULT_EXPERIMENT
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m lightning_app.evaluate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m lightning_app.evaluate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("checkpoints", nargs="*", help="checkpoints to score (none: baselines only)")
-    p.add_argument("--experiment", default=None, help=f"whose data settings build the synthetic test set (default "
-                   f"{DEFAULT_EXPERIMENT}; archive_fullband: 44.1 kHz music and speech); with --data: the corpus's rate")
-    p.add_argument("--data", default=None, help="a paired corpus: DIR/noisy and DIR/clean (default: synthetic test set); "
-                   "without DIR/clean: restore DIR's noisy files and write the listening report (report.html)")
-    p.add_argument("--clips", type=int, default=None, help="number of clips (synthetic default 48; corpus: all)")
+    p.add_argument(
+        "--experiment",
+        default=None,
+        help=f"whose data settings build the synthetic test set (default "
+        f"{DEFAULT_EXPERIMENT}; archive_fullband: 44.1 kHz music and speech); with --data: the corpus's rate",
+    )
+    p.add_argument(
+        "--data",
+        default=None,
+        help="a paired corpus: DIR/noisy and DIR/clean (default: synthetic test set); "
+        "without DIR/clean: restore DIR's noisy files and write the listening report (report.html)",
+    )
+    p.add_argument(
+        "--clips", type=int, default=None, help="number of clips (synthetic default 48; corpus: all)"
+    )
     p.add_argument("--seconds", type=float, default=3.0, help="synthetic clip length")
-    p.add_argument("--mix", type=float, nargs="+", default=[1.0, 0.5, 0.3], help="dry/wet values per checkpoint")
+    p.add_argument(
+        "--mix", type=float, nargs="+", default=[1.0, 0.5, 0.3], help="dry/wet values per checkpoint"
+    )
     p.add_argument("--output-dir", default="evaluation")
     p.add_argument("--workers", type=int, default=2, help="processes for PESQ/STOI/ViSQOL")
-    p.add_argument("--visqol-clips", type=int, default=16,
-                   help="ViSQOL on the first N clips, every system (about 2 s of CPU per 3-s clip and system; 0: off)")
+    p.add_argument(
+        "--visqol-clips",
+        type=int,
+        default=16,
+        help="ViSQOL on the first N clips, every system (about 2 s of CPU per 3-s clip and system; 0: off)",
+    )
     p.add_argument("--no-baselines", action="store_true", help="only the checkpoints and the noisy input")
-    p.add_argument("--chains", nargs="*", default=None, metavar="KIND[:N_FFT[:HOP[:N_MELS]]]",
-                   help="reconstruction-chain analysis instead of model scoring (stft, magnitude, mel; "
-                        "no value: STFT, magnitude and mel at 64 and 128 mels); writes chains.md/.csv")
-    p.add_argument("--audioldm2-dir", type=Path, default=None,
-                   help="local AudioLDM2 pipeline folder (vae/, vocoder/): adds its mel, VAE and HiFi-GAN chains "
-                        "(implies --chains; needs pip install '.[audioldm2]')")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"],
-                   help="where the checkpoints (and the AudioLDM2 VAE and vocoder) run; baselines and scores: the CPU")
-    p.add_argument("--ablation", action="store_true",
-                   help="also each checkpoint without the do-no-harm guard, and the guard alone (over a model that "
-                        "removes everything): the guard's effect, on the procedural and the real test sets")
-    p.add_argument("--real-corpus", type=Path, default=Path("data/real"),
-                   help="the corpus of real recordings (make corpus) whose test split makes the real test set "
-                        "(default data/real; missing: one line says how to build it, and the set is left out)")
-    p.add_argument("--real-clips", type=int, default=36, help="real test clips per content (default 36, of 6 s)")
+    p.add_argument(
+        "--chains",
+        nargs="*",
+        default=None,
+        metavar="KIND[:N_FFT[:HOP[:N_MELS]]]",
+        help="reconstruction-chain analysis instead of model scoring (stft, magnitude, mel; "
+        "no value: STFT, magnitude and mel at 64 and 128 mels); writes chains.md/.csv",
+    )
+    p.add_argument(
+        "--audioldm2-dir",
+        type=Path,
+        default=None,
+        help="local AudioLDM2 pipeline folder (vae/, vocoder/): adds its mel, VAE and HiFi-GAN chains "
+        "(implies --chains; needs pip install '.[audioldm2]')",
+    )
+    p.add_argument(
+        "--device",
+        default="cpu",
+        choices=["cpu", "cuda", "auto"],
+        help="where the checkpoints (and the AudioLDM2 VAE and vocoder) run; baselines and scores: the CPU",
+    )
+    p.add_argument(
+        "--ablation",
+        action="store_true",
+        help="also each checkpoint without the do-no-harm guard, and the guard alone (over a model that "
+        "removes everything): the guard's effect, on the procedural and the real test sets",
+    )
+    p.add_argument(
+        "--real-corpus",
+        type=Path,
+        default=Path("data/real"),
+        help="the corpus of real recordings (make corpus) whose test split makes the real test set "
+        "(default data/real; missing: one line says how to build it, and the set is left out)",
+    )
+    p.add_argument(
+        "--real-clips", type=int, default=36, help="real test clips per content (default 36, of 6 s)"
+    )
     p.add_argument("--no-real", action="store_true", help="leave the real-recordings test set out")
     p.add_argument("overrides", nargs="*", default=[], help=argparse.SUPPRESS)
     return p.parse_intermixed_args(argv)
@@ -103,7 +144,9 @@ def main(argv=None) -> int:
                 from lightning_app.evaluation.audioldm2 import AudioLDM2Codec
 
                 chains += AudioLDM2Codec.load(args.audioldm2_dir, args.device).chains()
-            result = evaluate_chains(Path(args.output_dir), chains, args.data, args.clips, args.seconds, args.workers)
+            result = evaluate_chains(
+                Path(args.output_dir), chains, args.data, args.clips, args.seconds, args.workers
+            )
         except (FileNotFoundError, ValueError, ImportError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -111,14 +154,21 @@ def main(argv=None) -> int:
         return _skip_status(result["skipped"], result["evaluated"], Path(args.output_dir) / "chains.md")
     if args.data is not None and reference_free(Path(args.data)):
         try:
-            result = evaluate_folder([Path(c) for c in checkpoints], Path(args.data), Path(args.output_dir),
-                                     args.mix[0], args.clips)
+            result = evaluate_folder(
+                [Path(c) for c in checkpoints],
+                Path(args.data),
+                Path(args.output_dir),
+                args.mix[0],
+                args.clips,
+            )
         except (FileNotFoundError, ValueError) as exc:  # CheckpointError is a ValueError
             print(f"error: {exc}", file=sys.stderr)
             return 2
         skipped = [r for r in result["rows"] if r["status"] != "ok"]
-        print(f"listening report: {result['page']} (+ {result['page'].with_name('report.csv')}): "
-              f"{len(result['rows']) - len(skipped)} of {len(result['rows'])} file(s) reported")
+        print(
+            f"listening report: {result['page']} (+ {result['page'].with_name('report.csv')}): "
+            f"{len(result['rows']) - len(skipped)} of {len(result['rows'])} file(s) reported"
+        )
         for row in skipped:
             print(f"skipped {row['label']}: {row['reason']}", file=sys.stderr)
         return 0 if not skipped else 2 if len(skipped) == len(result["rows"]) else 1
@@ -130,16 +180,32 @@ def main(argv=None) -> int:
         except CorpusError as exc:
             print(f"real-recordings test set left out: {exc}", file=sys.stderr)
     try:
-        result = evaluate([Path(c) for c in checkpoints], Path(args.output_dir), args.data, args.clips, args.seconds,
-                          args.mix, args.workers, not args.no_baselines, overrides, args.experiment, args.visqol_clips,
-                          args.device, args.ablation, real, args.real_clips)
+        result = evaluate(
+            [Path(c) for c in checkpoints],
+            Path(args.output_dir),
+            args.data,
+            args.clips,
+            args.seconds,
+            args.mix,
+            args.workers,
+            not args.no_baselines,
+            overrides,
+            args.experiment,
+            args.visqol_clips,
+            args.device,
+            args.ablation,
+            real,
+            args.real_clips,
+        )
     except (FileNotFoundError, ValueError, C.ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(result["report"].split("## SI-SDR improvement (dB) by noise type")[0])
     if result["real"]:
         print(result["real"]["report"])
-    print(f"report: {Path(args.output_dir) / 'report.md'} (+ report.csv, skipped.csv, {', '.join(result['plots'])})")
+    print(
+        f"report: {Path(args.output_dir) / 'report.md'} (+ report.csv, skipped.csv, {', '.join(result['plots'])})"
+    )
     return _skip_status(result["skipped"], result["evaluated"], Path(args.output_dir) / "report.md")
 
 

@@ -33,8 +33,11 @@ from lightning_app.training.sweeps import SWEEP_DIR, SweepStopped, run_sweep
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    p = argparse.ArgumentParser(prog="python -m lightning_app.sweep", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m lightning_app.sweep",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("experiment")
     p.add_argument("sweep", help=f"one of: {', '.join(sorted(x.stem for x in SWEEP_DIR.glob('*.yaml')))}")
     p.add_argument("overrides", nargs="*")
@@ -49,10 +52,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: sweep stopped: {exc}", file=sys.stderr)
         return 1
     except TrainingInterrupted as stop:
-        print(f"interrupted (SIGTERM) during {stop.run_dir}: run the same command again to continue the study "
-              "(finished trials are kept; this one is run again once its heartbeat has stopped)", file=sys.stderr)
+        print(
+            f"interrupted (SIGTERM) during {stop.run_dir}: run the same command again to continue the study "
+            "(finished trials are kept; this one is run again once its heartbeat has stopped)",
+            file=sys.stderr,
+        )
         return stop.code
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -25,8 +25,11 @@ def net_settings(kind: str, **changes) -> dict:
 
 def smoke_config(tmp_path: Path, *overrides: str, experiment: str = "supervised_unet", blocks=SMOKE):
     """The real experiment config with the smoke/tiny blocks and runs under tmp_path."""
-    return C.compose(experiment, [f"run.root={tmp_path / 'runs'}", f"data.cache_dir={tmp_path / 'cache'}",
-                                  *overrides], blocks=blocks)
+    return C.compose(
+        experiment,
+        [f"run.root={tmp_path / 'runs'}", f"data.cache_dir={tmp_path / 'cache'}", *overrides],
+        blocks=blocks,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -39,13 +42,16 @@ def trained_run(tmp_path_factory):
     return train(cfg)
 
 
-def write_tone_file(path: Path, seconds: float, sample_rate: int, channels: int = 1, subtype: str = "PCM_16",
-                    seed: int = 0) -> np.ndarray:
+def write_tone_file(
+    path: Path, seconds: float, sample_rate: int, channels: int = 1, subtype: str = "PCM_16", seed: int = 0
+) -> np.ndarray:
     """A speech-band test signal (two tones + noise) written with soundfile; returns the samples."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * sample_rate)) / sample_rate
     base = 0.3 * np.sin(2 * np.pi * 220 * t) + 0.2 * np.sin(2 * np.pi * 1300 * t)
-    audio = np.stack([base * (1 - 0.2 * c) + 0.05 * rng.standard_normal(len(t)) for c in range(channels)], axis=1)
+    audio = np.stack(
+        [base * (1 - 0.2 * c) + 0.05 * rng.standard_normal(len(t)) for c in range(channels)], axis=1
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(path, audio.astype(np.float32), sample_rate, subtype=subtype)
     return audio

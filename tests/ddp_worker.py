@@ -1,7 +1,7 @@
 """Launched by test_ddp.py in a subprocess: Lightning's strategy="ddp" re-runs this script for rank 1.
 
-    python tests/ddp_worker.py validate DEVICES CKPT OUT_JSON ROOT
-    python tests/ddp_worker.py fit DEVICES - OUT_DIR ROOT
+python tests/ddp_worker.py validate DEVICES CKPT OUT_JSON ROOT
+python tests/ddp_worker.py fit DEVICES - OUT_DIR ROOT
 """
 
 from __future__ import annotations
@@ -23,14 +23,28 @@ DDP = ["trainer.accelerator=cpu", "trainer.strategy=ddp", "trainer.enable_progre
 
 
 def validate(devices: int, checkpoint: str, out: Path, root: Path) -> None:
-    cfg = smoke_config(root, *DDP, f"trainer.devices={devices}", "data.val_clips=5", "metrics.perceptual_clips=5",
-                       experiment="pure_noise2noise")
+    cfg = smoke_config(
+        root,
+        *DDP,
+        f"trainer.devices={devices}",
+        "data.val_clips=5",
+        "metrics.perceptual_clips=5",
+        experiment="pure_noise2noise",
+    )
     system = load_system(checkpoint)
     datamodule = T.build_datamodule(cfg, system)
     callbacks = T.build_callbacks(cfg, root / "unused")[:3]  # waveform, perceptual, alarm
-    trainer = L.Trainer(accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto", logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        callbacks=callbacks, use_distributed_sampler=False)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=devices,
+        strategy="ddp" if devices > 1 else "auto",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=callbacks,
+        use_distributed_sampler=False,
+    )
     trainer.validate(system, datamodule=datamodule, verbose=False)
     if trainer.is_global_zero:
         out.write_text(json.dumps({k: float(v) for k, v in trainer.callback_metrics.items()}))
@@ -51,8 +65,16 @@ class RecordBatches(L.Callback):
 
 
 def fit(devices: int, out: Path, root: Path) -> None:
-    cfg = smoke_config(root, *DDP, f"trainer.devices={devices}", "trainer.max_epochs=1", "data.val_clips=5",
-                       "data.train_examples_per_epoch=32", "data.batch_size=4", experiment="pure_noise2noise")
+    cfg = smoke_config(
+        root,
+        *DDP,
+        f"trainer.devices={devices}",
+        "trainer.max_epochs=1",
+        "data.val_clips=5",
+        "data.train_examples_per_epoch=32",
+        "data.batch_size=4",
+        experiment="pure_noise2noise",
+    )
     original = T.build_callbacks
     T.build_callbacks = lambda c, d: original(c, d) + [RecordBatches(out)]
     result = T.train(cfg)

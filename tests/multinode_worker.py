@@ -48,8 +48,12 @@ class Record(L.Callback):
         self.write(trainer)
 
     def write(self, trainer):
-        self.record.update(rank=trainer.global_rank, node_rank=trainer.node_rank, world_size=trainer.world_size,
-                           global_step=trainer.global_step)
+        self.record.update(
+            rank=trainer.global_rank,
+            node_rank=trainer.node_rank,
+            world_size=trainer.world_size,
+            global_step=trainer.global_step,
+        )
         self.path = self.out / f"{self.tag}-rank{trainer.global_rank}.json"
         self.path.write_text(json.dumps(self.record))
 
@@ -78,4 +82,4 @@ if __name__ == "__main__":
         return result
 
     T.train = recorded_train
-    sys.exit(train_cli.main(sys.argv[split + 1:]))
+    sys.exit(train_cli.main(sys.argv[split + 1 :]))

@@ -7,8 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("diffusers", reason="optional extra '.[audioldm2]' not installed (make setup installs it)")
-pytest.importorskip("transformers", reason="optional extra '.[audioldm2]' not installed (make setup installs it)")
+pytest.importorskip(
+    "diffusers", reason="optional extra '.[audioldm2]' not installed (make setup installs it)"
+)
+pytest.importorskip(
+    "transformers", reason="optional extra '.[audioldm2]' not installed (make setup installs it)"
+)
 
 from lightning_app import evaluate  # noqa: E402
 from lightning_app.evaluation.audioldm2 import AudioLDM2Codec, check_model_dir  # noqa: E402
@@ -20,13 +24,28 @@ def write_tiny_audioldm2(folder):
     from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
 
     torch.manual_seed(0)
-    AutoencoderKL(in_channels=1, out_channels=1, down_block_types=("DownEncoderBlock2D",) * 2,
-                  up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), layers_per_block=1,
-                  latent_channels=8, norm_num_groups=4).save_pretrained(folder / "vae")
-    SpeechT5HifiGan(SpeechT5HifiGanConfig(model_in_dim=64, sampling_rate=16000, upsample_initial_channel=64,
-                                          upsample_rates=[5, 4, 2, 2, 2], upsample_kernel_sizes=[10, 8, 4, 4, 4],
-                                          resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1]],
-                                          normalize_before=False)).save_pretrained(folder / "vocoder")
+    AutoencoderKL(
+        in_channels=1,
+        out_channels=1,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        latent_channels=8,
+        norm_num_groups=4,
+    ).save_pretrained(folder / "vae")
+    SpeechT5HifiGan(
+        SpeechT5HifiGanConfig(
+            model_in_dim=64,
+            sampling_rate=16000,
+            upsample_initial_channel=64,
+            upsample_rates=[5, 4, 2, 2, 2],
+            upsample_kernel_sizes=[10, 8, 4, 4, 4],
+            resblock_kernel_sizes=[3],
+            resblock_dilation_sizes=[[1]],
+            normalize_before=False,
+        )
+    ).save_pretrained(folder / "vocoder")
     return folder
 
 
@@ -55,10 +74,13 @@ def test_each_chain_returns_the_input_length_and_uses_its_steps(model_dir, rate)
     codec = AudioLDM2Codec.load(model_dir)
     rng = np.random.default_rng(0)
     audio = (0.1 * rng.standard_normal(rate)).astype(np.float32)
-    outputs = {name.split("-> ", 1)[1]: chain(audio, rate) for name, chain in codec.chains(griffin_lim_iters=4)}
+    outputs = {
+        name.split("-> ", 1)[1]: chain(audio, rate) for name, chain in codec.chains(griffin_lim_iters=4)
+    }
     assert list(outputs) == ["Griffin-Lim", "HiFi-GAN", "VAE -> Griffin-Lim", "VAE -> HiFi-GAN"]
     for name, out in outputs.items():
         assert out.shape == audio.shape and np.isfinite(out).all(), name
+
     # The VAE and the vocoder are really in the path: each changes the result (relative to its scale:
     # the untrained vocoder's output is tiny).
     def differs(a, b):
@@ -71,13 +93,33 @@ def test_each_chain_returns_the_input_length_and_uses_its_steps(model_dir, rate)
 
 def test_chains_report_has_a_row_per_step(model_dir, tmp_path):
     out = tmp_path / "chains"
-    assert evaluate.main(["--chains", "magnitude:512:128", "--audioldm2-dir", str(model_dir), "--clips", "2",
-                          "--seconds", "1.0", "--workers", "1", "--output-dir", str(out)]) == 0
+    assert (
+        evaluate.main(
+            [
+                "--chains",
+                "magnitude:512:128",
+                "--audioldm2-dir",
+                str(model_dir),
+                "--clips",
+                "2",
+                "--seconds",
+                "1.0",
+                "--workers",
+                "1",
+                "--output-dir",
+                str(out),
+            ]
+        )
+        == 0
+    )
     rows = {r["system"]: r for r in csv.DictReader(open(out / "chains.csv"))}
     setting = "AudioLDM2 mel 64 (n_fft 1024, hop 160)"
     assert [s for s in rows if s.startswith(setting)] == [
-        f"{setting} -> Griffin-Lim", f"{setting} -> HiFi-GAN", f"{setting} -> VAE -> Griffin-Lim",
-        f"{setting} -> VAE -> HiFi-GAN"]
+        f"{setting} -> Griffin-Lim",
+        f"{setting} -> HiFi-GAN",
+        f"{setting} -> VAE -> Griffin-Lim",
+        f"{setting} -> VAE -> HiFi-GAN",
+    ]
     # Without the (random) VAE the pipeline's mel inverts well in magnitude: a real property of the front-end.
     assert float(rows[f"{setting} -> Griffin-Lim"]["spectral_correlation"]) > 0.7
     assert float(rows[f"{setting} -> VAE -> Griffin-Lim"]["spectral_correlation"]) < 0.7  # untrained VAE

@@ -39,7 +39,9 @@ def correlation_peak(reference: np.ndarray, output: np.ndarray) -> tuple[int, fl
     n = len(reference) + len(output)
     corr = np.fft.irfft(np.fft.rfft(output, n) * np.conj(np.fft.rfft(reference, n)), n)
     lag = int(np.argmax(corr))
-    return (lag if lag < n // 2 else lag - n), float(corr[lag] / (np.linalg.norm(reference) * np.linalg.norm(output)))
+    return (lag if lag < n // 2 else lag - n), float(
+        corr[lag] / (np.linalg.norm(reference) * np.linalg.norm(output))
+    )
 
 
 def score(estimate: np.ndarray, clean: np.ndarray) -> float:
@@ -71,7 +73,11 @@ def test_enhancer_removes_white_noise_from_speech(enhancer, rate):
 def test_each_clip_starts_from_a_fresh_state(enhancer):
     # A state carried over from the previous clip would change the second run of the same clip.
     clip = speech(48000, seconds=0.5)
-    first, other, again = enhancer(clip, 48000), enhancer(speech(48000, 0.5, seed=3), 48000), enhancer(clip, 48000)
+    first, other, again = (
+        enhancer(clip, 48000),
+        enhancer(speech(48000, 0.5, seed=3), 48000),
+        enhancer(clip, 48000),
+    )
     assert np.array_equal(first, again)
     assert not np.array_equal(first, other[: len(first)])
 
@@ -101,7 +107,7 @@ class DelayLine(B.FrameEnhancer):
 
     def process_frame(self, state, frame_in, frame_out):
         stream = np.concatenate([state, frame_in])
-        frame_out[:], state[:] = stream[: len(frame_in)], stream[len(frame_in):]
+        frame_out[:], state[:] = stream[: len(frame_in)], stream[len(frame_in) :]
 
     def close_state(self, state):
         pass
@@ -114,7 +120,9 @@ def test_framing_removes_the_delay_and_keeps_the_tail():
     for rate in RATES:  # through 48 kHz and back: only the resampler's small error (about 50 dB down) remains
         clip = speech(rate)
         out = DelayLine()(clip, rate)
-        assert out.shape == clip.shape and np.linalg.norm(out - clip) < 10 ** (-40 / 20) * np.linalg.norm(clip)
+        assert out.shape == clip.shape and np.linalg.norm(out - clip) < 10 ** (-40 / 20) * np.linalg.norm(
+            clip
+        )
 
 
 @pytest.fixture
@@ -124,13 +132,18 @@ def fresh_optional_registry():
     B._optional_baselines.cache_clear()  # later tests load whatever is really installed
 
 
-def test_missing_packages_leave_the_enhancers_out_with_one_log_line(monkeypatch, caplog, fresh_optional_registry):
+def test_missing_packages_leave_the_enhancers_out_with_one_log_line(
+    monkeypatch, caplog, fresh_optional_registry
+):
     for package in PACKAGES.values():
         monkeypatch.setitem(sys.modules, package, None)  # makes the import fail as if not installed
     with caplog.at_level(logging.WARNING, logger="lightning_app.evaluation.baselines"):
         first, second = B.baselines(), B.baselines()
-    assert set(first) == set(second) == {"spectral gating (stationary)", "spectral gating (non-stationary)",
-                                         "Wiener (decision-directed)"}
+    assert (
+        set(first)
+        == set(second)
+        == {"spectral gating (stationary)", "spectral gating (non-stationary)", "Wiener (decision-directed)"}
+    )
     assert set(B.missing_optional_baselines()) == set(PACKAGES)
     assert len(caplog.records) == 1
     assert B.INSTALL_HINT in caplog.records[0].getMessage() and "RNNoise" in caplog.records[0].getMessage()
@@ -141,7 +154,11 @@ def test_classic_baselines_still_run_and_wiener_still_denoises():
     clean = speech(rate)
     noisy = clean + white_noise(clean, snr_db=5)
     registry = B.baselines()
-    for name in ("spectral gating (stationary)", "spectral gating (non-stationary)", "Wiener (decision-directed)"):
+    for name in (
+        "spectral gating (stationary)",
+        "spectral gating (non-stationary)",
+        "Wiener (decision-directed)",
+    ):
         out = registry[name](noisy, rate)
         assert out.shape == noisy.shape and np.all(np.isfinite(out)), name
     assert score(registry["Wiener (decision-directed)"](noisy, rate), clean) > score(noisy, clean) + 1.0

@@ -30,8 +30,12 @@ def test_the_bundled_model_is_small_and_loads_with_weights_only():
 def test_the_cards_spot_check_matches_a_re_evaluation():
     card = json.loads(CARD.read_text())
     check = card["spot_check"]
-    measured = spot_check(BUNDLED_MODEL, clips=int(check["clips"]), seconds=float(check["seconds"]),
-                          experiment=check["experiment"])
+    measured = spot_check(
+        BUNDLED_MODEL,
+        clips=int(check["clips"]),
+        seconds=float(check["seconds"]),
+        experiment=check["experiment"],
+    )
     # Tolerance: the same clips and weights; only float summation order differs between CPUs.
     for key, value in check["results"].items():
         tolerance = 0.1 if key.startswith("si_sdr") else 0.01

@@ -86,19 +86,33 @@ def test_a_config_from_a_newer_schema_is_one_clear_error(tmp_path):
 
 def _checkpoint(tmp_path, model: dict, weights: dict, **extra) -> str:
     path = tmp_path / "model.ckpt"
-    torch.save({"state_dict": {f"net.{k}": v for k, v in weights.items()}, "system_kind": "noise2noise",
-                "hyper_parameters": {"model": model, "loss": {}, "optim": {}, "sample_rate": 16000}, **extra}, path)
+    torch.save(
+        {
+            "state_dict": {f"net.{k}": v for k, v in weights.items()},
+            "system_kind": "noise2noise",
+            "hyper_parameters": {"model": model, "loss": {}, "optim": {}, "sample_rate": 16000},
+            **extra,
+        },
+        path,
+    )
     return str(path)
 
 
 def _tiny_cross_domain(tmp_path, **changes) -> dict:
-    return {**C.to_container(smoke_config(tmp_path, experiment="pure_noise2noise").model.cross_domain), **changes}
+    return {
+        **C.to_container(smoke_config(tmp_path, experiment="pure_noise2noise").model.cross_domain),
+        **changes,
+    }
 
 
 def test_schema_1_checkpoint_settings_are_renamed_completed_and_trimmed(tmp_path):
     today = _tiny_cross_domain(tmp_path, shared_decoder=False)
     weights = build_net("cross_domain", **today).state_dict()
-    flat = {("cross_domain_strategy" if k == "strategy" else k): v for k, v in today.items() if k != "shared_decoder"}
+    flat = {
+        ("cross_domain_strategy" if k == "strategy" else k): v
+        for k, v in today.items()
+        if k != "shared_decoder"
+    }
     flat["kernel_size"] = 15  # another network's setting, kept in schema 1's one flat block
     model = load_model(_checkpoint(tmp_path, {"kind": "cross_domain", **flat}, weights))
     read = read_checkpoint(tmp_path / "model.ckpt")["hyper_parameters"]["model"]
@@ -112,13 +126,16 @@ def test_schema_2_checkpoint_settings_are_taken_as_they_are(tmp_path):
     weights = build_net("cross_domain", **today).state_dict()
     path = _checkpoint(tmp_path, {"kind": "cross_domain", **today}, weights, **{compat.CHECKPOINT_KEY: 2})
     assert read_checkpoint(path)["hyper_parameters"]["model"] == {"kind": "cross_domain", **today}
-    assert compat.upgrade_model_settings("cross_domain", {"cross_domain_strategy": "skip"}, 2, ["strategy"]) == {
-        "cross_domain_strategy": "skip"}, "schema 2 is never renamed"
+    assert compat.upgrade_model_settings(
+        "cross_domain", {"cross_domain_strategy": "skip"}, 2, ["strategy"]
+    ) == {"cross_domain_strategy": "skip"}, "schema 2 is never renamed"
 
 
 def test_a_checkpoint_from_a_newer_schema_is_one_clear_error(tmp_path):
     today = _tiny_cross_domain(tmp_path)
-    path = _checkpoint(tmp_path, {"kind": "cross_domain", **today}, {}, **{compat.CHECKPOINT_KEY: compat.SCHEMA + 1})
+    path = _checkpoint(
+        tmp_path, {"kind": "cross_domain", **today}, {}, **{compat.CHECKPOINT_KEY: compat.SCHEMA + 1}
+    )
     with pytest.raises(CheckpointError, match="newer"):
         read_checkpoint(path)
 

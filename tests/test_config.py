@@ -29,7 +29,9 @@ def test_unknown_key_fails_with_the_key_and_a_suggestion():
 
 
 def test_unknown_nested_key_in_experiment_file_names_the_file(tmp_path):
-    (tmp_path / "bad.yaml").write_text("data:\n  noise:\n    procedural:\n      generators:\n        laser: {weight: 1}\n")
+    (tmp_path / "bad.yaml").write_text(
+        "data:\n  noise:\n    procedural:\n      generators:\n        laser: {weight: 1}\n"
+    )
     with pytest.raises(C.ConfigError, match=r"data\.noise\.procedural\.generators\.laser.*bad\.yaml"):
         C.compose("bad", experiment_dir=tmp_path)
 
@@ -90,15 +92,21 @@ def test_an_experiment_without_a_variant_is_told_which_block_to_use(tmp_path):
         C.compose(str(mine))
 
 
-@pytest.mark.parametrize("experiment,override,message", [
-    ("supervised_unet", "model.cross_domain.latent_channels=64", "read only by model.kind=cross_domain"),
-    ("pure_noise2noise", "model.spectral_unet.n_fft=1024",
-     "it would be ignored; this run's is model.cross_domain.n_fft"),
-    ("pure_noise2noise", "system.supervised.snr=0", "read only by system.kind=supervised"),
-    ("supervised_unet", "model.n_fft=1024", "this one is model.spectral_unet.n_fft"),
-    ("pure_noise2noise", "model.cross_domain_strategy=skip", "this one is model.cross_domain.strategy"),
-    ("supervised_unet", "system.loss.snr=0", "system.supervised.<term>"),
-])
+@pytest.mark.parametrize(
+    "experiment,override,message",
+    [
+        ("supervised_unet", "model.cross_domain.latent_channels=64", "read only by model.kind=cross_domain"),
+        (
+            "pure_noise2noise",
+            "model.spectral_unet.n_fft=1024",
+            "it would be ignored; this run's is model.cross_domain.n_fft",
+        ),
+        ("pure_noise2noise", "system.supervised.snr=0", "read only by system.kind=supervised"),
+        ("supervised_unet", "model.n_fft=1024", "this one is model.spectral_unet.n_fft"),
+        ("pure_noise2noise", "model.cross_domain_strategy=skip", "this one is model.cross_domain.strategy"),
+        ("supervised_unet", "system.loss.snr=0", "system.supervised.<term>"),
+    ],
+)
 def test_a_setting_no_part_of_the_run_reads_is_an_error_not_ignored(experiment, override, message):
     with pytest.raises(C.ConfigError, match=re.escape(message)):
         C.compose(experiment, [override])
@@ -106,7 +114,11 @@ def test_a_setting_no_part_of_the_run_reads_is_an_error_not_ignored(experiment, 
 
 def test_blocks_may_size_every_network_and_the_written_check_spares_them():
     cfg = C.compose("pure_noise2noise", blocks=["model/tiny"])
-    assert list(cfg.model.cross_domain.channels) == [4, 8, 8] and list(cfg.model.spectral_unet.channels) == [4, 8, 8]
+    assert list(cfg.model.cross_domain.channels) == [4, 8, 8] and list(cfg.model.spectral_unet.channels) == [
+        4,
+        8,
+        8,
+    ]
 
 
 def test_a_run_saved_before_the_per_network_blocks_still_resumes(tmp_path):
@@ -119,8 +131,13 @@ def test_a_run_saved_before_the_per_network_blocks_still_resumes(tmp_path):
         kind = old["model"]["kind"]
         # the old flat block held the cross-domain settings whatever the network
         cross = old["model"]["cross_domain"]
-        old["model"] = {"kind": kind, **old["model"][kind], "latent_channels": cross["latent_channels"],
-                        "cross_domain_strategy": cross["strategy"], "inference_decoder": cross["inference_decoder"]}
+        old["model"] = {
+            "kind": kind,
+            **old["model"][kind],
+            "latent_channels": cross["latent_channels"],
+            "cross_domain_strategy": cross["strategy"],
+            "inference_decoder": cross["inference_decoder"],
+        }
         old["model"].pop("strategy", None)
         old["model"].pop("shared_decoder", None)
         old["system"]["loss"] = old["system"].pop("supervised")
@@ -156,17 +173,42 @@ def test_every_default_a_library_still_has_equals_configs_defaults_yaml():
     from lightning_app.training.callbacks import media, quality
 
     d = C.to_container(C.load_defaults())
-    checks = [(f"generator {g}", fn, d["data"]["noise"]["procedural"]["generators"][g], {})
-              for g, fn in noise.GENERATORS.items()]
-    checks += [("NoiseMixture", noise.NoiseMixture.__init__, d["data"]["noise"]["procedural"], {}),
-               ("WaveformQuality", quality.WaveformQuality.__init__, d,
-                {"silent_clean_rms": "metrics.silent_clean_rms", "sample_rate": "data.sample_rate"}),
-               ("PerceptualQuality", quality.PerceptualQuality.__init__, d,
-                {"every_n_epochs": "metrics.perceptual_every_n_epochs", "clips": "metrics.perceptual_clips",
-                 "workers": "metrics.perceptual_workers", "visqol_clips": "metrics.visqol_clips"}),
-               ("OverSuppressionAlarm", quality.OverSuppressionAlarm.__init__, d, {"threshold": "metrics.retention_alarm"}),
-               ("AudioExamples", media.AudioExamples.__init__, d,
-                {"every_n_epochs": "media.every_n_epochs", "clips": "media.clips"})]
+    checks = [
+        (f"generator {g}", fn, d["data"]["noise"]["procedural"]["generators"][g], {})
+        for g, fn in noise.GENERATORS.items()
+    ]
+    checks += [
+        ("NoiseMixture", noise.NoiseMixture.__init__, d["data"]["noise"]["procedural"], {}),
+        (
+            "WaveformQuality",
+            quality.WaveformQuality.__init__,
+            d,
+            {"silent_clean_rms": "metrics.silent_clean_rms", "sample_rate": "data.sample_rate"},
+        ),
+        (
+            "PerceptualQuality",
+            quality.PerceptualQuality.__init__,
+            d,
+            {
+                "every_n_epochs": "metrics.perceptual_every_n_epochs",
+                "clips": "metrics.perceptual_clips",
+                "workers": "metrics.perceptual_workers",
+                "visqol_clips": "metrics.visqol_clips",
+            },
+        ),
+        (
+            "OverSuppressionAlarm",
+            quality.OverSuppressionAlarm.__init__,
+            d,
+            {"threshold": "metrics.retention_alarm"},
+        ),
+        (
+            "AudioExamples",
+            media.AudioExamples.__init__,
+            d,
+            {"every_n_epochs": "media.every_n_epochs", "clips": "media.clips"},
+        ),
+    ]
     compared = 0
     for name, fn, section, names in checks:
         for parameter in inspect.signature(fn).parameters.values():
@@ -174,21 +216,31 @@ def test_every_default_a_library_still_has_equals_configs_defaults_yaml():
                 continue  # contents: worked out from data.clean.mix, no key of its own
             value = _config_value(section, names.get(parameter.name, parameter.name))
             assert value is not KeyError, f"{name}({parameter.name}=...) has a default but no config key"
-            assert _default(parameter) == value, f"{name}({parameter.name}={parameter.default!r}): defaults.yaml has {value!r}"
+            assert _default(parameter) == value, (
+                f"{name}({parameter.name}={parameter.default!r}): defaults.yaml has {value!r}"
+            )
             compared += 1
-    for name, cls, section in [("SpeechConfig", speech.SpeechConfig, d["data"]["clean"]["speech"]["procedural"]),
-                               ("MusicConfig", music.MusicConfig, d["data"]["clean"]["music"]["procedural"]),
-                               ("RecordingConfig", recording.RecordingConfig, d["data"]["clean"]["recording"])]:
+    for name, cls, section in [
+        ("SpeechConfig", speech.SpeechConfig, d["data"]["clean"]["speech"]["procedural"]),
+        ("MusicConfig", music.MusicConfig, d["data"]["clean"]["music"]["procedural"]),
+        ("RecordingConfig", recording.RecordingConfig, d["data"]["clean"]["recording"]),
+    ]:
         built = cls()
         for f in dataclasses.fields(cls):
             value = getattr(built, f.name)
             value = list(value) if isinstance(value, tuple) else value
-            assert value == section[f.name], f"{name}.{f.name} = {value!r}: defaults.yaml has {section[f.name]!r}"
+            assert value == section[f.name], (
+                f"{name}.{f.name} = {value!r}: defaults.yaml has {section[f.name]!r}"
+            )
             compared += 1
     assert compared > 40
     for kind, net in NETS.items():
         params = inspect.signature(net).parameters.values()
-        assert all(p.kind is p.KEYWORD_ONLY and p.default is p.empty for p in params), f"{kind} takes its settings as given"
-        assert {p.name for p in params} == set(d["model"][kind]), f"model.{kind} and {net.__name__} must name the same settings"
+        assert all(p.kind is p.KEYWORD_ONLY and p.default is p.empty for p in params), (
+            f"{kind} takes its settings as given"
+        )
+        assert {p.name for p in params} == set(d["model"][kind]), (
+            f"model.{kind} and {net.__name__} must name the same settings"
+        )
     datamodule = inspect.signature(DenoiseDataModule).parameters.values()
     assert all(p.kind is p.KEYWORD_ONLY and p.default is p.empty for p in datamodule)

@@ -20,7 +20,9 @@ def chord(seconds: float, rate: int = SR, seed: int = 0) -> np.ndarray:
     t = np.arange(int(seconds * rate)) / rate
     notes = sum(np.sin(2 * np.pi * f * t) / (k + 1) for k, f in enumerate((220.0, 277.2, 329.6, 440.0)))
     envelope = np.exp(-3 * (t % 0.5))
-    return (0.2 * notes * envelope + 0.001 * np.random.default_rng(seed).standard_normal(len(t))).astype(np.float32)
+    return (0.2 * notes * envelope + 0.001 * np.random.default_rng(seed).standard_normal(len(t))).astype(
+        np.float32
+    )
 
 
 def speech(seconds: float, seed: int) -> np.ndarray:
@@ -43,8 +45,13 @@ class Recorder:
 
 
 def trainer(fn="validate", **metrics):
-    return SimpleNamespace(state=SimpleNamespace(fn=fn), sanity_checking=False, current_epoch=0, max_epochs=1,
-                           callback_metrics={k: torch.tensor(v) for k, v in metrics.items()})
+    return SimpleNamespace(
+        state=SimpleNamespace(fn=fn),
+        sanity_checking=False,
+        current_epoch=0,
+        max_epochs=1,
+        callback_metrics={k: torch.tensor(v) for k, v in metrics.items()},
+    )
 
 
 def batch_of(cleans, contents, noise_level=0.05, gains=None):
@@ -60,7 +67,13 @@ def batch_of(cleans, contents, noise_level=0.05, gains=None):
 
 def test_per_content_waveform_metrics_equal_the_means_over_each_content():
     seconds = 1.0
-    cleans = [speech(seconds, 0), chord(seconds, seed=1), speech(seconds, 2), chord(seconds, seed=3), speech(seconds, 4)]
+    cleans = [
+        speech(seconds, 0),
+        chord(seconds, seed=1),
+        speech(seconds, 2),
+        chord(seconds, seed=3),
+        speech(seconds, 4),
+    ]
     contents = ["speech", "music", "speech", "music", "speech"]
     batch, outputs = batch_of(cleans, contents, gains=[1.0, 0.4, 0.9, 0.5, 1.1])
     callback, module = WaveformQuality(contents=("speech", "music", "bells")), Recorder()
@@ -71,18 +84,28 @@ def test_per_content_waveform_metrics_equal_the_means_over_each_content():
     callback.on_validation_epoch_end(trainer(), module)
     log = module.logged
 
-    si_sdr_i = (scale_invariant_signal_distortion_ratio(outputs["estimate"], batch["clean"])
-                - scale_invariant_signal_distortion_ratio(batch["noisy"], batch["clean"])).reshape(-1).double()
+    si_sdr_i = (
+        (
+            scale_invariant_signal_distortion_ratio(outputs["estimate"], batch["clean"])
+            - scale_invariant_signal_distortion_ratio(batch["noisy"], batch["clean"])
+        )
+        .reshape(-1)
+        .double()
+    )
     retention = outputs["estimate"].pow(2).mean((1, 2)).sqrt() / batch["clean"].pow(2).mean((1, 2)).sqrt()
     for content in ("speech", "music"):
         members = torch.tensor([c == content for c in contents])
         assert log[f"val/si_sdr_i/{content}"] == pytest.approx(float(si_sdr_i[members].mean()), abs=1e-3)
-        assert log[f"val/amplitude_retention/{content}"] == pytest.approx(float(retention[members].mean()), rel=1e-4)
+        assert log[f"val/amplitude_retention/{content}"] == pytest.approx(
+            float(retention[members].mean()), rel=1e-4
+        )
         assert log[f"val_status/clips/{content}"] == members.sum()
     assert log["val/si_sdr_i"] == pytest.approx(float(si_sdr_i.mean()), abs=1e-3)  # overall name unchanged
     assert log["val_status/clips"] == 5
     assert not any(k.endswith("/bells") for k in log), "a content with no clips is not logged"
-    assert math.isfinite(log["val/lsd/music"]) and log["val/lsd_i"] > 0  # the output is closer to clean than the input
+    assert (
+        math.isfinite(log["val/lsd/music"]) and log["val/lsd_i"] > 0
+    )  # the output is closer to clean than the input
 
 
 def test_batches_without_content_labels_give_overall_metrics_only():
@@ -96,12 +119,18 @@ def test_batches_without_content_labels_give_overall_metrics_only():
 
 def test_the_muting_alarm_names_the_muted_content_only():
     alarm, module = OverSuppressionAlarm(threshold=0.5, contents=("speech", "music")), Recorder()
-    metrics = {"val/amplitude_retention": 0.62, "val/amplitude_retention/speech": 0.97,
-               "val/amplitude_retention/music": 0.12}
+    metrics = {
+        "val/amplitude_retention": 0.62,
+        "val/amplitude_retention/speech": 0.97,
+        "val/amplitude_retention/music": 0.12,
+    }
     with pytest.warns(UserWarning, match=r"OVER-SUPPRESSION of music: .*music 0\.12"):
         alarm.on_validation_epoch_end(trainer(**metrics), module)
-    assert module.logged == {"val_status/muting_alarm": 1.0, "val_status/muting_alarm/speech": 0.0,
-                             "val_status/muting_alarm/music": 1.0}
+    assert module.logged == {
+        "val_status/muting_alarm": 1.0,
+        "val_status/muting_alarm/speech": 0.0,
+        "val_status/muting_alarm/music": 1.0,
+    }
 
     fine = Recorder()
     alarm.on_validation_epoch_end(trainer(**{**metrics, "val/amplitude_retention/music": 0.9}), fine)
@@ -143,18 +172,26 @@ def test_unlabelled_clips_keep_the_old_behaviour_and_a_missing_visqol_is_said_on
     batch, outputs = batch_of([speech(1.0, 0)], ["x"])
     del batch["content"]
     callback, module = PerceptualQuality(SR, clips=1, workers=1, visqol_clips=4), Recorder()
-    with pytest.warns(UserWarning, match=r"ViSQOL skipped: .*pip install -c constraints.txt -e '\.\[visqol\]'"):
+    with pytest.warns(
+        UserWarning, match=r"ViSQOL skipped: .*pip install -c constraints.txt -e '\.\[visqol\]'"
+    ):
         callback.setup(None, module, "validate")
     validate_once(callback, module, outputs, batch)
     assert math.isfinite(module.logged["val/pesq"]) and module.logged["val_status/speech_clips"] == 1
-    assert not any(k.startswith("val/visqol") for k in module.logged), "ViSQOL off: not logged as NaN or failures"
+    assert not any(k.startswith("val/visqol") for k in module.logged), (
+        "ViSQOL off: not logged as NaN or failures"
+    )
 
 
 def test_visqol_ranks_clean_above_degraded_above_noisier():
     clean = chord(1.5)
     noise = np.random.default_rng(0).standard_normal(len(clean)).astype(np.float32)
     scores = {}
-    for name, degraded in (("self", clean), ("degraded", clean + 0.01 * noise), ("noisier", clean + 0.05 * noise)):
+    for name, degraded in (
+        ("self", clean),
+        ("degraded", clean + 0.01 * noise),
+        ("noisier", clean + 0.05 * noise),
+    ):
         scores[name], error = V.safe_visqol(clean, degraded, SR)
         assert error is None, error
     assert 4.0 < scores["self"] <= 5.0
@@ -165,10 +202,12 @@ def test_visqol_ranks_clean_above_degraded_above_noisier():
 
 def test_visqol_failures_are_nan_and_a_reason(monkeypatch):
     clean = chord(1.5)
-    for reference, degraded, reason in ((np.zeros_like(clean), clean, "silent reference"),
-                                        (clean, np.zeros_like(clean), "silent output"),
-                                        (clean[:8000], clean[:8000], "shorter than 1 s"),
-                                        (clean, np.full_like(clean, np.nan), "non-finite samples")):
+    for reference, degraded, reason in (
+        (np.zeros_like(clean), clean, "silent reference"),
+        (clean, np.zeros_like(clean), "silent output"),
+        (clean[:8000], clean[:8000], "shorter than 1 s"),
+        (clean, np.full_like(clean, np.nan), "non-finite samples"),
+    ):
         score, error = V.safe_visqol(reference, degraded, SR)
         assert math.isnan(score) and error == reason
 

@@ -121,17 +121,23 @@ def test_paired_folders_pair_by_name_and_report_mismatches(tmp_path):
         noisy = clean + 0.1 * np.random.default_rng(2).standard_normal(clean.shape)
         (tmp_path / "noisy" / name).parent.mkdir(parents=True, exist_ok=True)
         sf.write(tmp_path / "noisy" / name, noisy.astype(np.float32), 22050)
-    ds = PairedFolderDataset(str(tmp_path / "noisy"), str(tmp_path / "clean"), SR, 8000, seed=0, random_crop=False)
+    ds = PairedFolderDataset(
+        str(tmp_path / "noisy"), str(tmp_path / "clean"), SR, 8000, seed=0, random_crop=False
+    )
     assert len(ds) == 2
     ex = ds[1]
     assert ex["noisy"].shape == ex["clean"].shape == (1, 8000)
     assert 5 < float(ex["snr_db"]) < 20
     write_tone_file(tmp_path / "noisy" / "orphan.wav", 0.5, 22050)
     with pytest.raises(FileNotFoundError, match="orphan.wav"):
-        PairedFolderDataset(str(tmp_path / "noisy"), str(tmp_path / "clean"), SR, 8000, seed=0, random_crop=False)
+        PairedFolderDataset(
+            str(tmp_path / "noisy"), str(tmp_path / "clean"), SR, 8000, seed=0, random_crop=False
+        )
     write_tone_file(tmp_path / "clean" / "orphan.wav", 0.5, 16000)
     with pytest.raises(audio_io.AudioFileError, match="orphan.wav.*sample rate"):
-        PairedFolderDataset(str(tmp_path / "noisy"), str(tmp_path / "clean"), SR, 8000, seed=0, random_crop=False)
+        PairedFolderDataset(
+            str(tmp_path / "noisy"), str(tmp_path / "clean"), SR, 8000, seed=0, random_crop=False
+        )
 
 
 def test_paired_mode_trains_through_the_same_datamodule(tmp_path):
@@ -140,8 +146,11 @@ def test_paired_mode_trains_through_the_same_datamodule(tmp_path):
             clean = write_tone_file(tmp_path / split / "clean" / f"{i}.wav", 1.0, SR, seed=i)
             (tmp_path / split / "noisy").mkdir(parents=True, exist_ok=True)
             sf.write(tmp_path / split / "noisy" / f"{i}.wav", (clean * 0.9).astype(np.float32), SR)
-    dm = _datamodule(tmp_path, "use=[data/paired]", *(f"data.paired.{s}_{k}={tmp_path / s / k}"
-                                                        for s in ("train", "val") for k in ("noisy", "clean")))
+    dm = _datamodule(
+        tmp_path,
+        "use=[data/paired]",
+        *(f"data.paired.{s}_{k}={tmp_path / s / k}" for s in ("train", "val") for k in ("noisy", "clean")),
+    )
     assert isinstance(dm, DenoiseDataModule)
     batch = _first_val_batch(dm)
     assert batch["noisy"].shape[0] == 3 and batch["noise_type"] == ["paired"] * 3

@@ -19,8 +19,14 @@ pytestmark = pytest.mark.slow
 
 def _launch(*args, timeout=300):
     env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, str(WORKER), *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env=env, cwd=WORKER.parents[1])
+    done = subprocess.run(
+        [sys.executable, str(WORKER), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=WORKER.parents[1],
+    )
     assert done.returncode == 0, done.stderr[-3000:]
 
 
@@ -38,9 +44,21 @@ def test_two_process_validation_equals_one_process_validation(n2n_checkpoint, tm
         results[devices] = json.loads(out.read_text())
     one, two = results[1], results[2]
     # (val/loss is left out: its content term compares latents within a batch, and batches differ per rank)
-    assert one["val_status/clips"] == two["val_status/clips"] == 5, "5 clips on 2 ranks: none dropped, none counted twice"
-    for key in ("val/si_sdr", "val/si_sdr_i", "val/snr", "val/amplitude_retention", "val/speech_removed",
-                "val/spectral_correlation", "val/pesq", "val/stoi", "val/leakage", "val/residual_noise"):
+    assert one["val_status/clips"] == two["val_status/clips"] == 5, (
+        "5 clips on 2 ranks: none dropped, none counted twice"
+    )
+    for key in (
+        "val/si_sdr",
+        "val/si_sdr_i",
+        "val/snr",
+        "val/amplitude_retention",
+        "val/speech_removed",
+        "val/spectral_correlation",
+        "val/pesq",
+        "val/stoi",
+        "val/leakage",
+        "val/residual_noise",
+    ):
         assert two[key] == pytest.approx(one[key], rel=1e-5, abs=1e-6), key
 
 

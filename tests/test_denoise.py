@@ -42,9 +42,19 @@ def _run(args):
     return denoise.main([str(a) for a in args])
 
 
-@pytest.mark.parametrize("rate,channels,subtype", [(8000, 1, "PCM_16"), (16000, 1, "PCM_16"), (22050, 2, "PCM_24"),
-                                                   (44100, 1, "PCM_24"), (44100, 2, "PCM_16"), (48000, 2, "FLOAT"),
-                                                   (48000, 6, "PCM_24"), (16000, 6, "FLOAT")])
+@pytest.mark.parametrize(
+    "rate,channels,subtype",
+    [
+        (8000, 1, "PCM_16"),
+        (16000, 1, "PCM_16"),
+        (22050, 2, "PCM_24"),
+        (44100, 1, "PCM_24"),
+        (44100, 2, "PCM_16"),
+        (48000, 2, "FLOAT"),
+        (48000, 6, "PCM_24"),
+        (16000, 6, "FLOAT"),
+    ],
+)
 def test_outputs_keep_name_rate_channels_length_and_format(tmp_path, trained_run, rate, channels, subtype):
     src = tmp_path / "in" / f"take_{rate}_{channels}.wav"
     write_tone_file(src, 1.3, rate, channels=channels, subtype=subtype)
@@ -53,15 +63,22 @@ def test_outputs_keep_name_rate_channels_length_and_format(tmp_path, trained_run
     assert code == 0
     out = tmp_path / "out" / src.name
     info_in, info_out = sf.info(src), sf.info(out)
-    assert (info_out.samplerate, info_out.channels, info_out.frames, info_out.subtype) == \
-           (info_in.samplerate, info_in.channels, info_in.frames, info_in.subtype)
+    assert (info_out.samplerate, info_out.channels, info_out.frames, info_out.subtype) == (
+        info_in.samplerate,
+        info_in.channels,
+        info_in.frames,
+        info_in.subtype,
+    )
     assert src.read_bytes() == before, "the input must be untouched"
 
 
 def test_folders_keep_their_layout_and_flac_stays_flac(tmp_path, trained_run):
     write_tone_file(tmp_path / "side_a" / "disc1" / "track.flac", 0.7, 22050)
     write_tone_file(tmp_path / "side_a" / "intro.wav", 0.7, 48000, channels=2)
-    assert _run([tmp_path / "side_a", "--checkpoint", trained_run["best"], "--output-dir", tmp_path / "out"]) == 0
+    assert (
+        _run([tmp_path / "side_a", "--checkpoint", trained_run["best"], "--output-dir", tmp_path / "out"])
+        == 0
+    )
     assert sf.info(tmp_path / "out" / "disc1" / "track.flac").format == "FLAC"
     assert (tmp_path / "out" / "intro.wav").is_file()
 
@@ -112,8 +129,12 @@ def test_bad_files_are_reported_by_name_and_the_rest_are_done(tmp_path, trained_
     err = capsys.readouterr().err
     assert code == 1
     assert (tmp_path / "out" / "good.wav").is_file()
-    for name, reason in [("empty.wav", "empty file"), ("corrupt.flac", "not a readable audio file"),
-                         ("nan.wav", "NaN/Inf"), ("silent.wav", "digital silence")]:
+    for name, reason in [
+        ("empty.wav", "empty file"),
+        ("corrupt.flac", "not a readable audio file"),
+        ("nan.wav", "NaN/Inf"),
+        ("silent.wav", "digital silence"),
+    ]:
         assert name in err and reason in err, name
         assert not (tmp_path / "out" / name).exists()
     assert not list((tmp_path / "out").glob(".*partial")), "no half-written files"
@@ -152,16 +173,28 @@ def _restore_in_blocks(system, tmp_path, rate, channels, block_seconds, **kw):
     dst = tmp_path / f"out_{block_seconds}_{rate}_{channels}.wav"
     restorer = Restorer(system, chunk_seconds=0.5, overlap_seconds=0.1, block_seconds=block_seconds, **kw)
     restore_file(restorer, src, dst, residual=tmp_path / "residual.wav")
-    return sf.read(src, always_2d=True)[0], sf.read(dst, always_2d=True)[0], sf.read(tmp_path / "residual.wav",
-                                                                                    always_2d=True)[0]
+    return (
+        sf.read(src, always_2d=True)[0],
+        sf.read(dst, always_2d=True)[0],
+        sf.read(tmp_path / "residual.wav", always_2d=True)[0],
+    )
 
 
-@pytest.mark.parametrize("rate,channels,mode", [(16000, 1, "independent"), (44100, 2, "independent"),
-                                                (48000, 2, "mid_side"), (22050, 1, "independent")])
+@pytest.mark.parametrize(
+    "rate,channels,mode",
+    [(16000, 1, "independent"), (44100, 2, "independent"), (48000, 2, "mid_side"), (22050, 1, "independent")],
+)
 def test_block_by_block_restoration_equals_the_whole_file_pass(system, tmp_path, rate, channels, mode):
     original, blocks, residual = _restore_in_blocks(system, tmp_path, rate, channels, 0.7, channel_mode=mode)
     _, whole, _ = _restore_in_blocks(system, tmp_path, rate, channels, 1000.0, channel_mode=mode)
-    assert len(Restorer(system, chunk_seconds=0.5, overlap_seconds=0.1, block_seconds=0.7).plan(len(original), rate)) > 4
+    assert (
+        len(
+            Restorer(system, chunk_seconds=0.5, overlap_seconds=0.1, block_seconds=0.7).plan(
+                len(original), rate
+            )
+        )
+        > 4
+    )
     assert blocks.shape == whole.shape == original.shape
     np.testing.assert_allclose(blocks, whole, atol=2e-6, rtol=0)  # float32 rounding, not seams
     assert np.max(np.abs(whole - original)) > 1e-3, "the model changed the audio"
@@ -177,7 +210,9 @@ def _band_energy(audio, rate, low_hz):
 def test_the_band_above_the_models_nyquist_is_passed_through_or_dropped(system, tmp_path):
     rate = 48000
     t = np.arange(2 * rate) / rate
-    audio = (0.2 * np.sin(2 * np.pi * 440 * t) + 0.05 * np.sin(2 * np.pi * 12000 * t))[:, None].astype(np.float32)
+    audio = (0.2 * np.sin(2 * np.pi * 440 * t) + 0.05 * np.sin(2 * np.pi * 12000 * t))[:, None].astype(
+        np.float32
+    )
     passed = Restorer(system, high_band="pass")(audio, rate)
     dropped = Restorer(system, high_band="drop")(audio, rate)
     above = _band_energy(audio, rate, 9000)
@@ -189,14 +224,31 @@ def test_cli_writes_the_residual_and_a_chosen_sample_format(tmp_path, trained_ru
     caplog.set_level(logging.INFO, logger="lightning_app")
     src = tmp_path / "in" / "take.wav"
     write_tone_file(src, 1.0, 48000, channels=2)
-    code = _run([src, "--checkpoint", trained_run["best"], "--output-dir", tmp_path / "out", "--residual",
-                 "--subtype", "PCM_24", "--channels", "mid-side", "--no-progress"])
+    code = _run(
+        [
+            src,
+            "--checkpoint",
+            trained_run["best"],
+            "--output-dir",
+            tmp_path / "out",
+            "--residual",
+            "--subtype",
+            "PCM_24",
+            "--channels",
+            "mid-side",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     out, residual = tmp_path / "out" / "take.wav", tmp_path / "out" / "take.residual.wav"
     assert sf.info(out).subtype == "PCM_24" and sf.info(residual).frames == sf.info(src).frames
-    assert "above it passed through untouched" in caplog.text and "real-time factor" in capsys.readouterr().out
+    assert (
+        "above it passed through untouched" in caplog.text and "real-time factor" in capsys.readouterr().out
+    )
     # a second run refuses to replace the residual too
-    assert _run([src, "--checkpoint", trained_run["best"], "--output-dir", tmp_path / "out", "--residual"]) == 1
+    assert (
+        _run([src, "--checkpoint", trained_run["best"], "--output-dir", tmp_path / "out", "--residual"]) == 1
+    )
 
 
 def test_an_interrupted_restoration_leaves_no_output_under_the_final_name(system, tmp_path, monkeypatch):
@@ -228,14 +280,24 @@ def test_the_same_input_reached_twice_is_restored_once(tmp_path, trained_run, ca
         assert (out / "x.wav").is_file()
     # Two different inputs that would share one output name are still refused.
     write_tone_file(tmp_path / "e" / "x.wav", 0.5, 16000, seed=2)
-    code = _run([folder / "x.wav", tmp_path / "e" / "x.wav", "--checkpoint", trained_run["best"], "--output-dir",
-                 tmp_path / "clash", "--no-progress"])
+    code = _run(
+        [
+            folder / "x.wav",
+            tmp_path / "e" / "x.wav",
+            "--checkpoint",
+            trained_run["best"],
+            "--output-dir",
+            tmp_path / "clash",
+            "--no-progress",
+        ]
+    )
     assert code == 1 and "is also the output of" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("suffix,subtype,container", [(".flac", "FLOAT", "FLAC"), (".wav", "VORBIS", "WAV")])
-def test_a_subtype_the_container_cannot_hold_is_refused_before_any_work(tmp_path, trained_run, capsys, suffix,
-                                                                        subtype, container):
+def test_a_subtype_the_container_cannot_hold_is_refused_before_any_work(
+    tmp_path, trained_run, capsys, suffix, subtype, container
+):
     src = tmp_path / f"take{suffix}"
     write_tone_file(src, 0.5, 16000)
     out = tmp_path / "out"
@@ -259,8 +321,13 @@ def test_an_output_folder_that_is_a_file_is_refused_in_one_line_before_loading(t
 
 def _start_cli(args):
     """The CLI in its own process, as `kill`, `timeout` and schedulers see it."""
-    return subprocess.Popen([sys.executable, "-m", "lightning_app.denoise", *map(str, args), "--no-progress"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_signals)
+    return subprocess.Popen(
+        [sys.executable, "-m", "lightning_app.denoise", *map(str, args), "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_default_signals,
+    )
 
 
 def _default_signals():
@@ -286,9 +353,12 @@ def short_and_long(tmp_path_factory):
     return folder / "short.wav", folder / "long.wav"
 
 
-@pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
-def test_sigterm_and_sigint_stop_in_one_line_and_leave_nothing_half_written(tmp_path, trained_run, short_and_long,
-                                                                           signum, code):
+@pytest.mark.parametrize(
+    "signum,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"]
+)
+def test_sigterm_and_sigint_stop_in_one_line_and_leave_nothing_half_written(
+    tmp_path, trained_run, short_and_long, signum, code
+):
     out = tmp_path / "out"
     proc = _start_cli([*short_and_long, "--checkpoint", trained_run["best"], "--output-dir", out])
     _wait_for_partial(proc, out, out / "short.wav")
@@ -297,13 +367,15 @@ def test_sigterm_and_sigint_stop_in_one_line_and_leave_nothing_half_written(tmp_
     lines = [line for line in err.splitlines() if not line.startswith("model: ")]  # which model: said first
     assert proc.returncode == code, err
     assert "Traceback" not in err
-    assert lines[0].startswith(f"restored {short_and_long[0]}") and lines[1:] == \
-        [f"interrupted ({signal.Signals(signum).name}): 1 of 2 file(s) restored; nothing half-written left"]
+    assert lines[0].startswith(f"restored {short_and_long[0]}") and lines[1:] == [
+        f"interrupted ({signal.Signals(signum).name}): 1 of 2 file(s) restored; nothing half-written left"
+    ]
     assert sorted(p.name for p in out.iterdir()) == ["short.wav"], "no partial file, no long.wav"
 
 
-def test_a_killed_runs_partial_is_removed_at_the_next_run_but_a_live_writers_is_kept(tmp_path, trained_run,
-                                                                                     short_and_long):
+def test_a_killed_runs_partial_is_removed_at_the_next_run_but_a_live_writers_is_kept(
+    tmp_path, trained_run, short_and_long
+):
     out = tmp_path / "out"
     proc = _start_cli([*short_and_long, "--checkpoint", trained_run["best"], "--output-dir", out])
     _wait_for_partial(proc, out, out / "short.wav")
@@ -331,7 +403,10 @@ def test_a_255_byte_file_name_is_restored_under_its_full_name(tmp_path, trained_
     assert len(name.encode()) == 255
     src = tmp_path / "in" / name
     write_tone_file(src, 0.5, 16000)
-    assert _run([src, "--checkpoint", trained_run["best"], "--output-dir", tmp_path / "out", "--no-progress"]) == 0
+    assert (
+        _run([src, "--checkpoint", trained_run["best"], "--output-dir", tmp_path / "out", "--no-progress"])
+        == 0
+    )
     assert [p.name for p in (tmp_path / "out").iterdir()] == [name]
     assert sf.info(tmp_path / "out" / name).frames == sf.info(src).frames
 
@@ -346,25 +421,46 @@ def test_clipping_to_an_integer_format_is_counted_and_reported_never_silent(tmp_
     assert _run([*args, "--output-dir", tmp_path / "float"]) == 0
     assert "clipped" not in caplog.text, "FLOAT keeps overs: nothing clipped, nothing to report"
     kept = sf.read(tmp_path / "float" / "hot.wav")[0]
-    overs = int(np.count_nonzero(np.abs(kept) > 1.0))  # what PCM_16 cannot hold, counted from the float result
+    overs = int(
+        np.count_nonzero(np.abs(kept) > 1.0)
+    )  # what PCM_16 cannot hold, counted from the float result
     assert overs > 0
     caplog.clear()
     assert _run([*args, "--output-dir", tmp_path / "pcm", "--subtype", "PCM_16"]) == 0
     peak = 20 * np.log10(np.abs(kept).max())
     out = tmp_path / "pcm" / "hot.wav"
-    assert f"{out}: {overs} samples over full scale clipped (peak {peak:+.1f} dBFS); --subtype FLOAT keeps them" \
+    assert (
+        f"{out}: {overs} samples over full scale clipped (peak {peak:+.1f} dBFS); --subtype FLOAT keeps them"
         in caplog.text
+    )
     assert f"; {overs} samples clipped)" in caplog.text, "the per-file summary line carries the count"
     written = sf.read(out, dtype="int16")[0]
-    assert np.all(np.abs(written[np.abs(kept) > 1.0].astype(int)) >= 32767), "clipped to full scale, not wrapped"
+    assert np.all(np.abs(written[np.abs(kept) > 1.0].astype(int)) >= 32767), (
+        "clipped to full scale, not wrapped"
+    )
 
 
 def test_report_flag_writes_the_listening_page_beside_the_outputs(tmp_path, trained_run):
     src = tmp_path / "in" / "take.wav"
     write_tone_file(src, 10.0, 16000, channels=2)  # long enough for two separate 4-s excerpts
     out = tmp_path / "out"
-    assert _run([src, "--checkpoint", trained_run["best"], "-o", out, "--residual", "--report", "--content", "music",
-                 "--no-progress"]) == 0
+    assert (
+        _run(
+            [
+                src,
+                "--checkpoint",
+                trained_run["best"],
+                "-o",
+                out,
+                "--residual",
+                "--report",
+                "--content",
+                "music",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     page = (out / "report.html").read_text()
     assert "take.wav" in page and page.count("<audio") == 6, "loudest and quietest: before, after, removed"
     rows = (out / "report.csv").read_text().splitlines()
@@ -376,8 +472,10 @@ def test_block_grid_edges_fall_on_samples_both_rates_share_and_cover_the_file(ra
     grid = plan_grid(rate, 44100, chunk_seconds=5.0, overlap_seconds=0.5, block_seconds=120.0)
     assert grid.unit_model * rate == grid.unit_file * 44100, "a grid unit is the same time at both rates"
     assert (grid.chunk - grid.overlap) % grid.unit_model == 0, "chunk steps land on shared sample positions"
-    assert grid.block_file % grid.unit_file == 0 and (grid.block_file // grid.unit_file * grid.unit_model) % (
-        grid.chunk - grid.overlap) == 0, "a block is a whole number of chunk steps"
+    assert (
+        grid.block_file % grid.unit_file == 0
+        and (grid.block_file // grid.unit_file * grid.unit_model) % (grid.chunk - grid.overlap) == 0
+    ), "a block is a whole number of chunk steps"
     frames = 3 * grid.block_file + 7
     blocks = grid.blocks(frames)
     assert blocks[0][0] == 0 and blocks[-1][1] == frames and len(blocks) == 4
@@ -398,8 +496,14 @@ def _perturbed_checkpoint(tmp_path, experiment: str):
         for p in system.parameters():
             p.add_(0.05 * torch.randn_like(p))
     path = tmp_path / f"{experiment}.ckpt"
-    torch.save({"state_dict": system.state_dict(), "hyper_parameters": dict(system.hparams),
-                "system_kind": system.kind}, path)
+    torch.save(
+        {
+            "state_dict": system.state_dict(),
+            "hyper_parameters": dict(system.hparams),
+            "system_kind": system.kind,
+        },
+        path,
+    )
     return path
 
 
@@ -409,8 +513,10 @@ def test_the_lightning_free_model_restores_exactly_as_the_trained_system(tmp_pat
     model, system = load_model(path), load_system(path)
     assert model.kind == system.kind and model.sample_rate == system.sample_rate
     audio = (0.1 * np.random.default_rng(2).standard_normal((9000, 2))).astype(np.float32)
-    np.testing.assert_array_equal(Restorer(model, chunk_seconds=0.25, overlap_seconds=0.05)(audio, 22050),
-                                  Restorer(system, chunk_seconds=0.25, overlap_seconds=0.05)(audio, 22050))
+    np.testing.assert_array_equal(
+        Restorer(model, chunk_seconds=0.25, overlap_seconds=0.05)(audio, 22050),
+        Restorer(system, chunk_seconds=0.25, overlap_seconds=0.05)(audio, 22050),
+    )
 
 
 def test_every_variant_denoises_through_its_network_alone():
@@ -429,18 +535,35 @@ def test_restoring_imports_no_lightning(tmp_path, trained_run):
     """Lightning costs each start of the command (every task of a cluster restore) 3.7 s and 300 MB."""
     src = tmp_path / "take.wav"
     write_tone_file(src, 0.5, 16000)
-    code = ("import sys; from lightning_app import denoise; status = denoise.main(sys.argv[1:]); "
-            "print('IMPORTED', sorted({m.split('.')[0] for m in sys.modules} & {'lightning', 'pytorch_lightning', "
-            "'lightning_fabric', 'torchmetrics', 'scipy', 'matplotlib'})); sys.exit(status)")
-    done = subprocess.run([sys.executable, "-c", code, str(src), "--checkpoint", str(trained_run["best"]),
-                           "-o", str(tmp_path / "out"), "--no-progress"], capture_output=True, text=True)
+    code = (
+        "import sys; from lightning_app import denoise; status = denoise.main(sys.argv[1:]); "
+        "print('IMPORTED', sorted({m.split('.')[0] for m in sys.modules} & {'lightning', 'pytorch_lightning', "
+        "'lightning_fabric', 'torchmetrics', 'scipy', 'matplotlib'})); sys.exit(status)"
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            str(src),
+            "--checkpoint",
+            str(trained_run["best"]),
+            "-o",
+            str(tmp_path / "out"),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     assert "IMPORTED []" in done.stdout, done.stdout
     assert (tmp_path / "out" / "take.wav").is_file()
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device: the GPU restore path is checked "
-                                                          "against the CPU one where a GPU is present")
+@pytest.mark.skipif(
+    not torch.cuda.is_available(),
+    reason="needs a CUDA device: the GPU restore path is checked against the CPU one where a GPU is present",
+)
 def test_the_gpu_restores_what_the_cpu_restores(tmp_path):
     path = _perturbed_checkpoint(tmp_path, "supervised_unet")
     audio = (0.1 * np.random.default_rng(3).standard_normal((40000, 2))).astype(np.float32)
@@ -463,11 +586,17 @@ def test_block_plans_read_what_their_chunks_need_and_run_each_chunk_once_in_whol
     for block in grid.blocks(frames):
         plan = plan_block(grid, frames, rate, model_rate, block, batch_size, carried)
         alone = plan_block(grid, frames, rate, model_rate, block, batch_size)
-        assert alone.run1 == alone.need1 and alone.need0 == plan.need0, "without a carry, only what the block needs"
-        first_alone = chunks_reaching(alone.total, grid.chunk, grid.overlap, alone.need0, alone.run1)[0] * step
+        assert alone.run1 == alone.need1 and alone.need0 == plan.need0, (
+            "without a carry, only what the block needs"
+        )
+        first_alone = (
+            chunks_reaching(alone.total, grid.chunk, grid.overlap, alone.need0, alone.run1)[0] * step
+        )
         assert alone.offset <= first_alone, "without a carry, the first chunk has its input"
         assert plan.read0_f <= block[0] and block[1] <= plan.read1_f, "the read holds the block"
-        starts = [i * step for i in chunks_reaching(plan.total, grid.chunk, grid.overlap, plan.need0, plan.run1)]
+        starts = [
+            i * step for i in chunks_reaching(plan.total, grid.chunk, grid.overlap, plan.need0, plan.run1)
+        ]
         run = [s for s in starts if s not in carried]
         if run:
             assert plan.offset <= run[0], "the first chunk run has its input"
@@ -475,9 +604,13 @@ def test_block_plans_read_what_their_chunks_need_and_run_each_chunk_once_in_whol
             assert min(run[-1] + grid.chunk, plan.total) <= read_end_m, "the last chunk run has its input"
             in1_f = math.ceil(min(run[-1] + grid.chunk, plan.total) * rate / model_rate)
             if rate == model_rate:
-                assert plan.read0_f == min(plan.need0, run[0]), "at the model's rate nothing is read for resampling"
+                assert plan.read0_f == min(plan.need0, run[0]), (
+                    "at the model's rate nothing is read for resampling"
+                )
             else:
-                assert plan.read1_f == frames or plan.read1_f - in1_f >= RESAMPLING_MARGIN, "the resampling taps"
+                assert plan.read1_f == frames or plan.read1_f - in1_f >= RESAMPLING_MARGIN, (
+                    "the resampling taps"
+                )
         groups = {s // step // batch_size for s in run}
         whole = {i * step for g in groups for i in range(g * batch_size, min((g + 1) * batch_size, count))}
         assert set(run) == whole, "a block runs whole batches of the file's chunk grid"

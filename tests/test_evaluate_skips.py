@@ -37,23 +37,33 @@ def _bad_pairs(root):
     sf.write(root / "clean" / "garbage.wav", _tone(RATE), RATE)
     sf.write(root / "noisy" / "silent.wav", 0.05 * np.random.default_rng(1).standard_normal(RATE), RATE)
     sf.write(root / "clean" / "silent.wav", np.zeros(RATE), RATE)
-    return {"orphan.wav": "no clean partner", "rates.wav": "sample rate 16000 Hz differs",
-            "garbage.wav": "not a readable audio file", "silent.wav": "silent clean reference"}
+    return {
+        "orphan.wav": "no clean partner",
+        "rates.wav": "sample rate 16000 Hz differs",
+        "garbage.wav": "not a readable audio file",
+        "silent.wav": "silent clean reference",
+    }
 
 
 def test_bad_pairs_are_skipped_with_reasons_and_the_good_ones_are_scored(tmp_path, capsys):
     corpus = _corpus(tmp_path / "corpus")
     expected = _bad_pairs(corpus)
     out = tmp_path / "eval"
-    assert evaluate.main(["--data", str(corpus), "--output-dir", str(out), *ARGS]) == 1  # 1: something skipped
-    assert capsys.readouterr().err.strip().splitlines()[-1] == \
-        f"evaluated 3 pairs, skipped 4 (see {out / 'report.md'}#skipped)"
+    assert (
+        evaluate.main(["--data", str(corpus), "--output-dir", str(out), *ARGS]) == 1
+    )  # 1: something skipped
+    assert (
+        capsys.readouterr().err.strip().splitlines()[-1]
+        == f"evaluated 3 pairs, skipped 4 (see {out / 'report.md'}#skipped)"
+    )
 
     skipped = {r["file"]: r["reason"] for r in csv.DictReader(open(out / "skipped.csv"))}
     assert set(skipped) == set(expected)
     for name, problem in expected.items():
         assert problem in skipped[name] and name in skipped[name] and "\n" not in skipped[name], skipped[name]
-    assert skipped["silent.wav"].startswith("clean/silent.wav:") and skipped["garbage.wav"].startswith("noisy/garbage.wav:")
+    assert skipped["silent.wav"].startswith("clean/silent.wav:") and skipped["garbage.wav"].startswith(
+        "noisy/garbage.wav:"
+    )
 
     report = (out / "report.md").read_text()
     assert "(3 files, 4 skipped)" in report and "\n## Skipped\n" in report
@@ -62,9 +72,14 @@ def test_bad_pairs_are_skipped_with_reasons_and_the_good_ones_are_scored(tmp_pat
     assert sorted(r.split(" | ")[0][2:] for r in rows) == sorted(expected)
     assert all(f"| {name} | {skipped[name]} |" in section for name in expected)
 
-    overall = next(r for r in csv.DictReader(open(out / "report.csv"))
-                   if r["group"] == "overall" and r["system"] == "noisy input")
-    assert overall["clips"] == "3" and math.isfinite(float(overall["si_sdr"])) and float(overall["si_sdr"]) > 5
+    overall = next(
+        r
+        for r in csv.DictReader(open(out / "report.csv"))
+        if r["group"] == "overall" and r["system"] == "noisy input"
+    )
+    assert (
+        overall["clips"] == "3" and math.isfinite(float(overall["si_sdr"])) and float(overall["si_sdr"]) > 5
+    )
 
 
 def test_a_clean_corpus_writes_an_empty_skipped_table_and_exits_0(tmp_path, capsys):

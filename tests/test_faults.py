@@ -37,12 +37,12 @@ MAINS = {"denoise": denoise.main, "train": train.main, "sweep": sweep.main, "eva
 
 @dataclass
 class Case:
-    command: str               # denoise, train, sweep or evaluate
-    build: object              # (tmp, checkpoint) -> arguments
-    code: int                  # exit status
-    line: str                  # regex of the one line (error, FAILED or warning) naming the thing and the problem
+    command: str  # denoise, train, sweep or evaluate
+    build: object  # (tmp, checkpoint) -> arguments
+    code: int  # exit status
+    line: str  # regex of the one line (error, FAILED or warning) naming the thing and the problem
     created: set = field(default_factory=set)  # paths under tmp the run must make (and nothing else)
-    warning: bool = False      # the line is a logged warning: the work is done
+    warning: bool = False  # the line is a logged warning: the work is done
 
 
 def _tree(root: Path) -> dict:
@@ -68,6 +68,7 @@ def _restore(*inputs, out="out", extra=()):
     def build(tmp, ckpt):
         made = [i(tmp) if callable(i) else tmp / i for i in inputs]
         return [*made, "--checkpoint", ckpt, "--output-dir", tmp / out, "--no-progress", *extra]
+
     return build
 
 
@@ -89,6 +90,7 @@ def _samples(name, values):
         (tmp / "in").mkdir(exist_ok=True)
         sf.write(tmp / "in" / name, values, 16000, subtype="FLOAT")
         return tmp / "in" / name
+
     return make
 
 
@@ -135,6 +137,7 @@ def _file(name, data=b"x"):
         (tmp / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp / name).write_bytes(data)
         return tmp / name
+
     return make
 
 
@@ -142,6 +145,7 @@ def _checkpoint_case(spec):
     def build(tmp, _):
         target = spec(tmp) if callable(spec) else tmp / spec
         return [_tone(tmp), "--checkpoint", target, "--output-dir", tmp / "out", "--no-progress"]
+
     return build
 
 
@@ -152,24 +156,40 @@ def _folder(tmp):
 
 def _train(*extra):
     def build(tmp, _):
-        return ["supervised_unet", f"run.root={tmp / 'runs'}", f"data.cache_dir={tmp / 'cache'}", SMOKE, *FAST,
-                *[e(tmp) if callable(e) else e for e in extra]]
+        return [
+            "supervised_unet",
+            f"run.root={tmp / 'runs'}",
+            f"data.cache_dir={tmp / 'cache'}",
+            SMOKE,
+            *FAST,
+            *[e(tmp) if callable(e) else e for e in extra],
+        ]
+
     return build
 
 
 def _sweep(*extra, name="learning_rate"):
     def build(tmp, _):
-        return ["supervised_unet", name, f"run.root={tmp / 'runs'}", f"data.cache_dir={tmp / 'cache'}", SMOKE,
-                *[e(tmp) if callable(e) else e for e in extra]]
+        return [
+            "supervised_unet",
+            name,
+            f"run.root={tmp / 'runs'}",
+            f"data.cache_dir={tmp / 'cache'}",
+            SMOKE,
+            *[e(tmp) if callable(e) else e for e in extra],
+        ]
+
     return build
 
 
 def _at(text):
     """An argument naming a path under tmp: '{tmp}' is replaced (and a file 'afile' and a folder 'adir' exist)."""
+
     def make(tmp):
         (tmp / "afile").write_text("not a folder")
         (tmp / "adir").mkdir(exist_ok=True)
         return text.format(tmp=tmp)
+
     return make
 
 
@@ -184,105 +204,261 @@ def _fake_run(tmp):
 CASES = {
     # denoise: the inputs
     "denoise-missing-file": Case("denoise", _restore("in/none.wav"), 1, r"FAILED .*none\.wav: no such file"),
-    "denoise-empty-file": Case("denoise", _restore(_empty), 1, r"FAILED .*empty\.wav: empty file \(0 bytes\)"),
-    "denoise-not-audio": Case("denoise", _restore(_text), 1, r"FAILED .*notes\.wav: not a readable audio file"),
-    "denoise-nan": Case("denoise", _restore(_samples("nan.wav", np.r_[np.zeros(100), np.nan, np.ones(900)] * 0.1)), 1,
-                        r"FAILED .*nan\.wav: contains NaN/Inf samples"),
-    "denoise-silence": Case("denoise", _restore(_samples("zero.wav", np.zeros(8000))), 1,
-                            r"FAILED .*zero\.wav: is digital silence"),
-    "denoise-folder-without-audio": Case("denoise", _restore(lambda t: _file("in/readme.md")(t).parent), 2,
-                                         r"error: no audio files found"),
-    "denoise-input-is-a-folder-of-nothing": Case("denoise", _restore(lambda t: (t / "in").mkdir() or t / "in"), 2,
-                                                 r"error: no audio files found"),
-    "denoise-dangling-link-in-folder": Case("denoise", _restore(_dangling_in_folder), 1,
-                                            r"FAILED .*in/gone\.wav: a link to .*gone\.wav, which does not exist",
-                                            created={"out", "out/good.wav"}),
-    "denoise-dangling-link-given": Case("denoise", _restore(_dangling), 1,
-                                        r"FAILED .*gone\.wav: a link to .*gone\.wav, which does not exist"),
-    "denoise-linked-subfolder": Case("denoise", _restore(_linked_subfolder), 0, "",
-                                     created={"out", "out/a.wav", "out/side", "out/side/b.wav"}),
+    "denoise-empty-file": Case(
+        "denoise", _restore(_empty), 1, r"FAILED .*empty\.wav: empty file \(0 bytes\)"
+    ),
+    "denoise-not-audio": Case(
+        "denoise", _restore(_text), 1, r"FAILED .*notes\.wav: not a readable audio file"
+    ),
+    "denoise-nan": Case(
+        "denoise",
+        _restore(_samples("nan.wav", np.r_[np.zeros(100), np.nan, np.ones(900)] * 0.1)),
+        1,
+        r"FAILED .*nan\.wav: contains NaN/Inf samples",
+    ),
+    "denoise-silence": Case(
+        "denoise",
+        _restore(_samples("zero.wav", np.zeros(8000))),
+        1,
+        r"FAILED .*zero\.wav: is digital silence",
+    ),
+    "denoise-folder-without-audio": Case(
+        "denoise", _restore(lambda t: _file("in/readme.md")(t).parent), 2, r"error: no audio files found"
+    ),
+    "denoise-input-is-a-folder-of-nothing": Case(
+        "denoise", _restore(lambda t: (t / "in").mkdir() or t / "in"), 2, r"error: no audio files found"
+    ),
+    "denoise-dangling-link-in-folder": Case(
+        "denoise",
+        _restore(_dangling_in_folder),
+        1,
+        r"FAILED .*in/gone\.wav: a link to .*gone\.wav, which does not exist",
+        created={"out", "out/good.wav"},
+    ),
+    "denoise-dangling-link-given": Case(
+        "denoise", _restore(_dangling), 1, r"FAILED .*gone\.wav: a link to .*gone\.wav, which does not exist"
+    ),
+    "denoise-linked-subfolder": Case(
+        "denoise",
+        _restore(_linked_subfolder),
+        0,
+        "",
+        created={"out", "out/a.wav", "out/side", "out/side/b.wav"},
+    ),
     "denoise-link-loop": Case("denoise", _restore(_link_loop), 0, "", created={"out", "out/a.wav"}),
-    "denoise-truncated-wav": Case("denoise", _restore(_truncated), 0,
-                                  r"cut\.wav: truncated: its header promises 1\.00 s, the file holds 0\.50 s",
-                                  created={"out", "out/cut.wav"}, warning=True),
-    "denoise-mid-side-6-channels": Case("denoise", _restore(lambda t: _tone(t, channels=6), extra=["--channels",
-                                                                                                  "mid-side"]),
-                                        0, r"a\.wav: --channels mid-side needs two channels; its 6 channel",
-                                        created={"out", "out/a.wav"}, warning=True),
-    "denoise-long-name-residual": Case("denoise", _restore(lambda t: _tone(t, f"in/{LONG_NAME}"), extra=["--residual"]),
-                                       0, "", created={"out", f"out/{LONG_NAME}", "RESIDUAL"}),
+    "denoise-truncated-wav": Case(
+        "denoise",
+        _restore(_truncated),
+        0,
+        r"cut\.wav: truncated: its header promises 1\.00 s, the file holds 0\.50 s",
+        created={"out", "out/cut.wav"},
+        warning=True,
+    ),
+    "denoise-mid-side-6-channels": Case(
+        "denoise",
+        _restore(lambda t: _tone(t, channels=6), extra=["--channels", "mid-side"]),
+        0,
+        r"a\.wav: --channels mid-side needs two channels; its 6 channel",
+        created={"out", "out/a.wav"},
+        warning=True,
+    ),
+    "denoise-long-name-residual": Case(
+        "denoise",
+        _restore(lambda t: _tone(t, f"in/{LONG_NAME}"), extra=["--residual"]),
+        0,
+        "",
+        created={"out", f"out/{LONG_NAME}", "RESIDUAL"},
+    ),
     # denoise: outputs and options
-    "denoise-output-dir-is-a-file": Case("denoise", _restore(lambda t: _file("afile")(t) and _tone(t),
-                                                             out="afile/sub"), 2,
-                                         r"error: --output-dir .*afile/sub: .*afile is a file, not a folder"),
-    "denoise-output-exists": Case("denoise", _restore(_existing_output), 1,
-                                  r"FAILED .*a\.wav: output .*out/a\.wav already exists \(use --overwrite"),
-    "denoise-output-is-the-input": Case("denoise", _restore(_tone, out="in"), 1,
-                                        r"FAILED .*a\.wav: its output .*would overwrite an input file"),
-    "denoise-bad-subtype": Case("denoise", _restore(_tone, extra=["--subtype", "PCM_13"]), 2,
-                                r"error: --subtype PCM_13 is not a sample format"),
-    "denoise-subtype-container": Case("denoise", _restore(_tone, extra=["--subtype", "FLOAT"], out="out"), 0, "",
-                                      created={"out", "out/a.wav"}),
-    "denoise-flac-float": Case("denoise", _restore(lambda t: _tone(t, "in/a.flac"), extra=["--subtype", "FLOAT"]), 2,
-                               r"error: --subtype FLOAT cannot be written to \.flac files"),
-    "denoise-mix-out-of-range": Case("denoise", _restore(_tone, extra=["--mix", "1.5"]), 2,
-                                     r"error: --mix must be between 0 and 1, got 1\.5"),
-    "denoise-file-list-missing": Case("denoise", lambda t, c: ["--file-list", t / "none.tsv", "-o", t / "out",
-                                                               "--checkpoint", c], 2, r"error: .*none\.tsv"),
-    "denoise-file-list-not-a-list": Case("denoise", lambda t, c: ["--file-list", _file("list.tsv", b"a\tb\n1\t2\n")(t),
-                                                                  "-o", t / "out", "--checkpoint", c], 2,
-                                         r"error: .*list\.tsv: not a file list"),
+    "denoise-output-dir-is-a-file": Case(
+        "denoise",
+        _restore(lambda t: _file("afile")(t) and _tone(t), out="afile/sub"),
+        2,
+        r"error: --output-dir .*afile/sub: .*afile is a file, not a folder",
+    ),
+    "denoise-output-exists": Case(
+        "denoise",
+        _restore(_existing_output),
+        1,
+        r"FAILED .*a\.wav: output .*out/a\.wav already exists \(use --overwrite",
+    ),
+    "denoise-output-is-the-input": Case(
+        "denoise",
+        _restore(_tone, out="in"),
+        1,
+        r"FAILED .*a\.wav: its output .*would overwrite an input file",
+    ),
+    "denoise-bad-subtype": Case(
+        "denoise",
+        _restore(_tone, extra=["--subtype", "PCM_13"]),
+        2,
+        r"error: --subtype PCM_13 is not a sample format",
+    ),
+    "denoise-subtype-container": Case(
+        "denoise",
+        _restore(_tone, extra=["--subtype", "FLOAT"], out="out"),
+        0,
+        "",
+        created={"out", "out/a.wav"},
+    ),
+    "denoise-flac-float": Case(
+        "denoise",
+        _restore(lambda t: _tone(t, "in/a.flac"), extra=["--subtype", "FLOAT"]),
+        2,
+        r"error: --subtype FLOAT cannot be written to \.flac files",
+    ),
+    "denoise-mix-out-of-range": Case(
+        "denoise",
+        _restore(_tone, extra=["--mix", "1.5"]),
+        2,
+        r"error: --mix must be between 0 and 1, got 1\.5",
+    ),
+    "denoise-file-list-missing": Case(
+        "denoise",
+        lambda t, c: ["--file-list", t / "none.tsv", "-o", t / "out", "--checkpoint", c],
+        2,
+        r"error: .*none\.tsv",
+    ),
+    "denoise-file-list-not-a-list": Case(
+        "denoise",
+        lambda t, c: [
+            "--file-list",
+            _file("list.tsv", b"a\tb\n1\t2\n")(t),
+            "-o",
+            t / "out",
+            "--checkpoint",
+            c,
+        ],
+        2,
+        r"error: .*list\.tsv: not a file list",
+    ),
     # denoise: the checkpoint
-    "checkpoint-missing": Case("denoise", _checkpoint_case("none.ckpt"), 2,
-                               r"error: .*none\.ckpt: checkpoint not found"),
-    "checkpoint-is-a-folder": Case("denoise", _checkpoint_case(_folder), 2,
-                                   r"error: .*models: a folder, not a checkpoint file"),
-    "checkpoint-empty": Case("denoise", _checkpoint_case(_file("e.ckpt", b"")), 2,
-                             r"error: .*e\.ckpt: the file is empty"),
-    "checkpoint-garbage": Case("denoise", _checkpoint_case(_file("g.ckpt", b"not a checkpoint\n" * 10)), 2,
-                               r"error: .*g\.ckpt: not a PyTorch checkpoint"),
+    "checkpoint-missing": Case(
+        "denoise", _checkpoint_case("none.ckpt"), 2, r"error: .*none\.ckpt: checkpoint not found"
+    ),
+    "checkpoint-is-a-folder": Case(
+        "denoise", _checkpoint_case(_folder), 2, r"error: .*models: a folder, not a checkpoint file"
+    ),
+    "checkpoint-empty": Case(
+        "denoise", _checkpoint_case(_file("e.ckpt", b"")), 2, r"error: .*e\.ckpt: the file is empty"
+    ),
+    "checkpoint-garbage": Case(
+        "denoise",
+        _checkpoint_case(_file("g.ckpt", b"not a checkpoint\n" * 10)),
+        2,
+        r"error: .*g\.ckpt: not a PyTorch checkpoint",
+    ),
     # train
-    "train-run-root-is-a-file": Case("train", _train(_at("run.root={tmp}/afile")), 2,
-                                     r"error: run\.root=.*afile: .*afile is a file, not a folder"),
-    "train-run-root-under-a-file": Case("train", _train(_at("run.root={tmp}/afile/runs")), 2,
-                                        r"error: run\.root=.*afile/runs: .*afile is a file, not a folder"),
-    "train-cache-dir-is-a-file": Case("train", _train(_at("data.cache_dir={tmp}/afile")), 2,
-                                      r"error: data\.cache_dir=.*afile: .*afile is a file, not a folder"),
-    "train-bad-value": Case("train", _train("trainer.max_epochs=abc"), 2,
-                            r"error: trainer\.max_epochs must be a whole number, got 'abc'"),
-    "train-unknown-key": Case("train", _train("trainer.max_epoch=3"), 2,
-                              r"error: unknown config key 'trainer\.max_epoch'"),
-    "train-unknown-experiment": Case("train", lambda t, c: ["no_such_experiment"], 2,
-                                     r"error: unknown experiment 'no_such_experiment'"),
-    "train-nothing-to-resume": Case("train", _train("--resume"), 2, r"error: nothing to resume: no run under"),
-    "train-resume-from-missing": Case("train", _train(_at("--resume-from={tmp}/no_run")), 2,
-                                      r"error: --resume-from .*no_run: expected a run directory"),
-    "train-resume-corrupt-checkpoint": Case("train", _train(_fake_run), 2, r"error: cannot resume: .*last\.ckpt"),
-    "train-init-from-missing": Case("train", _train(_at("system.init_from={tmp}/none.ckpt")), 2,
-                                    r"error: system\.init_from=.*none\.ckpt: no such checkpoint file"),
+    "train-run-root-is-a-file": Case(
+        "train",
+        _train(_at("run.root={tmp}/afile")),
+        2,
+        r"error: run\.root=.*afile: .*afile is a file, not a folder",
+    ),
+    "train-run-root-under-a-file": Case(
+        "train",
+        _train(_at("run.root={tmp}/afile/runs")),
+        2,
+        r"error: run\.root=.*afile/runs: .*afile is a file, not a folder",
+    ),
+    "train-cache-dir-is-a-file": Case(
+        "train",
+        _train(_at("data.cache_dir={tmp}/afile")),
+        2,
+        r"error: data\.cache_dir=.*afile: .*afile is a file, not a folder",
+    ),
+    "train-bad-value": Case(
+        "train",
+        _train("trainer.max_epochs=abc"),
+        2,
+        r"error: trainer\.max_epochs must be a whole number, got 'abc'",
+    ),
+    "train-unknown-key": Case(
+        "train", _train("trainer.max_epoch=3"), 2, r"error: unknown config key 'trainer\.max_epoch'"
+    ),
+    "train-unknown-experiment": Case(
+        "train", lambda t, c: ["no_such_experiment"], 2, r"error: unknown experiment 'no_such_experiment'"
+    ),
+    "train-nothing-to-resume": Case(
+        "train", _train("--resume"), 2, r"error: nothing to resume: no run under"
+    ),
+    "train-resume-from-missing": Case(
+        "train",
+        _train(_at("--resume-from={tmp}/no_run")),
+        2,
+        r"error: --resume-from .*no_run: expected a run directory",
+    ),
+    "train-resume-corrupt-checkpoint": Case(
+        "train", _train(_fake_run), 2, r"error: cannot resume: .*last\.ckpt"
+    ),
+    "train-init-from-missing": Case(
+        "train",
+        _train(_at("system.init_from={tmp}/none.ckpt")),
+        2,
+        r"error: system\.init_from=.*none\.ckpt: no such checkpoint file",
+    ),
     # sweep
-    "sweep-trials-not-a-number": Case("sweep", _sweep("trials=abc"), 2,
-                                      r"error: trials must be a whole number >= 1, got 'abc' \(on the command line\)"),
-    "sweep-trials-negative": Case("sweep", _sweep("trials=-1"), 2,
-                                  r"error: trials must be a whole number >= 1, got -1"),
-    "sweep-trials-zero": Case("sweep", _sweep("trials=0"), 2, r"error: trials must be a whole number >= 1, got 0"),
-    "sweep-bad-sampler": Case("sweep", _sweep("sampler=bogus"), 2,
-                              r"error: sampler must be grid, random or tpe, got 'bogus' \(on the command line\)"),
-    "sweep-bad-heartbeat": Case("sweep", _sweep("heartbeat=0"), 2, r"error: heartbeat must be a whole number"),
+    "sweep-trials-not-a-number": Case(
+        "sweep",
+        _sweep("trials=abc"),
+        2,
+        r"error: trials must be a whole number >= 1, got 'abc' \(on the command line\)",
+    ),
+    "sweep-trials-negative": Case(
+        "sweep", _sweep("trials=-1"), 2, r"error: trials must be a whole number >= 1, got -1"
+    ),
+    "sweep-trials-zero": Case(
+        "sweep", _sweep("trials=0"), 2, r"error: trials must be a whole number >= 1, got 0"
+    ),
+    "sweep-bad-sampler": Case(
+        "sweep",
+        _sweep("sampler=bogus"),
+        2,
+        r"error: sampler must be grid, random or tpe, got 'bogus' \(on the command line\)",
+    ),
+    "sweep-bad-heartbeat": Case(
+        "sweep", _sweep("heartbeat=0"), 2, r"error: heartbeat must be a whole number"
+    ),
     "sweep-unknown-sweep": Case("sweep", _sweep(name="nope"), 2, r"error: no sweep 'nope'"),
-    "sweep-journal-is-a-folder": Case("sweep", _sweep(_at("storage=journal://{tmp}/adir")), 2,
-                                      r"error: storage journal file .*adir: .*adir is a folder; name a file in it"),
-    "sweep-journal-folder-missing": Case("sweep", _sweep(_at("storage=journal://{tmp}/none/s.journal")), 2,
-                                         r"error: storage .*: the folder .*none does not exist"),
-    "sweep-journal-relative": Case("sweep", _sweep("storage=journal://rel/s.journal"), 2,
-                                   r"error: storage 'journal://rel/s\.journal': a journal needs an absolute path"),
-    "sweep-bad-url": Case("sweep", _sweep("storage=postgress://u:pw@h/db"), 2, r"error: .*unknown database kind"),
-    "sweep-run-root-is-a-file": Case("sweep", _sweep(_at("run.root={tmp}/afile")), 2,
-                                     r"error: run\.root=.*afile: .*afile is a file, not a folder"),
-    "evaluate-data-folder-missing": Case("evaluate", lambda t, c: [c, "--data", t / "none", "--output-dir", t / "ev",
-                                                                   "--no-baselines"], 2, r"error: .*/none: no such folder"),
-    "evaluate-data-is-a-file": Case("evaluate", lambda t, c: [c, "--data", _file("a.wav")(t), "--output-dir", t / "ev",
-                                                              "--no-baselines"], 2, r"error: .*a\.wav: not a folder"),
+    "sweep-journal-is-a-folder": Case(
+        "sweep",
+        _sweep(_at("storage=journal://{tmp}/adir")),
+        2,
+        r"error: storage journal file .*adir: .*adir is a folder; name a file in it",
+    ),
+    "sweep-journal-folder-missing": Case(
+        "sweep",
+        _sweep(_at("storage=journal://{tmp}/none/s.journal")),
+        2,
+        r"error: storage .*: the folder .*none does not exist",
+    ),
+    "sweep-journal-relative": Case(
+        "sweep",
+        _sweep("storage=journal://rel/s.journal"),
+        2,
+        r"error: storage 'journal://rel/s\.journal': a journal needs an absolute path",
+    ),
+    "sweep-bad-url": Case(
+        "sweep", _sweep("storage=postgress://u:pw@h/db"), 2, r"error: .*unknown database kind"
+    ),
+    "sweep-run-root-is-a-file": Case(
+        "sweep",
+        _sweep(_at("run.root={tmp}/afile")),
+        2,
+        r"error: run\.root=.*afile: .*afile is a file, not a folder",
+    ),
+    "evaluate-data-folder-missing": Case(
+        "evaluate",
+        lambda t, c: [c, "--data", t / "none", "--output-dir", t / "ev", "--no-baselines"],
+        2,
+        r"error: .*/none: no such folder",
+    ),
+    "evaluate-data-is-a-file": Case(
+        "evaluate",
+        lambda t, c: [c, "--data", _file("a.wav")(t), "--output-dir", t / "ev", "--no-baselines"],
+        2,
+        r"error: .*a\.wav: not a folder",
+    ),
 }
 
 
@@ -301,7 +477,9 @@ def _check_contract(case: Case, tmp: Path, before: dict, code: int, err: str, ou
         assert len(said) == 1 and re.search(case.line, said[0]), (said, err)
     after = _tree(tmp)
     expected = {_residual_of_long_name() if p == "RESIDUAL" else p for p in case.created}
-    assert {p: v for p, v in after.items() if p not in expected} == before, "nothing else made, changed or left"
+    assert {p: v for p, v in after.items() if p not in expected} == before, (
+        "nothing else made, changed or left"
+    )
     assert expected <= set(after), f"missing outputs: {expected - set(after)}"
 
 
@@ -315,7 +493,9 @@ def test_fault(name, tmp_path, trained_run, capsys, caplog):
     caplog.set_level(logging.INFO)
     code = MAINS[case.command](args)
     captured = capsys.readouterr()
-    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and "lightning_app" in r.name]
+    warnings = [
+        r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and "lightning_app" in r.name
+    ]
     _check_contract(case, tmp, before, code, captured.err, captured.out, warnings)
 
 
@@ -330,26 +510,39 @@ def _no_space_libsndfile(self, *args, **kwargs):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("failure", [_no_space_oserror, _no_space_libsndfile], ids=["errno", "libsndfile"])
-def test_a_full_disk_is_named_with_the_folder_and_leaves_nothing(tmp_path, trained_run, capsys, caplog, monkeypatch,
-                                                                  failure):
+def test_a_full_disk_is_named_with_the_folder_and_leaves_nothing(
+    tmp_path, trained_run, capsys, caplog, monkeypatch, failure
+):
     tmp = tmp_path / "case"
     src = _tone(tmp)
     before = _tree(tmp)
     monkeypatch.setattr(sf.SoundFile, "write", failure)
     free = os.statvfs(tmp)
-    monkeypatch.setattr(audio_io.shutil, "disk_usage", lambda p: type("U", (), {"free": 0, "total": free.f_blocks})())
-    code = denoise.main([str(src), "--checkpoint", trained_run["best"], "--output-dir", str(tmp / "out"),
-                         "--no-progress"])
+    monkeypatch.setattr(
+        audio_io.shutil, "disk_usage", lambda p: type("U", (), {"free": 0, "total": free.f_blocks})()
+    )
+    code = denoise.main(
+        [str(src), "--checkpoint", trained_run["best"], "--output-dir", str(tmp / "out"), "--no-progress"]
+    )
     captured = capsys.readouterr()
-    case = Case("denoise", None, 1, rf"FAILED .*a\.wav: .*out/a\.wav: could not be written: no space left on device "
-                                    rf"\({re.escape(str(tmp / 'out'))}\)")
+    case = Case(
+        "denoise",
+        None,
+        1,
+        rf"FAILED .*a\.wav: .*out/a\.wav: could not be written: no space left on device "
+        rf"\({re.escape(str(tmp / 'out'))}\)",
+    )
     _check_contract(case, tmp, before, code, captured.err, captured.out, [])
 
 
 # ----------------------------------------------------------------------------- signals (slow)
 def _cli(module: str, *args) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", f"lightning_app.{module}", *map(str, args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", f"lightning_app.{module}", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_for(proc: subprocess.Popen, condition, what: str, timeout: float = 300):
@@ -365,23 +558,41 @@ def test_sigterm_while_restoring_the_first_file_leaves_no_output_folder(tmp_path
     tmp = tmp_path / "case"
     src = _tone(tmp, seconds=240.0)  # seconds of work: the signal lands mid-write
     before = _tree(tmp)
-    proc = _cli("denoise", src, "--checkpoint", trained_run["best"], "--output-dir", tmp / "out" / "sub",
-                "--no-progress")
+    proc = _cli(
+        "denoise",
+        src,
+        "--checkpoint",
+        trained_run["best"],
+        "--output-dir",
+        tmp / "out" / "sub",
+        "--no-progress",
+    )
     _wait_for(proc, lambda: list((tmp / "out" / "sub").glob(".*.partial")), "a file being written")
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
-    case = Case("denoise", None, 143, r"interrupted \(SIGTERM\): 0 of 1 file\(s\) restored; nothing half-written left")
+    case = Case(
+        "denoise", None, 143, r"interrupted \(SIGTERM\): 0 of 1 file\(s\) restored; nothing half-written left"
+    )
     _check_contract(case, tmp, before, proc.returncode, err, out, [])
 
 
 @pytest.mark.slow
 def test_sigterm_while_training_exits_143_naming_the_checkpoint_and_a_resume_that_works(tmp_path):
-    args = ["supervised_unet", f"run.root={tmp_path / 'runs'}", f"data.cache_dir={tmp_path / 'cache'}", SMOKE, *FAST,
-            "trainer.max_epochs=3", "data.train_examples_per_epoch=64"]
+    args = [
+        "supervised_unet",
+        f"run.root={tmp_path / 'runs'}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        SMOKE,
+        *FAST,
+        "trainer.max_epochs=3",
+        "data.train_examples_per_epoch=64",
+    ]
     run = tmp_path / "runs" / "supervised_unet" / "version_0"
     proc = _cli("train", *args)
     _wait_for(proc, lambda: (run / "checkpoints" / "last.ckpt").is_file(), "the first epoch's last.ckpt")
-    proc.send_signal(signal.SIGTERM)  # in the second epoch, or the third on a slow machine: two are left to stop
+    proc.send_signal(
+        signal.SIGTERM
+    )  # in the second epoch, or the third on a slow machine: two are left to stop
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 143, err
     assert "Traceback" not in err
@@ -389,11 +600,15 @@ def test_sigterm_while_training_exits_143_naming_the_checkpoint_and_a_resume_tha
     checkpoint = run / "checkpoints" / "last.ckpt"
     epochs = int(torch.load(checkpoint, map_location="cpu", weights_only=True)["epoch"]) + 1
     assert epochs < 3, "the run finished before it was signalled"
-    assert line == (f"interrupted (SIGTERM): the last checkpoint is {checkpoint} (after epoch {epochs}); continue "
-                    f"with: python -m lightning_app.train supervised_unet --resume-from {run}")
+    assert line == (
+        f"interrupted (SIGTERM): the last checkpoint is {checkpoint} (after epoch {epochs}); continue "
+        f"with: python -m lightning_app.train supervised_unet --resume-from {run}"
+    )
     assert not (run / "metrics.json").exists(), "an interrupted run is not a finished one"
     command = line.split("continue with: ", 1)[1].split()
     assert command[:3] == ["python", "-m", "lightning_app.train"]
     resumed = subprocess.run([sys.executable, *command[1:]], capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
-    assert (run / "metrics.json").is_file() and not (run.parent / "version_1").exists(), "the same run continued"
+    assert (run / "metrics.json").is_file() and not (run.parent / "version_1").exists(), (
+        "the same run continued"
+    )

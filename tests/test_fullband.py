@@ -52,12 +52,18 @@ def test_a_48k_stereo_transfer_is_restored_by_the_44k_model(tmp_path, fullband_r
     t = np.arange(int(rate * seconds)) / rate
     rng = np.random.default_rng(0)
     # A 440 Hz note plus hiss, and a 23 kHz tone above the model's 22.05 kHz Nyquist.
-    channels = [0.3 * np.sin(2 * np.pi * 440 * t) + 0.02 * rng.standard_normal(len(t)) + 0.05 * np.sin(2 * np.pi * 23000 * t)
-                for _ in range(2)]
+    channels = [
+        0.3 * np.sin(2 * np.pi * 440 * t)
+        + 0.02 * rng.standard_normal(len(t))
+        + 0.05 * np.sin(2 * np.pi * 23000 * t)
+        for _ in range(2)
+    ]
     audio = np.stack(channels, axis=1).astype(np.float32)
     src = tmp_path / "transfer.wav"
     sf.write(src, audio, rate, subtype="PCM_24")
-    assert denoise.main([str(src), "--checkpoint", result["best"], "--output-dir", str(tmp_path / "out")]) == 0
+    assert (
+        denoise.main([str(src), "--checkpoint", result["best"], "--output-dir", str(tmp_path / "out")]) == 0
+    )
     out, out_rate = sf.read(tmp_path / "out" / "transfer.wav", always_2d=True)
     assert out_rate == rate and out.shape == audio.shape and np.all(np.isfinite(out))
 
@@ -70,7 +76,9 @@ def test_a_48k_stereo_transfer_is_restored_by_the_44k_model(tmp_path, fullband_r
 
     passed = Restorer(system, high_band="pass")(audio, rate)
     dropped = Restorer(system, high_band="drop")(audio, rate)
-    assert top_band(passed) == pytest.approx(top_band(audio), rel=0.05), "above the model's band the input passes"
+    assert top_band(passed) == pytest.approx(top_band(audio), rel=0.05), (
+        "above the model's band the input passes"
+    )
     # (the resampler's transition band, 0.99 x Nyquist, leaves a little just above 22.05 kHz)
     assert top_band(dropped) < 0.2 * top_band(audio), "high_band=drop removes what the model cannot see"
     # The model's own band went through the model: the output differs from the input there.
@@ -80,12 +88,22 @@ def test_a_48k_stereo_transfer_is_restored_by_the_44k_model(tmp_path, fullband_r
 def test_noise2noise_with_music_composes_and_steps_at_44k_with_leakage_measured(tmp_path):
     from lightning_app.training.run import train
 
-    cfg = smoke_config(tmp_path, "trainer.max_epochs=1", "data.source_bank=16", "data.val_clips=4",
-                       experiment="noise2noise_fullband")
+    cfg = smoke_config(
+        tmp_path,
+        "trainer.max_epochs=1",
+        "data.source_bank=16",
+        "data.val_clips=4",
+        experiment="noise2noise_fullband",
+    )
     assert (cfg.data.sample_rate, cfg.system.kind, cfg.model.kind) == (44100, "noise2noise", "cross_domain")
     assert cfg.data.clean.mix.music > cfg.data.clean.mix.speech > 0
     metrics = train(cfg)["metrics"]
-    for key in ("val/leakage", "val/residual_noise", "val/si_sdr_i/music", "val/si_sdr_i/speech",
-                "val/amplitude_retention/music"):
+    for key in (
+        "val/leakage",
+        "val/residual_noise",
+        "val/si_sdr_i/music",
+        "val/si_sdr_i/speech",
+        "val/amplitude_retention/music",
+    ):
         assert math.isfinite(metrics[key]), key
     assert metrics["val_status/clips/music"] + metrics["val_status/clips/speech"] == 4

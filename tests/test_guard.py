@@ -27,7 +27,12 @@ class _Fixed(nn.Module):
 def _tone_and_noise(seconds=3.0, tone_db=-20.0, noise_db=-50.0, seed=0):
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * RATE)) / RATE
-    tone = 10 ** (tone_db / 20) * np.sqrt(2) * np.sin(2 * np.pi * 440 * t) * (1 + 0.5 * np.sin(2 * np.pi * 0.7 * t))
+    tone = (
+        10 ** (tone_db / 20)
+        * np.sqrt(2)
+        * np.sin(2 * np.pi * 440 * t)
+        * (1 + 0.5 * np.sin(2 * np.pi * 0.7 * t))
+    )
     noise = 10 ** (noise_db / 20) * rng.standard_normal(len(t))
     return torch.tensor(tone, dtype=torch.float32), torch.tensor(noise, dtype=torch.float32)
 
@@ -41,8 +46,10 @@ def _low_chord(seconds=5.0, level_db=-20.0):
     into one band that never falls silent, so a short window alone takes the chord for the noise floor."""
     t = np.arange(int(seconds * RATE)) / RATE
     chord = sum(np.sin(2 * np.pi * f0 * k * t + k) / k for f0 in (82.4, 110.0) for k in range(1, 8))
-    chord *= 1 + 0.6 * np.sin(2 * np.pi * 0.5 * t)  # bowed swells (a level that never moves is hum, and may go)
-    chord *= 10 ** (level_db / 20) / np.sqrt(np.mean(chord ** 2))
+    chord *= 1 + 0.6 * np.sin(
+        2 * np.pi * 0.5 * t
+    )  # bowed swells (a level that never moves is hum, and may go)
+    chord *= 10 ** (level_db / 20) / np.sqrt(np.mean(chord**2))
     return torch.tensor(chord, dtype=torch.float32)
 
 
@@ -53,22 +60,27 @@ def _rumble(seconds=5.0, cutoff_hz=30.0, level_db=-30.0, seed=1):
     freqs = np.fft.rfftfreq(n, 1 / RATE)
     spectrum = np.fft.rfft(rng.standard_normal(n)) / (1 + (freqs / cutoff_hz) ** 4) * (freqs > 5.0)
     rumble = np.fft.irfft(spectrum, n)
-    return torch.tensor(rumble * 10 ** (level_db / 20) / np.sqrt(np.mean(rumble ** 2)), dtype=torch.float32)
+    return torch.tensor(rumble * 10 ** (level_db / 20) / np.sqrt(np.mean(rumble**2)), dtype=torch.float32)
 
 
 #: The guard before it judged the removal by its local mean and the floor by power smoothed over several frames:
 #: each cell against a 3-frame floor, every varying bin against its neighbours.
-CELL_BY_CELL = (GuardSettings(window_seconds=0.186, neighbour_bins=16, transient_db=12.0),
-                GuardSettings(window_seconds=0.023, neighbour_bins=0, floor_margin_db=8.0))
+CELL_BY_CELL = (
+    GuardSettings(window_seconds=0.186, neighbour_bins=16, transient_db=12.0),
+    GuardSettings(window_seconds=0.023, neighbour_bins=0, floor_margin_db=8.0),
+)
 
 
 @pytest.mark.parametrize("cutoff_hz", [15.0, 80.0])
-@pytest.mark.parametrize("passes, lets_it_go", [(None, True), (CELL_BY_CELL, False)],
-                         ids=["default guard", "cell-by-cell guard"])
+@pytest.mark.parametrize(
+    "passes, lets_it_go", [(None, True), (CELL_BY_CELL, False)], ids=["default guard", "cell-by-cell guard"]
+)
 def test_removed_rumble_stays_removed(cutoff_hz, passes, lets_it_go):
     tone, _ = _tone_and_noise(5.0)
     rumble = _rumble(cutoff_hz=cutoff_hz)
-    out = Guard(RATE, passes)((tone + rumble)[None, None], tone[None, None])[0, 0]  # the model took the rumble
+    out = Guard(RATE, passes)((tone + rumble)[None, None], tone[None, None])[
+        0, 0
+    ]  # the model took the rumble
     put_back = _energy(out - tone) / _energy(rumble)
     if lets_it_go:
         assert put_back < 0.05, f"the guard put back {put_back:.0%} of the rumble the model removed"
@@ -76,8 +88,11 @@ def test_removed_rumble_stays_removed(cutoff_hz, passes, lets_it_go):
         assert put_back > 0.3, f"the cell-by-cell guard put back only {put_back:.0%} of the rumble"
 
 
-@pytest.mark.parametrize("passes, keeps_the_chord", [(None, True), (GuardSettings(), False)],
-                         ids=["default two-resolution guard", "short window alone"])
+@pytest.mark.parametrize(
+    "passes, keeps_the_chord",
+    [(None, True), (GuardSettings(), False)],
+    ids=["default two-resolution guard", "short window alone"],
+)
 def test_the_long_pass_keeps_a_sustained_low_chord_a_model_halved(passes, keeps_the_chord):
     chord = _low_chord()
     _, noise = _tone_and_noise(seconds=5.0, noise_db=-55.0)
@@ -127,7 +142,7 @@ def test_the_restorer_guards_by_default_and_not_when_asked():
     guarded = Restorer(muting)(audio, RATE)[:, 0]
     plain = Restorer(muting, guard=False)(audio, RATE)[:, 0]
     np.testing.assert_allclose(plain, 0.3 * audio[:, 0], atol=1e-6)
-    assert np.sqrt(np.mean(guarded ** 2) / np.mean(audio ** 2)) > 0.9, "the guard let the model mute"
+    assert np.sqrt(np.mean(guarded**2) / np.mean(audio**2)) > 0.9, "the guard let the model mute"
     restorer = Restorer(muting)
     restorer.reset_guard()
     restorer(audio, RATE)
@@ -157,6 +172,8 @@ def test_box_mean_is_the_mean_of_each_cells_neighbourhood_cut_at_the_edges(bins,
     expected = np.empty_like(power)
     for b in range(12):
         for f in range(9):
-            box = power[:, max(0, b - bins // 2): b + bins // 2 + 1, max(0, f - frames // 2): f + frames // 2 + 1]
+            box = power[
+                :, max(0, b - bins // 2) : b + bins // 2 + 1, max(0, f - frames // 2) : f + frames // 2 + 1
+            ]
             expected[:, b, f] = box.mean(axis=(1, 2))
     np.testing.assert_allclose(box_mean(torch.tensor(power), bins, frames).numpy(), expected, rtol=1e-6)

@@ -35,7 +35,9 @@ def test_no_library_module_imports_a_command_line_module():
 
 def test_the_top_level_holds_only_command_lines_config_and_compat():
     modules = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__", "__main__"}
-    assert modules - COMMAND_LINES <= {"config", "compat"}, f"libraries at the top: {modules - COMMAND_LINES - {'config', 'compat'}}"
+    assert modules - COMMAND_LINES <= {"config", "compat"}, (
+        f"libraries at the top: {modules - COMMAND_LINES - {'config', 'compat'}}"
+    )
     packages = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
     assert packages == WINGS, f"wings {sorted(packages)}, expected {sorted(WINGS)}"
 
@@ -45,8 +47,11 @@ def test_command_lines_stay_thin():
     long = []
     for name in sorted(COMMAND_LINES):
         tree = ast.parse((PACKAGE / f"{name}.py").read_text())
-        long += [f"{name}.{n.name}: {n.end_lineno - n.lineno + 1} lines" for n in tree.body
-                 if isinstance(n, ast.FunctionDef) and n.end_lineno - n.lineno + 1 > 60]
+        long += [
+            f"{name}.{n.name}: {n.end_lineno - n.lineno + 1} lines"
+            for n in tree.body
+            if isinstance(n, ast.FunctionDef) and n.end_lineno - n.lineno + 1 > 60
+        ]
         long += [f"{name}.{n.name}: a class" for n in tree.body if isinstance(n, ast.ClassDef)]
     assert not long, long
 

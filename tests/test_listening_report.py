@@ -19,31 +19,55 @@ import soundfile as sf
 from lightning_app.evaluation import listening_report as LR
 from lightning_app.evaluation.listening_report import ReportEntry, write_listening_report
 
-CORE = ("noise_floor_db_before", "noise_floor_db_after", "noise_floor_change_db", "click_rate_before",
-        "click_rate_after", "level_change_db", "removed_0_100", "removed_2k_6k", "removed_6k_nyq")
+CORE = (
+    "noise_floor_db_before",
+    "noise_floor_db_after",
+    "noise_floor_change_db",
+    "click_rate_before",
+    "click_rate_after",
+    "level_change_db",
+    "removed_0_100",
+    "removed_2k_6k",
+    "removed_6k_nyq",
+)
 DNSMOS = tuple(f"dnsmos_{k}_{w}" for k in ("sig", "bak", "ovrl") for w in ("before", "after"))
 
 
-def make_recording(folder: Path, name: str, seconds: float, rate: int, channels: int, seed: int,
-                   loud_at: float, quiet_at: float, residual: bool = True) -> dict:
+def make_recording(
+    folder: Path,
+    name: str,
+    seconds: float,
+    rate: int,
+    channels: int,
+    seed: int,
+    loud_at: float,
+    quiet_at: float,
+    residual: bool = True,
+) -> dict:
     """Tone + hiss + clicks with one loud and one quiet 4-s passage: input, a "restored" version (hiss 20 dB
     down, clicks gone) and its residual; returns the paths."""
     rng = np.random.default_rng(seed)
     n = int(seconds * rate)
     t = np.arange(n) / rate
     envelope = np.full(n, 0.25)
-    envelope[int(loud_at * rate):int((loud_at + 4) * rate)] = 0.9
-    envelope[int(quiet_at * rate):int((quiet_at + 4) * rate)] = 0.001
-    tone = envelope * (0.45 * np.sin(2 * np.pi * 220 * t) + 0.2 * np.sin(2 * np.pi * 660 * t)
-                       + 0.1 * np.sin(2 * np.pi * 1320 * t))
+    envelope[int(loud_at * rate) : int((loud_at + 4) * rate)] = 0.9
+    envelope[int(quiet_at * rate) : int((quiet_at + 4) * rate)] = 0.001
+    tone = envelope * (
+        0.45 * np.sin(2 * np.pi * 220 * t)
+        + 0.2 * np.sin(2 * np.pi * 660 * t)
+        + 0.1 * np.sin(2 * np.pi * 1320 * t)
+    )
     clean = tone[:, None] * np.linspace(1.0, 0.7, channels)
     hiss = 0.01 * rng.standard_normal((n, channels))
     clicks = np.zeros((n, channels))
     for at in rng.integers(0, n - 8, int(3 * seconds)):
-        clicks[at:at + 3] += rng.choice([-0.4, 0.4])
+        clicks[at : at + 3] += rng.choice([-0.4, 0.4])
     noisy, restored = clean + hiss + clicks, clean + 0.1 * hiss
-    paths = {"input": folder / f"{name}.wav", "restored": folder / "restored" / f"{name}.wav",
-             "residual": folder / "restored" / f"{name}.residual.wav" if residual else None}
+    paths = {
+        "input": folder / f"{name}.wav",
+        "restored": folder / "restored" / f"{name}.wav",
+        "residual": folder / "restored" / f"{name}.residual.wav" if residual else None,
+    }
     paths["restored"].parent.mkdir(parents=True, exist_ok=True)
     sf.write(paths["input"], noisy.astype(np.float32), rate, subtype="PCM_16")
     sf.write(paths["restored"], restored.astype(np.float32), rate, subtype="PCM_16")
@@ -65,11 +89,15 @@ def report(tmp_path_factory):
     entries, made = [], {}
     for seed, (name, (seconds, rate, channels, content, loud, quiet, residual)) in enumerate(FILES.items()):
         made[name] = make_recording(folder, name, seconds, rate, channels, seed, loud, quiet, residual)
-        entries.append(ReportEntry(made[name]["input"], made[name]["restored"], made[name]["residual"], content))
+        entries.append(
+            ReportEntry(made[name]["input"], made[name]["restored"], made[name]["residual"], content)
+        )
     (folder / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot audio at all")
     sf.write(folder / "silent.wav", np.zeros((48000, 2), np.float32), 48000)
-    entries += [ReportEntry(folder / "broken.wav", folder / "restored" / "broken.wav"),
-                (folder / "silent.wav", folder / "restored" / "silent.wav")]  # a plain tuple works too
+    entries += [
+        ReportEntry(folder / "broken.wav", folder / "restored" / "broken.wav"),
+        (folder / "silent.wav", folder / "restored" / "silent.wav"),
+    ]  # a plain tuple works too
     out = folder / "report"
     page = write_listening_report(entries, out, dnsmos_windows=1)
     with open(out / "report.csv", newline="") as f:
@@ -104,8 +132,16 @@ def chromium() -> str:
 
 
 def run_chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--mute-audio",
-               f"--user-data-dir={tmp_path / 'chromium-profile'}", *args]
+    command = [
+        chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--mute-audio",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        *args,
+    ]
     return subprocess.run(command, capture_output=True, text=True, timeout=180)
 
 
@@ -193,14 +229,14 @@ def test_spectrograms_of_an_excerpt_share_one_db_scale(report):
         assert set(clims.values()) == {(vmin, vmax)}  # read back from each panel's image
         assert (report["out"] / image["src"]).stat().st_size > 10_000
     # the quiet passage's scale sits well below the loud one's
-    by_file = [images[i:i + 2] for i in range(0, len(images), 2)]
+    by_file = [images[i : i + 2] for i in range(0, len(images), 2)]
     assert all(float(q["data-vmax"]) < float(ld["data-vmax"]) - 20 for ld, q in by_file)
 
 
 def test_csv_has_a_row_per_file_with_finite_figures(report):
     rows = report["rows"]
     assert [r["status"] for r in rows] == ["ok", "ok", "ok", "skipped", "skipped"]
-    for row, (seconds, rate, channels, content, *_) in zip(rows[:len(FILES)], FILES.values(), strict=True):
+    for row, (seconds, rate, channels, content, *_) in zip(rows[: len(FILES)], FILES.values(), strict=True):
         assert (int(row["sample_rate"]), int(row["channels"])) == (rate, channels)
         assert float(row["measured_seconds"]) == pytest.approx(seconds)
         values = {k: float(row[k]) for k in CORE}
@@ -230,9 +266,14 @@ def test_long_file_is_read_in_parts_and_measured_on_spread_spans(tmp_path, monke
     paths = make_recording(tmp_path, "long", 60.0, 16000, 1, 7, loud_at=40.0, quiet_at=20.0)
     read = []
     original = LR.read_span
-    monkeypatch.setattr(LR, "read_span", lambda path, start, frames: read.append(frames) or original(path, start, frames))
-    page = write_listening_report([ReportEntry(paths["input"], paths["restored"], paths["residual"], "music")],
-                                  tmp_path / "out", measure_seconds=12.0)
+    monkeypatch.setattr(
+        LR, "read_span", lambda path, start, frames: read.append(frames) or original(path, start, frames)
+    )
+    page = write_listening_report(
+        [ReportEntry(paths["input"], paths["restored"], paths["residual"], "music")],
+        tmp_path / "out",
+        measure_seconds=12.0,
+    )
     row = next(csv.DictReader(open(tmp_path / "out" / "report.csv")))
     assert row["status"] == "ok" and float(row["measured_seconds"]) == pytest.approx(12.0)
     assert float(row["loud_start_s"]) == pytest.approx(40.0, abs=0.1)
@@ -245,8 +286,13 @@ def test_long_file_is_read_in_parts_and_measured_on_spread_spans(tmp_path, monke
 def test_restored_file_of_another_rate_is_a_row_not_a_crash(tmp_path):
     paths = make_recording(tmp_path, "a", 9.0, 44100, 2, 3, loud_at=1.0, quiet_at=5.0, residual=False)
     sf.write(paths["restored"], np.zeros((16000, 2), np.float32) + 0.1, 16000)
-    write_listening_report([ReportEntry(paths["input"], paths["restored"]),
-                            ReportEntry(paths["input"], tmp_path / "missing.wav")], tmp_path / "out")
+    write_listening_report(
+        [
+            ReportEntry(paths["input"], paths["restored"]),
+            ReportEntry(paths["input"], tmp_path / "missing.wav"),
+        ],
+        tmp_path / "out",
+    )
     rows = list(csv.DictReader(open(tmp_path / "out" / "report.csv")))
     assert [r["status"] for r in rows] == ["skipped", "skipped"]
     assert "is 16000 Hz, 2 channel(s); the input is 44100 Hz, 2 channel(s)" in rows[0]["reason"]
@@ -262,7 +308,9 @@ def test_report_files_folder_not_made_by_a_report_is_left_alone(tmp_path):
 
 
 # ----------------------------------------------------------------------------- evaluate on a folder without clean/
-def test_evaluate_folder_without_clean_restores_and_writes_the_listening_report(tmp_path, trained_run, monkeypatch):
+def test_evaluate_folder_without_clean_restores_and_writes_the_listening_report(
+    tmp_path, trained_run, monkeypatch
+):
     from lightning_app import evaluate as E
 
     data = tmp_path / "archive"
@@ -270,12 +318,16 @@ def test_evaluate_folder_without_clean_restores_and_writes_the_listening_report(
     shutil.rmtree(data / "music" / "restored")  # only the noisy files
     (data / "broken.wav").write_bytes(b"not audio")
     out = tmp_path / "evaluation"
-    assert E.main(["--data", str(data), str(trained_run["best"]), "--output-dir", str(out)]) == 1  # one skipped
+    assert (
+        E.main(["--data", str(data), str(trained_run["best"]), "--output-dir", str(out)]) == 1
+    )  # one skipped
     rows = list(csv.DictReader(open(out / "report.csv")))
     by_label = {r["label"]: r for r in rows}
     assert set(by_label) == {"music/side_a.wav", "broken.wav"}
     good = by_label["music/side_a.wav"]
-    assert good["status"] == "ok" and good["content"] == "music" and good["residual"].endswith(".residual.wav")
+    assert (
+        good["status"] == "ok" and good["content"] == "music" and good["residual"].endswith(".residual.wav")
+    )
     assert all(math.isfinite(float(good[k])) for k in CORE)
     assert Path(good["restored"]).is_file() and Path(good["restored"]).is_relative_to(out / "restored")
     assert "not a readable audio file" in by_label["broken.wav"]["reason"]
@@ -292,12 +344,18 @@ def test_evaluate_folder_without_clean_restores_and_writes_the_listening_report(
 
 def test_the_guards_share_is_shown_per_file_and_in_the_csv(tmp_path):
     paths = make_recording(tmp_path, "g", 6.0, 16000, 1, 5, loud_at=1.0, quiet_at=4.0)
-    page = write_listening_report([ReportEntry(paths["input"], paths["restored"], paths["residual"], "music",
-                                               guard_share=0.25),
-                                   ReportEntry(paths["input"], paths["restored"], paths["residual"], "music", "off")],
-                                  tmp_path / "out")
+    page = write_listening_report(
+        [
+            ReportEntry(paths["input"], paths["restored"], paths["residual"], "music", guard_share=0.25),
+            ReportEntry(paths["input"], paths["restored"], paths["residual"], "music", "off"),
+        ],
+        tmp_path / "out",
+    )
     text = page.read_text()
     assert text.count("do-no-harm guard") == 1, "one file restored with the guard, one without"
     assert "put back 25.0 % of what the model removed" in text
     rows = list(csv.DictReader(open(tmp_path / "out" / "report.csv")))
-    assert float(rows[0]["guard_restored_share"]) == pytest.approx(0.25) and rows[1]["guard_restored_share"] == ""
+    assert (
+        float(rows[0]["guard_restored_share"]) == pytest.approx(0.25)
+        and rows[1]["guard_restored_share"] == ""
+    )

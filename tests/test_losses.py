@@ -10,7 +10,9 @@ from lightning_app.systems.losses import multi_resolution_stft
 def _band_limited(seconds=0.5, rate=16000, seed=0):
     g = torch.Generator().manual_seed(seed)
     t = torch.arange(int(seconds * rate)) / rate
-    tones = sum(torch.sin(2 * math.pi * f * t + float(torch.rand(1, generator=g)) * 6) for f in (220, 440, 660, 1100))
+    tones = sum(
+        torch.sin(2 * math.pi * f * t + float(torch.rand(1, generator=g)) * 6) for f in (220, 440, 660, 1100)
+    )
     return (0.3 * tones / 4).reshape(1, 1, -1)
 
 

@@ -28,9 +28,15 @@ def test_si_sdr_and_snr_match_torchmetrics(speech):
     clean, noisy = speech
     est = torch.cat([noisy, 0.5 * noisy, clean + 0.2 * (noisy - clean)])
     ref = clean.expand_as(est)
-    torch.testing.assert_close(MF.si_sdr(est, ref).double(),
-                               scale_invariant_signal_distortion_ratio(est, ref).reshape(-1).double(), atol=1e-3, rtol=0)
-    torch.testing.assert_close(MF.snr(est, ref), signal_noise_ratio(est, ref).reshape(-1).double(), atol=1e-3, rtol=0)
+    torch.testing.assert_close(
+        MF.si_sdr(est, ref).double(),
+        scale_invariant_signal_distortion_ratio(est, ref).reshape(-1).double(),
+        atol=1e-3,
+        rtol=0,
+    )
+    torch.testing.assert_close(
+        MF.snr(est, ref), signal_noise_ratio(est, ref).reshape(-1).double(), atol=1e-3, rtol=0
+    )
 
 
 def test_amplitude_retention_speech_removed_and_spectral_correlation(speech):
@@ -98,7 +104,9 @@ def test_log_spectral_distance_matches_a_numpy_reference(speech):
 
     def reference(estimate, target):
         def power(x):
-            frames = np.lib.stride_tricks.sliding_window_view(np.pad(x, n_fft // 2, mode="reflect"), n_fft)[::hop]
+            frames = np.lib.stride_tricks.sliding_window_view(np.pad(x, n_fft // 2, mode="reflect"), n_fft)[
+                ::hop
+            ]
             window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)  # periodic Hann
             return np.abs(np.fft.rfft(frames * window, axis=1)) ** 2  # (frames, freq)
 
@@ -108,13 +116,19 @@ def test_log_spectral_distance_matches_a_numpy_reference(speech):
 
     c, n = clean.double().numpy().ravel(), noisy.double().numpy().ravel()
     for estimate in (n, 0.5 * c, c + 0.01 * np.sin(np.arange(len(c)))):
-        got = float(MF.log_spectral_distance(torch.from_numpy(estimate)[None], clean.reshape(1, -1), n_fft, hop)[0])
+        got = float(
+            MF.log_spectral_distance(torch.from_numpy(estimate)[None], clean.reshape(1, -1), n_fft, hop)[0]
+        )
         assert got == pytest.approx(reference(estimate, c), rel=1e-6, abs=1e-6)
     assert float(MF.log_spectral_distance(clean, clean, n_fft, hop)[0]) == 0.0
     same = MF.log_spectral_distance(torch.from_numpy(n)[None], clean.reshape(1, -1), n_fft, hop)
-    torch.testing.assert_close(MF.log_spectral_distance(0.01 * torch.from_numpy(n)[None], 0.01 * clean.reshape(1, -1),
-                                                        n_fft, hop), same)  # a gain on both changes nothing
-    assert float(MF.log_spectral_distance(0.5 * noisy, noisy, n_fft, hop)[0]) == pytest.approx(6.02, abs=0.01)  # -6 dB
+    torch.testing.assert_close(
+        MF.log_spectral_distance(0.01 * torch.from_numpy(n)[None], 0.01 * clean.reshape(1, -1), n_fft, hop),
+        same,
+    )  # a gain on both changes nothing
+    assert float(MF.log_spectral_distance(0.5 * noisy, noisy, n_fft, hop)[0]) == pytest.approx(
+        6.02, abs=0.01
+    )  # -6 dB
     assert (MF.lsd_fft_size(16000), MF.lsd_fft_size(44100), MF.lsd_fft_size(48000)) == (512, 2048, 2048)
     scores, _ = waveform_scores(noisy, noisy, clean, silent_rms=1e-4)
     assert float(scores["lsd_i"][0]) == 0.0 and float(scores["lsd"][0]) > 0
@@ -127,7 +141,9 @@ def test_content_means_take_an_epoch_with_no_clips():
 
     from lightning_app.metrics.quality import ContentMeans
 
-    means = ContentMeans(["pesq"], counters=["clips"], contents=("speech", "music"), content_counters=("clips",))
+    means = ContentMeans(
+        ["pesq"], counters=["clips"], contents=("speech", "music"), content_counters=("clips",)
+    )
     empty = torch.tensor([], dtype=torch.float64)
     means.update({"pesq": empty}, {"clips": empty}, [])
     values = means.compute()

@@ -26,7 +26,7 @@ def test_noise_at_snr_matches_formula():
     rng = np.random.default_rng(0)
     clean, noise = rng.standard_normal(8000), 3.0 * rng.standard_normal(8000)
     scaled = noise_at_snr(clean, noise, 6.0)
-    expected = noise * np.sqrt(np.mean(clean**2) / (10 ** 0.6 * np.mean(noise**2)))
+    expected = noise * np.sqrt(np.mean(clean**2) / (10**0.6 * np.mean(noise**2)))
     np.testing.assert_allclose(scaled, expected)
     assert abs(_snr_db(clean, scaled) - 6.0) < 1e-9
 

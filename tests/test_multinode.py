@@ -39,10 +39,25 @@ def _free_port() -> int:
 
 
 def train_args(root: Path) -> list[str]:
-    return ["pure_noise2noise", "--use", "trainer/multinode", "--use", "data/smoke", "--use", "model/tiny",
-            "trainer.num_nodes=2", "trainer.devices=1", "trainer.accelerator=cpu", "trainer.precision=32",
-            f"trainer.max_epochs={EPOCHS}", f"data.train_examples_per_epoch={EXAMPLES}", f"data.batch_size={BATCH}",
-            "data.val_clips=5", f"run.root={root / 'runs'}", f"data.cache_dir={root / 'cache'}"]
+    return [
+        "pure_noise2noise",
+        "--use",
+        "trainer/multinode",
+        "--use",
+        "data/smoke",
+        "--use",
+        "model/tiny",
+        "trainer.num_nodes=2",
+        "trainer.devices=1",
+        "trainer.accelerator=cpu",
+        "trainer.precision=32",
+        f"trainer.max_epochs={EPOCHS}",
+        f"data.train_examples_per_epoch={EXAMPLES}",
+        f"data.batch_size={BATCH}",
+        "data.val_clips=5",
+        f"run.root={root / 'runs'}",
+        f"data.cache_dir={root / 'cache'}",
+    ]
 
 
 def two_nodes(out: Path, tag: str, args: list[str], *options: str, timeout=240):
@@ -56,11 +71,36 @@ def two_nodes(out: Path, tag: str, args: list[str], *options: str, timeout=240):
     try:
         for node in (0, 1):
             with (out / f"{tag}-node{node}.log").open("w") as log:
-                nodes.append(subprocess.Popen(
-                    [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", str(node),
-                     "--nproc_per_node", "1", "--master_addr", "127.0.0.1", "--master_port", str(port),
-                     str(WORKER), str(out), tag, *options, "--", *args],
-                    stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True))
+                nodes.append(
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-m",
+                            "torch.distributed.run",
+                            "--nnodes",
+                            "2",
+                            "--node_rank",
+                            str(node),
+                            "--nproc_per_node",
+                            "1",
+                            "--master_addr",
+                            "127.0.0.1",
+                            "--master_port",
+                            str(port),
+                            str(WORKER),
+                            str(out),
+                            tag,
+                            *options,
+                            "--",
+                            *args,
+                        ],
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        env=env,
+                        cwd=ROOT,
+                        start_new_session=True,
+                    )
+                )
         codes = [p.wait(timeout=timeout) for p in nodes]
     finally:  # a node that hangs (or fails to start its peer) takes its torchrun and worker down with it
         for p in nodes:
@@ -69,7 +109,9 @@ def two_nodes(out: Path, tag: str, args: list[str], *options: str, timeout=240):
             except ProcessLookupError:
                 pass
     logs = "\n".join((out / f"{tag}-node{n}.log").read_text()[-2000:] for n in (0, 1))
-    records = [json.loads(p.read_text()) if (p := out / f"{tag}-rank{r}.json").is_file() else None for r in (0, 1)]
+    records = [
+        json.loads(p.read_text()) if (p := out / f"{tag}-rank{r}.json").is_file() else None for r in (0, 1)
+    ]
     return codes, records, logs
 
 
@@ -86,9 +128,16 @@ def fitted(tmp_path_factory):
 def validate_in_one_process(run_dir: Path, checkpoint: Path) -> dict[str, float]:
     cfg = C.compose_saved(run_dir / "config.yaml", ["trainer.num_nodes=1"])
     system = load_system(checkpoint)
-    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False,
-                        callbacks=T.build_callbacks(cfg, run_dir / "unused")[:3])  # waveform, perceptual, alarm
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+        callbacks=T.build_callbacks(cfg, run_dir / "unused")[:3],
+    )  # waveform, perceptual, alarm
     trainer.validate(system, datamodule=T.build_datamodule(cfg, system), verbose=False)
     return {k: float(v) for k, v in trainer.callback_metrics.items()}
 
@@ -106,15 +155,30 @@ def test_two_nodes_train_one_run_and_score_like_one_process(fitted):
     assert rank0["run_dir"] == rank1["run_dir"] == str(run_dir), "every node names rank 0's run directory"
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
     assert len(list(run_dir.glob("events.*"))) == 1
-    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == rank0["global_step"]
+    assert (
+        torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+        == rank0["global_step"]
+    )
 
-    two = json.loads((run_dir / "metrics.json").read_text())["metrics"]  # the last validation: last.ckpt's weights
+    two = json.loads((run_dir / "metrics.json").read_text())[
+        "metrics"
+    ]  # the last validation: last.ckpt's weights
     one = validate_in_one_process(run_dir, run_dir / "checkpoints" / "last.ckpt")
-    assert one["val_status/clips"] == two["val_status/clips"] == 5, "5 clips on 2 nodes: none dropped, none twice"
+    assert one["val_status/clips"] == two["val_status/clips"] == 5, (
+        "5 clips on 2 nodes: none dropped, none twice"
+    )
     # (val/loss* are left out: their content term compares latents within a batch, and batches differ per node)
     keys = sorted(k for k in one if k in two and not k.startswith("val/loss"))
-    for key in ("val/si_sdr_i", "val/snr", "val/amplitude_retention", "val/pesq", "val/stoi", "val/visqol",
-                "val/leakage", "val/residual_noise"):
+    for key in (
+        "val/si_sdr_i",
+        "val/snr",
+        "val/amplitude_retention",
+        "val/pesq",
+        "val/stoi",
+        "val/visqol",
+        "val/leakage",
+        "val/residual_noise",
+    ):
         assert key in keys, key
     # abs 1e-5: a gain (pesq_i = pesq - pesq_input) of two float32 scores near 1 keeps their rounding, ~3e-6;
     # any real difference in what was scored moves these metrics by orders of magnitude more.
@@ -128,13 +192,20 @@ def test_an_interrupted_two_node_run_resumes_on_both_nodes(fitted, tmp_path):
     assert 0 not in codes, "both nodes were stopped"
     assert [r["global_step"] for r in records] == [STEPS_PER_EPOCH] * 2, logs
     run_dir = tmp_path / "runs" / "pure_noise2noise" / "version_0"
-    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == STEPS_PER_EPOCH
+    assert (
+        torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == STEPS_PER_EPOCH
+    )
 
     codes, records, logs = two_nodes(tmp_path / "out", "resumed", [*args, "--resume"])
     assert codes == [0, 0], logs
-    assert [r["global_step"] for r in records] == [EPOCHS * STEPS_PER_EPOCH] * 2, "same final step on both nodes"
+    assert [r["global_step"] for r in records] == [EPOCHS * STEPS_PER_EPOCH] * 2, (
+        "same final step on both nodes"
+    )
     assert [p.name for p in run_dir.parent.iterdir()] == ["version_0"], "resumed in place"
-    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == EPOCHS * STEPS_PER_EPOCH
+    assert (
+        torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+        == EPOCHS * STEPS_PER_EPOCH
+    )
     for rank in (0, 1):  # only the missing epoch was trained, on the draws an uninterrupted run made
         assert records[rank]["batches"] == uninterrupted[rank]["batches"][STEPS_PER_EPOCH:], rank
 
@@ -146,8 +217,12 @@ def two_node_slurm(tmp_path_factory):
     conf_dir = tmp_path_factory.mktemp("slurm_two_nodes")
     # The single-node script installs and starts munge, which the two-node one needs.
     for command in (["slurm_single_node.sh"], ["slurm_two_nodes.sh", "start", str(conf_dir)]):
-        done = subprocess.run(["bash", str(ROOT / "scripts" / command[0]), *command[1:]], capture_output=True,
-                              text=True, timeout=600)
+        done = subprocess.run(
+            ["bash", str(ROOT / "scripts" / command[0]), *command[1:]],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         if done.returncode == 3:
             pytest.skip(f"no two-node Slurm here: {done.stderr.strip() or done.stdout.strip()}")
         assert done.returncode == 0, done.stderr
@@ -158,16 +233,32 @@ def two_node_slurm(tmp_path_factory):
 
 
 def test_a_two_node_slurm_job_trains_one_run_and_resumes_after_a_requeue(two_node_slurm, tmp_path):
-    epochs, examples = 6, 16  # 12 steps (10 would hit a ZeroDivisionError in OneCycleLR: 0.1 x 10 warm-up steps = 1)
-    path, job = S.submit("pure_noise2noise", [f"run.root={tmp_path / 'runs'}", f"data.cache_dir={tmp_path / 'cache'}",
-                                              "use=[data/smoke,model/tiny]", "trainer.precision=32",
-                                              f"trainer.max_epochs={epochs}", f"data.train_examples_per_epoch={examples}",
-                                              f"data.batch_size={BATCH}"],
-                         blocks=["trainer/multinode"],
-                         cluster_overrides=["nodes=2", "gpus_per_node=0", "tasks_per_node=1", "cpus_per_task=1",
-                                            "time=00:15:00",
-                                            # n1 and n2 are names for this host that nothing else resolves
-                                            "setup=['export MASTER_ADDR=127.0.0.1']"])
+    epochs, examples = (
+        6,
+        16,
+    )  # 12 steps (10 would hit a ZeroDivisionError in OneCycleLR: 0.1 x 10 warm-up steps = 1)
+    path, job = S.submit(
+        "pure_noise2noise",
+        [
+            f"run.root={tmp_path / 'runs'}",
+            f"data.cache_dir={tmp_path / 'cache'}",
+            "use=[data/smoke,model/tiny]",
+            "trainer.precision=32",
+            f"trainer.max_epochs={epochs}",
+            f"data.train_examples_per_epoch={examples}",
+            f"data.batch_size={BATCH}",
+        ],
+        blocks=["trainer/multinode"],
+        cluster_overrides=[
+            "nodes=2",
+            "gpus_per_node=0",
+            "tasks_per_node=1",
+            "cpus_per_task=1",
+            "time=00:15:00",
+            # n1 and n2 are names for this host that nothing else resolves
+            "setup=['export MASTER_ADDR=127.0.0.1']",
+        ],
+    )
     script = path.read_text()
     assert "#SBATCH --nodes=2" in script and "#SBATCH --ntasks-per-node=1" in script
     assert "trainer.num_nodes=2 trainer.devices=1" in script
@@ -175,7 +266,9 @@ def test_a_two_node_slurm_job_trains_one_run_and_resumes_after_a_requeue(two_nod
     last = run / "checkpoints" / "last.ckpt"
     _wait(last.is_file, 180, "the first checkpoint")
     first = torch.load(last, weights_only=True)["global_step"]
-    subprocess.run(["scancel", "--signal=USR1", "--batch", job], check=True)  # what Slurm does before a time limit
+    subprocess.run(
+        ["scancel", "--signal=USR1", "--batch", job], check=True
+    )  # what Slurm does before a time limit
     _wait(lambda: _job_state(job) == "PENDING", 120, "the job to be requeued")
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], capture_output=True)
     _wait(lambda: (run / "metrics.json").is_file() and not _job_state(job), 300, "the job to finish")
@@ -187,9 +280,13 @@ def test_a_two_node_slurm_job_trains_one_run_and_resumes_after_a_requeue(two_nod
     for node in ("n1", "n2"):  # each slurmd ran the training step, both times
         slurmd_log = (two_node_slurm / "log" / f"slurmd-{node}.log").read_text()
         assert slurmd_log.count(f"launch task StepId={job}.0 ") == 2, node
-    assert [p.name for p in run.parent.iterdir()] == ["version_0"], "one run directory across nodes and restarts"
+    assert [p.name for p in run.parent.iterdir()] == ["version_0"], (
+        "one run directory across nodes and restarts"
+    )
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
     assert len(list(run.glob("events.*"))) == 2, "one per start, by global rank 0 only: one TensorBoard run"
     steps_per_epoch = examples // 2 // BATCH
     assert first < epochs * steps_per_epoch, "the signal came after training had ended"
-    assert torch.load(last, weights_only=True)["global_step"] == epochs * steps_per_epoch, "no step lost or twice"
+    assert torch.load(last, weights_only=True)["global_step"] == epochs * steps_per_epoch, (
+        "no step lost or twice"
+    )

@@ -8,15 +8,25 @@ import torch
 from scipy.signal import welch
 
 from lightning_app.data.datasets import VAL_STREAM, MixtureDataset, ShardSampler
-from lightning_app.data.music import FAMILIES, SCALES, MusicConfig, Note, Score, plan_music, render_music, synthesize_music
+from lightning_app.data.music import (
+    FAMILIES,
+    SCALES,
+    MusicConfig,
+    Note,
+    Score,
+    plan_music,
+    render_music,
+    synthesize_music,
+)
 from lightning_app.data.recording import RecordingConfig, apply_recording
 from lightning_app.data.sources import CleanMixture, ProceduralNoise
 
 STEADY = MusicConfig(vibrato_cents=(4.0, 4.0))
 
 
-def _one_note(family: str, midi: float, sample_rate: int, seconds: float = 1.6, seed: int = 0,
-              tuning: float = 440.0) -> np.ndarray:
+def _one_note(
+    family: str, midi: float, sample_rate: int, seconds: float = 1.6, seed: int = 0, tuning: float = 440.0
+) -> np.ndarray:
     score = Score(tuning, 100.0, "major", 0, (Note(0, family, 0.0, seconds - 0.3, midi, 0.8),), ())
     return render_music(np.random.default_rng(seed), score, int(seconds * sample_rate), sample_rate, STEADY)
 
@@ -50,7 +60,9 @@ def test_rendered_pitch_matches_the_score(family, sample_rate):
         steady = x[int(0.35 * sample_rate) : int(1.25 * sample_rate)]
         f0 = estimate_f0(steady, sample_rate, expected * 2 ** (-5 / 12), expected * 2 ** (5 / 12))
         cents = 1200 * np.log2(f0 / expected)
-        assert abs(cents) < 5.0, f"{family} at {sample_rate} Hz, MIDI {midi}: {f0:.2f} Hz is {cents:+.1f} cents off"
+        assert abs(cents) < 5.0, (
+            f"{family} at {sample_rate} Hz, MIDI {midi}: {f0:.2f} Hz is {cents:+.1f} cents off"
+        )
 
 
 def test_struck_strings_are_inharmonic_and_decay_while_organ_sustains():
@@ -114,16 +126,23 @@ def test_era_band_limit_is_applied_to_the_clean_reference():
     rng = np.random.default_rng(0)
     white = rng.standard_normal(2 * sr)
     # One octave above the highest upper edge an era may draw, its 18-30 dB/octave slopes are >= 18 dB down.
-    for era, inside, outside in (("acoustic", (400, 2000), (8000, 20000)), ("electrical", (200, 4000), (18000, 21000))):
+    for era, inside, outside in (
+        ("acoustic", (400, 2000), (8000, 20000)),
+        ("electrical", (200, 4000), (18000, 21000)),
+    ):
         config = RecordingConfig(room_probability=0.0, era_weights={era: 1.0})
         for seed in range(3):
             out, name = apply_recording(np.random.default_rng(seed), white, sr, config)
             assert name == era
-            ratio_db = 10 * np.log10(_band_power(out, sr, *outside) / (outside[1] - outside[0])
-                                     / (_band_power(out, sr, *inside) / (inside[1] - inside[0])))
+            ratio_db = 10 * np.log10(
+                _band_power(out, sr, *outside)
+                / (outside[1] - outside[0])
+                / (_band_power(out, sr, *inside) / (inside[1] - inside[0]))
+            )
             assert ratio_db < -18, f"{era}: {outside} Hz only {ratio_db:.1f} dB below the band"
-    full, _ = apply_recording(np.random.default_rng(0), white, sr, RecordingConfig(room_probability=0.0,
-                                                                                   era_weights={"full": 1.0}))
+    full, _ = apply_recording(
+        np.random.default_rng(0), white, sr, RecordingConfig(room_probability=0.0, era_weights={"full": 1.0})
+    )
     assert _band_power(full, sr, 10000, 14000) > 0.5 * _band_power(white, sr, 10000, 14000)
 
 
@@ -131,7 +150,9 @@ def test_room_adds_a_decaying_tail():
     sr = 16000
     click = np.zeros(sr)
     click[100] = 1.0
-    config = RecordingConfig(room_probability=1.0, rt60_s=(0.8, 0.8), wet_db=(-6.0, -6.0), era_weights={"full": 1.0})
+    config = RecordingConfig(
+        room_probability=1.0, rt60_s=(0.8, 0.8), wet_db=(-6.0, -6.0), era_weights={"full": 1.0}
+    )
     out, _ = apply_recording(np.random.default_rng(1), click, sr, config)
     early = np.sqrt(np.mean(out[100 + int(0.05 * sr) : 100 + int(0.15 * sr)] ** 2))
     late = np.sqrt(np.mean(out[100 + int(0.45 * sr) : 100 + int(0.55 * sr)] ** 2))
@@ -163,10 +184,21 @@ def test_stratified_validation_set_is_fixed_across_instances_and_ranks():
     sr = 8000
 
     def dataset():
-        mixture = CleanMixture({"speech": _Constant(0.1, sr), "music": _Constant(0.2, sr)}, {"speech": 0.35, "music": 0.65})
+        mixture = CleanMixture(
+            {"speech": _Constant(0.1, sr), "music": _Constant(0.2, sr)}, {"speech": 0.35, "music": 0.65}
+        )
         noise = ProceduralNoise(sr, {"white": {"weight": 1.0}})
-        return MixtureDataset(mixture, noise, num_samples=400, snr_db=(0, 20), gain_db=(-6, 0), mode="supervised",
-                              seed=3, length=20, stream=VAL_STREAM)
+        return MixtureDataset(
+            mixture,
+            noise,
+            num_samples=400,
+            snr_db=(0, 20),
+            gain_db=(-6, 0),
+            mode="supervised",
+            seed=3,
+            length=20,
+            stream=VAL_STREAM,
+        )
 
     a, b = dataset(), dataset()
     contents = [a[i]["content"] for i in range(20)]

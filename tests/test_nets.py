@@ -18,7 +18,9 @@ def test_output_length_equals_input_length(n):
 
 
 def test_valid_length_is_the_smallest_unpadded_length():
-    net = SpectralUNet(**net_settings("spectral_unet", n_fft=512, hop=256, channels=[4, 8, 8, 8], time_strides=[2, 2, 1]))
+    net = SpectralUNet(
+        **net_settings("spectral_unet", n_fft=512, hop=256, channels=[4, 8, 8, 8], time_strides=[2, 2, 1])
+    )
     for n in (100, 16000, 24000, 48001):
         v = net.valid_length(n)
         assert v >= n and net.valid_length(v) == v

@@ -15,7 +15,9 @@ from lightning_app.training import run as training_run
 from lightning_app.training.run import build_datamodule, build_system, train
 from tests.conftest import net_settings, smoke_config
 
-TINY = net_settings("cross_domain", channels=[4, 8, 8], time_strides=[1, 2], context_dilations=[1, 2], latent_channels=8)
+TINY = net_settings(
+    "cross_domain", channels=[4, 8, 8], time_strides=[1, 2], context_dilations=[1, 2], latent_channels=8
+)
 
 
 def _trained_like(net: CrossDomainNet) -> CrossDomainNet:
@@ -37,8 +39,12 @@ def test_loss_never_reads_the_clean_signal(tmp_path):
     system, batch = _n2n_batch(tmp_path)
     torch.manual_seed(0)
     before, _ = system.shared_step(batch)
-    garbage = dict(batch, clean=torch.randn_like(batch["clean"]) * 100, noise=torch.randn_like(batch["noise"]),
-                   noise_b=torch.randn_like(batch["noise_b"]))
+    garbage = dict(
+        batch,
+        clean=torch.randn_like(batch["clean"]) * 100,
+        noise=torch.randn_like(batch["noise"]),
+        noise_b=torch.randn_like(batch["noise_b"]),
+    )
     after, _ = system.shared_step(garbage)
     for name in before:
         torch.testing.assert_close(before[name], after[name], rtol=0, atol=0, msg=name)
@@ -56,7 +62,10 @@ def test_no_skip_cross_path_ignores_skip_features_and_skip_path_reads_the_target
         with torch.no_grad():
             a, b = net.encode(x_a), net.encode(x_b)
             tampered = dataclasses.replace(a, skips=[torch.randn_like(s) * 10 for s in a.skips])
-            out, out_tampered = net.cross(net.decoder_a, b, a, x_b), net.cross(net.decoder_a, b, tampered, x_b)
+            out, out_tampered = (
+                net.cross(net.decoder_a, b, a, x_b),
+                net.cross(net.decoder_a, b, tampered, x_b),
+            )
             # the source's own skips never enter the cross path
             b_tampered = dataclasses.replace(b, skips=[torch.randn_like(s) * 10 for s in b.skips])
             torch.testing.assert_close(net.cross(net.decoder_a, b_tampered, a, x_b), out)
@@ -67,7 +76,9 @@ def test_no_skip_cross_path_ignores_skip_features_and_skip_path_reads_the_target
         net = _trained_like(CrossDomainNet(**{**TINY, "strategy": strategy}))
         with torch.no_grad():
             enc = net.encode(x_a)
-            torch.testing.assert_close(net(x_a), net.decode(net.decoder_a, enc, x_a, skips(enc)), msg=strategy)
+            torch.testing.assert_close(
+                net(x_a), net.decode(net.decoder_a, enc, x_a, skips(enc)), msg=strategy
+            )
 
 
 def test_no_skip_cross_output_depends_on_the_source_copy_only():
@@ -103,8 +114,14 @@ def test_noise2noise_mse_is_minimised_by_the_clean_signal_on_average():
 @pytest.mark.parametrize("experiment", ["pure_noise2noise", "extreme_denoising", "progressive_stage1"])
 def test_each_noise2noise_experiment_trains_a_tiny_run(tmp_path, experiment):
     result = train(smoke_config(tmp_path, "trainer.max_epochs=1", experiment=experiment))
-    for key in ("val/si_sdr_i", "val/leakage", "val/leakage_a", "val/leakage_b", "val/residual_noise",
-                "val/amplitude_retention"):
+    for key in (
+        "val/si_sdr_i",
+        "val/leakage",
+        "val/leakage_a",
+        "val/leakage_b",
+        "val/residual_noise",
+        "val/amplitude_retention",
+    ):
         assert key in result["metrics"], key
     assert 0.0 <= result["metrics"]["val/leakage"] <= 1.0
     images = {p.name for p in Path(result["run_dir"]).glob("events.*")}
@@ -135,7 +152,9 @@ class _Capture(L.Callback):
         self.optimizer_state = dict(trainer.optimizers[0].state)
 
 
-def test_stage2_starts_from_stage1_weights_with_a_fresh_optimizer_and_resumes_as_stage2(tmp_path, monkeypatch):
+def test_stage2_starts_from_stage1_weights_with_a_fresh_optimizer_and_resumes_as_stage2(
+    tmp_path, monkeypatch
+):
     stage1 = train(smoke_config(tmp_path, "trainer.max_epochs=1", experiment="progressive_stage1"))
     stage1_weights = torch.load(stage1["best"], weights_only=True)["state_dict"]
 
@@ -163,21 +182,33 @@ def test_stage2_starts_from_stage1_weights_with_a_fresh_optimizer_and_resumes_as
 
 
 def test_incompatible_stage1_checkpoint_is_a_clear_error(tmp_path):
-    stage1 = train(smoke_config(tmp_path, "trainer.max_epochs=1", "model.cross_domain.latent_channels=16",
-                                experiment="progressive_stage1"))
+    stage1 = train(
+        smoke_config(
+            tmp_path,
+            "trainer.max_epochs=1",
+            "model.cross_domain.latent_channels=16",
+            experiment="progressive_stage1",
+        )
+    )
     with pytest.raises(C.ConfigError, match="does not fit this experiment's model"):
         train(_stage2(tmp_path, f"system.init_from={stage1['best']}"))
 
 
 def test_sequence_experiment_runs_stages_in_order_and_skips_finished_ones_on_resume(tmp_path, capsys):
-    args = [f"run.root={tmp_path / 'runs'}", f"data.cache_dir={tmp_path / 'cache'}", "use=[data/smoke,model/tiny]",
-            "trainer.max_epochs=1"]
+    args = [
+        f"run.root={tmp_path / 'runs'}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "use=[data/smoke,model/tiny]",
+        "trainer.max_epochs=1",
+    ]
     assert train_mod.main(["progressive", *args]) == 0
     out = capsys.readouterr().out
     assert out.index("progressive_stage1 finished") < out.index("progressive_stage2 finished")
     assert (tmp_path / "runs" / "progressive_stage2" / "version_0" / "metrics.json").is_file()
     assert train_mod.main(["progressive", *args, "--resume"]) == 0
-    assert not (tmp_path / "runs" / "progressive_stage1" / "version_1").exists(), "finished stages are not re-run"
+    assert not (tmp_path / "runs" / "progressive_stage1" / "version_1").exists(), (
+        "finished stages are not re-run"
+    )
 
 
 def test_content_loss_cannot_be_gamed_by_shrinking_or_shifting_the_latent():
@@ -196,13 +227,19 @@ def test_content_loss_cannot_be_gamed_by_shrinking_or_shifting_the_latent():
 
 
 def test_side_by_side_experiment_trains_both_on_one_budget_and_the_command_line_wins(tmp_path, capsys):
-    args = [f"run.root={tmp_path / 'runs'}", f"data.cache_dir={tmp_path / 'cache'}", "use=[data/smoke,model/tiny]",
-            "trainer.max_epochs=1"]  # the stages say 4 epochs; the command line has the last word
+    args = [
+        f"run.root={tmp_path / 'runs'}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "use=[data/smoke,model/tiny]",
+        "trainer.max_epochs=1",
+    ]  # the stages say 4 epochs; the command line has the last word
     assert train_mod.main(["noise2noise_vs_supervised", *args]) == 0
     out = capsys.readouterr().out
     for name in ("supervised", "noise2noise"):
         run = tmp_path / "runs" / "noise2noise_vs_supervised" / name / "version_0"
-        assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 0, name  # 0-based: one epoch
+        assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 0, (
+            name
+        )  # 0-based: one epoch
         assert f"| noise2noise_vs_supervised/{name} |" in out
 
 
@@ -231,7 +268,10 @@ def test_a_shared_decoder_is_one_module_and_old_checkpoints_build_with_two():
     separate = CrossDomainNet(**TINY)
     assert shared.decoder_b is shared.decoder_a
     decoder_size = sum(p.numel() for p in separate.decoder_b.parameters())
-    assert sum(p.numel() for p in separate.parameters()) - sum(p.numel() for p in shared.parameters()) == decoder_size
+    assert (
+        sum(p.numel() for p in separate.parameters()) - sum(p.numel() for p in shared.parameters())
+        == decoder_size
+    )
     # a checkpoint saved before the setting existed carries no shared_decoder: it was trained with two
     earlier = {k: v for k, v in TINY.items() if k != "shared_decoder"}
     rebuilt = build_net("cross_domain", **earlier)

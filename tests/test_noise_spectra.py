@@ -70,7 +70,9 @@ def test_spectrum_below_7_khz_is_the_same_in_hz_at_16_khz_and_full_band(name, sa
     low, full = _octave_shape(name, 16000), _octave_shape(name, sample_rate)
     kept = low > 1e-6
     diff_db = 10 * np.log10(full[kept] / low[kept])
-    assert np.all(np.abs(diff_db) < 1.0), f"{name}: octave shape {sample_rate} vs 16000 Hz differs by {diff_db.round(2)} dB"
+    assert np.all(np.abs(diff_db) < 1.0), (
+        f"{name}: octave shape {sample_rate} vs 16000 Hz differs by {diff_db.round(2)} dB"
+    )
 
 
 @pytest.mark.parametrize("name", ["brown", "rumble", "thumps", "hum"])
@@ -80,7 +82,9 @@ def test_band_limited_generators_keep_the_same_share_below_4_khz_at_every_rate(n
     shares = {}
     for sample_rate in (16000, 48000):
         spectra = [_spectrum(name, sample_rate, seed) for seed in SEEDS]
-        shares[sample_rate] = np.mean([_band(f, p, 0.0, 4000.0) / _band(f, p, 0.0, np.inf) for f, p in spectra])
+        shares[sample_rate] = np.mean(
+            [_band(f, p, 0.0, 4000.0) / _band(f, p, 0.0, np.inf) for f, p in spectra]
+        )
     assert shares[48000] == pytest.approx(shares[16000], abs=0.01)
     assert shares[48000] > 0.95
 
@@ -104,8 +108,9 @@ def test_hum_peaks_at_mains_harmonics_at_every_rate(sample_rate):
         peaks = [i for i in range(1, len(pl) - 1) if pl[i] >= pl[i - 1] and pl[i] >= pl[i + 1]]
         strongest = fl[sorted(peaks, key=lambda i: -pl[i])[:3]]
         # Welch bins are 5 Hz wide and the drift is below 0.3 %: within one bin of a multiple of 50 or of 60 Hz.
-        assert any(np.all(np.abs(strongest - mains * np.round(strongest / mains)) <= 5.0) for mains in (50.0, 60.0)), \
-            (seed, strongest)
+        assert any(
+            np.all(np.abs(strongest - mains * np.round(strongest / mains)) <= 5.0) for mains in (50.0, 60.0)
+        ), (seed, strongest)
     # The same seed hums at the same harmonics in Hz at every rate.
     f16, p16 = _spectrum("hum", 16000, 0)
     f, p = _spectrum("hum", sample_rate, 0)
@@ -119,8 +124,14 @@ def test_hum_drops_harmonics_above_nyquist_instead_of_aliasing():
     # unless the drawn slope is steep, hence several seeds.
     sample_rate = 16000
     for seed in SEEDS:
-        x = GENERATORS["hum"](np.random.default_rng(seed), 2 * sample_rate, sample_rate, mains_hz=(60.0, 60.0),
-                              harmonics=(200, 200), drift=(0.0, 0.0))
+        x = GENERATORS["hum"](
+            np.random.default_rng(seed),
+            2 * sample_rate,
+            sample_rate,
+            mains_hz=(60.0, 60.0),
+            harmonics=(200, 200),
+            drift=(0.0, 0.0),
+        )
         f, p = _psd(x, sample_rate)
         off_harmonic = np.abs(f - 60.0 * np.round(f / 60.0)) > 10.0
         assert p[off_harmonic].max() < 1e-5 * p.max(), seed
@@ -130,7 +141,7 @@ def test_hum_drops_harmonics_above_nyquist_instead_of_aliasing():
 # band is three times wider). Each bound is the darkest case the generator's physical ranges allow, less
 # 1.5 dB for estimation; each seed draws one case, so every seed must clear it.
 TOP_OCTAVE_BOUND_DB = {
-    "white": 3.0,           # flat to Nyquist
+    "white": 3.0,  # flat to Nyquist
     # A dust kick rings a pickup resonance of >= 1 kHz for <= 0.4 ms and starts on an edge that falls only
     # 6 dB/oct above it: the darkest such kernel (0.4 ms, ~1.7 kHz) has its top octave 16.1 dB down.
     "crackle": -17.6,
@@ -153,7 +164,9 @@ def test_broadband_degradations_reach_the_top_octave(name, sample_rate):
     for seed in SEEDS:
         f, p = _spectrum(name, sample_rate, seed, seconds=1.0)
         ratio_db = 10 * np.log10(_band(f, p, 11000.0, 20000.0) / _band(f, p, 1000.0, 4000.0))
-        assert ratio_db > TOP_OCTAVE_BOUND_DB[name], f"{name} seed {seed}: top octave {ratio_db:.1f} dB under 1-4 kHz"
+        assert ratio_db > TOP_OCTAVE_BOUND_DB[name], (
+            f"{name} seed {seed}: top octave {ratio_db:.1f} dB under 1-4 kHz"
+        )
 
 
 @pytest.mark.parametrize("sample_rate", FULL_BAND)
@@ -163,9 +176,13 @@ def test_surface_hiss_treble_falls_as_a_power_law_even_from_a_low_centre(sample_
     # 16-20 kHz (one octave) at most 10.5 dB even from the lowest centre, 1.5 kHz. A Gaussian skirt in
     # log-frequency gets steeper every octave (29 dB/oct three octaves above a 1-octave-wide bump).
     for seed in range(12):
-        x = GENERATORS["surface_hiss"](np.random.default_rng(seed), sample_rate, sample_rate, centre_hz=(1500.0, 1500.0))
+        x = GENERATORS["surface_hiss"](
+            np.random.default_rng(seed), sample_rate, sample_rate, centre_hz=(1500.0, 1500.0)
+        )
         f, p = _psd(x, sample_rate)
-        drop_db = 10 * np.log10(p[(f >= 16000.0) & (f < 20000.0)].mean() / p[(f >= 8000.0) & (f < 10000.0)].mean())
+        drop_db = 10 * np.log10(
+            p[(f >= 16000.0) & (f < 20000.0)].mean() / p[(f >= 8000.0) & (f < 10000.0)].mean()
+        )
         assert drop_db > -10.5, (seed, round(drop_db, 1))
 
 

@@ -25,16 +25,30 @@ def execute(name: str, monkeypatch, tmp_path, **env) -> str:
     # A kernel spec for this interpreter, found first: a system-wide "python3" spec could point elsewhere.
     spec = tmp_path / "jupyter" / "kernels" / "c2c-test"
     spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({"argv": [sys.executable, "-m", "ipykernel_launcher", "-f",
-                                                           "{connection_file}"], "display_name": "c2c", "language": "python"}))
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "c2c",
+                "language": "python",
+            }
+        )
+    )
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-    NotebookClient(nb, timeout=600, kernel_name="c2c-test", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(
+        nb, timeout=600, kernel_name="c2c-test", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     return json.dumps([o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs])
 
 
 def test_every_notebook_is_tested():
-    tested = {"01_muting_loss.ipynb", "02_leakage_skips.ipynb", "03_reconstruction_chains.ipynb", "04_compare_runs.ipynb"}
+    tested = {
+        "01_muting_loss.ipynb",
+        "02_leakage_skips.ipynb",
+        "03_reconstruction_chains.ipynb",
+        "04_compare_runs.ipynb",
+    }
     assert {p.name for p in NOTEBOOKS.glob("*.ipynb")} == tested
 
 
@@ -43,8 +57,12 @@ def test_muting_notebook_makes_and_compares_two_runs(monkeypatch, tmp_path):
     from tests.test_real_eval import make_corpus
 
     corpus = make_corpus(tmp_path / "real")
-    out = execute("01_muting_loss.ipynb", monkeypatch, tmp_path, C2C_REAL_CORPUS=str(corpus), C2C_REAL_CLIPS="2")
-    assert "| clip | system | si_sdr_vs_input |" in out and "model + guard" in out, "the real-music lesson is missing"
+    out = execute(
+        "01_muting_loss.ipynb", monkeypatch, tmp_path, C2C_REAL_CORPUS=str(corpus), C2C_REAL_CLIPS="2"
+    )
+    assert "| clip | system | si_sdr_vs_input |" in out and "model + guard" in out, (
+        "the real-music lesson is missing"
+    )
     for net in ("spectral U-Net", "wave U-Net"):
         assert f"| {net}, waveform MAE |" in out and f"| {net}, energy-aware + MR-STFT |" in out
     assert "val/amplitude_retention" in out and "image/png" in out and "<audio" in out
@@ -65,7 +83,13 @@ def test_leakage_notebook_shows_the_three_strategies_and_cross_panels(monkeypatc
 
 
 def test_chains_notebook_runs_the_analysis(monkeypatch, tmp_path):
-    out = execute("03_reconstruction_chains.ipynb", monkeypatch, tmp_path, C2C_CHAINS_CLIPS="2", C2C_CHAINS_SECONDS="1.0")
+    out = execute(
+        "03_reconstruction_chains.ipynb",
+        monkeypatch,
+        tmp_path,
+        C2C_CHAINS_CLIPS="2",
+        C2C_CHAINS_SECONDS="1.0",
+    )
     assert "STFT -> iSTFT" in out and "mel 128 -> inverse mel -> Griffin-Lim" in out and "<audio" in out
     assert (tmp_path / "tiny" / "chains" / "chains.csv").is_file()
 
@@ -75,8 +99,12 @@ def test_chains_notebook_shows_a_saved_report(monkeypatch, tmp_path):
     from lightning_app.evaluation.pipeline import evaluate_chains
 
     spec = ChainSpec("magnitude", 256, 64, griffin_lim_iters=2)
-    evaluate_chains(tmp_path / "saved", [("only magnitude", build_chain(spec))], clips=1, seconds=0.5, workers=1)
-    out = execute("03_reconstruction_chains.ipynb", monkeypatch, tmp_path, C2C_CHAINS_REPORT=str(tmp_path / "saved"))
+    evaluate_chains(
+        tmp_path / "saved", [("only magnitude", build_chain(spec))], clips=1, seconds=0.5, workers=1
+    )
+    out = execute(
+        "03_reconstruction_chains.ipynb", monkeypatch, tmp_path, C2C_CHAINS_REPORT=str(tmp_path / "saved")
+    )
     assert "| only magnitude |" in out and "its audio is not stored" in out
     assert not (tmp_path / "tiny" / "chains").exists(), "a saved report must not be recomputed"
 
@@ -102,8 +130,10 @@ def test_find_runs_resolves_folders_globs_and_says_what_is_wrong(tmp_path):
         write_events(tmp_path / name, {0: 1.0})
     (tmp_path / "empty").mkdir()
     assert A.find_runs(tmp_path / "a") == [tmp_path / "a/version_0", tmp_path / "a/version_1"]
-    assert A.find_runs(f"{tmp_path}/*/stage", tmp_path / "a/version_1") == [tmp_path / "b/stage/version_0",
-                                                                              tmp_path / "a/version_1"]
+    assert A.find_runs(f"{tmp_path}/*/stage", tmp_path / "a/version_1") == [
+        tmp_path / "b/stage/version_0",
+        tmp_path / "a/version_1",
+    ]
     with pytest.raises(FileNotFoundError, match="no such run directory: .*nowhere"):
         A.find_runs(tmp_path / "nowhere")
     with pytest.raises(FileNotFoundError, match="empty: no TensorBoard event files"):
@@ -121,7 +151,9 @@ def test_scalars_of_a_resumed_run_keep_the_last_value_per_step(tmp_path):
     with pytest.raises(ValueError, match="none of"):
         A.plot_curves({"run": tmp_path / "run"}, ["val/leakage"])
     write_events(tmp_path / "other", {1: 0.5})
-    fig = A.plot_curves({"a": tmp_path / "run", "b": tmp_path / "other"}, ["val/si_sdr"], separate=["val/si_sdr"])
+    fig = A.plot_curves(
+        {"a": tmp_path / "run", "b": tmp_path / "other"}, ["val/si_sdr"], separate=["val/si_sdr"]
+    )
     assert [ax.get_title() for ax in fig.axes if ax.lines] == ["val/si_sdr: a", "val/si_sdr: b"]
     assert [len(ax.lines) for ax in fig.axes if ax.lines] == [1, 1]
 
@@ -130,7 +162,12 @@ def test_config_differences_lists_only_what_differs(tmp_path):
     from lightning_app import config as C
 
     for name, lr in (("x", 1e-3), ("y", 3e-3)):
-        C.save(C.compose("supervised_unet", [f"optim.lr={lr}", f"run.version={name}"]), tmp_path / "e" / name / "config.yaml")
+        C.save(
+            C.compose("supervised_unet", [f"optim.lr={lr}", f"run.version={name}"]),
+            tmp_path / "e" / name / "config.yaml",
+        )
     table = A.config_differences([tmp_path / "e" / "x", tmp_path / "e" / "y"])
     assert table.splitlines()[0] == "| setting | e/x | e/y |"
-    assert table.splitlines()[2:] == ["| optim.lr | 0.001 | 0.003 |"]  # run.version differs too, but is ignored
+    assert table.splitlines()[2:] == [
+        "| optim.lr | 0.001 | 0.003 |"
+    ]  # run.version differs too, but is ignored

@@ -38,18 +38,20 @@ def _write(path, audio, rate=RATE):
 def pair_folders(tmp_path):
     """a/ and b/: three good pairs (one of them at another rate, level and polarity) and the bad kinds."""
     a, b = tmp_path / "a", tmp_path / "b"
-    clean = {name: _recording(8.0, seed) for seed, name in enumerate(["side1.wav", "side2.wav", "reel/r3.wav"])}
+    clean = {
+        name: _recording(8.0, seed) for seed, name in enumerate(["side1.wav", "side2.wav", "reel/r3.wav"])
+    }
     _write(a / "side1.wav", _transfer(clean["side1.wav"], 0, 1.0, 1))
-    _write(b / "side1.wav", _transfer(clean["side1.wav"], 2400, 1.0, 2))            # b starts 150 ms later
+    _write(b / "side1.wav", _transfer(clean["side1.wav"], 2400, 1.0, 2))  # b starts 150 ms later
     _write(a / "side2.wav", _transfer(clean["side2.wav"], 800, 1.0, 3))
-    _write(b / "side2.wav", _transfer(clean["side2.wav"], 0, -0.5, 4))             # b earlier, quieter, inverted
+    _write(b / "side2.wav", _transfer(clean["side2.wav"], 0, -0.5, 4))  # b earlier, quieter, inverted
     _write(a / "reel/r3.wav", _transfer(clean["reel/r3.wav"], 0, 1.0, 5))
     b_r3 = _transfer(clean["reel/r3.wav"], 1000, 1.0, 6)
-    _write(b / "reel/r3.wav", signal.resample_poly(b_r3, 441, 160), rate=44100)     # digitised at 44.1 kHz
+    _write(b / "reel/r3.wav", signal.resample_poly(b_r3, 441, 160), rate=44100)  # digitised at 44.1 kHz
     other = _recording(8.0, 99)
     _write(a / "unrelated.wav", _transfer(clean["side1.wav"], 0, 1.0, 7))
-    _write(b / "unrelated.wav", _transfer(other, 0, 1.0, 8))                       # a different recording
-    fast = signal.resample_poly(clean["side2.wav"], 2000, 2001)                    # b runs 0.05 % fast
+    _write(b / "unrelated.wav", _transfer(other, 0, 1.0, 8))  # a different recording
+    fast = signal.resample_poly(clean["side2.wav"], 2000, 2001)  # b runs 0.05 % fast
     _write(a / "drift.wav", _transfer(clean["side2.wav"], 0, 1.0, 9))
     _write(b / "drift.wav", _transfer(fast, 0, 1.0, 10))
     _write(a / "only_in_a.wav", _transfer(clean["side1.wav"], 0, 1.0, 11))
@@ -58,8 +60,9 @@ def pair_folders(tmp_path):
 
 def _index(folders, tmp_path, **kw):
     a, b = folders
-    return RealPairIndex.build(str(a), str(b), RATE, min_samples=RATE, window_seconds=1.0,
-                               cache_dir=str(tmp_path / "cache"), **kw)
+    return RealPairIndex.build(
+        str(a), str(b), RATE, min_samples=RATE, window_seconds=1.0, cache_dir=str(tmp_path / "cache"), **kw
+    )
 
 
 def test_best_lag_finds_a_known_shift_and_polarity():
@@ -114,16 +117,25 @@ def test_no_usable_pair_is_a_clear_error(tmp_path):
         _index((a, b), tmp_path)
 
 
-@pytest.mark.parametrize("experiment", ["pure_noise2noise", "noise2noise_fullband"])  # 16 kHz speech; 44.1 kHz music
+@pytest.mark.parametrize(
+    "experiment", ["pure_noise2noise", "noise2noise_fullband"]
+)  # 16 kHz speech; 44.1 kHz music
 def test_noise2noise_trains_on_real_pairs_and_supervised_refuses_them(pair_folders, tmp_path, experiment):
     a, b = pair_folders
-    args = ["data.mode=real_pairs", f"data.real_pairs.a={a}", f"data.real_pairs.b={b}",
-            "data.real_pairs.window_seconds=1.0", "trainer.max_epochs=1"]
+    args = [
+        "data.mode=real_pairs",
+        f"data.real_pairs.a={a}",
+        f"data.real_pairs.b={b}",
+        "data.real_pairs.window_seconds=1.0",
+        "trainer.max_epochs=1",
+    ]
     validation = ["data.val_clips=4"] if experiment == "noise2noise_fullband" else []
     result = train(smoke_config(tmp_path, *args, *validation, experiment=experiment))
     assert "val/si_sdr_i" in result["metrics"] and "val/leakage" in result["metrics"]  # synthetic validation
     if experiment == "noise2noise_fullband":
-        assert result["metrics"]["val_status/clips/music"] > 0, "the synthetic validation is scored per content"
+        assert result["metrics"]["val_status/clips/music"] > 0, (
+            "the synthetic validation is scored per content"
+        )
     with pytest.raises(C.ConfigError, match="system.kind=supervised needs clean targets"):
         train(smoke_config(tmp_path, *args))
     with pytest.raises(C.ConfigError, match="needs data.real_pairs.a, data.real_pairs.b"):

@@ -26,9 +26,19 @@ def make_corpus(root: Path, seconds: float = 3.0) -> Path:
                 rel = f"{split}/{content}/pkg/{content}{g}.flac"
                 (root / rel).parent.mkdir(parents=True, exist_ok=True)
                 audio_io.write(root / rel, audio.astype(np.float32), RATE, subtype="PCM_16")
-                rows.append({"file": rel, "split": split, "content": content, "package": "pkg", "licence": "CC0-1.0",
-                             "group": f"pkg:{split}{content}{g}", "seconds": f"{seconds:.2f}", "sample_rate": RATE,
-                             "sources": rel})
+                rows.append(
+                    {
+                        "file": rel,
+                        "split": split,
+                        "content": content,
+                        "package": "pkg",
+                        "licence": "CC0-1.0",
+                        "group": f"pkg:{split}{content}{g}",
+                        "seconds": f"{seconds:.2f}",
+                        "sample_rate": RATE,
+                        "sources": rel,
+                    }
+                )
     K._write_manifest(root / K.MANIFEST, rows)
     return root
 
@@ -50,9 +60,13 @@ def test_real_test_set_draws_the_test_split_at_spread_snrs(tmp_path):
 def test_real_report_counts_the_clips_a_system_made_worse(tmp_path):
     root = make_corpus(tmp_path / "real")
     rng = np.random.default_rng(0)
-    systems = [("identity", lambda audio, rate: audio),
-               ("scrambler", lambda audio, rate: rng.permutation(audio))]  # destroys every clip
-    result = evaluate_real(root, systems, tmp_path / "out", "archive_fullband", clips_per_content=6, seconds=1.0)
+    systems = [
+        ("identity", lambda audio, rate: audio),
+        ("scrambler", lambda audio, rate: rng.permutation(audio)),
+    ]  # destroys every clip
+    result = evaluate_real(
+        root, systems, tmp_path / "out", "archive_fullband", clips_per_content=6, seconds=1.0
+    )
     rows = {(r["system"], r["group"]): r for r in result["rows"]}
     assert rows[("identity", "music")]["worse_than_input"] == 0
     assert abs(rows[("identity", "speech")]["si_sdr_i"]) < 1e-3
@@ -62,7 +76,9 @@ def test_real_report_counts_the_clips_a_system_made_worse(tmp_path):
         for low, high in REAL_SNR_BUCKETS:
             assert rows[("scrambler", f"{content}, input SNR {low:g}-{high:g} dB")]["clips"] == 1
     clean = {(r["system"], r["group"]): r for r in result["clean_input"]}
-    assert clean[("identity", "music")]["median_si_sdr"] > 60 and clean[("scrambler", "music")]["p10_si_sdr"] < 0
+    assert (
+        clean[("identity", "music")]["median_si_sdr"] > 60 and clean[("scrambler", "music")]["p10_si_sdr"] < 0
+    )
     text = (tmp_path / "out" / "real.md").read_text()
     assert "clips worse than input by > 0.5 dB" in text and "speech, input SNR 25-30 dB" in text
     assert (tmp_path / "out" / "real.csv").is_file()
@@ -79,8 +95,12 @@ def test_real_contents_train_on_train_validate_on_val_and_are_labelled(tmp_path)
     from lightning_app.training.run import build_datamodule, build_system
 
     root = make_corpus(tmp_path / "real", seconds=2.0)
-    cfg = smoke_config(tmp_path, "data.clean.mix={speech: 0.5, real_music: 0.5}",
-                       f"data.clean.real_music.corpus={root}", "data.val_clips=4")
+    cfg = smoke_config(
+        tmp_path,
+        "data.clean.mix={speech: 0.5, real_music: 0.5}",
+        f"data.clean.real_music.corpus={root}",
+        "data.val_clips=4",
+    )
     dm = build_datamodule(cfg, build_system(cfg))
     dm.prepare_data()
     dm.setup("fit")
@@ -97,7 +117,10 @@ def test_a_real_content_without_a_corpus_is_one_line(tmp_path):
 
     from lightning_app.training.run import build_datamodule, build_system
 
-    cfg = smoke_config(tmp_path, "data.clean.mix={speech: 0.5, real_music: 0.5}",
-                       f"data.clean.real_music.corpus={tmp_path / 'none'}")
+    cfg = smoke_config(
+        tmp_path,
+        "data.clean.mix={speech: 0.5, real_music: 0.5}",
+        f"data.clean.real_music.corpus={tmp_path / 'none'}",
+    )
     with pytest.raises(C.ConfigError, match=r"data.clean.real_music: .* build it with: make corpus"):
         build_datamodule(cfg, build_system(cfg))

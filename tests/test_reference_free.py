@@ -23,7 +23,7 @@ def bursts(rng: np.random.Generator, seconds: float, rate: int) -> np.ndarray:
         tt = np.arange(length) / rate
         f0 = rng.uniform(100, 250)
         envelope = np.sin(np.pi * np.arange(length) / length) ** 0.5
-        x[t:t + length] = 0.3 * envelope * sum(np.sin(2 * np.pi * k * f0 * tt) / k for k in range(1, 12))
+        x[t : t + length] = 0.3 * envelope * sum(np.sin(2 * np.pi * k * f0 * tt) / k for k in range(1, 12))
         t += length + int(rng.uniform(0.1, 0.3) * rate)
     return x
 
@@ -40,11 +40,11 @@ def with_clicks(x: np.ndarray, rate: int, count: int, rng: np.random.Generator, 
     for p in positions:
         click = rng.uniform(0.1, 0.5) * rng.choice([-1.0, 1.0]) * np.array([1.0, -0.6, 0.3])
         if out.ndim == 1:
-            out[p:p + 3] += click
+            out[p : p + 3] += click
         elif channel is None:
-            out[p:p + 3] += click[:, None]
+            out[p : p + 3] += click[:, None]
         else:
-            out[p:p + 3, channel] += click
+            out[p : p + 3, channel] += click
     return out, positions
 
 
@@ -71,8 +71,12 @@ def test_noise_floor_reads_the_noise_between_bursts(rate, channels, level_db):
 
 def test_noise_floor_of_steady_noise_and_short_signals():
     rng = np.random.default_rng(0)
-    assert R.noise_floor_db(white(rng, 5 * 16000, -30.0), 16000) == pytest.approx(-30.0, abs=0.8)  # ~0.6 dB low
-    assert R.noise_floor_db(np.full(100, 0.1), 16000) == pytest.approx(-20.0, abs=1e-6)  # shorter than a frame
+    assert R.noise_floor_db(white(rng, 5 * 16000, -30.0), 16000) == pytest.approx(
+        -30.0, abs=0.8
+    )  # ~0.6 dB low
+    assert R.noise_floor_db(np.full(100, 0.1), 16000) == pytest.approx(
+        -20.0, abs=1e-6
+    )  # shorter than a frame
     assert R.noise_floor_db(np.zeros(16000), 16000) == R.FLOOR_DB
     with pytest.raises(ValueError, match="NaN or Inf"):
         R.noise_floor_db(np.r_[np.zeros(10), np.nan], 16000)
@@ -121,7 +125,9 @@ def test_click_rate_ignores_voices_music_and_steady_noise():
 def test_level_change_db():
     x = white(np.random.default_rng(0), (16000, 2), -20.0)
     assert R.level_change_db(x, 0.5 * x) == pytest.approx(20 * math.log10(0.5), abs=1e-9)
-    assert R.level_change_db(x, x[:, :1]) == pytest.approx(0.0, abs=0.1)  # mono out of stereo: channels pooled
+    assert R.level_change_db(x, x[:, :1]) == pytest.approx(
+        0.0, abs=0.1
+    )  # mono out of stereo: channels pooled
     assert R.level_change_db(np.zeros(100), np.zeros(100)) == 0.0  # both clamped at -120 dBFS
 
 
@@ -141,15 +147,27 @@ def test_band_energy_removed_by_a_known_low_pass():
     assert abs(removed["0_100"]) < 0.02 and abs(removed["100_500"]) < 0.02  # measured: < 0.005
     assert removed["2k_6k"] > 0.99 and removed["6k_nyq"] > 0.999
     # A gain: 0.5x removes 75 % everywhere; 2x adds 300 % (negative: energy added).
-    assert all(v == pytest.approx(0.75, abs=1e-6) for v in R.band_energy_removed(before, 0.5 * before, rate).values())
-    assert all(v == pytest.approx(-3.0, abs=1e-5) for v in R.band_energy_removed(before, 2 * before, rate).values())
+    assert all(
+        v == pytest.approx(0.75, abs=1e-6) for v in R.band_energy_removed(before, 0.5 * before, rate).values()
+    )
+    assert all(
+        v == pytest.approx(-3.0, abs=1e-5) for v in R.band_energy_removed(before, 2 * before, rate).values()
+    )
 
 
 def test_bands_follow_the_rate_and_empty_bands_are_nan():
     rng = np.random.default_rng(1)
-    assert list(R.band_energy_removed(white(rng, 8000, -20), white(rng, 8000, -26), 8000)) == \
-        ["0_100", "100_500", "500_2k", "2k_6k"]  # 6k-Nyquist is above 4 kHz: left out; 2k-6k ends at 4 kHz
-    assert R.band_name(0, 100) == "0_100" and R.band_name(2000, 6000) == "2k_6k" and R.band_name(6000, None) == "6k_nyq"
+    assert list(R.band_energy_removed(white(rng, 8000, -20), white(rng, 8000, -26), 8000)) == [
+        "0_100",
+        "100_500",
+        "500_2k",
+        "2k_6k",
+    ]  # 6k-Nyquist is above 4 kHz: left out; 2k-6k ends at 4 kHz
+    assert (
+        R.band_name(0, 100) == "0_100"
+        and R.band_name(2000, 6000) == "2k_6k"
+        and R.band_name(6000, None) == "6k_nyq"
+    )
     rate = 16000
     t = np.arange(2 * rate) / rate
     tone = np.sin(2 * np.pi * 300 * t)  # nothing above 500 Hz but the window's leakage
@@ -171,15 +189,24 @@ def test_figures_of_a_restoration(monkeypatch):
     monkeypatch.setattr(D, "score", lambda *a: pytest.fail("DNSMOS must not run on music"))
     out = R.figures(before, after, rate, content="music")
     bands = ["0_100", "100_500", "500_2k", "2k_6k", "6k_nyq"]
-    assert list(out) == ["noise_floor_db_before", "noise_floor_db_after", "noise_floor_change_db", "click_rate_before",
-                         "click_rate_after", "level_change_db", *[f"removed_{b}" for b in bands],
-                         *[f"dnsmos_{m}_{w}" for w in ("before", "after") for m in ("sig", "bak", "ovrl")]]
+    assert list(out) == [
+        "noise_floor_db_before",
+        "noise_floor_db_after",
+        "noise_floor_change_db",
+        "click_rate_before",
+        "click_rate_after",
+        "level_change_db",
+        *[f"removed_{b}" for b in bands],
+        *[f"dnsmos_{m}_{w}" for w in ("before", "after") for m in ("sig", "bak", "ovrl")],
+    ]
     assert all(isinstance(v, float) for v in out.values())
     assert out["noise_floor_db_before"] == pytest.approx(-45.0, abs=1.5)
     assert out["noise_floor_change_db"] == pytest.approx(20 * math.log10(0.05), abs=1.5)
     assert out["click_rate_before"] == pytest.approx(3.0, abs=0.3) and out["click_rate_after"] == 0.0
     assert -0.5 < out["level_change_db"] < 0.0
-    assert out["removed_6k_nyq"] > 0.9  # above 6 kHz the bursts have almost nothing: hiss and clicks were removed
+    assert (
+        out["removed_6k_nyq"] > 0.9
+    )  # above 6 kHz the bursts have almost nothing: hiss and clicks were removed
     assert abs(out["removed_100_500"]) < 0.05  # the voices' fundamentals are kept
     assert all(math.isnan(out[k]) for k in out if k.startswith("dnsmos_"))
     assert set(out) == set(R.figures(before, after, rate, dnsmos=False))
@@ -189,7 +216,9 @@ def test_figures_of_a_restoration(monkeypatch):
 
 
 def test_dnsmos_refuses_music_and_says_when_it_is_missing(monkeypatch):
-    assert D.content_refusal("speech") is None and D.content_refusal(None) is None  # unlabelled: the suite's rule
+    assert (
+        D.content_refusal("speech") is None and D.content_refusal(None) is None
+    )  # unlabelled: the suite's rule
     assert "speech measure" in D.content_refusal("music")
     scores, reason = D.dnsmos_for_content(np.zeros(16000), 16000, "music")
     assert scores is None and "speech measure" in reason and "music" in reason
@@ -231,15 +260,20 @@ def test_dnsmos_scores_speech_and_hears_the_noise(speech_16k):
 
 
 def test_dnsmos_never_raises_on_a_bad_clip(speech_16k, monkeypatch, caplog):
-    for bad, why in ((speech_16k[:8000], "shorter than 1 s"), (np.zeros(32000), "silent clip"),
-                     (np.r_[speech_16k, np.nan], "NaN or Inf samples")):
+    for bad, why in (
+        (speech_16k[:8000], "shorter than 1 s"),
+        (np.zeros(32000), "silent clip"),
+        (np.r_[speech_16k, np.nan], "NaN or Inf samples"),
+    ):
         scores, reason = D.score(bad, 16000)
         assert reason == why and all(math.isnan(v) for v in scores.values())
     # Out of [-1, 1]: divided by its peak, not refused.
     assert all(math.isfinite(v) for v in D.score(3.0 * speech_16k, 16000)[0].values())
     import speechmos.dnsmos
 
-    monkeypatch.setattr(speechmos.dnsmos, "run", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("model broke")))
+    monkeypatch.setattr(
+        speechmos.dnsmos, "run", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("model broke"))
+    )
     with caplog.at_level(logging.WARNING, logger="lightning_app.metrics.dnsmos"):
         scores = D.dnsmos(speech_16k, 16000)
     assert all(math.isnan(v) for v in scores.values())
@@ -250,7 +284,9 @@ def test_long_clips_are_scored_on_a_bounded_number_of_windows(monkeypatch):
     seen = []
     monkeypatch.setattr(D, "dnsmos_missing", lambda: None)
     fake = type(sys)("speechmos.dnsmos")
-    fake.run = lambda audio, rate: seen.append(len(audio)) or {"sig_mos": 3.0, "bak_mos": 4.0, "ovrl_mos": 2.5}
+    fake.run = lambda audio, rate: (
+        seen.append(len(audio)) or {"sig_mos": 3.0, "bak_mos": 4.0, "ovrl_mos": 2.5}
+    )
     monkeypatch.setitem(sys.modules, "speechmos", type(sys)("speechmos"))
     sys.modules["speechmos"].dnsmos = fake
     monkeypatch.setitem(sys.modules, "speechmos.dnsmos", fake)
@@ -258,5 +294,5 @@ def test_long_clips_are_scored_on_a_bounded_number_of_windows(monkeypatch):
     assert D.score(x, 16000) == ({"dnsmos_sig": 3.0, "dnsmos_bak": 4.0, "dnsmos_ovrl": 2.5}, None)
     assert seen == [int(D.WINDOW_S * 16000)] * D.MAX_WINDOWS
     seen.clear()
-    D.score(x[:15 * 16000], 16000)
+    D.score(x[: 15 * 16000], 16000)
     assert seen == [15 * 16000]  # up to ~18 s: the whole clip, as speechmos scores it

@@ -31,11 +31,15 @@ def _count_chunks(monkeypatch, system):
 
 
 @pytest.mark.parametrize("batch_size", [1, 2, 3])
-def test_each_chunk_runs_once_and_blocks_equal_the_whole_file_pass_exactly(system, tmp_path, monkeypatch, batch_size):
+def test_each_chunk_runs_once_and_blocks_equal_the_whole_file_pass_exactly(
+    system, tmp_path, monkeypatch, batch_size
+):
     rate = int(system.sample_rate)  # at the model's rate no resampling rounding is left: bit for bit
     src = tmp_path / "take.wav"
     write_tone_file(src, 4.3, rate, channels=2, subtype="FLOAT")
-    whole = _restore(Restorer(system, batch_size=batch_size, block_seconds=1000.0, **CHUNKS), src, tmp_path / "whole.wav")
+    whole = _restore(
+        Restorer(system, batch_size=batch_size, block_seconds=1000.0, **CHUNKS), src, tmp_path / "whole.wav"
+    )
     runs = _count_chunks(monkeypatch, system)
     restorer = Restorer(system, batch_size=batch_size, block_seconds=0.7, **CHUNKS)
     assert len(restorer.plan(sf.info(src).frames, rate)) > 4

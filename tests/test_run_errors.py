@@ -23,8 +23,14 @@ FAST = ("metrics.perceptual_every_n_epochs=100", "metrics.visqol_clips=0", "medi
 
 
 def _cli(tmp_path: Path, *extra: str) -> list[str]:
-    return ["supervised_unet", f"run.root={tmp_path / 'runs'}", f"data.cache_dir={tmp_path / 'cache'}",
-            "use=[data/smoke,model/tiny]", *FAST, *extra]
+    return [
+        "supervised_unet",
+        f"run.root={tmp_path / 'runs'}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "use=[data/smoke,model/tiny]",
+        *FAST,
+        *extra,
+    ]
 
 
 def _one_line_error(capsys) -> str:
@@ -36,26 +42,34 @@ def _one_line_error(capsys) -> str:
 
 
 def _snapshot(root: Path) -> dict:
-    return {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()} if root.exists() else {}
+    return (
+        {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()} if root.exists() else {}
+    )
 
 
 # ----------------------------------------------------------------------------- config values (item 9, 10)
-@pytest.mark.parametrize("override, message", [
-    ("trainer.max_epochs=abc", "trainer.max_epochs must be a whole number, got 'abc'"),
-    ("trainer.max_epochs=2.5", "trainer.max_epochs must be a whole number"),
-    ("data.batch_size=-1", "data.batch_size must be above 0, got -1"),
-    ("data.snr_db=5", r"data.snr_db must be \[low, high\]"),
-    ("data.snr_db=[20,2]", r"data.snr_db must be \[low, high\], got \[20, 2\]"),
-    ("data.num_workers=-2", "data.num_workers must be 0 or more"),
-    ("optim.warmup_fraction=1.5", "optim.warmup_fraction must be between 0 and 1"),
-    ("model.spectral_unet.channels=[8,x,16]", "model.spectral_unet.channels must be a list of whole numbers"),
-    ("data.mode=clean", "data.mode=clean is not one of: supervised, noise2noise, paired, real_pairs"),
-    ("model.kind=no_such_net", "model.kind=no_such_net is not one of: spectral_unet, cross_domain"),
-    ("system.kind=noise2noise", "system.kind=noise2noise needs model.kind=cross_domain"),
-    ("data.mode=noise2noise", "system.kind=supervised needs clean targets"),
-    ("trainer.precision=fp8", "trainer.precision=fp8 is not one of"),
-    ("data=3", "data is a group of settings"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("trainer.max_epochs=abc", "trainer.max_epochs must be a whole number, got 'abc'"),
+        ("trainer.max_epochs=2.5", "trainer.max_epochs must be a whole number"),
+        ("data.batch_size=-1", "data.batch_size must be above 0, got -1"),
+        ("data.snr_db=5", r"data.snr_db must be \[low, high\]"),
+        ("data.snr_db=[20,2]", r"data.snr_db must be \[low, high\], got \[20, 2\]"),
+        ("data.num_workers=-2", "data.num_workers must be 0 or more"),
+        ("optim.warmup_fraction=1.5", "optim.warmup_fraction must be between 0 and 1"),
+        (
+            "model.spectral_unet.channels=[8,x,16]",
+            "model.spectral_unet.channels must be a list of whole numbers",
+        ),
+        ("data.mode=clean", "data.mode=clean is not one of: supervised, noise2noise, paired, real_pairs"),
+        ("model.kind=no_such_net", "model.kind=no_such_net is not one of: spectral_unet, cross_domain"),
+        ("system.kind=noise2noise", "system.kind=noise2noise needs model.kind=cross_domain"),
+        ("data.mode=noise2noise", "system.kind=supervised needs clean targets"),
+        ("trainer.precision=fp8", "trainer.precision=fp8 is not one of"),
+        ("data=3", "data is a group of settings"),
+    ],
+)
 def test_a_bad_value_stops_the_cli_in_one_line_before_anything_is_made(tmp_path, capsys, override, message):
     for extra in ([], ["--print-config"]):
         assert train_mod.main(_cli(tmp_path, override, *extra)) == 2
@@ -70,8 +84,17 @@ def test_noise2noise_on_clean_targets_is_refused_at_composition():
 
 
 def test_values_of_the_right_shape_still_compose():
-    cfg = C.compose("supervised_unet", ["trainer.devices=[0,1]", "trainer.precision=bf16-mixed", "data.snr_db=[0,10]",
-                                        "run.version=version_7", "system.init_from=x.ckpt", "optim.scheduler=cosine"])
+    cfg = C.compose(
+        "supervised_unet",
+        [
+            "trainer.devices=[0,1]",
+            "trainer.precision=bf16-mixed",
+            "data.snr_db=[0,10]",
+            "run.version=version_7",
+            "system.init_from=x.ckpt",
+            "optim.scheduler=cosine",
+        ],
+    )
     assert list(cfg.trainer.devices) == [0, 1] and cfg.data.snr_db[0] == 0
     assert C.compose("pure_noise2noise", ["data.mode=real_pairs"]).data.mode == "real_pairs"
 
@@ -96,11 +119,16 @@ def _bad_checkpoints(tmp_path: Path, good: str) -> dict[str, tuple[Path, str]]:
     torch.save(ckpt, mismatched)
     empty = tmp_path / "empty.ckpt"
     empty.write_bytes(b"")
-    return {"tensor": (tensor, "not a c2c-denoise checkpoint \\(it holds Tensor\\)"),
-            "junk": (junk, "not a PyTorch checkpoint"),
-            "truncated": (truncated, "truncated or corrupt"),
-            "mismatched": (mismatched, "weights do not match the model its own settings describe \\(.*of another shape"),
-            "empty": (empty, "the file is empty")}
+    return {
+        "tensor": (tensor, "not a c2c-denoise checkpoint \\(it holds Tensor\\)"),
+        "junk": (junk, "not a PyTorch checkpoint"),
+        "truncated": (truncated, "truncated or corrupt"),
+        "mismatched": (
+            mismatched,
+            "weights do not match the model its own settings describe \\(.*of another shape",
+        ),
+        "empty": (empty, "the file is empty"),
+    }
 
 
 def test_every_unusable_checkpoint_is_one_line_naming_it(tmp_path, trained_run):
@@ -109,7 +137,9 @@ def test_every_unusable_checkpoint_is_one_line_naming_it(tmp_path, trained_run):
             load_system(path)
         message = str(caught.value)
         assert message.startswith(str(path)) and "\n" not in message, (name, message)
-        assert "weights_only=False" not in message and "weights_only" not in message, "never suggest unsafe loading"
+        assert "weights_only=False" not in message and "weights_only" not in message, (
+            "never suggest unsafe loading"
+        )
     assert load_system(trained_run["best"]).kind == "supervised"
 
 
@@ -180,19 +210,28 @@ def test_a_longer_resumed_cosine_run_is_re_planned_continuously_to_its_floor(tmp
     args = (*FAST, "optim.scheduler=cosine", f"optim.lr={lr}", "data.train_examples_per_epoch=16")
     seen: list = []
     original = training_run.build_callbacks
-    monkeypatch.setattr(training_run, "build_callbacks", lambda cfg, d: original(cfg, d) + [_LearningRates(seen), _StopAfter(2)])
+    monkeypatch.setattr(
+        training_run,
+        "build_callbacks",
+        lambda cfg, d: original(cfg, d) + [_LearningRates(seen), _StopAfter(2)],
+    )
     train(smoke_config(tmp_path, "trainer.max_epochs=4", *args))  # interrupted after 2 of 4 epochs
-    monkeypatch.setattr(training_run, "build_callbacks", lambda cfg, d: original(cfg, d) + [_LearningRates(seen)])
+    monkeypatch.setattr(
+        training_run, "build_callbacks", lambda cfg, d: original(cfg, d) + [_LearningRates(seen)]
+    )
     result = train(smoke_config(tmp_path, "trainer.max_epochs=6", *args), resume="latest")  # and now 6 epochs
 
     steps = [s for s, _ in seen]
     rates = [r for _, r in seen]
     assert steps == list(range(24)), steps
     assert rates[0] == pytest.approx(lr)
-    assert rates[8] == pytest.approx(lr * 0.5, rel=1e-6), "at the interruption: half way down the 4-epoch cosine"
+    assert rates[8] == pytest.approx(lr * 0.5, rel=1e-6), (
+        "at the interruption: half way down the 4-epoch cosine"
+    )
     drops = [a - b for a, b in zip(rates, rates[1:], strict=False)]
     assert min(drops) > -1e-12, f"the rate rose again at step {drops.index(min(drops)) + 1}: {rates}"
-    assert max(drops[8:]) < max(drops[:8]), "re-planned over the longer run, the rate falls more gently, never jumps"
+    assert max(drops[8:]) < max(drops[:8]), (
+        "re-planned over the longer run, the rate falls more gently, never jumps"
+    )
     final = torch.load(result["last"], weights_only=True)["optimizer_states"][0]["param_groups"][0]["lr"]
     assert final == pytest.approx(0.0, abs=1e-12), "the re-planned cosine ends at its floor at the new end"
-

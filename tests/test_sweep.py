@@ -12,8 +12,16 @@ from lightning_app.training import sweeps as S
 
 
 def _args(tmp_path):
-    return [f"run.root={tmp_path / 'runs'}", f"data.cache_dir={tmp_path / 'cache'}", "use=[data/smoke,model/tiny]",
-            "trainer.max_epochs=1", "trials=4", "sampler=random", "pruning=false", "overrides=[]"]
+    return [
+        f"run.root={tmp_path / 'runs'}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "use=[data/smoke,model/tiny]",
+        "trainer.max_epochs=1",
+        "trials=4",
+        "sampler=random",
+        "pruning=false",
+        "overrides=[]",
+    ]
 
 
 def _study(tmp_path):
@@ -44,11 +52,20 @@ def test_four_trial_sweep_ranks_its_trials_and_a_rerun_redoes_nothing(tmp_path, 
     values = [r["val/si_sdr_i"] for r in rows if r["state"] == "COMPLETE"]
     assert values == sorted(values, reverse=True), "ranked best first"
     for t in complete:  # every trial is a normal run directory
-        run = tmp_path / "runs" / "sweeps" / "supervised_unet-learning_rate" / f"trial_{t.number:03d}" / "version_0"
+        run = (
+            tmp_path
+            / "runs"
+            / "sweeps"
+            / "supervised_unet-learning_rate"
+            / f"trial_{t.number:03d}"
+            / "version_0"
+        )
         assert (run / "checkpoints" / "best.ckpt").is_file() and (run / "config.yaml").is_file()
         saved = C.OmegaConf.load(run / "config.yaml")
         assert saved.optim.lr == t.params["optim.lr"] and saved.data.batch_size == t.params["data.batch_size"]
-    table = list(csv.DictReader(open(tmp_path / "runs" / "sweeps" / "supervised_unet-learning_rate" / "trials.csv")))
+    table = list(
+        csv.DictReader(open(tmp_path / "runs" / "sweeps" / "supervised_unet-learning_rate" / "trials.csv"))
+    )
     assert [int(r["trial"]) for r in table][:4] == [r["trial"] for r in rows][:4]
 
     count = len(trials)
@@ -66,14 +83,24 @@ def test_bad_sweep_definitions_are_clear_errors(tmp_path):
         S.run_sweep("supervised_unet", "learning_rate", ["trainer.strategy=ddp", f"run.root={tmp_path}"])
 
 
-@pytest.mark.parametrize("experiment, sweep_name", [("supervised_unet", "learning_rate"),
-                                                    ("pure_noise2noise", "loss_weights"),
-                                                    ("pure_noise2noise", "noise2noise_recipe")])
+@pytest.mark.parametrize(
+    "experiment, sweep_name",
+    [
+        ("supervised_unet", "learning_rate"),
+        ("pure_noise2noise", "loss_weights"),
+        ("pure_noise2noise", "noise2noise_recipe"),
+    ],
+)
 def test_every_shipped_sweep_samples_values_its_experiment_accepts(experiment, sweep_name):
     sweep = S.load_sweep(sweep_name, [])
     for pick in (0, -1):  # the first and the last choice of every categorical (booleans included)
-        fixed = {key: (spec.choices[pick] if spec.type == "categorical" else spec.low) for key, spec in sweep.params.items()}
+        fixed = {
+            key: (spec.choices[pick] if spec.type == "categorical" else spec.low)
+            for key, spec in sweep.params.items()
+        }
         overrides = S.suggest(optuna.trial.FixedTrial(fixed), sweep.params)
         cfg = C.compose(experiment, [*sweep.overrides, *overrides])
         for key, value in fixed.items():
-            assert C.OmegaConf.select(cfg, key) == value, f"{sweep_name}: {key}={value} did not reach the config"
+            assert C.OmegaConf.select(cfg, key) == value, (
+                f"{sweep_name}: {key}={value} did not reach the config"
+            )

@@ -17,8 +17,24 @@ def _report_rows(out):
 
 def test_evaluation_report_holds_every_system_metric_group_and_plot(trained_run, tmp_path):
     out = tmp_path / "eval"
-    args = [trained_run["best"], "--experiment", "supervised_unet", "--output-dir", out, "--workers", "1",
-            "--clips", "6", "--seconds", "1.0", "--mix", "1.0", "0.5", "--visqol-clips", "2"]
+    args = [
+        trained_run["best"],
+        "--experiment",
+        "supervised_unet",
+        "--output-dir",
+        out,
+        "--workers",
+        "1",
+        "--clips",
+        "6",
+        "--seconds",
+        "1.0",
+        "--mix",
+        "1.0",
+        "0.5",
+        "--visqol-clips",
+        "2",
+    ]
     assert evaluate.main([str(a) for a in args]) == 0
     rows = _report_rows(out)
     overall = {r["system"]: r for r in rows if r["group"] == "overall"}
@@ -38,27 +54,54 @@ def test_evaluation_report_holds_every_system_metric_group_and_plot(trained_run,
         assert f"| {system} |" in report
     for column in COLUMNS:
         assert column in report
-    assert "| si_sdr (dB) | si_sdr_i (dB) |" in report and "rtf (s per s of audio)" in report, "units in headers"
+    assert "| si_sdr (dB) | si_sdr_i (dB) |" in report and "rtf (s per s of audio)" in report, (
+        "units in headers"
+    )
     assert "| system | < 5 dB (" in report, "each SNR bucket's header says how many clips it holds"
-    for plot in ("si_sdr_i_vs_input_snr.png", "pesq_vs_input_snr.png", "amplitude_retention.png", "spectrograms.png"):
+    for plot in (
+        "si_sdr_i_vs_input_snr.png",
+        "pesq_vs_input_snr.png",
+        "amplitude_retention.png",
+        "spectrograms.png",
+    ):
         assert (out / plot).read_bytes()[:4] == b"\x89PNG", plot
         assert f"]({plot})" in report
 
 
 def test_evaluation_of_music_and_speech_reports_each_content(tmp_path):
     out = tmp_path / "eval"
-    args = ["--experiment", "supervised_unet", "data.clean.mix.music=1.0", "--clips", "4", "--seconds", "1.0",
-            "--no-baselines", "--workers", "1", "--visqol-clips", "2", "--output-dir", str(out)]
+    args = [
+        "--experiment",
+        "supervised_unet",
+        "data.clean.mix.music=1.0",
+        "--clips",
+        "4",
+        "--seconds",
+        "1.0",
+        "--no-baselines",
+        "--workers",
+        "1",
+        "--visqol-clips",
+        "2",
+        "--output-dir",
+        str(out),
+    ]
     assert evaluate.main(args) == 0
     rows = {r["group"]: r for r in _report_rows(out) if r["system"] == "noisy input"}
     assert rows["content: speech"]["clips"] == rows["content: music"]["clips"] == "2"  # stratified
-    assert math.isnan(float(rows["content: music"]["pesq"])) and math.isnan(float(rows["content: music"]["stoi"]))
+    assert math.isnan(float(rows["content: music"]["pesq"])) and math.isnan(
+        float(rows["content: music"]["stoi"])
+    )
     assert float(rows["overall"]["pesq"]) == float(rows["content: speech"]["pesq"])  # PESQ: speech clips only
     for content in ("speech", "music"):  # ViSQOL on clips 0 and 1: one of each (the set interleaves contents)
         assert 1.0 <= float(rows[f"content: {content}"]["visqol"]) <= 5.0
         assert float(rows[f"content: {content}"]["lsd"]) > 0
     report = (out / "report.md").read_text()
-    for title in ("SI-SDR improvement (dB) by content", "Amplitude retention by content", "ViSQOL (MOS-LQO) by content"):
+    for title in (
+        "SI-SDR improvement (dB) by content",
+        "Amplitude retention by content",
+        "ViSQOL (MOS-LQO) by content",
+    ):
         assert f"## {title}" in report
     assert report.index("by content") < report.index("by noise type")
     assert "| system | music (2) | speech (2) |" in report
@@ -67,10 +110,34 @@ def test_evaluation_of_music_and_speech_reports_each_content(tmp_path):
 
 def test_half_mix_sits_between_the_model_and_the_input(trained_run, tmp_path):
     out = tmp_path / "eval"
-    assert evaluate.main([str(trained_run["best"]), "--output-dir", str(out), "--workers", "1", "--clips", "4",
-                          "--seconds", "1.0", "--mix", "1.0", "0.5", "0.0", "--no-baselines", "--visqol-clips", "0"]) == 0
-    overall = {r["system"].rsplit("(mix ", 1)[-1]: float(r["amplitude_retention"])
-               for r in _report_rows(out) if r["group"] == "overall" and "mix" in r["system"]}
+    assert (
+        evaluate.main(
+            [
+                str(trained_run["best"]),
+                "--output-dir",
+                str(out),
+                "--workers",
+                "1",
+                "--clips",
+                "4",
+                "--seconds",
+                "1.0",
+                "--mix",
+                "1.0",
+                "0.5",
+                "0.0",
+                "--no-baselines",
+                "--visqol-clips",
+                "0",
+            ]
+        )
+        == 0
+    )
+    overall = {
+        r["system"].rsplit("(mix ", 1)[-1]: float(r["amplitude_retention"])
+        for r in _report_rows(out)
+        if r["group"] == "overall" and "mix" in r["system"]
+    }
     rows = {r["system"]: r for r in _report_rows(out) if r["group"] == "overall"}
     dry = [r for s, r in rows.items() if s.endswith("(mix 0)")][0]
     assert float(dry["si_sdr"]) == __import__("pytest").approx(float(rows["noisy input"]["si_sdr"]), abs=1e-4)
@@ -111,8 +178,23 @@ def test_evaluation_on_a_paired_corpus_names_its_files(trained_run, tmp_path):
             (tmp_path / "corpus" / side / name).parent.mkdir(parents=True, exist_ok=True)
             sf.write(tmp_path / "corpus" / side / name, audio, 16000)
     out = tmp_path / "eval"
-    assert evaluate.main([str(trained_run["best"]), "--data", str(tmp_path / "corpus"), "--output-dir", str(out),
-                          "--workers", "1", "--no-baselines", "--visqol-clips", "0"]) == 0
+    assert (
+        evaluate.main(
+            [
+                str(trained_run["best"]),
+                "--data",
+                str(tmp_path / "corpus"),
+                "--output-dir",
+                str(out),
+                "--workers",
+                "1",
+                "--no-baselines",
+                "--visqol-clips",
+                "0",
+            ]
+        )
+        == 0
+    )
     report = (out / "report.md").read_text()
     assert "paired corpus" in report and "(3 files)" in report
     groups = {r["group"] for r in _report_rows(out)}
@@ -134,13 +216,31 @@ def test_bench_prints_throughput_step_time_and_real_time_factor(capsys):
 
 def test_reconstruction_chains_show_each_steps_loss(tmp_path, capsys):
     out = tmp_path / "chains"
-    args = ["--chains", "stft:512:128", "magnitude:512:128", "mel:512:128:40", "--clips", "3", "--seconds", "1.0",
-            "--workers", "1", "--output-dir", str(out)]
+    args = [
+        "--chains",
+        "stft:512:128",
+        "magnitude:512:128",
+        "mel:512:128:40",
+        "--clips",
+        "3",
+        "--seconds",
+        "1.0",
+        "--workers",
+        "1",
+        "--output-dir",
+        str(out),
+    ]
     assert evaluate.main(args) == 0
     rows = {r["system"].split(" (")[0]: r for r in csv.DictReader(open(out / "chains.csv"))}
-    stft, magnitude, mel = rows["STFT -> iSTFT"], rows["magnitude -> Griffin-Lim"], rows["mel 40 -> inverse mel -> Griffin-Lim"]
+    stft, magnitude, mel = (
+        rows["STFT -> iSTFT"],
+        rows["magnitude -> Griffin-Lim"],
+        rows["mel 40 -> inverse mel -> Griffin-Lim"],
+    )
     assert float(stft["snr"]) > 60 and float(stft["waveform_correlation"]) > 0.999  # lossless step
-    assert float(magnitude["waveform_correlation"]) < 0.5 < float(magnitude["spectral_correlation"])  # phase lost
+    assert (
+        float(magnitude["waveform_correlation"]) < 0.5 < float(magnitude["spectral_correlation"])
+    )  # phase lost
     assert float(mel["spectral_correlation"]) < float(magnitude["spectral_correlation"])  # mel loses more
     for row in rows.values():
         for column in CHAIN_COLUMNS:
@@ -151,11 +251,20 @@ def test_reconstruction_chains_show_each_steps_loss(tmp_path, capsys):
 
 
 def test_a_checkpoint_keeps_one_colour_across_its_mix_values_in_the_plots():
-    systems = ["noisy input", "Wiener (decision-directed)", "a/version_0 (mix 1)", "a/version_0 (mix 0.5)",
-               "a/version_0 (mix 0.3)", "b/version_2 (mix 1)"]
+    systems = [
+        "noisy input",
+        "Wiener (decision-directed)",
+        "a/version_0 (mix 1)",
+        "a/version_0 (mix 0.5)",
+        "a/version_0 (mix 0.3)",
+        "b/version_2 (mix 1)",
+    ]
     styles = system_styles(systems)
     family = [styles[s] for s in systems if s.startswith("a/")]
     assert len({str(s["color"]) for s in family}) == 1, "one colour per checkpoint"
     assert len({s["linestyle"] for s in family}) == 3, "its mix values told apart by the line"
-    colours = [str(styles[s]["color"]) for s in ("Wiener (decision-directed)", "a/version_0 (mix 1)", "b/version_2 (mix 1)")]
+    colours = [
+        str(styles[s]["color"])
+        for s in ("Wiener (decision-directed)", "a/version_0 (mix 1)", "b/version_2 (mix 1)")
+    ]
     assert len(set(colours)) == 3 and styles["noisy input"]["color"] == "black"

@@ -29,27 +29,53 @@ def test_run_writes_config_events_checkpoints_and_every_quality_metric(trained_r
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
 
     tags = _events(run_dir).Tags()
-    for name in ("si_sdr", "si_sdr_input", "si_sdr_i", "snr_i", "pesq", "pesq_i", "stoi", "stoi_i",
-                 "amplitude_retention", "speech_removed", "spectral_correlation", "loss", "loss_mrstft"):
+    for name in (
+        "si_sdr",
+        "si_sdr_input",
+        "si_sdr_i",
+        "snr_i",
+        "pesq",
+        "pesq_i",
+        "stoi",
+        "stoi_i",
+        "amplitude_retention",
+        "speech_removed",
+        "spectral_correlation",
+        "loss",
+        "loss_mrstft",
+    ):
         assert f"val/{name}" in tags["scalars"], name
     # training terms under validation's names (one chart each in the layout), steps apart
-    assert {"train/loss", "train/loss_mrstft", "train_step/loss", "train_step/loss_snr"} <= set(tags["scalars"])
-    assert not [t for t in tags["scalars"] if t.endswith(("_step", "_epoch"))], "Lightning's suffixes are gone"
+    assert {"train/loss", "train/loss_mrstft", "train_step/loss", "train_step/loss_snr"} <= set(
+        tags["scalars"]
+    )
+    assert not [t for t in tags["scalars"] if t.endswith(("_step", "_epoch"))], (
+        "Lightning's suffixes are gone"
+    )
     # bookkeeping apart from quality, so val/ holds what a listener hears
     assert {"val_status/muting_alarm", "val_status/clips", "val_status/si_sdr_best"} <= set(tags["scalars"])
     assert not {t for t in tags["scalars"] if t.startswith("val/") and t.split("/")[1] in STATUS}
     # every example: one group named by its content, noise and input SNR; players noisy -> denoised -> clean
     groups = {t.rsplit("/", 1)[0] for t in tags["audio"]}
-    assert any(re.fullmatch(r"clip_0 · speech · [a-z_+]+ · input SNR -?\d+\.\d dB", g) for g in groups), groups
+    assert any(re.fullmatch(r"clip_0 · speech · [a-z_+]+ · input SNR -?\d+\.\d dB", g) for g in groups), (
+        groups
+    )
     group = sorted(groups)[0]
     assert sorted(t for t in tags["audio"] if t.startswith(group + "/")) == [
-        f"{group}/1 noisy", f"{group}/2 denoised", f"{group}/3 clean"]
+        f"{group}/1 noisy",
+        f"{group}/2 denoised",
+        f"{group}/3 clean",
+    ]
     assert f"{group}/spectrograms" in tags["images"]
     assert "_hparams_/session_start_info" in _events(run_dir).PluginTagToContent("hparams")
-    assert "custom_scalars__config__" in tags["tensors"] or _events(run_dir).PluginTagToContent("custom_scalars")
+    assert "custom_scalars__config__" in tags["tensors"] or _events(run_dir).PluginTagToContent(
+        "custom_scalars"
+    )
 
     metrics = trained_run["metrics"]
-    assert metrics["val/si_sdr_i"] == pytest.approx(metrics["val/si_sdr"] - metrics["val/si_sdr_input"], abs=1e-6)
+    assert metrics["val/si_sdr_i"] == pytest.approx(
+        metrics["val/si_sdr"] - metrics["val/si_sdr_input"], abs=1e-6
+    )
     assert metrics["val_status/clips"] == 4 and metrics["val_status/silent_clips"] == 0
 
 
@@ -69,7 +95,9 @@ def test_resume_continues_exactly_as_an_uninterrupted_run(tmp_path, monkeypatch)
     straight = train(smoke_config(tmp_path / "a", *args))
 
     original = training_run.build_callbacks
-    monkeypatch.setattr(training_run, "build_callbacks", lambda cfg, d: original(cfg, d) + [_StopAfterFirstEpoch()])
+    monkeypatch.setattr(
+        training_run, "build_callbacks", lambda cfg, d: original(cfg, d) + [_StopAfterFirstEpoch()]
+    )
     interrupted = train(smoke_config(tmp_path / "b", *args))
     monkeypatch.setattr(training_run, "build_callbacks", original)
     half = torch.load(interrupted["last"], weights_only=True)
@@ -105,7 +133,9 @@ def test_a_resumed_run_shows_each_step_once_in_tensorboard(tmp_path, monkeypatch
     args = ("trainer.max_epochs=2", "trainer.log_every_n_steps=1")
     straight = _events(Path(train(smoke_config(tmp_path / "straight", *args))["run_dir"]))
     original = training_run.build_callbacks
-    monkeypatch.setattr(training_run, "build_callbacks", lambda cfg, d: original(cfg, d) + [_KeepFirstEpochCheckpoint()])
+    monkeypatch.setattr(
+        training_run, "build_callbacks", lambda cfg, d: original(cfg, d) + [_KeepFirstEpochCheckpoint()]
+    )
     run_dir = Path(train(smoke_config(tmp_path / "resumed", *args))["run_dir"])
     monkeypatch.setattr(training_run, "build_callbacks", original)
     # As if the run had been killed late in its second epoch: its events hold that epoch, its checkpoint does not.
@@ -117,7 +147,9 @@ def test_a_resumed_run_shows_each_step_once_in_tensorboard(tmp_path, monkeypatch
     assert resumed.Tags()["scalars"] == straight.Tags()["scalars"]
     for tag in straight.Tags()["scalars"]:
         steps = [e.step for e in resumed.Scalars(tag)]
-        assert steps == [e.step for e in straight.Scalars(tag)], f"{tag}: steps as TensorBoard shows them: {steps}"
+        assert steps == [e.step for e in straight.Scalars(tag)], (
+            f"{tag}: steps as TensorBoard shows them: {steps}"
+        )
 
 
 def test_resuming_a_finished_run_changes_nothing(tmp_path, capsys):
@@ -172,8 +204,13 @@ def test_train_cli_rejects_unknown_keys_before_doing_anything(tmp_path, capsys):
 
 
 def test_resuming_with_a_longer_one_cycle_schedule_is_refused_clearly(tmp_path, capsys):
-    args = ["supervised_unet", f"run.root={tmp_path}", f"data.cache_dir={tmp_path / 'cache'}",
-            "use=[data/smoke,model/tiny]", "trainer.max_epochs=1"]
+    args = [
+        "supervised_unet",
+        f"run.root={tmp_path}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "use=[data/smoke,model/tiny]",
+        "trainer.max_epochs=1",
+    ]
     assert train_mod.main(args) == 0
     assert train_mod.main([*args[:-1], "trainer.max_epochs=3", "--resume"]) == 2
     assert "cannot resume with a different trainer.max_epochs" in capsys.readouterr().err

@@ -65,8 +65,14 @@ def probe(path: str | os.PathLike) -> AudioInfo:
         raise AudioFileError(path, f"not a readable audio file ({exc})") from None
     if info.frames <= 0:
         raise AudioFileError(path, "contains no audio samples")
-    return AudioInfo(str(path), int(info.samplerate), int(info.frames), int(info.channels),
-                     str(info.subtype), str(info.format))
+    return AudioInfo(
+        str(path),
+        int(info.samplerate),
+        int(info.frames),
+        int(info.channels),
+        str(info.subtype),
+        str(info.format),
+    )
 
 
 _DATA_CHUNK = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
@@ -95,7 +101,9 @@ def check_samples(path: str | os.PathLike, audio: np.ndarray, allow_silence: boo
         raise AudioFileError(path, "is digital silence (every sample is zero)")
 
 
-def read(path: str | os.PathLike, start: int = 0, frames: int = -1, allow_silence: bool = False) -> tuple[np.ndarray, int]:
+def read(
+    path: str | os.PathLike, start: int = 0, frames: int = -1, allow_silence: bool = False
+) -> tuple[np.ndarray, int]:
     """(samples as float32 (frames, channels), sample_rate); checked for NaN/Inf and silence."""
     probe(path)
     try:
@@ -122,11 +130,14 @@ def resample(audio: np.ndarray | torch.Tensor, orig_sr: int, new_sr: int) -> np.
     return AF.resample(audio, orig_sr, new_sr)
 
 
-def read_resampled(path: str | os.PathLike, file_rate: int, rate: int, first_frame: int = 0,
-                   samples: int | None = None) -> np.ndarray:
+def read_resampled(
+    path: str | os.PathLike, file_rate: int, rate: int, first_frame: int = 0, samples: int | None = None
+) -> np.ndarray:
     """Mono audio at ``rate`` from file frame ``first_frame`` on: ``samples`` of it (fewer where the file
     ends; the caller pads as it needs) or the rest of the file, reading only what that takes."""
-    frames = -1 if samples is None else int(np.ceil(samples * file_rate / rate)) + 16  # + the resampler's taps
+    frames = (
+        -1 if samples is None else int(np.ceil(samples * file_rate / rate)) + 16
+    )  # + the resampler's taps
     audio, _ = read(path, start=first_frame, frames=frames, allow_silence=True)
     mono = resample(to_mono(audio), file_rate, rate)
     return mono if samples is None else mono[:samples]
@@ -189,9 +200,14 @@ def remove_stale_partials(folder: str | os.PathLike) -> int:
 # Below this much free space a failed write is taken for a full disk: libsndfile reports ENOSPC only as
 # "System error." (a write fails once the last free block is used, so what is left is less than a block).
 _NEARLY_FULL_BYTES = 1 << 20
-_WRITE_ERRORS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
-                 errno.EFBIG: "file too large for the file system", errno.EROFS: "read-only file system",
-                 errno.EACCES: "permission denied", errno.EIO: "input/output error"}
+_WRITE_ERRORS = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EFBIG: "file too large for the file system",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EIO: "input/output error",
+}
 
 
 def write_error(path: str | os.PathLike, exc: BaseException) -> AudioFileError:
@@ -217,14 +233,18 @@ def atomic_writer(path: str | os.PathLike, sample_rate: int, channels: int, subt
     path = Path(path)
     format_name = _format_for(path)
     if subtype is not None and not sf.check_format(format_name, subtype):  # never silently another format
-        raise AudioFileError(path, f"a {format_name} file cannot hold {subtype} samples; it holds: "
-                                   f"{', '.join(sf.available_subtypes(format_name))}")
+        raise AudioFileError(
+            path,
+            f"a {format_name} file cannot hold {subtype} samples; it holds: "
+            f"{', '.join(sf.available_subtypes(format_name))}",
+        )
     tmp = path.with_name(partial_name())
     f = None
     try:
         try:
-            f = sf.SoundFile(str(tmp), "w", samplerate=sample_rate, channels=channels, subtype=subtype,
-                             format=format_name)
+            f = sf.SoundFile(
+                str(tmp), "w", samplerate=sample_rate, channels=channels, subtype=subtype, format=format_name
+            )
         except (sf.LibsndfileError, OSError) as exc:
             raise write_error(path, exc) from None
         yield f

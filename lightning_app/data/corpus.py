@@ -34,7 +34,17 @@ log = logging.getLogger(__name__)
 DEFAULT_SPEC = Path(__file__).resolve().parents[2] / "configs" / "corpus.yaml"
 DEFAULT_ROOT = Path("data/real")
 MANIFEST = "manifest.csv"
-MANIFEST_FIELDS = ("file", "split", "content", "package", "licence", "group", "seconds", "sample_rate", "sources")
+MANIFEST_FIELDS = (
+    "file",
+    "split",
+    "content",
+    "package",
+    "licence",
+    "group",
+    "seconds",
+    "sample_rate",
+    "sources",
+)
 SPLITS = ("train", "val", "test")
 CONTENTS = ("speech", "music")
 BUILD_COMMAND = "make corpus"
@@ -83,33 +93,54 @@ def load_spec(path: str | os.PathLike = DEFAULT_SPEC, only: list[str] | None = N
     for name, entry in (raw.get("packages") or {}).items():
         check_not_reserved(name, reserved)
         if entry.get("content") not in CONTENTS:
-            raise CorpusError(f"{path}: package {name}: content must be one of {CONTENTS}, got {entry.get('content')!r}")
+            raise CorpusError(
+                f"{path}: package {name}: content must be one of {CONTENTS}, got {entry.get('content')!r}"
+            )
         if not entry.get("licence"):
             raise CorpusError(f"{path}: package {name} names no licence; every source must say its licence")
-        packages.append(PackageSpec(name=name, content=entry["content"], licence=entry["licence"],
-                                    files=tuple(entry["files"]), group=entry.get("group", "([^/]+)$"),
-                                    style=entry.get("style", ""), group_scope=entry.get("group_scope")))
+        packages.append(
+            PackageSpec(
+                name=name,
+                content=entry["content"],
+                licence=entry["licence"],
+                files=tuple(entry["files"]),
+                group=entry.get("group", "([^/]+)$"),
+                style=entry.get("style", ""),
+                group_scope=entry.get("group_scope"),
+            )
+        )
     if only:
         for name in only:
             check_not_reserved(name, reserved)
         unknown = set(only) - {p.name for p in packages}
         if unknown:
-            raise CorpusError(f"{path} has no package {', '.join(sorted(unknown))}; it has: "
-                              f"{', '.join(p.name for p in packages)}")
+            raise CorpusError(
+                f"{path} has no package {', '.join(sorted(unknown))}; it has: "
+                f"{', '.join(p.name for p in packages)}"
+            )
         packages = [p for p in packages if p.name in only]
     splits = dict(raw.get("splits", {"train": 0.7, "val": 0.15, "test": 0.15}))
     if set(splits) != set(SPLITS) or abs(sum(splits.values()) - 1.0) > 1e-6:
-        raise CorpusError(f"{path}: splits must give shares of {', '.join(SPLITS)} that add up to 1, got {splits}")
-    return CorpusSpec(packages=tuple(packages), reserved=reserved, sample_rate=int(raw.get("sample_rate", 44100)),
-                      splits=splits, min_seconds=float(raw.get("min_seconds", 0.3)),
-                      speech_file_seconds=float(raw.get("speech_file_seconds", 20.0)))
+        raise CorpusError(
+            f"{path}: splits must give shares of {', '.join(SPLITS)} that add up to 1, got {splits}"
+        )
+    return CorpusSpec(
+        packages=tuple(packages),
+        reserved=reserved,
+        sample_rate=int(raw.get("sample_rate", 44100)),
+        splits=splits,
+        min_seconds=float(raw.get("min_seconds", 0.3)),
+        speech_file_seconds=float(raw.get("speech_file_seconds", 20.0)),
+    )
 
 
 def check_not_reserved(name: str, reserved) -> None:
     for pattern in reserved:
         if fnmatch.fnmatch(name, pattern):
-            raise CorpusError(f"{name} is reserved for independent evaluation (matches {pattern!r}): never "
-                              "train, tune or test on it")
+            raise CorpusError(
+                f"{name} is reserved for independent evaluation (matches {pattern!r}): never "
+                "train, tune or test on it"
+            )
 
 
 def assign_splits(durations: dict[str, float], shares: dict[str, float]) -> dict[str, str]:
@@ -134,15 +165,19 @@ def fetch_package(name: str, packages_dir: Path) -> Path:
     if found:
         return found[-1]
     if shutil.which("apt-get") is None:
-        raise CorpusError(f"{name}: no {name}_*.deb in {packages_dir} and no apt-get to download it; put the .deb "
-                          f"there (apt-get download {name} on a Debian machine)")
+        raise CorpusError(
+            f"{name}: no {name}_*.deb in {packages_dir} and no apt-get to download it; put the .deb "
+            f"there (apt-get download {name} on a Debian machine)"
+        )
     packages_dir.mkdir(parents=True, exist_ok=True)
     result = subprocess.run(["apt-get", "download", name], cwd=packages_dir, capture_output=True, text=True)
     found = sorted(packages_dir.glob(f"{name}_*.deb"))
     if result.returncode != 0 or not found:
         reason = (result.stderr.strip().splitlines() or ["no .deb appeared"])[-1]
-        raise CorpusError(f"{name}: apt-get download failed ({reason}); run `apt-get update` first, or put "
-                          f"{name}_*.deb in {packages_dir}")
+        raise CorpusError(
+            f"{name}: apt-get download failed ({reason}); run `apt-get update` first, or put "
+            f"{name}_*.deb in {packages_dir}"
+        )
     return found[-1]
 
 
@@ -185,7 +220,9 @@ def trim(audio: np.ndarray, rate: int, hop_seconds: float = 0.01) -> np.ndarray:
     return audio[loud[0] * hop : (loud[-1] + 1) * hop]
 
 
-def join_utterances(items: list[np.ndarray], rate: int, seconds: float, rng: np.random.Generator) -> list[np.ndarray]:
+def join_utterances(
+    items: list[np.ndarray], rate: int, seconds: float, rng: np.random.Generator
+) -> list[np.ndarray]:
     """Short spoken items of one speaker joined into files of about ``seconds``, with pauses of 0.2-0.7 s."""
     files, current, length = [], [], 0
     for item in items:
@@ -214,12 +251,16 @@ def build_corpus(spec: CorpusSpec, root: Path = DEFAULT_ROOT, packages_dir: Path
     root.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{root.name}-", suffix=".partial", dir=root.parent))
     try:
-        debs = {package.name: fetch_package(package.name, packages_dir) for package in spec.packages}  # all, first
+        debs = {
+            package.name: fetch_package(package.name, packages_dir) for package in spec.packages
+        }  # all, first
         rows = []
         for package in spec.packages:
             rows += _build_package(package, debs[package.name], spec, partial)
         if not rows:
-            raise CorpusError(f"no recordings found in {', '.join(debs)}: check the file patterns of the spec")
+            raise CorpusError(
+                f"no recordings found in {', '.join(debs)}: check the file patterns of the spec"
+            )
         for content in CONTENTS:
             durations: dict[str, float] = {}
             for row in rows:
@@ -264,24 +305,43 @@ def _build_package(package: PackageSpec, deb: Path, spec: CorpusSpec, out: Path)
             groups.setdefault(package.group_of(path.relative_to(tmp).as_posix()), []).append(path)
         folder = out / package.content / package.name
         for group, members in sorted(groups.items()):
-            audio = [(p, a) for p in members if (a := load_mono(p, rate)) is not None and len(a) >= spec.min_seconds * rate]
+            audio = [
+                (p, a)
+                for p in members
+                if (a := load_mono(p, rate)) is not None and len(a) >= spec.min_seconds * rate
+            ]
             if not audio:
                 continue
             if package.content == "speech":
                 rng = np.random.default_rng(int(hashlib.sha1(group.encode()).hexdigest()[:8], 16))
                 joined = join_utterances([a for _, a in audio], rate, spec.speech_file_seconds, rng)
-                pieces = [(f"{_slug(group)}_{i:03d}.flac", a, f"{len(audio)} items") for i, a in enumerate(joined)]
+                pieces = [
+                    (f"{_slug(group)}_{i:03d}.flac", a, f"{len(audio)} items") for i, a in enumerate(joined)
+                ]
             else:
                 pieces = [(f"{_slug(p.stem)}.flac", a, p.relative_to(tmp).as_posix()) for p, a in audio]
             for name, samples, sources in pieces:
                 folder.mkdir(parents=True, exist_ok=True)
                 audio_io.write(folder / name, _fit(samples), rate, subtype="PCM_16")
-                rows.append({"file": (folder / name).relative_to(out).as_posix(), "split": "",
-                             "content": package.content, "package": package.name, "licence": package.licence,
-                             "group": group, "seconds": f"{len(samples) / rate:.2f}", "sample_rate": rate,
-                             "sources": sources})
-    log.info("%s: %d file(s) from %d group(s)", package.name, sum(r["package"] == package.name for r in rows),
-             len(groups))
+                rows.append(
+                    {
+                        "file": (folder / name).relative_to(out).as_posix(),
+                        "split": "",
+                        "content": package.content,
+                        "package": package.name,
+                        "licence": package.licence,
+                        "group": group,
+                        "seconds": f"{len(samples) / rate:.2f}",
+                        "sample_rate": rate,
+                        "sources": sources,
+                    }
+                )
+    log.info(
+        "%s: %d file(s) from %d group(s)",
+        package.name,
+        sum(r["package"] == package.name for r in rows),
+        len(groups),
+    )
     return rows
 
 
@@ -301,13 +361,17 @@ def read_manifest(root: str | os.PathLike = DEFAULT_ROOT) -> list[dict]:
     """The corpus's manifest rows; CorpusError (one line, with the command that builds it) when missing."""
     path = Path(root) / MANIFEST
     if not path.is_file():
-        raise CorpusError(f"{root}: no corpus of real recordings here (no {MANIFEST}); build it with: {BUILD_COMMAND}")
+        raise CorpusError(
+            f"{root}: no corpus of real recordings here (no {MANIFEST}); build it with: {BUILD_COMMAND}"
+        )
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     missing = set(MANIFEST_FIELDS) - set(rows[0] if rows else MANIFEST_FIELDS)
     if missing:
-        raise CorpusError(f"{path}: not a corpus manifest (no column {', '.join(sorted(missing))}); rebuild it with: "
-                          f"{BUILD_COMMAND}")
+        raise CorpusError(
+            f"{path}: not a corpus manifest (no column {', '.join(sorted(missing))}); rebuild it with: "
+            f"{BUILD_COMMAND}"
+        )
     return rows
 
 

@@ -35,10 +35,27 @@ class DenoiseDataModule(L.LightningDataModule):
     (``use_distributed_sampler=False``).
     """
 
-    def __init__(self, *, sample_rate: int, mode: str, segment_samples: int, val_samples: int,
-                 snr_db, gain_db, batch_size: int, num_workers: int, train_examples_per_epoch: int,
-                 val_clips: int, seed: int, clean: dict, noise: dict, paired: dict | None,
-                 real_pairs: dict | None, cache_dir: str | None, source_bank: int):
+    def __init__(
+        self,
+        *,
+        sample_rate: int,
+        mode: str,
+        segment_samples: int,
+        val_samples: int,
+        snr_db,
+        gain_db,
+        batch_size: int,
+        num_workers: int,
+        train_examples_per_epoch: int,
+        val_clips: int,
+        seed: int,
+        clean: dict,
+        noise: dict,
+        paired: dict | None,
+        real_pairs: dict | None,
+        cache_dir: str | None,
+        source_bank: int,
+    ):
         super().__init__()
         self.sample_rate = sample_rate
         self.mode = mode
@@ -62,13 +79,19 @@ class DenoiseDataModule(L.LightningDataModule):
         return build_clean_source(self.sample_rate, cache_dir=self.cache_dir, split=split, **self.clean_spec)
 
     def _sources(self):
-        return self._clean_source(), build_noise_source(self.sample_rate, cache_dir=self.cache_dir, **self.noise_spec)
+        return self._clean_source(), build_noise_source(
+            self.sample_rate, cache_dir=self.cache_dir, **self.noise_spec
+        )
 
     def _pair_index(self) -> RealPairIndex:
-        return RealPairIndex.build(sample_rate=self.sample_rate, min_samples=self.segment_samples,
-                                   cache_dir=self.cache_dir, folder_a=self.real_pairs["a"],
-                                   folder_b=self.real_pairs["b"],
-                                   **{k: v for k, v in self.real_pairs.items() if k not in ("a", "b")})
+        return RealPairIndex.build(
+            sample_rate=self.sample_rate,
+            min_samples=self.segment_samples,
+            cache_dir=self.cache_dir,
+            folder_a=self.real_pairs["a"],
+            folder_b=self.real_pairs["b"],
+            **{k: v for k, v in self.real_pairs.items() if k not in ("a", "b")},
+        )
 
     def prepare_data(self) -> None:
         # Runs once per node: build folder indexes (and pair alignments) so every rank then only reads the cache.
@@ -86,39 +109,72 @@ class DenoiseDataModule(L.LightningDataModule):
             return
         if self.mode == "paired":
             p = self.paired
-            self.train_set = PairedFolderDataset(p["train_noisy"], p["train_clean"], self.sample_rate,
-                                                 self.segment_samples, self.seed, random_crop=True)
-            self.val_set = PairedFolderDataset(p["val_noisy"], p["val_clean"], self.sample_rate,
-                                               self.val_samples, self.seed, random_crop=False)
+            self.train_set = PairedFolderDataset(
+                p["train_noisy"],
+                p["train_clean"],
+                self.sample_rate,
+                self.segment_samples,
+                self.seed,
+                random_crop=True,
+            )
+            self.val_set = PairedFolderDataset(
+                p["val_noisy"],
+                p["val_clean"],
+                self.sample_rate,
+                self.val_samples,
+                self.seed,
+                random_crop=False,
+            )
             return
         clean, noise = self._sources()
-        common = dict(clean_source=clean, noise_source=noise, snr_db=self.snr_db, gain_db=self.gain_db,
-                      mode="noise2noise" if self.mode == "real_pairs" else self.mode, seed=self.seed)
+        common = dict(
+            clean_source=clean,
+            noise_source=noise,
+            snr_db=self.snr_db,
+            gain_db=self.gain_db,
+            mode="noise2noise" if self.mode == "real_pairs" else self.mode,
+            seed=self.seed,
+        )
         if self.mode == "real_pairs":
-            self.train_set = RealPairDataset(self._pair_index(), self.sample_rate, self.segment_samples, self.gain_db,
-                                             self.seed)
+            self.train_set = RealPairDataset(
+                self._pair_index(), self.sample_rate, self.segment_samples, self.gain_db, self.seed
+            )
         else:
             self.train_set = MixtureDataset(num_samples=self.segment_samples, **common)
             if self.source_bank:  # training only: validation and test keep their exact procedural clips
                 self.train_set.clean_source, self.train_set.noise_source = (
                     SourceBank(src, self.source_bank, self.segment_samples, self.seed, stream)
-                    for stream, src in enumerate((clean, noise)))
+                    for stream, src in enumerate((clean, noise))
+                )
                 for bank in (self.train_set.clean_source, self.train_set.noise_source):
                     bank.fill()
         # Real contents validate on the corpus's val split and test on its test split, never on what trains.
         for name, split, stream in (("val_set", "val", VAL_STREAM), ("test_set", "test", TEST_STREAM)):
-            held_out = dict(common, clean_source=self._clean_source(split) if corpus_contents(self.clean_spec) else clean)
-            setattr(self, name, MixtureDataset(num_samples=self.val_samples, length=self.val_clips, stream=stream,
-                                               **held_out))
+            held_out = dict(
+                common, clean_source=self._clean_source(split) if corpus_contents(self.clean_spec) else clean
+            )
+            setattr(
+                self,
+                name,
+                MixtureDataset(
+                    num_samples=self.val_samples, length=self.val_clips, stream=stream, **held_out
+                ),
+            )
 
     def _rank_world(self) -> tuple[int, int]:
         trainer = self.trainer
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
     def _loader(self, dataset, sampler, shuffle_workers: bool) -> DataLoader:
-        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
-                          persistent_workers=shuffle_workers and self.num_workers > 0, pin_memory=torch.cuda.is_available(),
-                          drop_last=False)
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            persistent_workers=shuffle_workers and self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+            drop_last=False,
+        )
 
     def train_dataloader(self) -> DataLoader:
         rank, world = self._rank_world()

@@ -39,8 +39,18 @@ class MixtureDataset(Dataset):
     stratified by content when the clean source can be (the same contents for every run and rank).
     """
 
-    def __init__(self, clean_source, noise_source, num_samples: int, snr_db, gain_db, mode: str,
-                 seed: int, length: int | None = None, stream: int = TRAIN_STREAM):
+    def __init__(
+        self,
+        clean_source,
+        noise_source,
+        num_samples: int,
+        snr_db,
+        gain_db,
+        mode: str,
+        seed: int,
+        length: int | None = None,
+        stream: int = TRAIN_STREAM,
+    ):
         if mode not in MODES:
             raise ValueError(f"data.mode must be one of {MODES}, got {mode!r}")
         self.clean_source = clean_source
@@ -97,8 +107,16 @@ class PairedFolderDataset(Dataset):
     file when ``num_samples`` is None, for batch size 1).
     """
 
-    def __init__(self, noisy_dir: str, clean_dir: str, sample_rate: int, num_samples: int | None,
-                 seed: int, random_crop: bool, stream: int = VAL_STREAM):
+    def __init__(
+        self,
+        noisy_dir: str,
+        clean_dir: str,
+        sample_rate: int,
+        num_samples: int | None,
+        seed: int,
+        random_crop: bool,
+        stream: int = VAL_STREAM,
+    ):
         self.noisy_dir, self.clean_dir = Path(noisy_dir), Path(clean_dir)
         self.sample_rate = sample_rate
         self.num_samples = num_samples
@@ -112,7 +130,8 @@ class PairedFolderDataset(Dataset):
             shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
             raise FileNotFoundError(
                 f"paired folders {noisy_dir} and {clean_dir} do not match: {len(missing)} file(s) "
-                f"present in only one of them: {shown}")
+                f"present in only one of them: {shown}"
+            )
         if not noisy:
             raise FileNotFoundError(f"{noisy_dir}: no audio files")
         self.pairs = [(noisy[k], clean[k]) for k in sorted(noisy)]
@@ -122,10 +141,14 @@ class PairedFolderDataset(Dataset):
     def _check_pair(noisy: Path, clean: Path) -> audio_io.AudioInfo:
         a, b = audio_io.probe(noisy), audio_io.probe(clean)
         if a.sample_rate != b.sample_rate:
-            raise audio_io.AudioFileError(noisy, f"sample rate {a.sample_rate} Hz differs from its clean twin "
-                                                 f"{clean} ({b.sample_rate} Hz)")
+            raise audio_io.AudioFileError(
+                noisy,
+                f"sample rate {a.sample_rate} Hz differs from its clean twin {clean} ({b.sample_rate} Hz)",
+            )
         if abs(a.frames - b.frames) > a.sample_rate // 100:
-            raise audio_io.AudioFileError(noisy, f"{a.frames} frames but its clean twin {clean} has {b.frames}")
+            raise audio_io.AudioFileError(
+                noisy, f"{a.frames} frames but its clean twin {clean} has {b.frames}"
+            )
         return a
 
     def __len__(self) -> int:
@@ -144,7 +167,11 @@ class PairedFolderDataset(Dataset):
         if self.num_samples is not None:
             need = int(math.ceil(self.num_samples * info.sample_rate / self.sample_rate)) + 16
             if info.frames > need:
-                start = int(rng.integers(0, info.frames - need)) if self.random_crop else (info.frames - need) // 2
+                start = (
+                    int(rng.integers(0, info.frames - need))
+                    if self.random_crop
+                    else (info.frames - need) // 2
+                )
         out = {}
         for name, path in (("noisy", noisy_path), ("clean", clean_path)):
             mono = audio_io.read_resampled(path, info.sample_rate, self.sample_rate, start, self.num_samples)
@@ -152,11 +179,14 @@ class PairedFolderDataset(Dataset):
                 mono = np.pad(mono, (0, max(0, self.num_samples - len(mono))))[: self.num_samples]
             out[name] = mono
         n = min(len(out["noisy"]), len(out["clean"]))
-        example = {k: torch.from_numpy(np.ascontiguousarray(v[:n], dtype=np.float32)).unsqueeze(0)
-                   for k, v in out.items()}
+        example = {
+            k: torch.from_numpy(np.ascontiguousarray(v[:n], dtype=np.float32)).unsqueeze(0)
+            for k, v in out.items()
+        }
         clean, noise = example["clean"].numpy(), (example["noisy"] - example["clean"]).numpy()
-        example["snr_db"] = torch.tensor(10 * np.log10((rms(clean) ** 2 + 1e-12) / (rms(noise) ** 2 + 1e-12)),
-                                         dtype=torch.float32)
+        example["snr_db"] = torch.tensor(
+            10 * np.log10((rms(clean) ** 2 + 1e-12) / (rms(noise) ** 2 + 1e-12)), dtype=torch.float32
+        )
         example["noise_type"] = "paired"
         # Files under noisy/music/ and noisy/speech/ (and the clean twins) are reported per content.
         top = noisy_path.relative_to(self.noisy_dir).parts[0]

@@ -40,8 +40,9 @@ def istft(spec: np.ndarray, n_fft: int, hop: int, length: int) -> np.ndarray:
     return out / np.maximum(norm, 1e-8)
 
 
-def shape_spectrum(rng: np.random.Generator, num_samples: int, gain: np.ndarray | callable,
-                   sample_rate: int) -> np.ndarray:
+def shape_spectrum(
+    rng: np.random.Generator, num_samples: int, gain: np.ndarray | callable, sample_rate: int
+) -> np.ndarray:
     """Gaussian noise with magnitude response ``gain(freqs)``, unit RMS."""
     spec = sfft.rfft(rng.standard_normal(num_samples, dtype=np.float32))
     freqs = np.fft.rfftfreq(num_samples, 1.0 / sample_rate)

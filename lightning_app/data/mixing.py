@@ -1,6 +1,6 @@
 """Mixing clean audio with noise at a drawn SNR, exactly as in the research:
 
-    noisy = clean + sqrt(P_clean / (snr * P_noise)) * noise,   snr = 10 ** (snr_db / 10)
+noisy = clean + sqrt(P_clean / (snr * P_noise)) * noise,   snr = 10 ** (snr_db / 10)
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ def noise_at_snr(clean: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndar
     return noise * np.sqrt(p_clean / (10.0 ** (snr_db / 10.0) * p_noise))
 
 
-def gain_without_clipping(signals: dict[str, np.ndarray], gain_db: float,
-                          peak_limit: float = PEAK_LIMIT) -> dict[str, np.ndarray]:
+def gain_without_clipping(
+    signals: dict[str, np.ndarray], gain_db: float, peak_limit: float = PEAK_LIMIT
+) -> dict[str, np.ndarray]:
     """One gain for every signal of an example (so their ratios hold), lowered if any would clip."""
     gain = 10.0 ** (gain_db / 20.0)
     peak = max(float(np.max(np.abs(s))) for s in signals.values()) * gain

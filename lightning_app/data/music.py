@@ -39,16 +39,40 @@ SCALES = {
 }
 # Chord roots as scale degrees (0 = tonic): the progressions of hymns, dances, blues and popular song.
 PROGRESSIONS = (
-    (0, 3, 4, 0), (0, 5, 3, 4), (1, 4, 0, 0), (0, 3, 0, 4), (0, 4, 5, 3), (5, 3, 0, 4),
-    (0, 0, 3, 3, 0, 0, 4, 0), (0, 5, 1, 4), (0, 2, 3, 4), (0, 6, 5, 4),
+    (0, 3, 4, 0),
+    (0, 5, 3, 4),
+    (1, 4, 0, 0),
+    (0, 3, 0, 4),
+    (0, 4, 5, 3),
+    (5, 3, 0, 4),
+    (0, 0, 3, 3, 0, 0, 4, 0),
+    (0, 5, 1, 4),
+    (0, 2, 3, 4),
+    (0, 6, 5, 4),
 )
 FAMILIES = ("piano", "plucked", "bowed", "reed", "brass", "organ", "voice")
 # Playable MIDI ranges per family (low, high).
-RANGES = {"piano": (28, 96), "plucked": (40, 84), "bowed": (36, 93), "reed": (50, 89), "brass": (40, 82),
-          "organ": (36, 89), "voice": (43, 81)}
+RANGES = {
+    "piano": (28, 96),
+    "plucked": (40, 84),
+    "bowed": (36, 93),
+    "reed": (50, 89),
+    "brass": (40, 82),
+    "organ": (36, 89),
+    "voice": (43, 81),
+}
 # Vowel formants (F1, F2, F3) in Hz for singing: a, e, i, o, u and a darker operatic a.
-_SUNG_VOWELS = np.array([[750, 1200, 2600], [450, 1900, 2600], [300, 2200, 3000], [480, 850, 2600],
-                         [330, 800, 2500], [650, 1050, 2500]], dtype=np.float64)
+_SUNG_VOWELS = np.array(
+    [
+        [750, 1200, 2600],
+        [450, 1900, 2600],
+        [300, 2200, 3000],
+        [480, 850, 2600],
+        [330, 800, 2500],
+        [650, 1050, 2500],
+    ],
+    dtype=np.float64,
+)
 
 
 @dataclass(frozen=True)
@@ -57,34 +81,47 @@ class MusicConfig:
 
     tempo_bpm: tuple[float, float] = (50.0, 180.0)
     voices: tuple[int, int] = (1, 6)
-    family_weights: dict = field(default_factory=lambda: {"piano": 1.5, "plucked": 1.0, "bowed": 1.5, "reed": 1.0,
-                                                          "brass": 1.0, "organ": 0.6, "voice": 1.5})
+    family_weights: dict = field(
+        default_factory=lambda: {
+            "piano": 1.5,
+            "plucked": 1.0,
+            "bowed": 1.5,
+            "reed": 1.0,
+            "brass": 1.0,
+            "organ": 0.6,
+            "voice": 1.5,
+        }
+    )
     percussion_probability: float = 0.3
     staccato_probability: float = 0.3
     rest_probability: float = 0.12
     dynamics_db: tuple[float, float] = (-18.0, 0.0)
     vibrato_cents: tuple[float, float] = (5.0, 60.0)
-    detune_cents: tuple[float, float] = (-30.0, 30.0)   # old transfers are rarely at A = 440 Hz
+    detune_cents: tuple[float, float] = (-30.0, 30.0)  # old transfers are rarely at A = 440 Hz
 
     @classmethod
     def from_ranges(cls, **ranges) -> MusicConfig:
-        return cls(**{k: tuple(v) if isinstance(v, list | tuple) else dict(v) if isinstance(v, dict) else v
-                      for k, v in ranges.items()})
+        return cls(
+            **{
+                k: tuple(v) if isinstance(v, list | tuple) else dict(v) if isinstance(v, dict) else v
+                for k, v in ranges.items()
+            }
+        )
 
 
 @dataclass(frozen=True)
 class Note:
     voice: int
     family: str
-    onset: float      # seconds from the clip start (may be negative: the piece began earlier)
-    offset: float     # note-off (the sound may ring on: decay, release, room)
+    onset: float  # seconds from the clip start (may be negative: the piece began earlier)
+    offset: float  # note-off (the sound may ring on: decay, release, room)
     midi: float
-    velocity: float   # linear amplitude, 0..1
+    velocity: float  # linear amplitude, 0..1
 
 
 @dataclass(frozen=True)
 class Hit:
-    kind: str         # kick | snare | brush | hihat | ride
+    kind: str  # kick | snare | brush | hihat | ride
     onset: float
     velocity: float
 
@@ -182,15 +219,26 @@ def plan_music(rng: np.random.Generator, seconds: float, config: MusicConfig = M
                 degree += int(rng.choice([-2, -1, -1, 0, 1, 1, 2, 3, -3, 4, -4]))
                 if abs(((t - start) / beat) % 1.0) < 1e-6 and rng.random() < 0.5:
                     root = chord_at(t)
-                    degree = root + int(rng.choice([0, 2, 4])) + len(scale) * round((degree - root) / len(scale))
+                    degree = (
+                        root + int(rng.choice([0, 2, 4])) + len(scale) * round((degree - root) / len(scale))
+                    )
                 degree = int(np.clip(degree, -len(scale), 2 * len(scale)))
                 midi = _fit_range(degree_to_midi(degree, register), family)
-                notes.append(_note(rng, voice, family, t, length, midi, legato, phrase_db, crescendo_db, seconds))
+                notes.append(
+                    _note(rng, voice, family, t, length, midi, legato, phrase_db, crescendo_db, seconds)
+                )
                 t += length
         else:
-            pattern = rng.choice(["sustain", "pulse", "arpeggio"]) if role == "chord" else rng.choice(["sustain", "pulse"])
-            step = {"sustain": chord_beats, "pulse": float(rng.choice([1.0, 2.0])),
-                    "arpeggio": float(rng.choice([0.5, 1.0]))}[pattern] * beat
+            pattern = (
+                rng.choice(["sustain", "pulse", "arpeggio"])
+                if role == "chord"
+                else rng.choice(["sustain", "pulse"])
+            )
+            step = {
+                "sustain": chord_beats,
+                "pulse": float(rng.choice([1.0, 2.0])),
+                "arpeggio": float(rng.choice([0.5, 1.0])),
+            }[pattern] * beat
             tone = voice - 2  # which chord tone this voice holds
             t, k = start, 0
             while t < seconds:
@@ -206,8 +254,20 @@ def plan_music(rng: np.random.Generator, seconds: float, config: MusicConfig = M
                 else:
                     degree = root + 2 * (tone % 3) + (6 if tone == 3 else 0)
                 midi = _fit_range(degree_to_midi(degree, register), family)
-                notes.append(_note(rng, voice, family, t, step, midi, legato or pattern == "sustain", phrase_db - 4.0,
-                                   crescendo_db, seconds))
+                notes.append(
+                    _note(
+                        rng,
+                        voice,
+                        family,
+                        t,
+                        step,
+                        midi,
+                        legato or pattern == "sustain",
+                        phrase_db - 4.0,
+                        crescendo_db,
+                        seconds,
+                    )
+                )
                 t += step
                 k += 1
     hits: list[Hit] = []
@@ -219,7 +279,14 @@ def plan_music(rng: np.random.Generator, seconds: float, config: MusicConfig = M
 def _note(rng, voice, family, onset, length, midi, legato, phrase_db, crescendo_db, seconds) -> Note:
     sounding = length * (rng.uniform(0.9, 1.02) if legato else rng.uniform(0.3, 0.6))
     level_db = phrase_db + crescendo_db * np.clip(onset / max(seconds, 1e-3), 0, 1) + rng.uniform(-3.0, 3.0)
-    return Note(voice, family, float(onset), float(onset + max(sounding, 0.05)), float(midi), float(10 ** (level_db / 20)))
+    return Note(
+        voice,
+        family,
+        float(onset),
+        float(onset + max(sounding, 0.05)),
+        float(midi),
+        float(10 ** (level_db / 20)),
+    )
 
 
 def _plan_percussion(rng, start, seconds, beat, beats_per_bar) -> list[Hit]:
@@ -237,7 +304,9 @@ def _plan_percussion(rng, start, seconds, beat, beats_per_bar) -> list[Hit]:
             cymbal = "ride" if rng.random() < 0.3 else "hihat"
             hits.append(Hit(cymbal, t, rng.uniform(0.2, 0.6)))
             if rng.random() < 0.5:
-                hits.append(Hit(cymbal, t + beat * (2 / 3 if rng.random() < 0.5 else 1 / 2), rng.uniform(0.1, 0.4)))
+                hits.append(
+                    Hit(cymbal, t + beat * (2 / 3 if rng.random() < 0.5 else 1 / 2), rng.uniform(0.1, 0.4))
+                )
         t += beat
         k += 1
     return hits
@@ -261,7 +330,10 @@ def _lobe_table(n_fft: int) -> np.ndarray:
     For x = a cos(psi + 2 pi f t / sr), the centred STFT frame m is
     X_m[b] = a/2 (-1)^b e^{i psi_m} R(b - c) + (the negative-frequency image), c = f n_fft / sr.
     """
-    delta = np.arange(-_LOBE_HALF_WIDTH * _LOBE_RESOLUTION, _LOBE_HALF_WIDTH * _LOBE_RESOLUTION + 1) / _LOBE_RESOLUTION
+    delta = (
+        np.arange(-_LOBE_HALF_WIDTH * _LOBE_RESOLUTION, _LOBE_HALF_WIDTH * _LOBE_RESOLUTION + 1)
+        / _LOBE_RESOLUTION
+    )
     n = np.arange(n_fft)
     window = np.hanning(n_fft + 1)[:-1]
     kernel = (window[None, :] * np.exp(-2j * np.pi * np.outer(delta, n) / n_fft)).sum(axis=1)
@@ -318,8 +390,9 @@ class SpectrumCanvas:
 
 
 # ----------------------------------------------------------------------------- instrument models
-def _resonances(freqs: np.ndarray, centres: np.ndarray, widths: np.ndarray, gains_db: np.ndarray,
-                floor_db: float) -> np.ndarray:
+def _resonances(
+    freqs: np.ndarray, centres: np.ndarray, widths: np.ndarray, gains_db: np.ndarray, floor_db: float
+) -> np.ndarray:
     """Sum of resonance peaks (formants, body modes) on a floor, evaluated at partial frequencies."""
     out = np.full(freqs.shape, 10 ** (floor_db / 20))
     for c, w, g in zip(centres, widths, gains_db, strict=True):
@@ -327,7 +400,9 @@ def _resonances(freqs: np.ndarray, centres: np.ndarray, widths: np.ndarray, gain
     return out
 
 
-def _envelope(t: np.ndarray, duration: float, attack: float, release: float, decay: float | None = None) -> np.ndarray:
+def _envelope(
+    t: np.ndarray, duration: float, attack: float, release: float, decay: float | None = None
+) -> np.ndarray:
     """Attack ramp, optional exponential decay while held, exponential release after note-off."""
     env = np.clip(t / max(attack, 1e-3), 0.0, 1.0) ** 1.5
     if decay is not None:
@@ -348,8 +423,11 @@ class Instrument:
         self.brightness = rng.uniform(-0.4, 0.4)  # spectral slope offset
         if family in ("bowed", "reed", "brass"):
             count = int(rng.integers(3, 7))
-            self.body = (np.exp(rng.uniform(np.log(200), np.log(5000), count)), rng.uniform(80, 800, count),
-                         rng.uniform(-12, 6, count))
+            self.body = (
+                np.exp(rng.uniform(np.log(200), np.log(5000), count)),
+                rng.uniform(80, 800, count),
+                rng.uniform(-12, 6, count),
+            )
         if family == "voice":
             self.operatic = rng.random() < 0.5
             self.vowel_scale = rng.uniform(0.9, 1.15)
@@ -370,7 +448,12 @@ class Instrument:
 
     def vibrato(self, t: np.ndarray, depth_scale: float = 1.0) -> np.ndarray:
         onset = np.clip(t / 0.3, 0, 1)  # vibrato grows in after the attack, as players do
-        cents = depth_scale * self.vibrato_cents * onset * np.sin(2 * np.pi * self.vibrato_hz * t + self.rng.uniform(0, 6.3))
+        cents = (
+            depth_scale
+            * self.vibrato_cents
+            * onset
+            * np.sin(2 * np.pi * self.vibrato_hz * t + self.rng.uniform(0, 6.3))
+        )
         return 2.0 ** (cents / 1200.0)
 
     def play(self, canvas: SpectrumCanvas, note: Note, f0: float, noise_out: np.ndarray) -> None:
@@ -384,7 +467,9 @@ class Instrument:
         t = times[frames] - note.onset
         duration = note.offset - note.onset
         k = self._partials(f0)
-        getattr(self, f"_{self.family}")(canvas, frames, t, duration, f0, k, note.velocity, noise_out, note.onset)
+        getattr(self, f"_{self.family}")(
+            canvas, frames, t, duration, f0, k, note.velocity, noise_out, note.onset
+        )
 
     def _add(self, canvas, frames, freqs, amps):
         canvas.add(frames, freqs, amps, self.rng.uniform(0, 2 * np.pi, freqs.shape[0]))
@@ -401,15 +486,26 @@ class Instrument:
         noise_out[lo:hi] += level * burst[lo - start : hi - start]
 
     def _piano(self, canvas, frames, t, duration, f0, k, velocity, noise_out, onset):
-        b = self.inharmonicity * (f0 / 261.6) ** -0.5  # bass strings are wound: their partials stretch less per step
+        b = (
+            self.inharmonicity * (f0 / 261.6) ** -0.5
+        )  # bass strings are wound: their partials stretch less per step
         freqs = f0 * k * np.sqrt(1 + b * k**2)
-        tone = np.abs(np.sin(np.pi * k * self.hammer_position)) / k ** (1.3 - 0.5 * velocity - self.brightness)
+        tone = np.abs(np.sin(np.pi * k * self.hammer_position)) / k ** (
+            1.3 - 0.5 * velocity - self.brightness
+        )
         tau = self.sustain * 3.0 * (f0 / 261.6) ** -0.6 / (1.0 + 0.12 * (k - 1) ** 1.3)
         tt = t[None, :]
-        decay = 0.65 * np.exp(-tt / (0.25 * tau[:, None])) + 0.35 * np.exp(-tt / tau[:, None])  # prompt + aftersound
+        decay = 0.65 * np.exp(-tt / (0.25 * tau[:, None])) + 0.35 * np.exp(
+            -tt / tau[:, None]
+        )  # prompt + aftersound
         damper = np.exp(-np.maximum(tt - duration, 0.0) / 0.09)
         attack = np.clip(tt / 0.002, 0, 1)
-        self._add(canvas, frames, np.repeat(freqs[:, None], len(t), 1), velocity * tone[:, None] * decay * damper * attack)
+        self._add(
+            canvas,
+            frames,
+            np.repeat(freqs[:, None], len(t), 1),
+            velocity * tone[:, None] * decay * damper * attack,
+        )
         self._noise_burst(noise_out, onset, 0.03, 2500.0 + 4 * f0, 1.5, 0.04 * velocity, 0.006)
 
     def _plucked(self, canvas, frames, t, duration, f0, k, velocity, noise_out, onset):
@@ -418,7 +514,11 @@ class Instrument:
         tone = np.abs(np.sin(np.pi * k * position)) / k ** (1.5 - self.brightness)
         tau = self.rng.uniform(0.4, 1.5) * (f0 / 200.0) ** -0.4 / (1.0 + 0.3 * (k - 1))
         tt = t[None, :]
-        env = np.exp(-tt / tau[:, None]) * np.exp(-np.maximum(tt - duration, 0.0) / 0.05) * np.clip(tt / 0.001, 0, 1)
+        env = (
+            np.exp(-tt / tau[:, None])
+            * np.exp(-np.maximum(tt - duration, 0.0) / 0.05)
+            * np.clip(tt / 0.001, 0, 1)
+        )
         self._add(canvas, frames, np.repeat(freqs[:, None], len(t), 1), velocity * tone[:, None] * env)
         self._noise_burst(noise_out, onset, 0.015, 3000.0, 1.2, 0.03 * velocity, 0.003)
 
@@ -477,8 +577,13 @@ def _percussion(rng: np.random.Generator, hits, num_samples: int, sample_rate: i
     nyq = sample_rate / 2
     for hit in hits:
         start = int(round(hit.onset * sample_rate))
-        spec = {"kick": (0.35, 120.0, 1.0, 0.06), "snare": (0.3, 3500.0, 1.6, 0.09), "brush": (0.25, 5000.0, 1.2, 0.08),
-                "hihat": (0.15, min(10000.0, 0.4 * nyq), 1.0, 0.03), "ride": (0.9, min(7000.0, 0.35 * nyq), 1.2, 0.35)}
+        spec = {
+            "kick": (0.35, 120.0, 1.0, 0.06),
+            "snare": (0.3, 3500.0, 1.6, 0.09),
+            "brush": (0.25, 5000.0, 1.2, 0.08),
+            "hihat": (0.15, min(10000.0, 0.4 * nyq), 1.0, 0.03),
+            "ride": (0.9, min(7000.0, 0.35 * nyq), 1.2, 0.35),
+        }
         seconds, centre, width, decay = spec[hit.kind]
         n = int(seconds * sample_rate)
         lo, hi = max(start, 0), min(start + n, num_samples)
@@ -494,13 +599,21 @@ def _percussion(rng: np.random.Generator, hits, num_samples: int, sample_rate: i
         sound = body * env
         if hit.kind in ("kick", "snare"):
             sweep = (55.0 if hit.kind == "kick" else 190.0) * (1 + 1.5 * np.exp(-tt / 0.02))
-            sound = sound * (0.3 if hit.kind == "kick" else 1.0) + 2.0 * np.sin(2 * np.pi * np.cumsum(sweep) / sample_rate) * env
+            sound = (
+                sound * (0.3 if hit.kind == "kick" else 1.0)
+                + 2.0 * np.sin(2 * np.pi * np.cumsum(sweep) / sample_rate) * env
+            )
         out[lo:hi] += hit.velocity * 0.25 * sound[lo - start : hi - start]
     return out
 
 
-def render_music(rng: np.random.Generator, score: Score, num_samples: int, sample_rate: int,
-                 config: MusicConfig = MusicConfig()) -> np.ndarray:
+def render_music(
+    rng: np.random.Generator,
+    score: Score,
+    num_samples: int,
+    sample_rate: int,
+    config: MusicConfig = MusicConfig(),
+) -> np.ndarray:
     """The score played at ``sample_rate``: float64, not normalised."""
     canvas = SpectrumCanvas(num_samples, sample_rate)
     noise = np.zeros(num_samples)
@@ -520,8 +633,9 @@ def render_music(rng: np.random.Generator, score: Score, num_samples: int, sampl
     return out
 
 
-def synthesize_music(rng: np.random.Generator, num_samples: int, sample_rate: int,
-                     config: MusicConfig = MusicConfig()) -> np.ndarray:
+def synthesize_music(
+    rng: np.random.Generator, num_samples: int, sample_rate: int, config: MusicConfig = MusicConfig()
+) -> np.ndarray:
     """One clip of procedural music, float32, peak-normalised to a random level."""
     for _ in range(4):
         score = plan_music(rng, num_samples / sample_rate, config)

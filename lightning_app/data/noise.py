@@ -53,8 +53,9 @@ def _log_uniform(rng: np.random.Generator, bounds, size=None):
     return float(x) if size is None else x
 
 
-def _events(rng: np.random.Generator, num_samples: int, sample_rate: int, rate_hz: float,
-            minimum: int = 1) -> np.ndarray:
+def _events(
+    rng: np.random.Generator, num_samples: int, sample_rate: int, rate_hz: float, minimum: int = 1
+) -> np.ndarray:
     """Poisson event positions; at least ``minimum`` so a short clip is never noise-free.
 
     Drawn as fractions of the clip, so a seed puts its events at the same seconds at every rate.
@@ -127,8 +128,14 @@ def brown(rng, num_samples, sample_rate, exponent=(1.7, 2.2)):
     return colored(rng, num_samples, sample_rate, exponent)
 
 
-def surface_hiss(rng, num_samples, sample_rate, centre_hz=(1500.0, 6000.0), swish_depth=(0.0, 0.5),
-                 max_slope_db_oct=(3.0, 9.0)):
+def surface_hiss(
+    rng,
+    num_samples,
+    sample_rate,
+    centre_hz=(1500.0, 6000.0),
+    swish_depth=(0.0, 0.5),
+    max_slope_db_oct=(3.0, 9.0),
+):
     """Groove noise of a shellac/vinyl record: broad band-pass hiss that swells once per turn.
 
     A log-normal bump around ``centre_hz`` (1-2.5 octaves wide); above the centre the skirt falls no
@@ -147,8 +154,11 @@ def surface_hiss(rng, num_samples, sample_rate, centre_hz=(1500.0, 6000.0), swis
     def band(f):
         x = np.log2(np.maximum(f, 1.0) / centre)
         above = np.clip(x, 0.0, None)
-        drop_db = np.where(x < 0, db_per_oct2 * x**2, np.where(above < knee, db_per_oct2 * above**2,
-                                                                db_per_oct2 * knee**2 + slope * (above - knee)))
+        drop_db = np.where(
+            x < 0,
+            db_per_oct2 * x**2,
+            np.where(above < knee, db_per_oct2 * above**2, db_per_oct2 * knee**2 + slope * (above - knee)),
+        )
         return 10 ** (-drop_db / 20)
 
     hiss = shape_spectrum(rng, num_samples, band, sample_rate)
@@ -156,7 +166,9 @@ def surface_hiss(rng, num_samples, sample_rate, centre_hz=(1500.0, 6000.0), swis
     return _unit(hiss * (1.0 + depth * np.sin(2 * np.pi * f_rot * t + phase)))
 
 
-def crackle(rng, num_samples, sample_rate, rate_hz=(100.0, 3000.0), width_ms=(0.03, 0.4), ring_hz=(1000.0, 12000.0)):
+def crackle(
+    rng, num_samples, sample_rate, rate_hz=(100.0, 3000.0), width_ms=(0.03, 0.4), ring_hz=(1000.0, 12000.0)
+):
     """Dense small impulses from dust and wear; heavy-tailed sizes, both polarities.
 
     A dust particle kicks the stylus almost instantly; each kick rings the pickup's resonance (tip-mass
@@ -178,8 +190,15 @@ def crackle(rng, num_samples, sample_rate, rate_hz=(100.0, 3000.0), width_ms=(0.
     return _unit(sfft.irfft(spec, n=length)[:num_samples])
 
 
-def clicks(rng, num_samples, sample_rate, rate_hz=(0.5, 10.0), width_ms=(0.3, 3.0), ring_hz=(500.0, 8000.0),
-           edge_ms=(0.01, 0.05)):
+def clicks(
+    rng,
+    num_samples,
+    sample_rate,
+    rate_hz=(0.5, 10.0),
+    width_ms=(0.3, 3.0),
+    ring_hz=(500.0, 8000.0),
+    edge_ms=(0.01, 0.05),
+):
     """Sparse loud clicks from scratches: a sharp edge and the damped ringing it excites.
 
     The scratch wall throws the stylus within ``edge_ms`` (10-50 us: flat to 3-16 kHz, then 6 dB/octave,
@@ -200,7 +219,9 @@ def clicks(rng, num_samples, sample_rate, rate_hz=(0.5, 10.0), width_ms=(0.3, 3.
     spectra = amp[:, None] * (edge_level * _damped_cosine(f, edge, 0.0) + _damped_cosine(f, decay, ring))
     kernels = _bandlimited_kernels(spectra, length, lead)
     index = pos[:, None] + np.arange(length)[None, :]
-    out = np.bincount(index.ravel(), weights=kernels.ravel(), minlength=num_samples + length)[lead:lead + num_samples]
+    out = np.bincount(index.ravel(), weights=kernels.ravel(), minlength=num_samples + length)[
+        lead : lead + num_samples
+    ]
     # Scratches rarely come alone on a real record: keep a faint bed of hiss under them, its level set against
     # the clicks' power in 0-8 kHz (the part every rate has), so the bed sits equally low at every rate.
     power = np.abs(spectra) ** 2
@@ -232,7 +253,9 @@ def thumps(rng, num_samples, sample_rate, freq_hz=(25.0, 120.0), decay_ms=(20.0,
     kernel = np.exp(-n / decay) * np.sin(2 * np.pi * freq * n)
     impulses = np.bincount(pos, weights=amp, minlength=num_samples)
     # A warped disc thumps over its own surface: a faint bed 26 dB under the thumps (all below 8 kHz).
-    return _unit(_unit(oaconvolve(impulses, kernel)[:num_samples]) + _floor(rng, num_samples, sample_rate, 0.05))
+    return _unit(
+        _unit(oaconvolve(impulses, kernel)[:num_samples]) + _floor(rng, num_samples, sample_rate, 0.05)
+    )
 
 
 def hum(rng, num_samples, sample_rate, mains_hz=(50.0, 60.0), harmonics=(3, 40), drift=(0.0, 0.003)):
@@ -259,8 +282,14 @@ def hum(rng, num_samples, sample_rate, mains_hz=(50.0, 60.0), harmonics=(3, 40),
     return _unit(acc.imag + _floor(rng, num_samples, sample_rate, 0.01))
 
 
-def film_hiss(rng, num_samples, sample_rate, grain_depth=(0.0, 0.4), buzz_level=(0.0, 0.3),
-              bandwidth_hz=(6000.0, 14000.0)):
+def film_hiss(
+    rng,
+    num_samples,
+    sample_rate,
+    grain_depth=(0.0, 0.4),
+    buzz_level=(0.0, 0.3),
+    bandwidth_hz=(6000.0, 14000.0),
+):
     """Optical soundtrack noise: bright grain hiss flickering at the frame rate, perforation buzz.
 
     Grain hiss rises with frequency (power ~ f^tilt above 100 Hz) up to the reproducer's band edge
@@ -276,10 +305,14 @@ def film_hiss(rng, num_samples, sample_rate, grain_depth=(0.0, 0.4), buzz_level=
     buzz_phase = rng.uniform(0, 2 * np.pi)  # the film does not start on a perforation edge
     shape = lambda f: (np.maximum(f, 100.0) / 1000.0) ** (tilt / 2) / np.sqrt(1.0 + (f / top) ** 4)
     # The buzz level is relative to the hiss in 0-8 kHz, not to its full band, which grows with the rate.
-    hiss = shape_spectrum(rng, num_samples, shape, sample_rate) / np.sqrt(_power_below(shape, num_samples, sample_rate))
+    hiss = shape_spectrum(rng, num_samples, shape, sample_rate) / np.sqrt(
+        _power_below(shape, num_samples, sample_rate)
+    )
     t = np.arange(num_samples) / sample_rate
     flicker = 1.0 + depth * np.sign(np.sin(2 * np.pi * fps * t + flicker_phase))
-    perforation = 4.0 * fps  # four perforations per frame: 96/100 Hz, harmonics to 500 Hz (below Nyquist at any rate)
+    perforation = (
+        4.0 * fps
+    )  # four perforations per frame: 96/100 Hz, harmonics to 500 Hz (below Nyquist at any rate)
     z = np.exp(1j * (2 * np.pi * perforation * t + buzz_phase))
     zk, buzz = z, np.zeros(num_samples)
     for k in range(1, 6):
@@ -288,8 +321,14 @@ def film_hiss(rng, num_samples, sample_rate, grain_depth=(0.0, 0.4), buzz_level=
     return _unit(hiss * flicker + level * _unit(buzz))
 
 
-def tape_hiss(rng, num_samples, sample_rate, corner_hz=(1000.0, 4000.0), modulation=(0.0, 0.3),
-              bandwidth_hz=(10000.0, 20000.0)):
+def tape_hiss(
+    rng,
+    num_samples,
+    sample_rate,
+    corner_hz=(1000.0, 4000.0),
+    modulation=(0.0, 0.3),
+    bandwidth_hz=(10000.0, 20000.0),
+):
     """Tape hiss: a shelf rising 12 dB above ``corner_hz``, flat, then rolling off at the recorder's band edge.
 
     Tape hiss is bright: it stays up to the top of the machine's band (``bandwidth_hz``: ~10 kHz at
@@ -299,7 +338,9 @@ def tape_hiss(rng, num_samples, sample_rate, corner_hz=(1000.0, 4000.0), modulat
     corner = _log_uniform(rng, corner_hz)
     top = _log_uniform(rng, bandwidth_hz)
     depth = _uniform(rng, modulation)
-    shelf = lambda f: np.sqrt((1.0 + (f / corner) ** 2) / (1.0 + (f / (4 * corner)) ** 2) / (1.0 + (f / top) ** 4))
+    shelf = lambda f: np.sqrt(
+        (1.0 + (f / corner) ** 2) / (1.0 + (f / (4 * corner)) ** 2) / (1.0 + (f / top) ** 4)
+    )
     hiss = shape_spectrum(rng, num_samples, shelf, sample_rate)
     slow = shape_spectrum(rng, num_samples, lambda f: 1.0 / (1.0 + (f / 8.0) ** 4), sample_rate)
     return _unit(hiss * np.clip(1.0 + depth * slow, 0.1, None))
@@ -343,7 +384,9 @@ class NoiseMixture:
         self.max_layers = max(1, min(max_layers, len(self.names)))
         self.layer_level_db = layer_level_db
 
-    def __call__(self, rng: np.random.Generator, num_samples: int, sample_rate: int) -> tuple[np.ndarray, str]:
+    def __call__(
+        self, rng: np.random.Generator, num_samples: int, sample_rate: int
+    ) -> tuple[np.ndarray, str]:
         layers = int(rng.integers(1, self.max_layers + 1))
         picked = rng.choice(len(self.names), size=layers, replace=False, p=self.probs)
         levels = np.concatenate([[0.0], rng.uniform(*self.layer_level_db, size=layers - 1)])
@@ -351,7 +394,9 @@ class NoiseMixture:
         out = np.zeros(num_samples)
         for i, level, seed in zip(picked, levels, seeds, strict=True):
             name = self.names[i]
-            noise = GENERATORS[name](np.random.default_rng(seed), num_samples, sample_rate, **self.params[name])
+            noise = GENERATORS[name](
+                np.random.default_rng(seed), num_samples, sample_rate, **self.params[name]
+            )
             out += 10 ** (level / 20) / max(_rms_below(noise, sample_rate), 1e-12) * noise
         label = "+".join(sorted(self.names[i] for i in picked))
         return _unit(out), label

@@ -28,17 +28,17 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class PairAlignment:
-    name: str               # relative file name, the same in both folders
+    name: str  # relative file name, the same in both folders
     path_a: str
     path_b: str
     sample_rate_a: int
     sample_rate_b: int
-    lag: int                # b[t + lag] lines up with a[t], in model-rate samples
-    correlation: float      # normalised correlation at the lag (after the polarity fix)
-    drift_ms: float         # lag difference between the two measuring windows
-    gain_b: float           # multiplies b: level (and polarity) matched to a
-    start: int              # first sample of a whose twin exists in b (model rate)
-    length: int             # number of aligned samples
+    lag: int  # b[t + lag] lines up with a[t], in model-rate samples
+    correlation: float  # normalised correlation at the lag (after the polarity fix)
+    drift_ms: float  # lag difference between the two measuring windows
+    gain_b: float  # multiplies b: level (and polarity) matched to a
+    start: int  # first sample of a whose twin exists in b (model rate)
+    length: int  # number of aligned samples
 
 
 def _read_window(path: str, file_rate: int, rate: int, start: int, length: int) -> np.ndarray:
@@ -66,8 +66,9 @@ def best_lag(a: np.ndarray, b: np.ndarray, max_lag: int) -> tuple[int, float]:
     return k - max_lag, float(corr[k])
 
 
-def align_pair(name: str, path_a: str, path_b: str, sample_rate: int, max_lag_seconds: float,
-               window_seconds: float) -> PairAlignment:
+def align_pair(
+    name: str, path_a: str, path_b: str, sample_rate: int, max_lag_seconds: float, window_seconds: float
+) -> PairAlignment:
     """Measure lag, drift, correlation and level of one pair. Raises AudioFileError if unreadable."""
     info_a, info_b = audio_io.probe(path_a), audio_io.probe(path_b)
     len_a = int(info_a.frames * sample_rate / info_a.sample_rate)
@@ -93,20 +94,34 @@ def align_pair(name: str, path_a: str, path_b: str, sample_rate: int, max_lag_se
     sign = 1.0 if corrs[0] + corrs[1] >= 0 else -1.0
     start = max(0, -lag)
     return PairAlignment(
-        name=name, path_a=str(path_a), path_b=str(path_b), sample_rate_a=info_a.sample_rate,
-        sample_rate_b=info_b.sample_rate, lag=lag, correlation=float(min(sign * c for c in corrs)),
-        drift_ms=1000.0 * abs(lags[1] - lags[0]) / sample_rate, gain_b=float(sign * np.median(gains)),
-        start=start, length=max(0, min(len_a, len_b - lag) - start))
+        name=name,
+        path_a=str(path_a),
+        path_b=str(path_b),
+        sample_rate_a=info_a.sample_rate,
+        sample_rate_b=info_b.sample_rate,
+        lag=lag,
+        correlation=float(min(sign * c for c in corrs)),
+        drift_ms=1000.0 * abs(lags[1] - lags[0]) / sample_rate,
+        gain_b=float(sign * np.median(gains)),
+        start=start,
+        length=max(0, min(len_a, len_b - lag) - start),
+    )
 
 
-def rejection(pair: PairAlignment, min_correlation: float, max_drift_ms: float, min_samples: int) -> str | None:
+def rejection(
+    pair: PairAlignment, min_correlation: float, max_drift_ms: float, min_samples: int
+) -> str | None:
     """Why a measured pair must not be used, or None."""
     if pair.correlation < min_correlation:
-        return (f"too different after alignment: correlation {pair.correlation:.2f} < {min_correlation} "
-                f"(not the same recording, or misaligned beyond the lag window)")
+        return (
+            f"too different after alignment: correlation {pair.correlation:.2f} < {min_correlation} "
+            f"(not the same recording, or misaligned beyond the lag window)"
+        )
     if pair.drift_ms > max_drift_ms:
-        return (f"the transfers drift apart by {pair.drift_ms:.1f} ms between 25 % and 75 % of the recording "
-                f"(limit {max_drift_ms} ms): different speeds, one offset cannot align them")
+        return (
+            f"the transfers drift apart by {pair.drift_ms:.1f} ms between 25 % and 75 % of the recording "
+            f"(limit {max_drift_ms} ms): different speeds, one offset cannot align them"
+        )
     if pair.length < min_samples:
         return f"only {pair.length} aligned samples, fewer than one training segment ({min_samples})"
     return None
@@ -120,28 +135,51 @@ class RealPairIndex:
         self.rejected = rejected
 
     @classmethod
-    def build(cls, folder_a: str, folder_b: str, sample_rate: int, min_samples: int, max_lag_seconds: float = 1.0,
-              window_seconds: float = 2.0, min_correlation: float = 0.3, max_drift_ms: float = 1.0,
-              cache_dir: str | None = None) -> RealPairIndex:
+    def build(
+        cls,
+        folder_a: str,
+        folder_b: str,
+        sample_rate: int,
+        min_samples: int,
+        max_lag_seconds: float = 1.0,
+        window_seconds: float = 2.0,
+        min_correlation: float = 0.3,
+        max_drift_ms: float = 1.0,
+        cache_dir: str | None = None,
+    ) -> RealPairIndex:
         root_a, root_b = Path(folder_a), Path(folder_b)
         files_a = {p.relative_to(root_a).as_posix(): p for p in audio_io.find_audio_files(root_a)}
         files_b = {p.relative_to(root_b).as_posix(): p for p in audio_io.find_audio_files(root_b)}
-        rejected = {name: f"present in {folder_a if name in files_a else folder_b} only"
-                    for name in sorted(files_a.keys() ^ files_b.keys())}
+        rejected = {
+            name: f"present in {folder_a if name in files_a else folder_b} only"
+            for name in sorted(files_a.keys() ^ files_b.keys())
+        }
         names = sorted(files_a.keys() & files_b.keys())
+
         def align_all() -> dict:
             measured, unreadable = [], {}
             for name in names:
                 try:
-                    measured.append(asdict(align_pair(name, str(files_a[name]), str(files_b[name]), sample_rate,
-                                                      max_lag_seconds, window_seconds)))
+                    measured.append(
+                        asdict(
+                            align_pair(
+                                name,
+                                str(files_a[name]),
+                                str(files_b[name]),
+                                sample_rate,
+                                max_lag_seconds,
+                                window_seconds,
+                            )
+                        )
+                    )
                 except audio_io.AudioFileError as exc:
                     unreadable[name] = str(exc)
             return {"measured": measured, "unreadable": unreadable}
 
         files = [p for name in names for p in (files_a[name], files_b[name])]
-        data = cached_json(cache_dir, "pairs", fingerprint(files, (sample_rate, max_lag_seconds, window_seconds)),
-                           align_all)
+        data = cached_json(
+            cache_dir, "pairs", fingerprint(files, (sample_rate, max_lag_seconds, window_seconds)), align_all
+        )
         measured = [PairAlignment(**p) for p in data["measured"]]
         rejected.update(data["unreadable"])
         usable = []
@@ -154,10 +192,16 @@ class RealPairIndex:
         for name, reason in sorted(rejected.items()):
             log.warning("real pairs: leaving out %s: %s", name, reason)
         if not usable:
-            raise FileNotFoundError(f"no usable real pairs in {folder_a} and {folder_b}: "
-                                    + "; ".join(f"{n}: {r}" for n, r in sorted(rejected.items())[:5]))
-        log.info("real pairs: %d aligned (lags %s ms), %d left out", len(usable),
-                 ", ".join(f"{1000 * p.lag / sample_rate:+.1f}" for p in usable[:8]), len(rejected))
+            raise FileNotFoundError(
+                f"no usable real pairs in {folder_a} and {folder_b}: "
+                + "; ".join(f"{n}: {r}" for n, r in sorted(rejected.items())[:5])
+            )
+        log.info(
+            "real pairs: %d aligned (lags %s ms), %d left out",
+            len(usable),
+            ", ".join(f"{1000 * p.lag / sample_rate:+.1f}" for p in usable[:8]),
+            len(rejected),
+        )
         return cls(usable, rejected)
 
 
@@ -183,8 +227,9 @@ class RealPairDataset(Dataset):
         pair = self.pairs[index]
         start = pair.start + int(rng.integers(0, pair.length - self.num_samples + 1))
         a = _read_window(pair.path_a, pair.sample_rate_a, self.sample_rate, start, self.num_samples)
-        b = pair.gain_b * _read_window(pair.path_b, pair.sample_rate_b, self.sample_rate, start + pair.lag,
-                                       self.num_samples)
+        b = pair.gain_b * _read_window(
+            pair.path_b, pair.sample_rate_b, self.sample_rate, start + pair.lag, self.num_samples
+        )
         signals = gain_without_clipping({"noisy": a, "noisy_b": b}, float(rng.uniform(*self.gain_db)))
         example = {k: torch.from_numpy(v.astype(np.float32)).unsqueeze(0) for k, v in signals.items()}
         example["noise_type"] = "real_pair"

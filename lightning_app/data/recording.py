@@ -34,16 +34,22 @@ class RecordingConfig:
 
     room_probability: float = 0.0
     rt60_s: tuple[float, float] = (0.2, 1.8)
-    wet_db: tuple[float, float] = (-18.0, -3.0)   # reverberant tail relative to the direct sound
+    wet_db: tuple[float, float] = (-18.0, -3.0)  # reverberant tail relative to the direct sound
     era_weights: dict = field(default_factory=lambda: {"acoustic": 0.0, "electrical": 0.0, "full": 1.0})
 
     @classmethod
     def from_ranges(cls, **ranges) -> RecordingConfig:
-        return cls(**{k: tuple(v) if isinstance(v, list | tuple) else dict(v) if isinstance(v, dict) else v
-                      for k, v in ranges.items()})
+        return cls(
+            **{
+                k: tuple(v) if isinstance(v, list | tuple) else dict(v) if isinstance(v, dict) else v
+                for k, v in ranges.items()
+            }
+        )
 
 
-def room_impulse_response(rng: np.random.Generator, sample_rate: int, rt60: float, wet_db: float) -> np.ndarray:
+def room_impulse_response(
+    rng: np.random.Generator, sample_rate: int, rt60: float, wet_db: float
+) -> np.ndarray:
     """Direct path at 0, early reflections within 40 ms, then a diffuse tail decaying 60 dB in ``rt60``."""
     length = int(min(rt60, 3.0) * sample_rate)
     t = np.arange(length) / sample_rate
@@ -53,9 +59,13 @@ def room_impulse_response(rng: np.random.Generator, sample_rate: int, rt60: floa
     freqs = np.fft.rfftfreq(length, 1.0 / sample_rate)
     split = rng.uniform(2000.0, 6000.0)
     low = sfft.irfft(spectrum * (freqs < split), n=length) * np.exp(-6.9 * t / rt60)
-    high = sfft.irfft(spectrum * (freqs >= split), n=length) * np.exp(-6.9 * t / (rt60 * rng.uniform(0.3, 0.7)))
+    high = sfft.irfft(spectrum * (freqs >= split), n=length) * np.exp(
+        -6.9 * t / (rt60 * rng.uniform(0.3, 0.7))
+    )
     tail = (low + high) * np.clip((t - 0.005) / 0.02, 0.0, 1.0)  # the diffuse field builds up after ~5 ms
-    ir = tail * np.sqrt(10 ** (wet_db / 10) / max(float(np.sum(tail**2)), 1e-12))  # tail energy vs direct sound
+    ir = tail * np.sqrt(
+        10 ** (wet_db / 10) / max(float(np.sum(tail**2)), 1e-12)
+    )  # tail energy vs direct sound
     ir[0] += 1.0
     for _ in range(int(rng.integers(2, 7))):
         delay = int(rng.uniform(0.002, 0.04) * sample_rate)
@@ -80,8 +90,9 @@ def era_response(rng: np.random.Generator, era: str, freqs: np.ndarray) -> np.nd
     return response
 
 
-def apply_recording(rng: np.random.Generator, audio: np.ndarray, sample_rate: int,
-                    config: RecordingConfig = RecordingConfig()) -> tuple[np.ndarray, str]:
+def apply_recording(
+    rng: np.random.Generator, audio: np.ndarray, sample_rate: int, config: RecordingConfig = RecordingConfig()
+) -> tuple[np.ndarray, str]:
     """(the clean reference as the era recorded it, the era's name); the level is left to the caller."""
     out = np.asarray(audio, dtype=np.float64)
     n = len(out)

@@ -33,8 +33,9 @@ class ProceduralSpeech:
 
     def __init__(self, sample_rate: int, **speech_ranges):
         self.sample_rate = sample_rate
-        self.config = SpeechConfig(**{k: tuple(v) if isinstance(v, (list, tuple)) else v
-                                      for k, v in speech_ranges.items()})
+        self.config = SpeechConfig(
+            **{k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in speech_ranges.items()}
+        )
 
     def __call__(self, rng: np.random.Generator, num_samples: int) -> tuple[np.ndarray, str]:
         return synthesize_speech(rng, num_samples, self.sample_rate, self.config), self.label
@@ -92,8 +93,15 @@ class AudioFolder:
     is looped (noise) or zero-padded at a random offset (speech).
     """
 
-    def __init__(self, sample_rate: int, path: str, cache_dir: str | None = None, loop_short: bool = False,
-                 label: str | None = None, max_tries: int = 5):
+    def __init__(
+        self,
+        sample_rate: int,
+        path: str,
+        cache_dir: str | None = None,
+        loop_short: bool = False,
+        label: str | None = None,
+        max_tries: int = 5,
+    ):
         self.sample_rate = sample_rate
         self.path = path
         self.cache_dir = cache_dir
@@ -182,12 +190,16 @@ class CleanMixture:
         order = sorted(((j + 0.5) / c, i) for i, c in enumerate(counts) for j in range(c))
         return [self.names[i] for _, i in order]
 
-    def __call__(self, rng: np.random.Generator, num_samples: int, content: str | None = None) -> tuple[np.ndarray, str]:
+    def __call__(
+        self, rng: np.random.Generator, num_samples: int, content: str | None = None
+    ) -> tuple[np.ndarray, str]:
         if content is None:
             content = self.names[int(rng.choice(len(self.names), p=self.probs))]
         source = self.sources[content]
         audio, _ = source(rng, num_samples)
-        if self.recording is not None and not isinstance(source, AudioFolder):  # recordings: as they were made
+        if self.recording is not None and not isinstance(
+            source, AudioFolder
+        ):  # recordings: as they were made
             audio, _ = apply_recording(rng, audio, source.sample_rate, self.recording)
         return np.asarray(audio, dtype=np.float32), content
 
@@ -195,13 +207,25 @@ class CleanMixture:
         return [s for s in self.sources.values() if isinstance(s, AudioFolder)]
 
 
-def build_content_source(sample_rate: int, content: str, kind: str, cache_dir: str | None, folder: dict | None = None,
-                         procedural: dict | None = None, corpus: str | None = None, split: str = "train"):
+def build_content_source(
+    sample_rate: int,
+    content: str,
+    kind: str,
+    cache_dir: str | None,
+    folder: dict | None = None,
+    procedural: dict | None = None,
+    corpus: str | None = None,
+    split: str = "train",
+):
     if kind == "procedural":
-        return (ProceduralSpeech if "speech" in content else ProceduralMusic)(sample_rate, **(procedural or {}))
+        return (ProceduralSpeech if "speech" in content else ProceduralMusic)(
+            sample_rate, **(procedural or {})
+        )
     if kind == "folder":
         return AudioFolder(sample_rate, cache_dir=cache_dir, loop_short=False, label=content, **folder)
-    if kind == "corpus":  # the real recordings of `make corpus`: its train split trains, val validates, test tests
+    if (
+        kind == "corpus"
+    ):  # the real recordings of `make corpus`: its train split trains, val validates, test tests
         from lightning_app.data.corpus import CorpusError, read_manifest
 
         try:
@@ -209,26 +233,38 @@ def build_content_source(sample_rate: int, content: str, kind: str, cache_dir: s
         except CorpusError as exc:
             raise FileNotFoundError(f"data.clean.{content}: {exc}") from None
         what = "speech" if "speech" in content else "music"
-        return AudioFolder(sample_rate, path=str(Path(corpus) / split / what), cache_dir=cache_dir, loop_short=False,
-                           label=content)
+        return AudioFolder(
+            sample_rate,
+            path=str(Path(corpus) / split / what),
+            cache_dir=cache_dir,
+            loop_short=False,
+            label=content,
+        )
     raise ValueError(f"data.clean.{content}.kind must be 'procedural', 'folder' or 'corpus', got {kind!r}")
 
 
 def corpus_contents(clean: dict) -> list[str]:
     """The contents of ``data.clean`` (a plain dict) drawn from the corpus of real recordings, with weight > 0."""
-    return [name for name, weight in clean.get("mix", {}).items()
-            if weight > 0 and clean.get(name, {}).get("kind") == "corpus"]
+    return [
+        name
+        for name, weight in clean.get("mix", {}).items()
+        if weight > 0 and clean.get(name, {}).get("kind") == "corpus"
+    ]
 
 
-def build_clean_source(sample_rate: int, cache_dir: str | None, mix: dict, recording: dict, split: str = "train",
-                       **contents) -> CleanMixture:
+def build_clean_source(
+    sample_rate: int, cache_dir: str | None, mix: dict, recording: dict, split: str = "train", **contents
+) -> CleanMixture:
     """The clean side from ``data.clean``: {mix: {content: weight}, recording: {...}, speech: {...}, music: {...},
     real_speech: {...}, real_music: {...}}; ``split`` picks the corpus split that real contents draw from."""
     unknown = sorted(set(mix) - set(contents))
     if unknown:
         raise ValueError(f"data.clean.mix names {unknown}; known contents: {sorted(contents)}")
-    sources = {name: build_content_source(sample_rate, name, cache_dir=cache_dir, split=split, **contents[name])
-               for name, weight in mix.items() if weight > 0}
+    sources = {
+        name: build_content_source(sample_rate, name, cache_dir=cache_dir, split=split, **contents[name])
+        for name, weight in mix.items()
+        if weight > 0
+    }
     return CleanMixture(sources, dict(mix), RecordingConfig.from_ranges(**recording))
 
 
@@ -255,7 +291,9 @@ class SourceBank:
     forked workers share its memory. Filled in parallel processes.
     """
 
-    def __init__(self, source, size: int, num_samples: int, seed: int, stream: int, workers: int | None = None):
+    def __init__(
+        self, source, size: int, num_samples: int, seed: int, stream: int, workers: int | None = None
+    ):
         self.source = source
         self.size = size
         self.item_samples = 2 * num_samples
@@ -272,7 +310,9 @@ class SourceBank:
         if self.workers > 1:
             import multiprocessing
 
-            with multiprocessing.get_context("spawn").Pool(self.workers) as pool:  # no fork of a torch process
+            with multiprocessing.get_context("spawn").Pool(
+                self.workers
+            ) as pool:  # no fork of a torch process
                 results = pool.map(_bank_item, jobs, chunksize=16)
         else:
             results = [_bank_item(j) for j in jobs]

@@ -64,8 +64,9 @@ def _polyblep_saw(phase: np.ndarray, dt: np.ndarray) -> np.ndarray:
     return -saw  # falling edge first, like a glottal closure
 
 
-def _formant_envelope(freqs: np.ndarray, formants: np.ndarray, bandwidths: np.ndarray,
-                      levels_db: np.ndarray, floor_db: float) -> np.ndarray:
+def _formant_envelope(
+    freqs: np.ndarray, formants: np.ndarray, bandwidths: np.ndarray, levels_db: np.ndarray, floor_db: float
+) -> np.ndarray:
     """Parallel formant model: resonance peaks (frames, K) at relative levels on a spectral floor.
 
     (A cascade of resonators normalised at DC falls by 12 dB/octave per formant above F4,
@@ -82,8 +83,8 @@ def _formant_envelope(freqs: np.ndarray, formants: np.ndarray, bandwidths: np.nd
 class Speaker:
     """Who speaks: what is drawn once per clip."""
 
-    f0_hz: float             # base pitch
-    tract_scale: float       # formant frequencies scale with vocal-tract length
+    f0_hz: float  # base pitch
+    tract_scale: float  # formant frequencies scale with vocal-tract length
     syllables_per_s: float
     breathiness: float
     fricative_gain: float
@@ -98,12 +99,13 @@ class SyllablePlan:
     voiced_amp: np.ndarray
     fricative_amp: np.ndarray
     fricative_centre_hz: np.ndarray
-    formants: np.ndarray     # (frames, 5) Hz
+    formants: np.ndarray  # (frames, 5) Hz
     f0_knots: tuple[list[float], list[float]]
 
 
-def synthesize_speech(rng: np.random.Generator, num_samples: int, sample_rate: int,
-                      config: SpeechConfig = SpeechConfig()) -> np.ndarray:
+def synthesize_speech(
+    rng: np.random.Generator, num_samples: int, sample_rate: int, config: SpeechConfig = SpeechConfig()
+) -> np.ndarray:
     """One clip of speech-like audio, float32, peak-normalised to a random level."""
     for _ in range(4):
         clip = _synthesize_once(rng, num_samples, sample_rate, config)
@@ -112,8 +114,9 @@ def synthesize_speech(rng: np.random.Generator, num_samples: int, sample_rate: i
     return clip
 
 
-def _synthesize_once(rng: np.random.Generator, num_samples: int, sample_rate: int,
-                     config: SpeechConfig) -> np.ndarray:
+def _synthesize_once(
+    rng: np.random.Generator, num_samples: int, sample_rate: int, config: SpeechConfig
+) -> np.ndarray:
     """A speaker, the syllables they say, their vocal tract and pitch, then the sound (in that order of draws,
     so a clip stays the pure function of its seed it always was)."""
     speaker = draw_speaker(rng, config)
@@ -124,14 +127,18 @@ def _synthesize_once(rng: np.random.Generator, num_samples: int, sample_rate: in
 
 
 def draw_speaker(rng: np.random.Generator, config: SpeechConfig) -> Speaker:
-    return Speaker(f0_hz=float(np.exp(rng.uniform(np.log(config.f0_range_hz[0]), np.log(config.f0_range_hz[1])))),
-                   tract_scale=rng.uniform(*config.formant_scale), syllables_per_s=rng.uniform(*config.syllables_per_s),
-                   breathiness=rng.uniform(*config.breathiness),
-                   fricative_gain=10 ** (rng.uniform(*config.fricative_level_db) / 20))
+    return Speaker(
+        f0_hz=float(np.exp(rng.uniform(np.log(config.f0_range_hz[0]), np.log(config.f0_range_hz[1])))),
+        tract_scale=rng.uniform(*config.formant_scale),
+        syllables_per_s=rng.uniform(*config.syllables_per_s),
+        breathiness=rng.uniform(*config.breathiness),
+        fricative_gain=10 ** (rng.uniform(*config.fricative_level_db) / 20),
+    )
 
 
-def plan_syllables(rng: np.random.Generator, speaker: Speaker, num_samples: int, sample_rate: int,
-                   config: SpeechConfig) -> SyllablePlan:
+def plan_syllables(
+    rng: np.random.Generator, speaker: Speaker, num_samples: int, sample_rate: int, config: SpeechConfig
+) -> SyllablePlan:
     """Syllables (fricative or plosive onset, vowel nucleus gliding from the last vowel, fricative coda)
     and pauses at the speaker's rhythm, laid out on the STFT frames."""
     n_frames = num_samples // _HOP + 1
@@ -203,11 +210,19 @@ def plan_syllables(rng: np.random.Generator, speaker: Speaker, num_samples: int,
         first = np.argmax(~empty)
         idx[:first] = first
         formants = formants[idx]
-    return SyllablePlan(frame_t, voiced_amp, fric_amp, fric_centre, np.minimum(formants, sample_rate / 2 * 0.9),
-                        (f0_knots_t, f0_knots_v))
+    return SyllablePlan(
+        frame_t,
+        voiced_amp,
+        fric_amp,
+        fric_centre,
+        np.minimum(formants, sample_rate / 2 * 0.9),
+        (f0_knots_t, f0_knots_v),
+    )
 
 
-def _vocal_tract(rng: np.random.Generator, plan: SyllablePlan, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+def _vocal_tract(
+    rng: np.random.Generator, plan: SyllablePlan, sample_rate: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Formant bandwidths (frames, 5) and relative levels (dB) of this speaker's tract."""
     bandwidths = (50 + 0.06 * plan.formants) * rng.uniform(0.8, 1.6)
     levels_db = np.array([0.0, -3.0, -6.0, -10.0, -14.0]) + rng.uniform(-4, 4, size=5)
@@ -215,7 +230,9 @@ def _vocal_tract(rng: np.random.Generator, plan: SyllablePlan, sample_rate: int)
     return bandwidths, levels_db
 
 
-def pitch_contour(rng: np.random.Generator, plan: SyllablePlan, num_samples: int, sample_rate: int) -> np.ndarray:
+def pitch_contour(
+    rng: np.random.Generator, plan: SyllablePlan, num_samples: int, sample_rate: int
+) -> np.ndarray:
     """f0 per sample: the accents' targets joined, a little vibrato and a slow random jitter."""
     knots_t, knots_v = plan.f0_knots
     order = np.argsort(knots_t)
@@ -226,8 +243,15 @@ def pitch_contour(rng: np.random.Generator, plan: SyllablePlan, num_samples: int
     return f0
 
 
-def render(rng: np.random.Generator, speaker: Speaker, plan: SyllablePlan, bandwidths: np.ndarray,
-           levels_db: np.ndarray, f0: np.ndarray, sample_rate: int) -> np.ndarray:
+def render(
+    rng: np.random.Generator,
+    speaker: Speaker,
+    plan: SyllablePlan,
+    bandwidths: np.ndarray,
+    levels_db: np.ndarray,
+    f0: np.ndarray,
+    sample_rate: int,
+) -> np.ndarray:
     """Source-filter synthesis on the STFT frames: a glottal pulse train through the formants (with
     aspiration) plus shaped fricative noise, a random spectral tilt and microphone colour, at a random level."""
     num_samples, n_frames = len(f0), len(plan.frame_t)
@@ -236,8 +260,8 @@ def render(rng: np.random.Generator, speaker: Speaker, plan: SyllablePlan, bandw
     noise = rng.standard_normal(num_samples, dtype=np.float32)
 
     freqs = np.fft.rfftfreq(_N_FFT, 1.0 / sample_rate)
-    exc_spec = stft(excitation, _N_FFT, _HOP)[: n_frames]
-    noise_spec = stft(noise, _N_FFT, _HOP)[: n_frames]
+    exc_spec = stft(excitation, _N_FFT, _HOP)[:n_frames]
+    noise_spec = stft(noise, _N_FFT, _HOP)[:n_frames]
     vowel_env = _formant_envelope(freqs, plan.formants, bandwidths, levels_db, floor_db=rng.uniform(-36, -26))
     # The sawtooth's -6 dB/octave stands for glottal source plus lip radiation; voices vary
     # from pressed (flat) to breathy (steeper), so add a random extra tilt of 0..6 dB/octave.
@@ -263,6 +287,8 @@ def _random_coloration(rng: np.random.Generator, x: np.ndarray, sample_rate: int
     spec = sfft.rfft(x.astype(np.float32))
     freqs = np.fft.rfftfreq(len(x), 1.0 / sample_rate)
     octaves = np.log2(np.maximum(freqs, 50.0) / 1000.0)
-    gain_db = rng.uniform(-3, 3) * octaves + rng.uniform(-4, 4) * np.exp(-0.5 * ((octaves - rng.uniform(-1.5, 2)) / 0.7) ** 2)
+    gain_db = rng.uniform(-3, 3) * octaves + rng.uniform(-4, 4) * np.exp(
+        -0.5 * ((octaves - rng.uniform(-1.5, 2)) / 0.7) ** 2
+    )
     highpass = 1.0 / np.sqrt(1.0 + (rng.uniform(50, 200) / np.maximum(freqs, 1.0)) ** 4)
     return sfft.irfft(spec * (10 ** (gain_db / 20) * highpass).astype(np.float32), n=len(x))

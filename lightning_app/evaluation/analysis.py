@@ -22,8 +22,17 @@ from lightning_app import config as C
 from lightning_app.evaluation import tables
 
 # The metrics a listener cares about first (lesson 1), then the Noise2Noise diagnostics (lesson 2).
-DEFAULT_TAGS = ("val/loss", "val/si_sdr", "val/si_sdr_i", "val/pesq", "val/stoi", "val/amplitude_retention",
-                "val/speech_removed", "val_status/muting_alarm", "val/leakage")
+DEFAULT_TAGS = (
+    "val/loss",
+    "val/si_sdr",
+    "val/si_sdr_i",
+    "val/pesq",
+    "val/stoi",
+    "val/amplitude_retention",
+    "val/speech_removed",
+    "val_status/muting_alarm",
+    "val/leakage",
+)
 SMOKE_BLOCKS = ("data/smoke", "model/tiny")
 
 
@@ -40,8 +49,12 @@ def find_runs(*patterns: str | os.PathLike) -> list[Path]:
         if not matches:
             raise FileNotFoundError(f"no such run directory: {pattern}")
         runs = [m for m in matches if m.is_dir() and _has_events(m)]
-        runs += [p.parent for m in matches if m.is_dir() and not _has_events(m)
-                 for p in sorted(m.rglob("events.out.tfevents.*"))]
+        runs += [
+            p.parent
+            for m in matches
+            if m.is_dir() and not _has_events(m)
+            for p in sorted(m.rglob("events.out.tfevents.*"))
+        ]
         if not runs:
             raise FileNotFoundError(f"{pattern}: no TensorBoard event files in it (is it a run directory?)")
         found += [r for r in dict.fromkeys(runs) if r not in found]
@@ -80,7 +93,9 @@ def _load_events(run_dir: str, files_state: tuple):  # files_state: the cache ke
     return accumulator
 
 
-def read_scalars(run_dir: Path, tags: Iterable[str] | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def read_scalars(
+    run_dir: Path, tags: Iterable[str] | None = None
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{tag: (steps, values)} sorted by step; a step logged twice (a resumed run) keeps its last value."""
     accumulator = _accumulator(run_dir)
     available = accumulator.Tags()["scalars"]
@@ -97,8 +112,11 @@ def latest_images(run_dir: Path, prefix: str) -> dict[str, np.ndarray]:
     import matplotlib.image as mpimg
 
     accumulator = _accumulator(run_dir)
-    return {tag: mpimg.imread(io.BytesIO(accumulator.Images(tag)[-1].encoded_image_string), format="png")
-            for tag in accumulator.Tags()["images"] if tag.startswith(prefix)}
+    return {
+        tag: mpimg.imread(io.BytesIO(accumulator.Images(tag)[-1].encoded_image_string), format="png")
+        for tag in accumulator.Tags()["images"]
+        if tag.startswith(prefix)
+    }
 
 
 def latest_audio(run_dir: Path, prefix: str = "audio_") -> dict[str, tuple[bytes, int]]:
@@ -119,8 +137,11 @@ def runs_table(run_dirs: Sequence[Path], tags: Sequence[str] = DEFAULT_TAGS) -> 
     for run_dir in run_dirs:
         scalars = read_scalars(run_dir, tags)
         cfg = run_config(run_dir)
-        row = {"run": run_label(run_dir), "experiment": cfg.experiment if cfg is not None else "?",
-               "steps": int(max((s[-1] for s, _ in scalars.values()), default=0))}
+        row = {
+            "run": run_label(run_dir),
+            "experiment": cfg.experiment if cfg is not None else "?",
+            "steps": int(max((s[-1] for s, _ in scalars.values()), default=0)),
+        }
         for tag in tags:
             row[tag] = float(scalars[tag][1][-1]) if tag in scalars else float("nan")
         rows.append(row)
@@ -152,22 +173,35 @@ def plot_curves(runs: dict[str, Path], tags: Sequence[str], columns: int = 3, se
         for i, (label, scalars) in enumerate(curves.items()):
             if tag in scalars and only in (None, label):
                 steps, values = scalars[tag]
-                ax.plot(steps, values, marker="o" if len(steps) < 30 else None, ms=3, label=label, color=f"C{i}")
+                ax.plot(
+                    steps, values, marker="o" if len(steps) < 30 else None, ms=3, label=label, color=f"C{i}"
+                )
         ax.set_title(tag if only is None else f"{tag}: {only}", fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     handles = {h.get_label(): h for ax in axes.flat for h in ax.get_lines()}
-    fig.legend(list(handles.values()), list(handles), fontsize=7, loc="lower center", ncol=min(4, len(handles)),
-               bbox_to_anchor=(0.5, 1.0))
+    fig.legend(
+        list(handles.values()),
+        list(handles),
+        fontsize=7,
+        loc="lower center",
+        ncol=min(4, len(handles)),
+        bbox_to_anchor=(0.5, 1.0),
+    )
     fig.tight_layout()
     return fig
 
 
 # ----------------------------------------------------------------------------- tiny runs
-def tiny_run(experiment: str, root: Path, name: str, overrides: Sequence[str] = (),
-             blocks: Sequence[str] = SMOKE_BLOCKS) -> Path:
+def tiny_run(
+    experiment: str,
+    root: Path,
+    name: str,
+    overrides: Sequence[str] = (),
+    blocks: Sequence[str] = SMOKE_BLOCKS,
+) -> Path:
     """Train ``experiment`` with the smoke settings into root/<experiment>/<name>; reuse it when it finished.
 
     For notebooks given no run directories: seconds on a CPU, enough to exercise every plot, too short
@@ -175,8 +209,11 @@ def tiny_run(experiment: str, root: Path, name: str, overrides: Sequence[str] = 
     from lightning_app.training.run import train
 
     root = Path(root)
-    cfg = C.compose(experiment, [f"run.root={root}", f"run.version={name}", f"data.cache_dir={root / '.cache'}",
-                                 *overrides], blocks=list(blocks))
+    cfg = C.compose(
+        experiment,
+        [f"run.root={root}", f"run.version={name}", f"data.cache_dir={root / '.cache'}", *overrides],
+        blocks=list(blocks),
+    )
     run_dir = root / experiment / name
     if (run_dir / "metrics.json").is_file():
         return run_dir
@@ -188,16 +225,26 @@ def config_differences(run_dirs: Sequence[Path], ignore: tuple[str, ...] = ("run
     configs = {run_label(r): run_config(r) for r in run_dirs}
     flat = {label: C.flatten(C.to_container(cfg)) for label, cfg in configs.items() if cfg is not None}
     keys = sorted({k for values in flat.values() for k in values})
-    differing = [k for k in keys if not k.startswith(ignore) and len({repr(v.get(k)) for v in flat.values()}) > 1]
+    differing = [
+        k for k in keys if not k.startswith(ignore) and len({repr(v.get(k)) for v in flat.values()}) > 1
+    ]
     if not differing:
         return ""
-    return "\n".join(tables.markdown(["setting", *flat], [[k, *(str(v.get(k, "–")) for v in flat.values())]
-                                                         for k in differing]))
+    return "\n".join(
+        tables.markdown(
+            ["setting", *flat], [[k, *(str(v.get(k, "–")) for v in flat.values())] for k in differing]
+        )
+    )
 
 
 # ----------------------------------------------------------------------------- lesson 1 on real music
-def real_music_lesson(corpus: str | os.PathLike, checkpoint: str | os.PathLike | None = None, clips: int = 3,
-                      seconds: float = 6.0, split: str = "val") -> dict:
+def real_music_lesson(
+    corpus: str | os.PathLike,
+    checkpoint: str | os.PathLike | None = None,
+    clips: int = 3,
+    seconds: float = 6.0,
+    split: str = "val",
+) -> dict:
     """The bundled model (or ``checkpoint``) fed *clean* real music of the corpus's ``split``, with and without
     the do-no-harm guard: per clip the SI-SDR of the output against its input (a restorer should stay above
     25 dB), the amplitude retention and what was removed. {"rows", "audio": {clip: {track: wave}}, "rate"}."""
@@ -217,7 +264,9 @@ def real_music_lesson(corpus: str | os.PathLike, checkpoint: str | os.PathLike |
     table, audio = [], {}
     for i in range(min(clips, len(groups))):
         members = [r for r in rows_ if r["group"] == groups[i]]
-        clean = real_segment(Path(corpus), members, np.random.default_rng((i, 11)), round(seconds * rate), rate)
+        clean = real_segment(
+            Path(corpus), members, np.random.default_rng((i, 11)), round(seconds * rate), rate
+        )
         if clean is None:
             continue
         name = f"{members[0]['package']}: {Path(members[0]['file']).stem}"
@@ -225,9 +274,15 @@ def real_music_lesson(corpus: str | os.PathLike, checkpoint: str | os.PathLike |
         for label, restorer in systems.items():
             out = restorer(clean[:, None].astype(np.float64), rate)[:, 0]
             est, ref = torch.from_numpy(out)[None], torch.from_numpy(clean.astype(np.float32))[None]
-            table.append({"clip": name, "system": label, "si_sdr_vs_input": float(MF.si_sdr(est, ref)[0]),
-                          "amplitude_retention": float(MF.amplitude_retention(est, ref)[0]),
-                          "removed_db": float(10 * np.log10(np.sum((clean - out) ** 2) / np.sum(clean ** 2) + 1e-12))})
+            table.append(
+                {
+                    "clip": name,
+                    "system": label,
+                    "si_sdr_vs_input": float(MF.si_sdr(est, ref)[0]),
+                    "amplitude_retention": float(MF.amplitude_retention(est, ref)[0]),
+                    "removed_db": float(10 * np.log10(np.sum((clean - out) ** 2) / np.sum(clean**2) + 1e-12)),
+                }
+            )
             tracks[f"removed, {label}"] = clean - out
         audio[name] = tracks
     return {"rows": table, "audio": audio, "rate": rate}

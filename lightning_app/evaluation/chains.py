@@ -24,7 +24,7 @@ Chain = Callable[[np.ndarray, int], np.ndarray]
 
 @dataclass(frozen=True)
 class ChainSpec:
-    kind: str                 # stft | magnitude | mel
+    kind: str  # stft | magnitude | mel
     n_fft: int = 1024
     hop: int = 256
     n_mels: int = 64
@@ -32,8 +32,11 @@ class ChainSpec:
 
     @property
     def name(self) -> str:
-        base = {"stft": "STFT -> iSTFT", "magnitude": "magnitude -> Griffin-Lim",
-                "mel": f"mel {self.n_mels} -> inverse mel -> Griffin-Lim"}[self.kind]
+        base = {
+            "stft": "STFT -> iSTFT",
+            "magnitude": "magnitude -> Griffin-Lim",
+            "mel": f"mel {self.n_mels} -> inverse mel -> Griffin-Lim",
+        }[self.kind]
         return f"{base} (n_fft {self.n_fft}, hop {self.hop})"
 
 
@@ -68,12 +71,15 @@ def build_chain(spec: ChainSpec) -> Chain:
             y = torch.istft(stft(x), spec.n_fft, spec.hop, window=window, length=n)
             return y.numpy()
         torch.manual_seed(0)  # Griffin-Lim starts from random phase: the same start every time
-        griffin_lim = T.GriffinLim(n_fft=spec.n_fft, hop_length=spec.hop, power=1.0, n_iter=spec.griffin_lim_iters,
-                                   length=n)
+        griffin_lim = T.GriffinLim(
+            n_fft=spec.n_fft, hop_length=spec.hop, power=1.0, n_iter=spec.griffin_lim_iters, length=n
+        )
         magnitude = stft(x).abs()
         if spec.kind == "mel":
             to_mel = T.MelScale(n_mels=spec.n_mels, sample_rate=sample_rate, n_stft=spec.n_fft // 2 + 1)
-            from_mel = T.InverseMelScale(n_stft=spec.n_fft // 2 + 1, n_mels=spec.n_mels, sample_rate=sample_rate)
+            from_mel = T.InverseMelScale(
+                n_stft=spec.n_fft // 2 + 1, n_mels=spec.n_mels, sample_rate=sample_rate
+            )
             magnitude = from_mel(to_mel(magnitude)).clamp_min(0.0)
         return griffin_lim(magnitude).numpy()
 

@@ -59,10 +59,27 @@ FADE_S = 0.01
 DNSMOS_WINDOWS = 3
 BLOCK_S = 60.0
 SILENT_DBFS = -100.0  # an input whose RMS is below this has nothing to listen to
-RANGE_DB = spectrograms.RANGE_DB  # each excerpt's colour scale: its loudest band (rounded up to 5 dB) down to this
+RANGE_DB = (
+    spectrograms.RANGE_DB
+)  # each excerpt's colour scale: its loudest band (rounded up to 5 dB) down to this
 TRACKS = ("before", "after", "removed")
-INFO_COLUMNS = ("index", "label", "input", "restored", "residual", "content", "status", "reason", "sample_rate",
-                "channels", "seconds", "measured_seconds", "loud_start_s", "quiet_start_s", "seconds_to_report")
+INFO_COLUMNS = (
+    "index",
+    "label",
+    "input",
+    "restored",
+    "residual",
+    "content",
+    "status",
+    "reason",
+    "sample_rate",
+    "channels",
+    "seconds",
+    "measured_seconds",
+    "loud_start_s",
+    "quiet_start_s",
+    "seconds_to_report",
+)
 
 
 class ReportSkip(Exception):
@@ -192,8 +209,9 @@ def read_spans(path: Path, spans: list[tuple[int, int]], rate: int) -> np.ndarra
 
 
 # ----------------------------------------------------------------------------- measuring
-def dnsmos_figures(before: np.ndarray, after: np.ndarray, rate: int, content: str | None,
-                   windows: int) -> tuple[dict[str, float], str | None]:
+def dnsmos_figures(
+    before: np.ndarray, after: np.ndarray, rate: int, content: str | None, windows: int
+) -> tuple[dict[str, float], str | None]:
     """DNSMOS before and after, the mean of ``windows`` single 9-s model windows spread over the signals,
     and the reason it is not computed (music, the extra missing, ``windows`` 0), or None."""
     out = {f"{k}_{when}": math.nan for when in ("before", "after") for k in D.KEYS}
@@ -203,7 +221,7 @@ def dnsmos_figures(before: np.ndarray, after: np.ndarray, rate: int, content: st
     win = math.ceil(D.WINDOW_S * rate)
     starts = sorted({int(s) for s in np.linspace(0, max(0, len(before) - win), windows).round()})
     for when, signal in (("before", before), ("after", after)):
-        scored = [D.score(signal[s:s + win], rate) for s in starts]
+        scored = [D.score(signal[s : s + win], rate) for s in starts]
         good = [s for s, why in scored if why is None]
         for why in {why for _, why in scored if why}:
             log.warning("DNSMOS not scored on a window: %s", why)
@@ -212,11 +230,14 @@ def dnsmos_figures(before: np.ndarray, after: np.ndarray, rate: int, content: st
     return out, None
 
 
-def spectrogram_png(tracks: dict[str, np.ndarray], titles: dict[str, str], rate: int, start_s: float,
-                    path: Path) -> dict[str, object]:
+def spectrogram_png(
+    tracks: dict[str, np.ndarray], titles: dict[str, str], rate: int, start_s: float, path: Path
+) -> dict[str, object]:
     """The tracks' spectrograms side by side on one colour scale; {"vmin", "vmax", "clim": {track: (lo, hi)},
     "width", "height"}."""
-    fig, (scale,) = spectrograms.figure([tracks], rate, titles=titles, xlabel=f"seconds from {_clock(start_s)}")
+    fig, (scale,) = spectrograms.figure(
+        [tracks], rate, titles=titles, xlabel=f"seconds from {_clock(start_s)}"
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=fig.dpi)
     width, height = (round(v) for v in fig.get_size_inches() * fig.dpi)
@@ -234,8 +255,13 @@ def _write_wav(path: Path, audio: np.ndarray, rate: int) -> None:
     sf.write(str(path), np.clip(audio, -1.0, 1.0), rate, subtype="PCM_16")
 
 
-def analyse(entry: ReportEntry, folder: Path, excerpt_seconds: float = EXCERPT_S,
-            measure_seconds: float = MEASURE_S, dnsmos_windows: int = DNSMOS_WINDOWS) -> dict:
+def analyse(
+    entry: ReportEntry,
+    folder: Path,
+    excerpt_seconds: float = EXCERPT_S,
+    measure_seconds: float = MEASURE_S,
+    dnsmos_windows: int = DNSMOS_WINDOWS,
+) -> dict:
     """Everything the page and the CSV show of one entry; excerpt files go to ``folder``. ReportSkip (or a
     reader's error) when the file cannot be shown."""
     info = _probe("input", entry.input)
@@ -246,8 +272,10 @@ def analyse(entry: ReportEntry, folder: Path, excerpt_seconds: float = EXCERPT_S
     residual = _probe("residual file", entry.residual) if entry.residual is not None else None
     for role, other in (("restored file", restored), ("residual file", residual)):
         if other is not None and (other.sample_rate, other.channels) != (rate, channels):
-            raise ReportSkip(f"{role} {other.path} is {other.sample_rate} Hz, {other.channels} channel(s); the input "
-                             f"is {rate} Hz, {channels} channel(s)")
+            raise ReportSkip(
+                f"{role} {other.path} is {other.sample_rate} Hz, {other.channels} channel(s); the input "
+                f"is {rate} Hz, {channels} channel(s)"
+            )
     frames = min(i.frames for i in (info, restored, residual) if i is not None)
     powers = powers[: -(-frames // frame)]
     spans = measured_spans(frames, rate, measure_seconds)
@@ -262,24 +290,44 @@ def analyse(entry: ReportEntry, folder: Path, excerpt_seconds: float = EXCERPT_S
         values["guard_restored_share"] = entry.guard_share
     del before, after
     excerpts = []
-    titles = {"before": "before (input)", "after": "after (restored)",
-              "removed": "removed (residual file)" if residual else "removed (input − restored)"}
+    titles = {
+        "before": "before (input)",
+        "after": "after (restored)",
+        "removed": "removed (residual file)" if residual else "removed (input − restored)",
+    }
     for kind, start, n in pick_excerpts(powers, frame, frames, int(round(excerpt_seconds * rate))):
         tracks = {"before": read_span(entry.input, start, n), "after": read_span(entry.restored, start, n)}
-        tracks["removed"] = (read_span(entry.residual, start, n) if residual
-                             else tracks["before"] - tracks["after"])
+        tracks["removed"] = (
+            read_span(entry.residual, start, n) if residual else tracks["before"] - tracks["after"]
+        )
         files = {}
         for name, audio in tracks.items():
             files[name] = folder / f"{kind}-{name}.wav"
             _write_wav(files[name], audio, rate)
         image = folder / f"{kind}.png"
         scale = spectrogram_png(tracks, titles, rate, start / rate, image)
-        excerpts.append({"kind": kind, "start_s": start / rate, "seconds": n / rate, "image": image,
-                         "files": files, **scale})
+        excerpts.append(
+            {
+                "kind": kind,
+                "start_s": start / rate,
+                "seconds": n / rate,
+                "image": image,
+                "files": files,
+                **scale,
+            }
+        )
     measured = sum(n for _, n in spans) / rate
-    return {"sample_rate": rate, "channels": channels, "seconds": frames / rate, "measured_seconds": measured,
-            "spans": len(spans), "figures": values, "dnsmos_reason": dnsmos_reason, "excerpts": excerpts,
-            "titles": titles}
+    return {
+        "sample_rate": rate,
+        "channels": channels,
+        "seconds": frames / rate,
+        "measured_seconds": measured,
+        "spans": len(spans),
+        "figures": values,
+        "dnsmos_reason": dnsmos_reason,
+        "excerpts": excerpts,
+        "titles": titles,
+    }
 
 
 # ----------------------------------------------------------------------------- the page
@@ -290,7 +338,9 @@ def _fresh_files_dir(path: Path) -> None:
             raise FileExistsError(f"{path} exists and was not written by a listening report; move it away")
         shutil.rmtree(path)
     path.mkdir(parents=True)
-    (path / _MARK).write_text("written by lightning_app.evaluation.listening_report; replaced by the next report\n")
+    (path / _MARK).write_text(
+        "written by lightning_app.evaluation.listening_report; replaced by the next report\n"
+    )
 
 
 def _slug(text: str) -> str:
@@ -310,8 +360,13 @@ def _num(value: float, digits: int = 1, unit: str = "", signed: bool = False) ->
     return text + unit
 
 
-BAND_LABELS = {"0_100": "0–100 Hz", "100_500": "100–500 Hz", "500_2k": "0.5–2 kHz", "2k_6k": "2–6 kHz",
-               "6k_nyq": "6 kHz–Nyquist"}
+BAND_LABELS = {
+    "0_100": "0–100 Hz",
+    "100_500": "100–500 Hz",
+    "500_2k": "0.5–2 kHz",
+    "2k_6k": "2–6 kHz",
+    "6k_nyq": "6 kHz–Nyquist",
+}
 
 
 def _figures_table(values: dict[str, float], dnsmos_reason: str | None) -> str:
@@ -319,49 +374,85 @@ def _figures_table(values: dict[str, float], dnsmos_reason: str | None) -> str:
         return f"<tr><th>{label}</th><td>{before}</td><td>{after}</td><td>{change}</td></tr>"
 
     v = values.get
-    rows = [row("noise floor (dBFS, quietest frames)", _num(v("noise_floor_db_before")),
-                _num(v("noise_floor_db_after")), _num(v("noise_floor_change_db"), unit=" dB", signed=True)),
-            row("clicks per second", _num(v("click_rate_before"), 2), _num(v("click_rate_after"), 2),
-                _num(v("click_rate_after", math.nan) - v("click_rate_before", math.nan), 2, signed=True)),
-            row("level (RMS)", "", "", _num(v("level_change_db"), unit=" dB", signed=True))]
+    rows = [
+        row(
+            "noise floor (dBFS, quietest frames)",
+            _num(v("noise_floor_db_before")),
+            _num(v("noise_floor_db_after")),
+            _num(v("noise_floor_change_db"), unit=" dB", signed=True),
+        ),
+        row(
+            "clicks per second",
+            _num(v("click_rate_before"), 2),
+            _num(v("click_rate_after"), 2),
+            _num(v("click_rate_after", math.nan) - v("click_rate_before", math.nan), 2, signed=True),
+        ),
+        row("level (RMS)", "", "", _num(v("level_change_db"), unit=" dB", signed=True)),
+    ]
     if "guard_restored_share" in values:
-        rows.append(f"<tr class='guard'><th>do-no-harm guard</th><td colspan='3'>put back "
-                    f"{_num(100 * values['guard_restored_share'], 1, ' %')} of what the model removed (what did not "
-                    "look like noise)</td></tr>")
+        rows.append(
+            f"<tr class='guard'><th>do-no-harm guard</th><td colspan='3'>put back "
+            f"{_num(100 * values['guard_restored_share'], 1, ' %')} of what the model removed (what did not "
+            "look like noise)</td></tr>"
+        )
     for k in D.KEYS:
         b, a = v(f"{k}_before", math.nan), v(f"{k}_after", math.nan)
         if dnsmos_reason:
-            rows.append(f"<tr class='na'><th>DNSMOS SIG / BAK / OVRL</th>"
-                        f"<td colspan='3'>not shown: {html.escape(dnsmos_reason)}</td></tr>")
+            rows.append(
+                f"<tr class='na'><th>DNSMOS SIG / BAK / OVRL</th>"
+                f"<td colspan='3'>not shown: {html.escape(dnsmos_reason)}</td></tr>"
+            )
             break
-        rows.append(row(f"DNSMOS {k.split('_')[1].upper()} (1–5)", _num(b, 2), _num(a, 2), _num(a - b, 2, signed=True)))
+        rows.append(
+            row(
+                f"DNSMOS {k.split('_')[1].upper()} (1–5)", _num(b, 2), _num(a, 2), _num(a - b, 2, signed=True)
+            )
+        )
     bands = [k for k in values if k.startswith("removed_")]
     band_head = "".join(f"<th>{BAND_LABELS.get(k[8:], k[8:])}</th>" for k in bands)
     band_row = "".join(f"<td>{_num(100 * values[k], 0, ' %')}</td>" for k in bands)
-    known = {"noise_floor_db_before", "noise_floor_db_after", "noise_floor_change_db", "click_rate_before",
-             "click_rate_after", "level_change_db", "guard_restored_share", *bands,
-             *(f"{k}_{w}" for k in D.KEYS for w in ("before", "after"))}
-    other = "".join(f"<tr><th>{html.escape(k)}</th><td colspan='3'>{_num(x, 3)}</td></tr>"
-                    for k, x in values.items() if k not in known)
-    return ("<table class='figures'><tr><th></th><th>before</th><th>after</th><th>change</th></tr>"
-            + "".join(rows) + other + "</table>"
-            + f"<table class='bands'><tr><th>energy removed</th>{band_head}</tr><tr><th>share</th>{band_row}</tr></table>")
+    known = {
+        "noise_floor_db_before",
+        "noise_floor_db_after",
+        "noise_floor_change_db",
+        "click_rate_before",
+        "click_rate_after",
+        "level_change_db",
+        "guard_restored_share",
+        *bands,
+        *(f"{k}_{w}" for k in D.KEYS for w in ("before", "after")),
+    }
+    other = "".join(
+        f"<tr><th>{html.escape(k)}</th><td colspan='3'>{_num(x, 3)}</td></tr>"
+        for k, x in values.items()
+        if k not in known
+    )
+    return (
+        "<table class='figures'><tr><th></th><th>before</th><th>after</th><th>change</th></tr>"
+        + "".join(rows)
+        + other
+        + "</table>"
+        + f"<table class='bands'><tr><th>energy removed</th>{band_head}</tr><tr><th>share</th>{band_row}</tr></table>"
+    )
 
 
 def _excerpt_html(ex: dict, titles: dict[str, str], output_dir: Path, label: str) -> str:
     players = "".join(
         f"<figure><figcaption>{html.escape(titles[t])}</figcaption>"
         f"<audio controls preload='metadata' src='{_url(ex['files'][t], output_dir)}' data-track='{t}'></audio></figure>"
-        for t in TRACKS)
+        for t in TRACKS
+    )
     clims = " ".join(f"data-clim-{t}='{lo:g} {hi:g}'" for t, (lo, hi) in ex["clim"].items())
     span = f"{_clock(ex['start_s'])}–{_clock(ex['start_s'] + ex['seconds'])}"
     alt = html.escape(f"spectrograms of {label}, {ex['kind']} passage {span}: before, after, removed")
-    return (f"<div class='excerpt' data-kind='{ex['kind']}' data-start-s='{ex['start_s']:.3f}' "
-            f"data-seconds='{ex['seconds']:.3f}'><h3>{ex['kind'].capitalize()} {ex['seconds']:g} s of the input, "
-            f"{span}</h3><div class='players'>{players}</div>"
-            f"<img class='spectrogram' src='{_url(ex['image'], output_dir)}' width='{ex['width']}' "
-            f"height='{ex['height']}' alt='{alt}' data-vmin='{ex['vmin']:g}' data-vmax='{ex['vmax']:g}' {clims}>"
-            f"<p class='scale'>One colour scale for all three: {ex['vmin']:g} to {ex['vmax']:g} dB.</p></div>")
+    return (
+        f"<div class='excerpt' data-kind='{ex['kind']}' data-start-s='{ex['start_s']:.3f}' "
+        f"data-seconds='{ex['seconds']:.3f}'><h3>{ex['kind'].capitalize()} {ex['seconds']:g} s of the input, "
+        f"{span}</h3><div class='players'>{players}</div>"
+        f"<img class='spectrogram' src='{_url(ex['image'], output_dir)}' width='{ex['width']}' "
+        f"height='{ex['height']}' alt='{alt}' data-vmin='{ex['vmin']:g}' data-vmax='{ex['vmax']:g}' {clims}>"
+        f"<p class='scale'>One colour scale for all three: {ex['vmin']:g} to {ex['vmax']:g} dB.</p></div>"
+    )
 
 
 STYLE = """
@@ -379,47 +470,71 @@ img.spectrogram{width:100%;height:auto;display:block;margin-top:.3em}
 """
 
 
-def _page(title: str, rows: list[dict], results: list[dict | None], output_dir: Path, notes: list[str],
-          elapsed: float) -> str:
+def _page(
+    title: str,
+    rows: list[dict],
+    results: list[dict | None],
+    output_dir: Path,
+    notes: list[str],
+    elapsed: float,
+) -> str:
     ok = sum(r["status"] == "ok" for r in rows)
-    index = ["<table class='index'><tr><th>#</th><th>file</th><th>status</th><th>noise floor change</th>"
-             "<th>clicks/s before → after</th><th>level change</th></tr>"]
+    index = [
+        "<table class='index'><tr><th>#</th><th>file</th><th>status</th><th>noise floor change</th>"
+        "<th>clicks/s before → after</th><th>level change</th></tr>"
+    ]
     body = []
     for row, result in zip(rows, results, strict=True):
         anchor = f"file-{row['index']:02d}"
         name = html.escape(row["label"])
         if result is None:
-            index.append(f"<tr><td>{row['index']}</td><td><a href='#{anchor}'>{name}</a></td>"
-                         f"<td class='reason' colspan='4'>skipped: {html.escape(row['reason'])}</td></tr>")
-            body.append(f"<article class='file skipped' id='{anchor}' data-status='skipped'><h2>{row['index']:02d} · "
-                        f"{name}</h2><p class='reason'>Not reported: {html.escape(row['reason'])}</p></article>")
+            index.append(
+                f"<tr><td>{row['index']}</td><td><a href='#{anchor}'>{name}</a></td>"
+                f"<td class='reason' colspan='4'>skipped: {html.escape(row['reason'])}</td></tr>"
+            )
+            body.append(
+                f"<article class='file skipped' id='{anchor}' data-status='skipped'><h2>{row['index']:02d} · "
+                f"{name}</h2><p class='reason'>Not reported: {html.escape(row['reason'])}</p></article>"
+            )
             continue
         f = result["figures"]
-        index.append(f"<tr><td>{row['index']}</td><td><a href='#{anchor}'>{name}</a></td><td>ok</td>"
-                     f"<td>{_num(f.get('noise_floor_change_db', math.nan), unit=' dB', signed=True)}</td>"
-                     f"<td>{_num(f.get('click_rate_before', math.nan), 2)} → {_num(f.get('click_rate_after', math.nan), 2)}</td>"
-                     f"<td>{_num(f.get('level_change_db', math.nan), unit=' dB', signed=True)}</td></tr>")
+        index.append(
+            f"<tr><td>{row['index']}</td><td><a href='#{anchor}'>{name}</a></td><td>ok</td>"
+            f"<td>{_num(f.get('noise_floor_change_db', math.nan), unit=' dB', signed=True)}</td>"
+            f"<td>{_num(f.get('click_rate_before', math.nan), 2)} → {_num(f.get('click_rate_after', math.nan), 2)}</td>"
+            f"<td>{_num(f.get('level_change_db', math.nan), unit=' dB', signed=True)}</td></tr>"
+        )
         if result["measured_seconds"] < result["seconds"]:
-            measured = (f"figures measured on {result['measured_seconds']:g} s of {_clock(result['seconds'])}: "
-                        f"{result['spans']} spans of {result['measured_seconds'] / result['spans']:g} s spread over "
-                        "the file")
+            measured = (
+                f"figures measured on {result['measured_seconds']:g} s of {_clock(result['seconds'])}: "
+                f"{result['spans']} spans of {result['measured_seconds'] / result['spans']:g} s spread over "
+                "the file"
+            )
         else:
             measured = "figures measured on the whole file"
         content = row["content"] or "not labelled"
-        facts = (f"{html.escape(row['input'])} → {html.escape(row['restored'])} · {_clock(result['seconds'])}, "
-                 f"{result['sample_rate']} Hz, {result['channels']} channel(s), content: {html.escape(content)} · "
-                 f"{measured}")
-        body.append(f"<article class='file' id='{anchor}' data-status='ok'><h2>{row['index']:02d} · {name}</h2>"
-                    f"<p class='facts'>{facts}</p>{_figures_table(f, result['dnsmos_reason'])}"
-                    + "".join(_excerpt_html(ex, result["titles"], output_dir, row["label"]) for ex in result["excerpts"])
-                    + "</article>")
+        facts = (
+            f"{html.escape(row['input'])} → {html.escape(row['restored'])} · {_clock(result['seconds'])}, "
+            f"{result['sample_rate']} Hz, {result['channels']} channel(s), content: {html.escape(content)} · "
+            f"{measured}"
+        )
+        body.append(
+            f"<article class='file' id='{anchor}' data-status='ok'><h2>{row['index']:02d} · {name}</h2>"
+            f"<p class='facts'>{facts}</p>{_figures_table(f, result['dnsmos_reason'])}"
+            + "".join(
+                _excerpt_html(ex, result["titles"], output_dir, row["label"]) for ex in result["excerpts"]
+            )
+            + "</article>"
+        )
     index.append("</table>")
     note_html = "".join(f"<p>{n}</p>" for n in notes)
-    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
-            f"<p class='meta'>{ok} of {len(rows)} file(s) reported · written {time.strftime('%Y-%m-%d %H:%M')} in "
-            f"{elapsed:.0f} s · figures also in <a href='{TABLE}'>{TABLE}</a></p>"
-            f"<section class='notes'>{note_html}</section>{''.join(index)}{''.join(body)}</body></html>\n")
+    return (
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
+        f"<p class='meta'>{ok} of {len(rows)} file(s) reported · written {time.strftime('%Y-%m-%d %H:%M')} in "
+        f"{elapsed:.0f} s · figures also in <a href='{TABLE}'>{TABLE}</a></p>"
+        f"<section class='notes'>{note_html}</section>{''.join(index)}{''.join(body)}</body></html>\n"
+    )
 
 
 def _notes(excerpt_seconds: float, measure_seconds: float, dnsmos_windows: int) -> list[str]:
@@ -442,8 +557,15 @@ def _notes(excerpt_seconds: float, measure_seconds: float, dnsmos_windows: int) 
     ]
 
 
-def write_listening_report(entries, output_dir, *, title: str = "Listening report", excerpt_seconds: float = EXCERPT_S,
-                           measure_seconds: float = MEASURE_S, dnsmos_windows: int = DNSMOS_WINDOWS) -> Path:
+def write_listening_report(
+    entries,
+    output_dir,
+    *,
+    title: str = "Listening report",
+    excerpt_seconds: float = EXCERPT_S,
+    measure_seconds: float = MEASURE_S,
+    dnsmos_windows: int = DNSMOS_WINDOWS,
+) -> Path:
     """Write ``output_dir/report.html`` (+ ``report.csv`` and ``report_files/``) for ``entries`` —
     :class:`ReportEntry` items, or (input, restored[, residual[, content[, label]]]) tuples or dicts — and
     return the page's path. A file that cannot be reported gets a row with the reason; never an exception
@@ -455,12 +577,25 @@ def write_listening_report(entries, output_dir, *, title: str = "Listening repor
     rows, results = [], []
     for index, item in enumerate(entries, 1):
         entry = _entry(item)
-        row = {"index": index, "label": entry.name, "input": str(entry.input), "restored": str(entry.restored),
-               "residual": str(entry.residual or ""), "content": entry.content or "", "status": "ok", "reason": ""}
+        row = {
+            "index": index,
+            "label": entry.name,
+            "input": str(entry.input),
+            "restored": str(entry.restored),
+            "residual": str(entry.residual or ""),
+            "content": entry.content or "",
+            "status": "ok",
+            "reason": "",
+        }
         t0 = time.perf_counter()
         try:
-            result = analyse(entry, files_dir / f"{index:02d}-{_slug(entry.name)}", excerpt_seconds, measure_seconds,
-                             dnsmos_windows)
+            result = analyse(
+                entry,
+                files_dir / f"{index:02d}-{_slug(entry.name)}",
+                excerpt_seconds,
+                measure_seconds,
+                dnsmos_windows,
+            )
         except ReportSkip as exc:
             result, reason = None, str(exc)
         except Exception as exc:  # a reader's or a figure's error on one file must not stop the report
@@ -470,10 +605,15 @@ def write_listening_report(entries, output_dir, *, title: str = "Listening repor
             log.warning("listening report: %s skipped: %s", entry.name, reason)
         else:
             starts = {ex["kind"]: round(ex["start_s"], 3) for ex in result["excerpts"]}
-            row.update(sample_rate=result["sample_rate"], channels=result["channels"],
-                       seconds=round(result["seconds"], 3), measured_seconds=round(result["measured_seconds"], 3),
-                       loud_start_s=starts.get("loudest", ""), quiet_start_s=starts.get("quietest", ""),
-                       **result["figures"])
+            row.update(
+                sample_rate=result["sample_rate"],
+                channels=result["channels"],
+                seconds=round(result["seconds"], 3),
+                measured_seconds=round(result["measured_seconds"], 3),
+                loud_start_s=starts.get("loudest", ""),
+                quiet_start_s=starts.get("quietest", ""),
+                **result["figures"],
+            )
         row["seconds_to_report"] = round(time.perf_counter() - t0, 2)
         rows.append(row)
         results.append(result)
@@ -482,11 +622,22 @@ def write_listening_report(entries, output_dir, *, title: str = "Listening repor
         writer = csv.DictWriter(f, fieldnames=[*INFO_COLUMNS, *keys], restval="")
         writer.writeheader()
         for r in rows:
-            writer.writerow({k: ("" if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()})
+            writer.writerow(
+                {k: ("" if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()}
+            )
     page = output_dir / PAGE
     partial = page.with_name(f".{PAGE}.{os.getpid()}.partial")
-    partial.write_text(_page(title, rows, results, output_dir, _notes(excerpt_seconds, measure_seconds, dnsmos_windows),
-                             time.perf_counter() - started), encoding="utf-8")
+    partial.write_text(
+        _page(
+            title,
+            rows,
+            results,
+            output_dir,
+            _notes(excerpt_seconds, measure_seconds, dnsmos_windows),
+            time.perf_counter() - started,
+        ),
+        encoding="utf-8",
+    )
     partial.replace(page)
     log.info("listening report: %s (%d file(s), %.1f s)", page, len(rows), time.perf_counter() - started)
     return page

@@ -61,8 +61,16 @@ log = logging.getLogger(__name__)
 # ----------------------------------------------------------------------------- reconstruction chains
 CHAIN_COLUMNS = ("snr", "si_sdr", "waveform_correlation", "spectral_correlation", "pesq", "stoi", "rtf")
 
-def evaluate_chains(output_dir: Path, chains: list[tuple[str, Chain]], data: Path | None = None,
-                    clips: int | None = None, seconds: float = 3.0, workers: int = 2, panel_clips: int = 2) -> dict:
+
+def evaluate_chains(
+    output_dir: Path,
+    chains: list[tuple[str, Chain]],
+    data: Path | None = None,
+    clips: int | None = None,
+    seconds: float = 3.0,
+    workers: int = 2,
+    panel_clips: int = 2,
+) -> dict:
     """Each chain, ``(name, fn(audio, sample_rate) -> audio)``, reconstructs the *clean* clips and is
     scored against them with the model metrics. Writes chains.md, chains.csv and chains_spectrograms.png."""
     from lightning_app.metrics import functional as MF
@@ -70,11 +78,14 @@ def evaluate_chains(output_dir: Path, chains: list[tuple[str, Chain]], data: Pat
     skipped = []
     if data is not None:
         # the chains are the research's speech chains: at the default experiment's rate
-        test_clips, rate, skipped = paired_test_set(Path(data), C.compose(DEFAULT_EXPERIMENT).data.sample_rate, clips,
-                                                    silent_clean_rms())
+        test_clips, rate, skipped = paired_test_set(
+            Path(data), C.compose(DEFAULT_EXPERIMENT).data.sample_rate, clips, silent_clean_rms()
+        )
         if not test_clips:
-            raise FileNotFoundError(f"nothing to reconstruct in {data}: all {len(skipped)} pairs skipped: "
-                                    + "; ".join(s["reason"] for s in skipped[:5]))
+            raise FileNotFoundError(
+                f"nothing to reconstruct in {data}: all {len(skipped)} pairs skipped: "
+                + "; ".join(s["reason"] for s in skipped[:5])
+            )
     else:
         test_clips, rate = synthetic_test_set(clips or 48, seconds, [])
     rows, jobs, keys = [], [], []
@@ -82,13 +93,18 @@ def evaluate_chains(output_dir: Path, chains: list[tuple[str, Chain]], data: Pat
     panel = {"clean": [c["clean"] for c in shown]}
     for name, chain in chains:
         outputs, rtf = run_system(chain, [dict(c, noisy=c["clean"]) for c in test_clips], rate)
-        panel[name] = outputs[:len(shown)]
+        panel[name] = outputs[: len(shown)]
         per_clip = []
         for i, (clip, out) in enumerate(zip(test_clips, outputs, strict=True)):
             est, ref = torch.from_numpy(out)[None], torch.from_numpy(clip["clean"])[None]
-            per_clip.append({"snr": float(MF.snr(est, ref)[0]), "si_sdr": float(MF.si_sdr(est, ref)[0]),
-                             "waveform_correlation": float(MF.pearson(est, ref)[0]),
-                             "spectral_correlation": float(MF.spectral_correlation(est, ref)[0])})
+            per_clip.append(
+                {
+                    "snr": float(MF.snr(est, ref)[0]),
+                    "si_sdr": float(MF.si_sdr(est, ref)[0]),
+                    "waveform_correlation": float(MF.pearson(est, ref)[0]),
+                    "spectral_correlation": float(MF.spectral_correlation(est, ref)[0]),
+                }
+            )
             jobs.append((clip["clean"], out, rate, speech_content(clip["content"]), False))
             keys.append((len(rows), i))
         rows.append({"system": name, "clips": len(test_clips), "rtf": rtf, "_per_clip": per_clip})
@@ -101,29 +117,72 @@ def evaluate_chains(output_dir: Path, chains: list[tuple[str, Chain]], data: Pat
             row[column] = finite_mean(c[column] for c in per_clip)
     output_dir.mkdir(parents=True, exist_ok=True)
     write_csv(output_dir / "chains.csv", ["system", "clips", *CHAIN_COLUMNS], rows)
-    source = f"paired corpus {data}" if data is not None else f"built-in synthetic test set, clean clips of {seconds:g} s"
-    spectrogram_panel(panel, [c["name"] for c in shown], rate, output_dir / "chains_spectrograms.png", titles_fontsize=6)
-    report = "\n".join([f"# Reconstruction chains: {source} ({len(test_clips)} clips)", "",
-                         "Each chain reconstructs the clean signal; scores are against it.", "",
-                         *markdown_table(rows, CHAIN_COLUMNS), "",
-                         "![spectrograms of the first clips](chains_spectrograms.png)", "",
-                         *skipped_section(skipped, len(test_clips))]) + "\n"
+    source = (
+        f"paired corpus {data}"
+        if data is not None
+        else f"built-in synthetic test set, clean clips of {seconds:g} s"
+    )
+    spectrogram_panel(
+        panel, [c["name"] for c in shown], rate, output_dir / "chains_spectrograms.png", titles_fontsize=6
+    )
+    report = (
+        "\n".join(
+            [
+                f"# Reconstruction chains: {source} ({len(test_clips)} clips)",
+                "",
+                "Each chain reconstructs the clean signal; scores are against it.",
+                "",
+                *markdown_table(rows, CHAIN_COLUMNS),
+                "",
+                "![spectrograms of the first clips](chains_spectrograms.png)",
+                "",
+                *skipped_section(skipped, len(test_clips)),
+            ]
+        )
+        + "\n"
+    )
     (output_dir / "chains.md").write_text(report)
-    return {"rows": rows, "report": report, "outputs": panel, "sample_rate": rate, "skipped": skipped,
-            "evaluated": len(test_clips)}
+    return {
+        "rows": rows,
+        "report": report,
+        "outputs": panel,
+        "sample_rate": rate,
+        "skipped": skipped,
+        "evaluated": len(test_clips),
+    }
+
 
 # ----------------------------------------------------------------------------- entry point
-def evaluate(checkpoints: list[Path], output_dir: Path, data: Path | None = None, clips: int | None = None,
-             seconds: float = 3.0, mixes=(1.0, 0.5, 0.3), workers: int = 2, with_baselines: bool = True,
-             overrides: list[str] = (), experiment: str | None = None, visqol_clips: int = 16,
-             device: str = "cpu", ablation: bool = False, real_corpus: Path | None = None,
-             real_clips: int = 36) -> dict:
+def evaluate(
+    checkpoints: list[Path],
+    output_dir: Path,
+    data: Path | None = None,
+    clips: int | None = None,
+    seconds: float = 3.0,
+    mixes=(1.0, 0.5, 0.3),
+    workers: int = 2,
+    with_baselines: bool = True,
+    overrides: list[str] = (),
+    experiment: str | None = None,
+    visqol_clips: int = 16,
+    device: str = "cpu",
+    ablation: bool = False,
+    real_corpus: Path | None = None,
+    real_clips: int = 36,
+) -> dict:
     """Score every system and write the reports; returns {"rows", "report", "plots"}. The checkpoints run
     on ``device`` (cpu, cuda, auto); the baselines and the scoring on the CPU."""
-    models = [(checkpoint_name(p), *model_process(p, device)) for p in checkpoints]  # fail early on a bad checkpoint
+    models = [
+        (checkpoint_name(p), *model_process(p, device)) for p in checkpoints
+    ]  # fail early on a bad checkpoint
     systems = [(name, process) for name, process, _ in models]
-    if ablation:  # the guard's effect: each model without it, and the guard over a model that removes everything
-        systems += [(f"{checkpoint_name(p)} (no guard)", model_process(p, device, guard=False)[0]) for p in checkpoints]
+    if (
+        ablation
+    ):  # the guard's effect: each model without it, and the guard over a model that removes everything
+        systems += [
+            (f"{checkpoint_name(p)} (no guard)", model_process(p, device, guard=False)[0])
+            for p in checkpoints
+        ]
         if models:
             systems.append(("guard alone", guard_alone_process(models[0][2])))
     if data is not None:
@@ -131,17 +190,22 @@ def evaluate(checkpoints: list[Path], output_dir: Path, data: Path | None = None
             rate = models[0][2]  # the rate the (first) model works at
         else:
             rate = C.compose(experiment or DEFAULT_EXPERIMENT, list(overrides)).data.sample_rate
-        test_clips, rate, skipped = paired_test_set(Path(data), rate, clips, silent_clean_rms(experiment, overrides))
+        test_clips, rate, skipped = paired_test_set(
+            Path(data), rate, clips, silent_clean_rms(experiment, overrides)
+        )
         left_out = f", {len(skipped)} skipped" if skipped else ""
         description = f"paired corpus {data} at {rate} Hz ({len(test_clips)} files{left_out})"
         if not test_clips:  # the report still says why, pair by pair
             output_dir.mkdir(parents=True, exist_ok=True)
             write_csv(output_dir / "report.csv", ["group", "system", "clips", *COLUMNS], [])
             write_csv(output_dir / "skipped.csv", ["file", "reason"], skipped)
-            (output_dir / "report.md").write_text("\n".join([f"# Evaluation: {description}", "",
-                                                             *skipped_section(skipped, 0)]) + "\n")
-            raise FileNotFoundError(f"nothing evaluated in {data}: all {len(skipped)} pairs skipped "
-                                    f"(see {output_dir / 'report.md'}#skipped)")
+            (output_dir / "report.md").write_text(
+                "\n".join([f"# Evaluation: {description}", "", *skipped_section(skipped, 0)]) + "\n"
+            )
+            raise FileNotFoundError(
+                f"nothing evaluated in {data}: all {len(skipped)} pairs skipped "
+                f"(see {output_dir / 'report.md'}#skipped)"
+            )
     else:
         experiment = experiment or DEFAULT_EXPERIMENT
         test_clips, rate = synthetic_test_set(clips or 48, seconds, list(overrides), experiment)
@@ -161,7 +225,9 @@ def evaluate(checkpoints: list[Path], output_dir: Path, data: Path | None = None
             # The mix is linear, so each blend comes from the one model pass (and costs what it costs).
             for mix in mixes:
                 label = f"{name} (mix {mix:g})"
-                outputs[label] = [mix * e + (1 - mix) * c["noisy"] for e, c in zip(estimates, test_clips, strict=True)]
+                outputs[label] = [
+                    mix * e + (1 - mix) * c["noisy"] for e, c in zip(estimates, test_clips, strict=True)
+                ]
                 rtf[label] = rtf[name]
             del rtf[name]
         else:
@@ -173,28 +239,58 @@ def evaluate(checkpoints: list[Path], output_dir: Path, data: Path | None = None
     panel = [s for s in outputs if "(mix" not in s or "(mix 1)" in s]
     plots = write_plots(rows, test_clips, outputs, rate, output_dir, panel, description=description)
     speech = sum(speech_content(c["content"]) for c in test_clips)
-    scope = f"the first {visqol_clips} clips" if visqol_clips else f"not computed: {missing or '--visqol-clips 0'}"
-    notes = [f"PESQ and STOI are speech measures: computed on the speech clips only ({speech} of {len(test_clips)} "
-             f"clips). ViSQOL (v3 audio mode, MOS-LQO 1-5, music and speech; {scope}) is level-blind: it rescales "
-             f"the output to the clean level before comparing, so read it next to amplitude retention, never instead. "
-             f"LSD: log-spectral distance in dB (lower is better)."]
+    scope = (
+        f"the first {visqol_clips} clips"
+        if visqol_clips
+        else f"not computed: {missing or '--visqol-clips 0'}"
+    )
+    notes = [
+        f"PESQ and STOI are speech measures: computed on the speech clips only ({speech} of {len(test_clips)} "
+        f"clips). ViSQOL (v3 audio mode, MOS-LQO 1-5, music and speech; {scope}) is level-blind: it rescales "
+        f"the output to the clean level before comparing, so read it next to amplitude retention, never instead. "
+        f"LSD: log-spectral distance in dB (lower is better)."
+    ]
     report = write_reports(rows, output_dir, description, plots, notes, untouched, skipped, len(test_clips))
     real = None
     if real_corpus is not None:
-        real = evaluate_real(real_corpus, [(n, p) for n, p in processes if n in dict(systems) or n in dict(baselines_)],
-                             output_dir, experiment or DEFAULT_EXPERIMENT, real_clips)
+        real = evaluate_real(
+            real_corpus,
+            [(n, p) for n, p in processes if n in dict(systems) or n in dict(baselines_)],
+            output_dir,
+            experiment or DEFAULT_EXPERIMENT,
+            real_clips,
+        )
         report += "\n" + real["report"]
         (output_dir / "report.md").write_text(report)
-    return {"rows": rows, "report": report, "plots": plots, "clean_input": untouched, "skipped": skipped,
-            "evaluated": len(test_clips), "real": real}
+    return {
+        "rows": rows,
+        "report": report,
+        "plots": plots,
+        "clean_input": untouched,
+        "skipped": skipped,
+        "evaluated": len(test_clips),
+        "real": real,
+    }
+
 
 REAL_COLUMNS = ("clips", "si_sdr_i", "worst_si_sdr_i", "worse_than_input", "amplitude_retention")
 
-REAL_LABELS = {"si_sdr_i": "mean SI-SDR gain (dB)", "worst_si_sdr_i": "worst clip (dB)",
-               "worse_than_input": "clips worse than input by > 0.5 dB", "amplitude_retention": "retention"}
+REAL_LABELS = {
+    "si_sdr_i": "mean SI-SDR gain (dB)",
+    "worst_si_sdr_i": "worst clip (dB)",
+    "worse_than_input": "clips worse than input by > 0.5 dB",
+    "amplitude_retention": "retention",
+}
 
-def evaluate_real(root: Path, systems: list, output_dir: Path, experiment: str, clips_per_content: int = 36,
-                  seconds: float = 6.0) -> dict:
+
+def evaluate_real(
+    root: Path,
+    systems: list,
+    output_dir: Path,
+    experiment: str,
+    clips_per_content: int = 36,
+    seconds: float = 6.0,
+) -> dict:
     """The real-recordings test set (``real_test_set`` on the corpus's test split): every system restores each
     degraded clip and each clean clip; per content and per 5-dB input-SNR bucket the mean SI-SDR gain, the worst
     clip, the clips made worse than their input, retention; and the clean-input table. Writes real.md, real.csv."""
@@ -212,7 +308,9 @@ def evaluate_real(root: Path, systems: list, output_dir: Path, experiment: str, 
         members = [i for i, c in enumerate(clips) if c["content"] == content]
         groups_[content] = members
         for low, high in REAL_SNR_BUCKETS:
-            groups_[f"{content}, input SNR {low:g}-{high:g} dB"] = [i for i in members if low <= clips[i]["snr_db"] < high]
+            groups_[f"{content}, input SNR {low:g}-{high:g} dB"] = [
+                i for i in members if low <= clips[i]["snr_db"] < high
+            ]
     rows = []
     noisy, clean = t(c["noisy"] for c in clips), t(c["clean"] for c in clips)
     silent_rms = silent_clean_rms(experiment)
@@ -221,37 +319,60 @@ def evaluate_real(root: Path, systems: list, output_dir: Path, experiment: str, 
         gain, kept = values["si_sdr_i"].tolist(), values["amplitude_retention"].tolist()
         for group, members in groups_.items():
             if members:
-                rows.append({"system": name, "group": group, "clips": len(members),
-                             "si_sdr_i": finite_mean(gain[i] for i in members), "worst_si_sdr_i": min(gain[i] for i in members),
-                             "worse_than_input": sum(gain[i] < -0.5 for i in members),
-                             "amplitude_retention": finite_mean(kept[i] for i in members)})
+                rows.append(
+                    {
+                        "system": name,
+                        "group": group,
+                        "clips": len(members),
+                        "si_sdr_i": finite_mean(gain[i] for i in members),
+                        "worst_si_sdr_i": min(gain[i] for i in members),
+                        "worse_than_input": sum(gain[i] < -0.5 for i in members),
+                        "amplitude_retention": finite_mean(kept[i] for i in members),
+                    }
+                )
     clean_rows = clean_input_scores(clips, systems, rate)
     output_dir.mkdir(parents=True, exist_ok=True)
     write_csv(output_dir / "real.csv", ["group", "system", *REAL_COLUMNS], rows)
     labels = {**LABELS, **REAL_LABELS}
     packages = sorted({c["origin"] for c in clips})
-    text = [f"# Real recordings: the corpus's test split ({Path(root)})", "",
-            f"{len(clips)} clips of {seconds:g} s at {rate} Hz from {', '.join(packages)}, degraded by the "
-            f"{experiment} noise generators at input SNRs spread over {REAL_SNR_DB[0]:g}-{REAL_SNR_DB[1]:g} dB "
-            "(waveform measures only; PESQ/STOI/ViSQOL are in the procedural report above).", ""]
+    text = [
+        f"# Real recordings: the corpus's test split ({Path(root)})",
+        "",
+        f"{len(clips)} clips of {seconds:g} s at {rate} Hz from {', '.join(packages)}, degraded by the "
+        f"{experiment} noise generators at input SNRs spread over {REAL_SNR_DB[0]:g}-{REAL_SNR_DB[1]:g} dB "
+        "(waveform measures only; PESQ/STOI/ViSQOL are in the procedural report above).",
+        "",
+    ]
     for group in groups_:
         selected = [r for r in rows if r["group"] == group]
         if selected:
             text += [f"## {group}", "", *tables.records(selected, REAL_COLUMNS, "system", labels=labels), ""]
-    text += ["## Clean input (real): does it leave clean recordings alone?", "",
-             "SI-SDR of each system's output against the clean clip it was given (a restorer should stay above 25 dB).",
-             "", *tables.records([{**r, "system": f"{r['system']} ({r['group']})"} for r in clean_rows],
-                                 ("clips", "median_si_sdr", "p10_si_sdr"), "system", labels=labels), ""]
+    text += [
+        "## Clean input (real): does it leave clean recordings alone?",
+        "",
+        "SI-SDR of each system's output against the clean clip it was given (a restorer should stay above 25 dB).",
+        "",
+        *tables.records(
+            [{**r, "system": f"{r['system']} ({r['group']})"} for r in clean_rows],
+            ("clips", "median_si_sdr", "p10_si_sdr"),
+            "system",
+            labels=labels,
+        ),
+        "",
+    ]
     report = "\n".join(text) + "\n"
     (output_dir / "real.md").write_text(report)
     return {"rows": rows, "clean_input": clean_rows, "report": report, "clips": len(clips)}
+
 
 def reference_free(folder: Path) -> bool:
     """A --data folder of noisy files alone: no clean/ references beside them."""
     return folder.is_dir() and not (folder / "clean").is_dir()
 
-def evaluate_folder(checkpoints: list[Path], folder: Path, output_dir: Path, mix: float = 1.0,
-                    clips: int | None = None) -> dict:
+
+def evaluate_folder(
+    checkpoints: list[Path], folder: Path, output_dir: Path, mix: float = 1.0, clips: int | None = None
+) -> dict:
     """Restore every file of ``folder`` (its noisy/ subfolder if it has one) with each checkpoint (none: the
     bundled model) into ``output_dir/restored/<checkpoint>/`` and write the listening report there;
     {"page", "rows"} (rows: report.csv's). A file that cannot be restored is reported with the reason."""
@@ -265,8 +386,10 @@ def evaluate_folder(checkpoints: list[Path], folder: Path, output_dir: Path, mix
         try:
             checkpoints = [bundled_model()]
         except ValueError as exc:  # CheckpointError: not in this checkout
-            raise ValueError(f"{str(exc).split(';')[0]}; name the checkpoints to restore with: python -m "
-                             f"lightning_app.evaluate CKPT ... --data {folder} (make evaluate CKPTS=...)") from None
+            raise ValueError(
+                f"{str(exc).split(';')[0]}; name the checkpoints to restore with: python -m "
+                f"lightning_app.evaluate CKPT ... --data {folder} (make evaluate CKPTS=...)"
+            ) from None
         log.info("no checkpoint given: restoring with the bundled model %s", checkpoints[0])
     entries = []
     for checkpoint in checkpoints:
@@ -279,11 +402,15 @@ def evaluate_folder(checkpoints: list[Path], folder: Path, output_dir: Path, mix
             try:
                 restore_file(restorer, src, dst, residual_path(dst))
                 share = restorer.guard_share()
-            except audio_io.AudioFileError as exc:  # the report names the input's fault; others are logged here
+            except (
+                audio_io.AudioFileError
+            ) as exc:  # the report names the input's fault; others are logged here
                 log.warning("not restored: %s", exc)
             top = rel.parts[0] if len(rel.parts) > 1 else None
             label = rel.as_posix() if len(checkpoints) == 1 else f"{rel.as_posix()} · {name}"
-            entries.append(ReportEntry(src, dst, residual_path(dst), top if top in CONTENTS else None, label, share))
+            entries.append(
+                ReportEntry(src, dst, residual_path(dst), top if top in CONTENTS else None, label, share)
+            )
         log.info("restored %d file(s) with %s (mix %g)", len(files), name, mix)
     names = ", ".join(checkpoint_name(c) for c in checkpoints)
     page = write_listening_report(entries, output_dir, title=f"Listening report: {root} restored by {names}")

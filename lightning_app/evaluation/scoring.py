@@ -1,5 +1,4 @@
-"""Running systems over test clips and scoring them: per clip, per content and SNR bucket, and clean input.
-"""
+"""Running systems over test clips and scoring them: per clip, per content and SNR bucket, and clean input."""
 
 from __future__ import annotations
 
@@ -15,7 +14,6 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-log = logging.getLogger(__name__)
 from lightning_app.evaluation.test_sets import silent_clean_rms, synthetic_test_set
 from lightning_app.metrics.perceptual import UNLABELLED, score_signal, speech_content
 from lightning_app.metrics.quality import waveform_scores
@@ -23,35 +21,75 @@ from lightning_app.restoring.engine import Restorer, resolve_device
 from lightning_app.restoring.guard import guard_alone
 from lightning_app.systems.checkpoints import load_model
 
+log = logging.getLogger(__name__)
 NOISY = "noisy input"
 
-COLUMNS = ("si_sdr", "si_sdr_i", "snr", "snr_i", "pesq", "pesq_i", "stoi", "stoi_i", "visqol", "visqol_i", "lsd",
-           "lsd_i", "amplitude_retention", "speech_removed", "spectral_correlation", "rtf")
+COLUMNS = (
+    "si_sdr",
+    "si_sdr_i",
+    "snr",
+    "snr_i",
+    "pesq",
+    "pesq_i",
+    "stoi",
+    "stoi_i",
+    "visqol",
+    "visqol_i",
+    "lsd",
+    "lsd_i",
+    "amplitude_retention",
+    "speech_removed",
+    "spectral_correlation",
+    "rtf",
+)
 
 #: units in the report's table headers (report.csv keeps the bare names)
-UNITS = {"si_sdr": "dB", "si_sdr_i": "dB", "snr": "dB", "snr_i": "dB", "pesq": "MOS 1–4.5", "pesq_i": "MOS",
-         "stoi": "0–1", "stoi_i": "", "visqol": "MOS 1–5", "visqol_i": "MOS", "lsd": "dB, lower is better",
-         "lsd_i": "dB", "amplitude_retention": "out/clean RMS", "speech_removed": "0–1", "spectral_correlation": "0–1",
-         "rtf": "s per s of audio", "median_si_sdr": "dB", "p10_si_sdr": "dB"}
+UNITS = {
+    "si_sdr": "dB",
+    "si_sdr_i": "dB",
+    "snr": "dB",
+    "snr_i": "dB",
+    "pesq": "MOS 1–4.5",
+    "pesq_i": "MOS",
+    "stoi": "0–1",
+    "stoi_i": "",
+    "visqol": "MOS 1–5",
+    "visqol_i": "MOS",
+    "lsd": "dB, lower is better",
+    "lsd_i": "dB",
+    "amplitude_retention": "out/clean RMS",
+    "speech_removed": "0–1",
+    "spectral_correlation": "0–1",
+    "rtf": "s per s of audio",
+    "median_si_sdr": "dB",
+    "p10_si_sdr": "dB",
+}
 
 LABELS = {name: f"{name} ({unit})" if unit else name for name, unit in UNITS.items()}
 
 SNR_BUCKETS = ((-math.inf, 5.0), (5.0, 10.0), (10.0, 15.0), (15.0, math.inf))
 
+
 # ----------------------------------------------------------------------------- systems
-def run_system(process, clips: list[dict], sample_rate: int, name: str = "") -> tuple[list[np.ndarray], float]:
+def run_system(
+    process, clips: list[dict], sample_rate: int, name: str = ""
+) -> tuple[list[np.ndarray], float]:
     """Outputs for every clip and the real-time factor (compute seconds per audio second)."""
     outputs, seconds = [], 0.0
-    for clip in tqdm(clips, desc=name or None, unit="clip", leave=False, disable=None):  # bar on a terminal only
+    for clip in tqdm(
+        clips, desc=name or None, unit="clip", leave=False, disable=None
+    ):  # bar on a terminal only
         start = time.perf_counter()
         outputs.append(np.asarray(process(clip["noisy"], sample_rate), dtype=np.float32))
         seconds += time.perf_counter() - start
     audio = sum(len(c["noisy"]) for c in clips) / sample_rate
     return outputs, seconds / audio
 
+
 def checkpoint_name(path: Path) -> str:
     run = path.parent.parent
     return f"{run.parent.name}/{run.name}" if path.parent.name == "checkpoints" else path.stem
+
 
 def model_process(checkpoint: Path, device: str = "cpu", guard: bool = True):
     """(process, the model's sample rate): the checkpoint restoring whole clips on ``device`` (as denoise does:
@@ -59,22 +97,40 @@ def model_process(checkpoint: Path, device: str = "cpu", guard: bool = True):
     restorer = Restorer(load_model(checkpoint, resolve_device(device)), guard=guard)
     return (lambda audio, rate: restorer(audio[:, None], rate)[:, 0]), restorer.model_rate
 
+
 # ----------------------------------------------------------------------------- scoring
 def _perceptual(job: tuple[np.ndarray, np.ndarray, int, bool, bool]) -> dict:
     """``score_signal`` of one (clean, estimate, rate, speech, visqol) job (a picklable pool task)."""
     return score_signal(*job)
 
+
 def perceptual_scores(jobs: list[tuple[np.ndarray, np.ndarray, int, bool, bool]], workers: int) -> list[dict]:
     """``_perceptual`` of every (clean, estimate, rate, speech, visqol) job, in spawned worker processes."""
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=context) as pool:
-        return list(tqdm(pool.map(_perceptual, jobs, chunksize=4), total=len(jobs), desc="PESQ/STOI/ViSQOL",
-                         unit="clip", leave=False, disable=None))
+        return list(
+            tqdm(
+                pool.map(_perceptual, jobs, chunksize=4),
+                total=len(jobs),
+                desc="PESQ/STOI/ViSQOL",
+                unit="clip",
+                leave=False,
+                disable=None,
+            )
+        )
 
-def score(clips: list[dict], outputs: dict[str, list[np.ndarray]], sample_rate: int, workers: int,
-          silent_rms: float, visqol_clips: int = 0) -> dict:
+
+def score(
+    clips: list[dict],
+    outputs: dict[str, list[np.ndarray]],
+    sample_rate: int,
+    workers: int,
+    silent_rms: float,
+    visqol_clips: int = 0,
+) -> dict:
     """{system: [per-clip dict of metrics]}; PESQ/STOI (speech clips) and ViSQOL (the first ``visqol_clips``)
     computed in worker processes."""
+
     def t(x):
         return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None, None]
 
@@ -83,10 +139,17 @@ def score(clips: list[dict], outputs: dict[str, list[np.ndarray]], sample_rate: 
     for system, estimates in outputs.items():
         scores[system] = []
         for i, (clip, estimate) in enumerate(zip(clips, estimates, strict=True)):
-            values, _ = waveform_scores(t(estimate), t(clip["noisy"]), t(clip["clean"]), silent_rms=silent_rms,
-                                        sample_rate=sample_rate)
+            values, _ = waveform_scores(
+                t(estimate),
+                t(clip["noisy"]),
+                t(clip["clean"]),
+                silent_rms=silent_rms,
+                sample_rate=sample_rate,
+            )
             scores[system].append({k: float(v[0]) for k, v in values.items()})
-            jobs.append((clip["clean"], estimate, sample_rate, speech_content(clip["content"]), i < visqol_clips))
+            jobs.append(
+                (clip["clean"], estimate, sample_rate, speech_content(clip["content"]), i < visqol_clips)
+            )
             keys.append((system, i))
     failures = defaultdict(lambda: defaultdict(int))
     for (system, i), result in zip(keys, perceptual_scores(jobs, workers), strict=True):
@@ -102,8 +165,10 @@ def score(clips: list[dict], outputs: dict[str, list[np.ndarray]], sample_rate: 
                 log.warning("%s: %s failed on %d clip(s); left out of its means", system, name.upper(), count)
     return scores
 
-def spot_check(checkpoint: Path, clips: int = 8, seconds: float = 3.0,
-               experiment: str = "archive_fullband") -> dict[str, float]:
+
+def spot_check(
+    checkpoint: Path, clips: int = 8, seconds: float = 3.0, experiment: str = "archive_fullband"
+) -> dict[str, float]:
     """Mean SI-SDR gain (dB) and amplitude retention per content on the first ``clips`` clips of
     ``experiment``'s fixed test set: the quick re-check that a model card quotes and a test repeats."""
     test, rate = synthetic_test_set(clips, seconds, [], experiment)
@@ -115,18 +180,25 @@ def spot_check(checkpoint: Path, clips: int = 8, seconds: float = 3.0,
         rows = []
         for clip, estimate in zip(test, outputs, strict=True):
             if clip["content"] == content:
-                values, _ = waveform_scores(*(torch.from_numpy(np.asarray(x, np.float32))[None, None]
-                                              for x in (estimate, clip["noisy"], clip["clean"])),
-                                            silent_rms=silent_rms, sample_rate=rate)
+                values, _ = waveform_scores(
+                    *(
+                        torch.from_numpy(np.asarray(x, np.float32))[None, None]
+                        for x in (estimate, clip["noisy"], clip["clean"])
+                    ),
+                    silent_rms=silent_rms,
+                    sample_rate=rate,
+                )
                 rows.append({k: float(v[0]) for k, v in values.items()})
         result[f"si_sdr_i/{content}"] = finite_mean(r["si_sdr_i"] for r in rows)
         result[f"amplitude_retention/{content}"] = finite_mean(r["amplitude_retention"] for r in rows)
         result[f"clips/{content}"] = float(len(rows))
     return result
 
+
 def finite_mean(values) -> float:
     finite = [v for v in values if math.isfinite(v)]
     return float(np.mean(finite)) if finite else math.nan
+
 
 def bucket_name(low: float, high: float) -> str:
     if low == -math.inf:
@@ -134,6 +206,7 @@ def bucket_name(low: float, high: float) -> str:
     if high == math.inf:
         return f">= {low:g} dB"
     return f"{low:g}-{high:g} dB"
+
 
 def groups(clips: list[dict]) -> dict[str, list[int]]:
     """Clip indices per group: overall, per content, per noise type (clips containing it), per input-SNR bucket."""
@@ -148,15 +221,19 @@ def groups(clips: list[dict]) -> dict[str, list[int]]:
             out[f"input SNR {bucket_name(low, high)}"] = members
     return out
 
+
 def summarise(scores: dict, clips: list[dict], rtf: dict[str, float]) -> list[dict]:
     rows = []
     for group, members in groups(clips).items():
         for system, per_clip in scores.items():
             row = {"group": group, "system": system, "clips": len(members)}
             for column in COLUMNS:
-                row[column] = rtf[system] if column == "rtf" else finite_mean(per_clip[i][column] for i in members)
+                row[column] = (
+                    rtf[system] if column == "rtf" else finite_mean(per_clip[i][column] for i in members)
+                )
             rows.append(row)
     return rows
+
 
 def clean_input_scores(clips: list[dict], systems, sample_rate: int) -> list[dict]:
     """Each system fed the *clean* clips: a restorer must leave clean audio alone. Per system and content,
@@ -169,15 +246,30 @@ def clean_input_scores(clips: list[dict], systems, sample_rate: int) -> list[dic
         per_clip = []
         for clip, out in zip(clips, outputs, strict=True):
             est, ref = torch.from_numpy(out)[None], torch.from_numpy(clip["clean"])[None]
-            per_clip.append((clip["content"], float(MF.si_sdr(est, ref)[0]), float(MF.amplitude_retention(est, ref)[0])))
+            per_clip.append(
+                (clip["content"], float(MF.si_sdr(est, ref)[0]), float(MF.amplitude_retention(est, ref)[0]))
+            )
         contents = sorted({c for c, _, _ in per_clip} - set(UNLABELLED))
         for group in ["overall", *contents]:
             members = [(q, r) for c, q, r in per_clip if group in ("overall", c)]
             quality = np.array([q for q, _ in members])
-            rows.append({"system": name, "group": group, "clips": len(members), "median_si_sdr": float(np.median(quality)),
-                         "p10_si_sdr": float(np.percentile(quality, 10)), "amplitude_retention": finite_mean(r for _, r in members)})
-        log.info("ran %s on the clean clips (median SI-SDR %.1f dB)", name, rows[-1 - len(contents)]["median_si_sdr"])
+            rows.append(
+                {
+                    "system": name,
+                    "group": group,
+                    "clips": len(members),
+                    "median_si_sdr": float(np.median(quality)),
+                    "p10_si_sdr": float(np.percentile(quality, 10)),
+                    "amplitude_retention": finite_mean(r for _, r in members),
+                }
+            )
+        log.info(
+            "ran %s on the clean clips (median SI-SDR %.1f dB)",
+            name,
+            rows[-1 - len(contents)]["median_si_sdr"],
+        )
     return rows
+
 
 def guard_alone_process(rate: int):
     """The guard over a model that removes everything, restoring whole clips (the guard's own share)."""

@@ -21,7 +21,9 @@ FREQUENCY_TICKS = (50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000)
 def blackman_harris(n: int) -> np.ndarray:
     """The periodic 4-term Blackman-Harris window: sidelobes at -92 dB, so nothing leaks within the scale."""
     phase = 2 * np.pi * np.arange(n) / n
-    return (0.35875 - 0.48829 * np.cos(phase) + 0.14128 * np.cos(2 * phase) - 0.01168 * np.cos(3 * phase)).astype(np.float32)
+    return (
+        0.35875 - 0.48829 * np.cos(phase) + 0.14128 * np.cos(2 * phase) - 0.01168 * np.cos(3 * phase)
+    ).astype(np.float32)
 
 
 def fft_size(rate: int) -> int:
@@ -65,9 +67,19 @@ def band_levels(x: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray]:
     return 10 * np.log10(np.maximum(power, 1e-16)), edges
 
 
-def figure(examples: list[dict[str, np.ndarray]], rate: int, *, titles: dict[str, str] | None = None,
-           row_labels: list[str] | None = None, xlabel: str = "seconds", title: str | None = None,
-           width: float = 14.0, row_height: float = 3.4, dpi: int = 90, title_size: float = 10):
+def figure(
+    examples: list[dict[str, np.ndarray]],
+    rate: int,
+    *,
+    titles: dict[str, str] | None = None,
+    row_labels: list[str] | None = None,
+    xlabel: str = "seconds",
+    title: str | None = None,
+    width: float = 14.0,
+    row_height: float = 3.4,
+    dpi: int = 90,
+    title_size: float = 10,
+):
     """A matplotlib Figure: one row per example, its tracks side by side in the dict's order (titled by
     ``titles``, else by their names), each row on its own shared scale with its colour bar; ``title`` above.
     Returns (figure, one {"vmin", "vmax", "clim": {track: (lo, hi)}} per row)."""
@@ -92,24 +104,44 @@ def figure(examples: list[dict[str, np.ndarray]], rate: int, *, titles: dict[str
         row_top = total - head - r * row_height  # inches from the bottom
         # fixed margins in inches: the tick labels and axis title below, the panel titles above
         bottom, top = (row_top - row_height + 0.55) / total, (row_top - 0.32) / total
-        axes = [fig.add_axes((left + i * (width_each + gap), bottom, width_each, top - bottom)) for i in range(len(tracks))]
+        axes = [
+            fig.add_axes((left + i * (width_each + gap), bottom, width_each, top - bottom))
+            for i in range(len(tracks))
+        ]
         images = {}
         for ax, (name, (db, _)) in zip(axes, levels.items(), strict=True):
-            images[name] = ax.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=vmin, vmax=vmax,
-                                     interpolation="nearest",
-                                     extent=(0.0, seconds, math.log10(edges[0]), math.log10(edges[-1])))
+            images[name] = ax.imshow(
+                db,
+                origin="lower",
+                aspect="auto",
+                cmap="magma",
+                vmin=vmin,
+                vmax=vmax,
+                interpolation="nearest",
+                extent=(0.0, seconds, math.log10(edges[0]), math.log10(edges[-1])),
+            )
             ax.set_title((titles or {}).get(name, name), fontsize=title_size)
             ax.set_xlabel(xlabel, fontsize=9)
             ax.tick_params(labelsize=8)
         ticks = [t for t in FREQUENCY_TICKS if F_MIN <= t <= rate / 2]
-        axes[0].set_yticks([math.log10(t) for t in ticks], [f"{t // 1000}k" if t >= 1000 else str(t) for t in ticks])
+        axes[0].set_yticks(
+            [math.log10(t) for t in ticks], [f"{t // 1000}k" if t >= 1000 else str(t) for t in ticks]
+        )
         axes[0].set_ylabel("Hz (log)" if not row_labels else f"{row_labels[r]}\nHz (log)", fontsize=9)
         for ax in axes[1:]:
             ax.set_yticks(axes[0].get_yticks(), [])
-        bar = fig.colorbar(images[next(iter(images))], cax=fig.add_axes((right + 0.008, bottom, 0.01, top - bottom)))
+        bar = fig.colorbar(
+            images[next(iter(images))], cax=fig.add_axes((right + 0.008, bottom, 0.01, top - bottom))
+        )
         bar.set_label("dB (full-scale sine = 0)", fontsize=9)
         bar.ax.tick_params(labelsize=8)
-        scales.append({"vmin": vmin, "vmax": vmax, "clim": {k: tuple(map(float, im.get_clim())) for k, im in images.items()}})
+        scales.append(
+            {
+                "vmin": vmin,
+                "vmax": vmax,
+                "clim": {k: tuple(map(float, im.get_clim())) for k, im in images.items()},
+            }
+        )
     return fig, scales
 
 

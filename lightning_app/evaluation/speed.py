@@ -32,6 +32,7 @@ def _median_time(fn, repeats: int, warmup: int = 1) -> float:
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
+
 def bench_data(datamodule, examples: int) -> dict:
     start = time.perf_counter()
     datamodule.setup("fit")
@@ -39,8 +40,12 @@ def bench_data(datamodule, examples: int) -> dict:
     ds = datamodule.train_set
     keys = iter([(0, 0, 0, i) for i in range(10_000)])
     per_example = _median_time(lambda: ds[next(keys)], repeats=examples)
-    return {"segments_per_s_per_worker": 1.0 / per_example, "bank_fill_s": fill,
-            "segment_seconds": datamodule.segment_samples / datamodule.sample_rate}
+    return {
+        "segments_per_s_per_worker": 1.0 / per_example,
+        "bank_fill_s": fill,
+        "segment_seconds": datamodule.segment_samples / datamodule.sample_rate,
+    }
+
 
 def _step_fn(system, device: torch.device, precision: str):
     opt = torch.optim.AdamW(system.parameters(), lr=1e-4)
@@ -57,8 +62,10 @@ def _step_fn(system, device: torch.device, precision: str):
 
     return step
 
+
 def _to(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
 
 def bench_train_step(system, datamodule, device: torch.device, repeats: int, precision: str) -> dict:
     """Compute alone: one batch, already on the device, stepped repeatedly."""
@@ -69,11 +76,14 @@ def bench_train_step(system, datamodule, device: torch.device, repeats: int, pre
     n = batch["noisy"].shape[0]
     return {"train_step_s": seconds, "batch_size": n, "train_samples_per_s": n / seconds}
 
+
 def bench_fed_training(system, datamodule, device: torch.device, steps: int, precision: str) -> dict:
     """Steps fed by the real DataLoader (its workers, pinned memory): does loading keep up?"""
     system = system.to(device).train()
     step = _step_fn(system, device, precision)
-    datamodule.train_examples_per_epoch = max(datamodule.train_examples_per_epoch, (steps + 1) * datamodule.batch_size)
+    datamodule.train_examples_per_epoch = max(
+        datamodule.train_examples_per_epoch, (steps + 1) * datamodule.batch_size
+    )
     loader = iter(datamodule.train_dataloader())
     step(_to(next(loader), device))  # worker start-up and warm-up are not timed
     start, samples = time.perf_counter(), 0
@@ -83,7 +93,10 @@ def bench_fed_training(system, datamodule, device: torch.device, steps: int, pre
         samples += batch["noisy"].shape[0]
     return {"fed_samples_per_s": samples / (time.perf_counter() - start)}
 
-def write_test_recording(path: Path, seconds: float, rate: int, channels: int, block_seconds: float = 60.0) -> None:
+
+def write_test_recording(
+    path: Path, seconds: float, rate: int, channels: int, block_seconds: float = 60.0
+) -> None:
     """A long noisy tone recording, written block by block (the benchmark itself stays small)."""
     rng = np.random.default_rng(0)
     with sf.SoundFile(str(path), "w", samplerate=rate, channels=channels, subtype="PCM_16") as f:
@@ -95,6 +108,7 @@ def write_test_recording(path: Path, seconds: float, rate: int, channels: int, b
             tone = 0.2 * np.sin(2 * np.pi * 220 * t) * (1 + 0.5 * np.sin(2 * np.pi * 0.3 * t))
             f.write((tone[:, None] + 0.03 * rng.standard_normal((n, channels))).astype(np.float32))
             done += n
+
 
 # Appended to a child's code: its own peak RSS (VmHWM, the peak of this program's memory, not ru_maxrss,
 # which Linux carries over from the parent at fork and exec), before the interpreter exits (/usr/bin/time
@@ -109,11 +123,17 @@ print("PEAK_KIB", peak)
 sys.exit(status)
 """
 
+
 def _child_peak_kib(code: str, argv: list[str]) -> tuple[int, str]:
     """(peak RSS in KiB, stdout) of ``python -c code argv...``; ``code`` sets ``status``, the exit status."""
-    done = subprocess.run([sys.executable, "-c", f"import sys\n{code}\n{_REPORT_PEAK}", *argv],
-                          check=True, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", f"import sys\n{code}\n{_REPORT_PEAK}", *argv],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return int(done.stdout.split("PEAK_KIB")[1].split()[0]), done.stdout
+
 
 def bench_restore_file(system, seconds: float, rate: int, channels: int, device: str) -> dict:
     """The real CLI on a generated file, in a child process: wall time, the CLI's own real-time factor
@@ -124,19 +144,42 @@ def bench_restore_file(system, seconds: float, rate: int, channels: int, device:
         src = tmp / f"long_{rate}.wav"
         write_test_recording(src, seconds, rate, channels)
         ckpt = tmp / "model.ckpt"
-        torch.save({"state_dict": system.state_dict(), "hyper_parameters": dict(system.hparams),
-                    "system_kind": system.kind}, ckpt)
+        torch.save(
+            {
+                "state_dict": system.state_dict(),
+                "hyper_parameters": dict(system.hparams),
+                "system_kind": system.kind,
+            },
+            ckpt,
+        )
         start = time.perf_counter()
-        peak_kib, out = _child_peak_kib("from lightning_app import denoise; status = denoise.main(sys.argv[1:])",
-                                        [str(src), "--checkpoint", str(ckpt), "--output-dir", str(tmp / "out"),
-                                         "--no-progress", "--device", device])
+        peak_kib, out = _child_peak_kib(
+            "from lightning_app import denoise; status = denoise.main(sys.argv[1:])",
+            [
+                str(src),
+                "--checkpoint",
+                str(ckpt),
+                "--output-dir",
+                str(tmp / "out"),
+                "--no-progress",
+                "--device",
+                device,
+            ],
+        )
         took = time.perf_counter() - start
         import_kib, _ = _child_peak_kib("import lightning_app.denoise; status = 0", [])
     restoring = re.search(r"real-time factor ([0-9.]+)", out)
-    return {"rtf": took / seconds, "restore_rtf": float(restoring.group(1)) if restoring else math.nan,
-            "peak_rss_mb": peak_kib / 1024, "import_rss_mb": import_kib / 1024}
+    return {
+        "rtf": took / seconds,
+        "restore_rtf": float(restoring.group(1)) if restoring else math.nan,
+        "peak_rss_mb": peak_kib / 1024,
+        "import_rss_mb": import_kib / 1024,
+    }
 
-def bench_restore(system, device: torch.device, seconds: float, inputs=((16000, 1), (44100, 2), (48000, 2))) -> dict:
+
+def bench_restore(
+    system, device: torch.device, seconds: float, inputs=((16000, 1), (44100, 2), (48000, 2))
+) -> dict:
     """Real-time factor of the Restorer (level, resampling, chunks, high band) per (rate, channels) input."""
     system = for_inference(system, device)
     out = {}

@@ -25,8 +25,13 @@ def markdown(header: Sequence[str], rows: Sequence[Sequence]) -> list[str]:
     return lines
 
 
-def records(rows: Sequence[dict], columns: Sequence[str], key: str, digits: int = 3,
-            labels: dict[str, str] | None = None) -> list[str]:
+def records(
+    rows: Sequence[dict],
+    columns: Sequence[str],
+    key: str,
+    digits: int = 3,
+    labels: dict[str, str] | None = None,
+) -> list[str]:
     """A table of dicts: first column ``key``, then ``columns`` (headed by ``labels``, else their names)."""
     header = [key, *((labels or {}).get(c, c) for c in columns)]
     return markdown(header, [[str(r[key]), *(cell(r.get(c), digits) for c in columns)] for r in rows])

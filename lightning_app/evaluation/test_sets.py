@@ -21,9 +21,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_EXPERIMENT = "supervised_unet"
 
+
 # ----------------------------------------------------------------------------- test set
-def synthetic_test_set(clips: int, seconds: float, overrides: list[str],
-                       experiment: str = DEFAULT_EXPERIMENT) -> tuple[list[dict], int]:
+def synthetic_test_set(
+    clips: int, seconds: float, overrides: list[str], experiment: str = DEFAULT_EXPERIMENT
+) -> tuple[list[dict], int]:
     """The fixed synthetic test clips from ``experiment``'s data settings (plus ``overrides``)."""
     cfg = C.compose(experiment, overrides)
     d = cfg.data
@@ -33,9 +35,19 @@ def synthetic_test_set(clips: int, seconds: float, overrides: list[str],
     spec["mix"] = {name: w for name, w in spec["mix"].items() if name not in corpus_contents(spec)}
     clean = build_clean_source(sr, cache_dir=d.cache_dir, **spec)
     noise = build_noise_source(sr, cache_dir=d.cache_dir, **C.to_container(d.noise))
-    dataset = MixtureDataset(clean, noise, num_samples=round(seconds * sr), snr_db=d.snr_db, gain_db=d.gain_db,
-                             mode="supervised", seed=cfg.seed, length=clips, stream=TEST_STREAM)
+    dataset = MixtureDataset(
+        clean,
+        noise,
+        num_samples=round(seconds * sr),
+        snr_db=d.snr_db,
+        gain_db=d.gain_db,
+        mode="supervised",
+        seed=cfg.seed,
+        length=clips,
+        stream=TEST_STREAM,
+    )
     return [clip_from_example(dataset[i], f"clip{i:03d}") for i in range(clips)], sr
+
 
 REAL_SNR_DB = (0.0, 30.0)
 
@@ -43,8 +55,16 @@ REAL_SNR_BUCKETS = tuple((float(b), float(b + 5)) for b in range(0, 30, 5))
 
 REAL_STREAM = 7  # the real test set's seed stream: no training or validation draw uses it
 
-def real_test_set(root: Path, split: str = "test", clips_per_content: int = 36, seconds: float = 6.0,
-                  experiment: str = "archive_fullband", snr_db=REAL_SNR_DB, seed: int = 1234) -> tuple[list[dict], int]:
+
+def real_test_set(
+    root: Path,
+    split: str = "test",
+    clips_per_content: int = 36,
+    seconds: float = 6.0,
+    experiment: str = "archive_fullband",
+    snr_db=REAL_SNR_DB,
+    seed: int = 1234,
+) -> tuple[list[dict], int]:
     """Clips of the real corpus's ``split`` (data/real, ``make corpus``), degraded by the experiment's noise
     generators: per content ``clips_per_content`` clips of ``seconds``, taking the split's groups (tracks,
     speakers) in turn, at input SNRs spread evenly over ``snr_db`` so every 5-dB bucket holds its share.
@@ -73,17 +93,29 @@ def real_test_set(root: Path, split: str = "test", clips_per_content: int = 36, 
             snr = snr_db[0] + (i + rng.uniform()) / clips_per_content * (snr_db[1] - snr_db[0])
             noise_audio, noise_type = noise(rng, n)
             signals = {"clean": clean.astype(np.float64), "noise": noise_at_snr(clean, noise_audio, snr)}
-            signals = gain_without_clipping({"clean": signals["clean"], "noisy": signals["clean"] + signals["noise"]},
-                                            float(rng.uniform(-20.0, -6.0)))
-            clips.append({"name": f"real-{content}{i:03d}", "noisy": signals["noisy"], "clean": signals["clean"],
-                          "snr_db": float(snr), "noise_types": noise_type.split("+"), "content": content,
-                          "origin": members[0]["package"]})
+            signals = gain_without_clipping(
+                {"clean": signals["clean"], "noisy": signals["clean"] + signals["noise"]},
+                float(rng.uniform(-20.0, -6.0)),
+            )
+            clips.append(
+                {
+                    "name": f"real-{content}{i:03d}",
+                    "noisy": signals["noisy"],
+                    "clean": signals["clean"],
+                    "snr_db": float(snr),
+                    "noise_types": noise_type.split("+"),
+                    "content": content,
+                    "origin": members[0]["package"],
+                }
+            )
     if not clips:
         raise FileNotFoundError(f"{root}: the {split} split holds no usable recordings")
     return clips, rate
 
-def real_segment(root: Path, members: list[dict], rng: np.random.Generator, n: int, rate: int,
-                  tries: int = 8) -> np.ndarray | None:
+
+def real_segment(
+    root: Path, members: list[dict], rng: np.random.Generator, n: int, rate: int, tries: int = 8
+) -> np.ndarray | None:
     """A segment of ``n`` samples of one of the group's files, loud enough to score (the loudest of a few tries)."""
     best, best_rms = None, 0.0
     for _ in range(tries):
@@ -101,16 +133,21 @@ def real_segment(root: Path, members: list[dict], rng: np.random.Generator, n: i
             break
     return best if best_rms > 1e-4 else None
 
+
 def silent_clean_rms(experiment: str | None = None, overrides=()) -> float:
     """The clean RMS below which a clip is left out of SI-SDR/SNR: the experiment's metrics.silent_clean_rms."""
     return float(C.compose(experiment or DEFAULT_EXPERIMENT, list(overrides)).metrics.silent_clean_rms)
 
-def paired_test_set(folder: Path, sample_rate: int, clips: int | None,
-                    silent_rms: float) -> tuple[list[dict], int, list[dict]]:
+
+def paired_test_set(
+    folder: Path, sample_rate: int, clips: int | None, silent_rms: float
+) -> tuple[list[dict], int, list[dict]]:
     """DIR/noisy + DIR/clean, whole files, at ``sample_rate`` (the first ``clips`` usable pairs), and the
     pairs skipped on the way, each {"file", "reason"}: a pair that cannot be scored is left out, not fatal."""
     if not Path(folder).is_dir():  # name the folder given, not the noisy/ inside it
-        raise FileNotFoundError(f"{folder}: no such folder" if not Path(folder).exists() else f"{folder}: not a folder")
+        raise FileNotFoundError(
+            f"{folder}: no such folder" if not Path(folder).exists() else f"{folder}: not a folder"
+        )
     noisy_dir, clean_dir = folder / "noisy", folder / "clean"
     noisy = {p.relative_to(noisy_dir).as_posix(): p for p in audio_io.find_audio_files(noisy_dir)}
     clean = {p.relative_to(clean_dir).as_posix(): p for p in audio_io.find_audio_files(clean_dir)}
@@ -130,10 +167,13 @@ def paired_test_set(folder: Path, sample_rate: int, clips: int | None,
                 continue
             except audio_io.AudioFileError as exc:
                 where = Path(exc.path)
-                reason = f"{where.relative_to(folder) if where.is_relative_to(folder) else where}: {exc.reason}"
+                reason = (
+                    f"{where.relative_to(folder) if where.is_relative_to(folder) else where}: {exc.reason}"
+                )
         skipped.append({"file": name, "reason": " ".join(reason.split())})  # one line
         log.warning("skipped %s", skipped[-1]["reason"])
     return test_clips, sample_rate, skipped
+
 
 def paired_clip(name: str, noisy: Path, clean: Path, sample_rate: int, silent_rms: float) -> dict:
     """One whole pair at ``sample_rate``; AudioFileError (naming the file) if it cannot be scored: unreadable,
@@ -144,16 +184,31 @@ def paired_clip(name: str, noisy: Path, clean: Path, sample_rate: int, silent_rm
         samples, rate = audio_io.read(path, allow_silence=True)  # NaN/Inf raise here
         audio[side] = audio_io.resample(audio_io.to_mono(samples), rate, sample_rate).astype(np.float32)
     if rms(audio["clean"]) < silent_rms:
-        raise audio_io.AudioFileError(clean, f"silent clean reference (RMS {rms(audio['clean']):.1e} < "
-                                             f"{silent_rms:g}): nothing to score against")
+        raise audio_io.AudioFileError(
+            clean,
+            f"silent clean reference (RMS {rms(audio['clean']):.1e} < "
+            f"{silent_rms:g}): nothing to score against",
+        )
     n = min(len(audio["noisy"]), len(audio["clean"]))
     x, s = audio["noisy"][:n], audio["clean"][:n]
     top = name.split("/")[0] if "/" in name else None  # noisy/music/..., noisy/speech/...: per content
     snr_db = float(10 * np.log10((rms(s) ** 2 + 1e-12) / (rms(x - s) ** 2 + 1e-12)))
-    return {"name": name, "noisy": x, "clean": s, "snr_db": snr_db,
-            "noise_types": ["paired"], "content": top if top in CONTENTS else "paired"}
+    return {
+        "name": name,
+        "noisy": x,
+        "clean": s,
+        "snr_db": snr_db,
+        "noise_types": ["paired"],
+        "content": top if top in CONTENTS else "paired",
+    }
+
 
 def clip_from_example(example: dict, name: str) -> dict:
-    return {"name": name, "noisy": example["noisy"].numpy().reshape(-1), "clean": example["clean"].numpy().reshape(-1),
-            "snr_db": float(example["snr_db"]), "noise_types": example["noise_type"].split("+"),
-            "content": example.get("content")}
+    return {
+        "name": name,
+        "noisy": example["noisy"].numpy().reshape(-1),
+        "clean": example["clean"].numpy().reshape(-1),
+        "snr_db": float(example["snr_db"]),
+        "noise_types": example["noise_type"].split("+"),
+        "content": example.get("content"),
+    }

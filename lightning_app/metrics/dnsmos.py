@@ -79,7 +79,7 @@ def _windows(y: np.ndarray) -> list[np.ndarray]:
     if hops <= MAX_WINDOWS:
         return [y]
     starts = np.linspace(0, len(y) - win, MAX_WINDOWS).astype(np.int64)
-    return [y[s:s + win] for s in starts]
+    return [y[s : s + win] for s in starts]
 
 
 def score(x: np.ndarray, rate: int) -> tuple[dict[str, float], str | None]:
@@ -115,7 +115,9 @@ def dnsmos(x: np.ndarray, rate: int) -> dict[str, float]:
     return out
 
 
-def dnsmos_for_content(x: np.ndarray, rate: int, content: str | None) -> tuple[dict[str, float] | None, str | None]:
+def dnsmos_for_content(
+    x: np.ndarray, rate: int, content: str | None
+) -> tuple[dict[str, float] | None, str | None]:
     """DNSMOS for a clip labelled ``content``: (None, reason) for music (or without the extra), else
     (:func:`dnsmos` scores — NaN on a clip error, logged — and None)."""
     reason = skip_reason(content)

@@ -37,7 +37,9 @@ def speech_removed(estimate: torch.Tensor, noisy: torch.Tensor, target: torch.Te
     return pearson(noisy - estimate, target).abs()
 
 
-def spectral_correlation(estimate: torch.Tensor, target: torch.Tensor, n_fft: int = 512, hop: int = 128) -> torch.Tensor:
+def spectral_correlation(
+    estimate: torch.Tensor, target: torch.Tensor, n_fft: int = 512, hop: int = 128
+) -> torch.Tensor:
     """Pearson correlation of log-magnitude spectrograms."""
     window = torch.hann_window(n_fft, dtype=torch.float64, device=estimate.device)
 
@@ -52,8 +54,13 @@ def lsd_fft_size(sample_rate: int) -> int:
     return 1 << math.ceil(math.log2(0.032 * sample_rate))
 
 
-def log_spectral_distance(estimate: torch.Tensor, target: torch.Tensor, n_fft: int = 512, hop: int | None = None,
-                          dynamic_range_db: float = 80.0) -> torch.Tensor:
+def log_spectral_distance(
+    estimate: torch.Tensor,
+    target: torch.Tensor,
+    n_fft: int = 512,
+    hop: int | None = None,
+    dynamic_range_db: float = 80.0,
+) -> torch.Tensor:
     """LSD in dB: per frame the RMS over frequency of 10 log10 P_target - 10 log10 P_estimate, then the mean
     over frames. P is the power of a Hann-window STFT (centred, reflect-padded). Both are floored
     ``dynamic_range_db`` below the target clip's loudest bin, so silent bins count as that rather than -inf
@@ -66,6 +73,10 @@ def log_spectral_distance(estimate: torch.Tensor, target: torch.Tensor, n_fft: i
         return torch.stft(_flat(x), n_fft, hop, window=window, return_complex=True).abs().pow(2)
 
     p_target, p_estimate = power(target), power(estimate)
-    floor = p_target.amax((1, 2), keepdim=True) * 10 ** (-dynamic_range_db / 10) + 1e-30  # 1e-30: all-zero target
-    diff = 10 * (torch.maximum(p_target, floor).log10() - torch.maximum(p_estimate, floor).log10())  # (batch, freq, frames)
+    floor = (
+        p_target.amax((1, 2), keepdim=True) * 10 ** (-dynamic_range_db / 10) + 1e-30
+    )  # 1e-30: all-zero target
+    diff = 10 * (
+        torch.maximum(p_target, floor).log10() - torch.maximum(p_estimate, floor).log10()
+    )  # (batch, freq, frames)
     return diff.pow(2).mean(1).sqrt().mean(1)

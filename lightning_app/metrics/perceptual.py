@@ -50,11 +50,15 @@ def safe_stoi(clean: np.ndarray, other: np.ndarray, sample_rate: int) -> tuple[f
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            score = float(stoi(clean.astype(np.float64), other.astype(np.float64), sample_rate, extended=False))
+            score = float(
+                stoi(clean.astype(np.float64), other.astype(np.float64), sample_rate, extended=False)
+            )
     except Exception as exc:
         return math.nan, f"{type(exc).__name__}: {exc}"
     # pystoi returns 1e-5 when it finds too little speech to score: that is no score.
-    return (score, None) if math.isfinite(score) and score > 1e-4 else (math.nan, "too little speech for STOI")
+    return (
+        (score, None) if math.isfinite(score) and score > 1e-4 else (math.nan, "too little speech for STOI")
+    )
 
 
 def speech_content(content: str | None) -> bool:
@@ -62,18 +66,29 @@ def speech_content(content: str | None) -> bool:
     return content in UNLABELLED or "speech" in content  # speech, real_speech
 
 
-def score_signal(clean: np.ndarray, signal: np.ndarray, sample_rate: int, speech: bool = True,
-                 visqol: bool = False) -> dict:
+def score_signal(
+    clean: np.ndarray, signal: np.ndarray, sample_rate: int, speech: bool = True, visqol: bool = False
+) -> dict:
     """PESQ and STOI (``speech``) and ViSQOL (``visqol``) of one signal against the clean one, with failure
     reasons (``<name>_error``); a measure not asked for is NaN with no reason."""
     out = {}
-    for name, wanted, fn in (("pesq", speech, safe_pesq), ("stoi", speech, safe_stoi), ("visqol", visqol, safe_visqol)):
+    for name, wanted, fn in (
+        ("pesq", speech, safe_pesq),
+        ("stoi", speech, safe_stoi),
+        ("visqol", visqol, safe_visqol),
+    ):
         out[name], out[f"{name}_error"] = fn(clean, signal, sample_rate) if wanted else (math.nan, None)
     return out
 
 
-def score_clip(clean: np.ndarray, noisy: np.ndarray, estimate: np.ndarray, sample_rate: int,
-               speech: bool = True, visqol: bool = False) -> dict:
+def score_clip(
+    clean: np.ndarray,
+    noisy: np.ndarray,
+    estimate: np.ndarray,
+    sample_rate: int,
+    speech: bool = True,
+    visqol: bool = False,
+) -> dict:
     """:func:`score_signal` of the output, and of the noisy input under ``input_`` names."""
     out = score_signal(clean, estimate, sample_rate, speech, visqol)
     out.update({f"input_{k}": v for k, v in score_signal(clean, noisy, sample_rate, speech, visqol).items()})

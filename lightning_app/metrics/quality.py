@@ -17,10 +17,31 @@ from torchmetrics import Metric
 
 from lightning_app.metrics import functional as MF
 
-WAVEFORM_METRICS = ("si_sdr", "si_sdr_input", "si_sdr_i", "snr", "snr_input", "snr_i",
-                    "amplitude_retention", "speech_removed", "spectral_correlation", "lsd", "lsd_input", "lsd_i")
-PERCEPTUAL_METRICS = ("pesq", "pesq_input", "pesq_i", "stoi", "stoi_input", "stoi_i",
-                      "visqol", "visqol_input", "visqol_i")
+WAVEFORM_METRICS = (
+    "si_sdr",
+    "si_sdr_input",
+    "si_sdr_i",
+    "snr",
+    "snr_input",
+    "snr_i",
+    "amplitude_retention",
+    "speech_removed",
+    "spectral_correlation",
+    "lsd",
+    "lsd_input",
+    "lsd_i",
+)
+PERCEPTUAL_METRICS = (
+    "pesq",
+    "pesq_input",
+    "pesq_i",
+    "stoi",
+    "stoi_input",
+    "stoi_i",
+    "visqol",
+    "visqol_input",
+    "visqol_i",
+)
 
 
 def metric_contents(mode: str, mix: dict | None) -> tuple[str, ...]:
@@ -32,8 +53,13 @@ def metric_contents(mode: str, mix: dict | None) -> tuple[str, ...]:
     return tuple(name for name, weight in mix.items() if weight > 0)
 
 
-def waveform_scores(estimate: torch.Tensor, noisy: torch.Tensor, clean: torch.Tensor, silent_rms: float,
-                    sample_rate: int = 16000) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+def waveform_scores(
+    estimate: torch.Tensor,
+    noisy: torch.Tensor,
+    clean: torch.Tensor,
+    silent_rms: float,
+    sample_rate: int = 16000,
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Per-clip scores; clips whose clean RMS is below ``silent_rms`` are NaN (±111 dB otherwise)."""
     silent = MF.rms(clean) < silent_rms
     n_fft = MF.lsd_fft_size(sample_rate)
@@ -126,18 +152,28 @@ class ContentMeans(nn.Module):
         self.per_content = nn.ModuleDict({c: ClipMeans(names, content_counters) for c in contents})
         self.content_counters = tuple(content_counters)
 
-    def update(self, scores: dict[str, torch.Tensor], counts: dict[str, torch.Tensor] | None = None,
-               contents: list | None = None) -> None:
+    def update(
+        self,
+        scores: dict[str, torch.Tensor],
+        counts: dict[str, torch.Tensor] | None = None,
+        contents: list | None = None,
+    ) -> None:
         """``scores`` and ``counts`` hold one value per clip; ``contents`` one label per clip (None: not labelled)."""
         counts = counts or {}
         self.overall.update(scores, {k: float(v.sum()) for k, v in counts.items()})
         if contents is None:
             contents = [None] * len(next(iter(scores.values()), ()))
         for content, means in self.per_content.items():
-            mask = [c == content for c in contents]  # updated even when empty: no compute-before-update warning
-            means.update({k: v[torch.tensor(mask, dtype=torch.bool, device=v.device)] for k, v in scores.items()},
-                         {k: float(counts[k][torch.tensor(mask, dtype=torch.bool, device=counts[k].device)].sum())
-                          for k in self.content_counters})
+            mask = [
+                c == content for c in contents
+            ]  # updated even when empty: no compute-before-update warning
+            means.update(
+                {k: v[torch.tensor(mask, dtype=torch.bool, device=v.device)] for k, v in scores.items()},
+                {
+                    k: float(counts[k][torch.tensor(mask, dtype=torch.bool, device=counts[k].device)].sum())
+                    for k in self.content_counters
+                },
+            )
 
     def compute(self) -> dict[str, float]:
         """Overall values, then ``<metric>/<content>`` for each content that had clips (all NaN and zero: none)."""

@@ -59,8 +59,13 @@ CLICK_PEAK_RATIO = 2.0  # a click stands this far above the peaks around it
 CLICK_NEIGHBOUR_BLOCKS = 15  # 1 ms blocks: the near and the far neighbourhood on each side
 
 # Bands for band_energy_removed: (low, high) in Hz, high None = Nyquist.
-BANDS: tuple[tuple[float, float | None], ...] = ((0.0, 100.0), (100.0, 500.0), (500.0, 2000.0), (2000.0, 6000.0),
-                                                 (6000.0, None))
+BANDS: tuple[tuple[float, float | None], ...] = (
+    (0.0, 100.0),
+    (100.0, 500.0),
+    (500.0, 2000.0),
+    (2000.0, 6000.0),
+    (6000.0, None),
+)
 _BAND_EMPTY = 1e-10  # a band holding less than this share of the input's power has nothing to remove: NaN
 
 
@@ -70,7 +75,9 @@ def _frames_channels(x: np.ndarray) -> np.ndarray:
     if a.ndim == 1:
         a = a[:, None]
     if a.ndim != 2 or a.shape[0] == 0 or a.shape[1] == 0:
-        raise ValueError(f"expected a (frames,) or (frames, channels) signal with samples, got shape {np.shape(x)}")
+        raise ValueError(
+            f"expected a (frames,) or (frames, channels) signal with samples, got shape {np.shape(x)}"
+        )
     a = a if a.dtype in (np.float32, np.float64) else a.astype(np.float64)
     if not np.isfinite(a.sum(dtype=np.float64)) and not np.all(np.isfinite(a)):  # a cheap sum first
         raise ValueError("signal has NaN or Inf samples")
@@ -91,10 +98,12 @@ def _trim_edge_silence(a: np.ndarray) -> np.ndarray:
     if np.any(a[0]) and np.any(a[-1]):
         return a
     nonzero = np.flatnonzero(np.any(a != 0.0, axis=1))
-    return a[nonzero[0]:nonzero[-1] + 1] if nonzero.size else a[:0]
+    return a[nonzero[0] : nonzero[-1] + 1] if nonzero.size else a[:0]
 
 
-def noise_floor_db(x: np.ndarray, rate: int, frame_s: float = NOISE_FRAME_S, percentile: float = NOISE_PERCENTILE) -> float:
+def noise_floor_db(
+    x: np.ndarray, rate: int, frame_s: float = NOISE_FRAME_S, percentile: float = NOISE_PERCENTILE
+) -> float:
     """Noise floor in dBFS: the ``percentile`` (5th) of the power of ``frame_s`` (20 ms) frames, hop half a frame.
 
     The floor is what is left between the words or notes, so it is read from the quietest frames. 20 ms
@@ -116,7 +125,9 @@ def noise_floor_db(x: np.ndarray, rate: int, frame_s: float = NOISE_FRAME_S, per
     return _noise_floor(_frames_channels(x), rate, frame_s, percentile)
 
 
-def _noise_floor(a: np.ndarray, rate: int, frame_s: float = NOISE_FRAME_S, percentile: float = NOISE_PERCENTILE) -> float:
+def _noise_floor(
+    a: np.ndarray, rate: int, frame_s: float = NOISE_FRAME_S, percentile: float = NOISE_PERCENTILE
+) -> float:
     a = _trim_edge_silence(a)
     if a.shape[0] == 0:
         return FLOOR_DB
@@ -146,7 +157,9 @@ def _click_events(a: np.ndarray, rate: int) -> np.ndarray:
     level = np.zeros(n, dtype=np.float32)  # |high-passed signal|, the largest over channels
     for c in range(a.shape[1]):
         y = np.abs(sosfilt(sos, a[:, c]).astype(np.float32))
-        sigma = np.partition(y[:full].reshape(-1, block), block // 2, axis=1)[:, block // 2]  # median |y| per block
+        sigma = np.partition(y[:full].reshape(-1, block), block // 2, axis=1)[
+            :, block // 2
+        ]  # median |y| per block
         if full < n:
             sigma = np.r_[sigma, np.median(y[full:])]
         sigma /= 0.6745
@@ -218,8 +231,10 @@ def level_change_db(before: np.ndarray, after: np.ndarray) -> float:
 
 def band_name(low: float, high: float | None) -> str:
     """``(2000, 6000)`` -> ``"2k_6k"``, ``(6000, None)`` -> ``"6k_nyq"``."""
+
     def fmt(f):
         return "nyq" if f is None else (f"{f / 1000:g}k" if f >= 1000 else f"{f:g}")
+
     return f"{fmt(low)}_{fmt(high)}"
 
 
@@ -234,7 +249,9 @@ def _power_spectrum(a: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray]:
         column = a[:, c].astype(np.float32)
         column -= column.mean(dtype=np.float64)
         spectra = sfft.rfft(sliding_window_view(column, nperseg)[::hop] * window, axis=1)
-        acc += np.einsum("ij,ij->j", spectra.real, spectra.real) + np.einsum("ij,ij->j", spectra.imag, spectra.imag)
+        acc += np.einsum("ij,ij->j", spectra.real, spectra.real) + np.einsum(
+            "ij,ij->j", spectra.imag, spectra.imag
+        )
     return sfft.rfftfreq(nperseg, 1.0 / rate), acc / max(1, spectra.shape[0])
 
 
@@ -267,11 +284,15 @@ def band_energy_removed(before: np.ndarray, after: np.ndarray, rate: int, bands=
 def _removed(b: np.ndarray, a: np.ndarray, rate: int, bands=BANDS) -> dict[str, float]:
     p_before, total = _band_powers(b, rate, bands)
     p_after, _ = _band_powers(a, rate, bands)
-    return {k: (1.0 - p_after[k] / v if v > _BAND_EMPTY * total and v > 0 else math.nan) for k, v in p_before.items()}
+    return {
+        k: (1.0 - p_after[k] / v if v > _BAND_EMPTY * total and v > 0 else math.nan)
+        for k, v in p_before.items()
+    }
 
 
-def figures(before: np.ndarray, after: np.ndarray, rate: int, content: str | None = None,
-            dnsmos: bool = True) -> dict[str, float]:
+def figures(
+    before: np.ndarray, after: np.ndarray, rate: int, content: str | None = None, dnsmos: bool = True
+) -> dict[str, float]:
     """All reference-free figures of one restoration, in one flat dict (keys in the module docstring).
 
     ``content`` is the clip's label ("speech", "music", None = unknown): DNSMOS is computed for speech and for

@@ -69,7 +69,10 @@ def safe_visqol(reference: np.ndarray, degraded: np.ndarray, sample_rate: int) -
     try:
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
-            ref48, deg48 = resample_to(ref, sample_rate, VISQOL_RATE), resample_to(deg, sample_rate, VISQOL_RATE)
+            ref48, deg48 = (
+                resample_to(ref, sample_rate, VISQOL_RATE),
+                resample_to(deg, sample_rate, VISQOL_RATE),
+            )
             score = float(api.measure_from_arrays(ref48, deg48, VISQOL_RATE).moslqo)
     except Exception as exc:
         return math.nan, f"{type(exc).__name__}: {exc}"

@@ -35,40 +35,60 @@ INFERENCE = ("a", "b", "mean")
 
 @dataclass
 class Encoded:
-    spec: torch.Tensor          # complex input spectrogram (the mask is applied to it)
-    z: torch.Tensor             # latent (B, latent, F', T')
-    skips: list[torch.Tensor]   # encoder feature maps, finest first
+    spec: torch.Tensor  # complex input spectrogram (the mask is applied to it)
+    z: torch.Tensor  # latent (B, latent, F', T')
+    skips: list[torch.Tensor]  # encoder feature maps, finest first
 
 
 class CrossDomainNet(SpectralMaskNet):
-    def __init__(self, *, n_fft: int, hop: int, channels, time_strides, context_dilations, mask_max: float,
-                 compress: float, freq_patch: int, latent_channels: int, strategy: str, inference_decoder: str,
-                 shared_decoder: bool):
+    def __init__(
+        self,
+        *,
+        n_fft: int,
+        hop: int,
+        channels,
+        time_strides,
+        context_dilations,
+        mask_max: float,
+        compress: float,
+        freq_patch: int,
+        latent_channels: int,
+        strategy: str,
+        inference_decoder: str,
+        shared_decoder: bool,
+    ):
         super().__init__(n_fft, hop, channels, time_strides, mask_max, compress, freq_patch)
         if strategy not in STRATEGIES:
             raise ValueError(f"model.cross_domain.strategy must be one of {STRATEGIES}, got {strategy!r}")
         if inference_decoder not in INFERENCE:
-            raise ValueError(f"model.cross_domain.inference_decoder must be one of {INFERENCE}, got {inference_decoder!r}")
+            raise ValueError(
+                f"model.cross_domain.inference_decoder must be one of {INFERENCE}, got {inference_decoder!r}"
+            )
         channels, time_strides = list(channels), list(time_strides)
         self.cross_domain_strategy = strategy
         self.inference_decoder = inference_decoder
         self.encoder = Encoder(channels, time_strides, freq_patch=freq_patch)
         self.context = TemporalContext(channels[-1], tuple(context_dilations))
         self.to_latent = nn.Conv2d(channels[-1], latent_channels, 1)
-        self.decoder_a = Decoder(channels, time_strides, bottleneck_channels=latent_channels, freq_patch=freq_patch)
+        self.decoder_a = Decoder(
+            channels, time_strides, bottleneck_channels=latent_channels, freq_patch=freq_patch
+        )
         # One decoder for both copies (shared_decoder) learns from both cross directions: twice the examples
         # for the weights that denoise, at the same cost.
-        self.decoder_b = self.decoder_a if shared_decoder else Decoder(channels, time_strides,
-                                                                        bottleneck_channels=latent_channels,
-                                                                        freq_patch=freq_patch)
+        self.decoder_b = (
+            self.decoder_a
+            if shared_decoder
+            else Decoder(channels, time_strides, bottleneck_channels=latent_channels, freq_patch=freq_patch)
+        )
 
     def encode(self, wave: torch.Tensor) -> Encoded:
         spec, feats = self.analyse(wave)
         skips = self.encoder(feats)
         return Encoded(spec, self.to_latent(self.context(skips[-1])), skips)
 
-    def decode(self, decoder: Decoder, source: Encoded, like: torch.Tensor,
-               skips: list[torch.Tensor] | None = None) -> torch.Tensor:
+    def decode(
+        self, decoder: Decoder, source: Encoded, like: torch.Tensor, skips: list[torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """decoder(z_source, skips) -> mask on the source's spectrogram -> waveform shaped like ``like``."""
         return self.synthesise(source.spec, decoder(source.z, skips), like)
 
@@ -83,7 +103,8 @@ class CrossDomainNet(SpectralMaskNet):
         skips, which a loss without a recon term need not pay two decoder passes for."""
         a, b = self.encode(x_a), self.encode(x_b)
         out = {
-            "z_a": a.z, "z_b": b.z,
+            "z_a": a.z,
+            "z_b": b.z,
             "cross_a": self.cross(self.decoder_a, b, a, x_b),  # target x_a
             "cross_b": self.cross(self.decoder_b, a, b, x_a),  # target x_b
         }

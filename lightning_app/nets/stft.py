@@ -24,8 +24,15 @@ class STFT(nn.Module):
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         """(batch, samples) -> complex (batch, n_fft // 2 + 1, frames)."""
         # Zero padding at the edges (not reflection): works for inputs shorter than a window.
-        return torch.stft(wave.float(), self.n_fft, self.hop, window=self.window, center=True,
-                          pad_mode="constant", return_complex=True)
+        return torch.stft(
+            wave.float(),
+            self.n_fft,
+            self.hop,
+            window=self.window,
+            center=True,
+            pad_mode="constant",
+            return_complex=True,
+        )
 
     def inverse(self, spec: torch.Tensor, num_samples: int) -> torch.Tensor:
         return torch.istft(spec, self.n_fft, self.hop, window=self.window, center=True, length=num_samples)

@@ -22,7 +22,9 @@ class ConvBlock(nn.Sequential):
     def __init__(self, c_in: int, c_out: int, stride=(1, 1)):
         kernel = tuple(3 if s == 1 else 4 for s in stride)
         padding = tuple(1 for _ in stride)
-        super().__init__(nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding), _norm(c_out), nn.GELU())
+        super().__init__(
+            nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding), _norm(c_out), nn.GELU()
+        )
 
 
 class UpBlock(nn.Module):
@@ -49,9 +51,13 @@ class TemporalContext(nn.Module):
     def __init__(self, channels: int, dilations=(1, 2, 4, 8)):
         super().__init__()
         self.layers = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(channels, channels, (1, 3), padding=(0, d), dilation=(1, d)),
-                          _norm(channels), nn.GELU())
-            for d in dilations)
+            nn.Sequential(
+                nn.Conv2d(channels, channels, (1, 3), padding=(0, d), dilation=(1, d)),
+                _norm(channels),
+                nn.GELU(),
+            )
+            for d in dilations
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.layers:
@@ -67,18 +73,27 @@ class PatchStem(nn.Sequential):
     patch back to its bins)."""
 
     def __init__(self, c_in: int, c_out: int, patch: int):
-        super().__init__(nn.Conv2d(c_in, c_out, (patch, 3), stride=(patch, 1), padding=(0, 1)), _norm(c_out), nn.GELU())
+        super().__init__(
+            nn.Conv2d(c_in, c_out, (patch, 3), stride=(patch, 1), padding=(0, 1)), _norm(c_out), nn.GELU()
+        )
 
 
 class Encoder(nn.Module):
     """Compressed complex spectrogram features -> list of feature maps (finest first)."""
 
-    def __init__(self, channels: list[int], time_strides: list[int], in_channels: int = 3, freq_patch: int = 1):
+    def __init__(
+        self, channels: list[int], time_strides: list[int], in_channels: int = 3, freq_patch: int = 1
+    ):
         super().__init__()
-        self.stem = ConvBlock(in_channels, channels[0]) if freq_patch == 1 else PatchStem(in_channels, channels[0], freq_patch)
+        self.stem = (
+            ConvBlock(in_channels, channels[0])
+            if freq_patch == 1
+            else PatchStem(in_channels, channels[0], freq_patch)
+        )
         self.downs = nn.ModuleList(
             ConvBlock(channels[i], channels[i + 1], stride=(2, time_strides[i]))
-            for i in range(len(channels) - 1))
+            for i in range(len(channels) - 1)
+        )
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         feats = [self.stem(x)]
@@ -90,17 +105,26 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """Bottleneck -> 2-channel mask logits. Called with ``skips=None`` it uses no skip features."""
 
-    def __init__(self, channels: list[int], time_strides: list[int], bottleneck_channels: int | None = None,
-                 freq_patch: int = 1):
+    def __init__(
+        self,
+        channels: list[int],
+        time_strides: list[int],
+        bottleneck_channels: int | None = None,
+        freq_patch: int = 1,
+    ):
         super().__init__()
         rev = channels[::-1]
         strides = time_strides[::-1]
         ins = [bottleneck_channels or rev[0], *rev[1:]]
         self.ups = nn.ModuleList(
-            UpBlock(ins[i], rev[i + 1], rev[i + 1], stride=(2, strides[i])) for i in range(len(rev) - 1))
+            UpBlock(ins[i], rev[i + 1], rev[i + 1], stride=(2, strides[i])) for i in range(len(rev) - 1)
+        )
         # With frequency patches the head gives every bin of a patch its own mask value.
-        self.head = (nn.Conv2d(channels[0], 2, 1) if freq_patch == 1
-                     else nn.ConvTranspose2d(channels[0], 2, (freq_patch, 1), stride=(freq_patch, 1)))
+        self.head = (
+            nn.Conv2d(channels[0], 2, 1)
+            if freq_patch == 1
+            else nn.ConvTranspose2d(channels[0], 2, (freq_patch, 1), stride=(freq_patch, 1))
+        )
         # Start near a pass-through mask (about 0.8 on every bin): training begins from the noisy input.
         nn.init.zeros_(self.head.weight)
         with torch.no_grad():
@@ -127,16 +151,28 @@ class SpectralMaskNet(nn.Module):
     zero-padded to ``valid_length`` and trimmed back.
     """
 
-    def __init__(self, n_fft: int, hop: int, channels, time_strides, mask_max: float, compress: float,
-                 freq_patch: int = 1):
+    def __init__(
+        self,
+        n_fft: int,
+        hop: int,
+        channels,
+        time_strides,
+        mask_max: float,
+        compress: float,
+        freq_patch: int = 1,
+    ):
         super().__init__()
         channels, time_strides = list(channels), list(time_strides)
         if len(time_strides) != len(channels) - 1:
-            raise ValueError(f"time_strides needs {len(channels) - 1} entries (one per down-sampling), "
-                             f"got {len(time_strides)}")
+            raise ValueError(
+                f"time_strides needs {len(channels) - 1} entries (one per down-sampling), "
+                f"got {len(time_strides)}"
+            )
         if (n_fft // 2) % (freq_patch * 2 ** (len(channels) - 1)):
-            raise ValueError(f"n_fft // 2 = {n_fft // 2} must be divisible by freq_patch * 2^{len(channels) - 1} "
-                             f"= {freq_patch * 2 ** (len(channels) - 1)}")
+            raise ValueError(
+                f"n_fft // 2 = {n_fft // 2} must be divisible by freq_patch * 2^{len(channels) - 1} "
+                f"= {freq_patch * 2 ** (len(channels) - 1)}"
+            )
         self.stft = STFT(n_fft, hop)
         self.mask_max = mask_max
         self.compress = compress
@@ -177,8 +213,18 @@ class SpectralMaskNet(nn.Module):
 class SpectralUNet(SpectralMaskNet):
     """2D U-Net with skip connections predicting a complex ratio mask (the supervised model)."""
 
-    def __init__(self, *, n_fft: int, hop: int, channels, time_strides, context_dilations, mask_max: float,
-                 compress: float, freq_patch: int):
+    def __init__(
+        self,
+        *,
+        n_fft: int,
+        hop: int,
+        channels,
+        time_strides,
+        context_dilations,
+        mask_max: float,
+        compress: float,
+        freq_patch: int,
+    ):
         super().__init__(n_fft, hop, channels, time_strides, mask_max, compress, freq_patch)
         channels, time_strides = list(channels), list(time_strides)
         self.encoder = Encoder(channels, time_strides, freq_patch=freq_patch)

@@ -26,8 +26,11 @@ def _norm(channels: int) -> nn.GroupNorm:
 
 def _conv(c_in: int, c_out: int, kernel: int, dilation: int = 1) -> nn.Sequential:
     """Same-length convolution, normalised, GELU."""
-    return nn.Sequential(nn.Conv1d(c_in, c_out, kernel, padding=dilation * (kernel // 2), dilation=dilation),
-                         _norm(c_out), nn.GELU())
+    return nn.Sequential(
+        nn.Conv1d(c_in, c_out, kernel, padding=dilation * (kernel // 2), dilation=dilation),
+        _norm(c_out),
+        nn.GELU(),
+    )
 
 
 class WaveUNet(nn.Module):
@@ -35,23 +38,36 @@ class WaveUNet(nn.Module):
         super().__init__()
         channels, strides = list(channels), list(strides)
         if len(strides) != len(channels) - 1:
-            raise ValueError(f"model.wave_unet.strides needs {len(channels) - 1} entries (one per level below the "
-                             f"first), got {len(strides)}")
+            raise ValueError(
+                f"model.wave_unet.strides needs {len(channels) - 1} entries (one per level below the "
+                f"first), got {len(strides)}"
+            )
         if kernel_size % 2 == 0 or any(s < 2 or s % 2 for s in strides):
             raise ValueError("model.wave_unet: kernel_size must be odd and every stride an even number >= 2")
         self.total_stride = math.prod(strides)
         self.stem = _conv(1, channels[0], kernel_size)
         self.downs = nn.ModuleList(
-            nn.Sequential(nn.Conv1d(channels[i], channels[i + 1], 2 * s, stride=s, padding=s // 2),
-                          _norm(channels[i + 1]), nn.GELU(), _conv(channels[i + 1], channels[i + 1], kernel_size))
-            for i, s in enumerate(strides))
-        self.context = nn.ModuleList(_conv(channels[-1], channels[-1], 3, dilation=d) for d in context_dilations)
+            nn.Sequential(
+                nn.Conv1d(channels[i], channels[i + 1], 2 * s, stride=s, padding=s // 2),
+                _norm(channels[i + 1]),
+                nn.GELU(),
+                _conv(channels[i + 1], channels[i + 1], kernel_size),
+            )
+            for i, s in enumerate(strides)
+        )
+        self.context = nn.ModuleList(
+            _conv(channels[-1], channels[-1], 3, dilation=d) for d in context_dilations
+        )
         self.ups = nn.ModuleList(
             nn.ConvTranspose1d(channels[i + 1], channels[i], 2 * s, stride=s, padding=s // 2)
-            for i, s in reversed(list(enumerate(strides))))
-        self.fuse = nn.ModuleList(_conv(2 * channels[i], channels[i], kernel_size)
-                                  for i in reversed(range(len(strides))))
-        self.head = nn.Conv1d(channels[0], 1, 1)  # linear and unbounded: the output may be anything, silence too
+            for i, s in reversed(list(enumerate(strides)))
+        )
+        self.fuse = nn.ModuleList(
+            _conv(2 * channels[i], channels[i], kernel_size) for i in reversed(range(len(strides)))
+        )
+        self.head = nn.Conv1d(
+            channels[0], 1, 1
+        )  # linear and unbounded: the output may be anything, silence too
 
     def valid_length(self, num_samples: int) -> int:
         """Smallest length >= num_samples that every level decimates without remainder, leaving the

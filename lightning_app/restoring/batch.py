@@ -93,7 +93,9 @@ def plan_batch(args: argparse.Namespace) -> BatchPlan:
     if args.file_list:
         pairs = read_file_list(Path(args.file_list), output_dir, args.task)
         if not pairs:
-            raise ValueError(f"{args.file_list}: no rows{'' if args.task is None else f' for task {args.task}'}")
+            raise ValueError(
+                f"{args.file_list}: no rows{'' if args.task is None else f' for task {args.task}'}"
+            )
     else:
         pairs = plan_outputs(args.inputs, output_dir)
         if not pairs:
@@ -106,8 +108,9 @@ def plan_batch(args: argparse.Namespace) -> BatchPlan:
     return BatchPlan(output_dir, pairs, complete, todo, check_plan(writes, args.overwrite))
 
 
-def execute_batch(plan: BatchPlan, restorer: Restorer | None, args: argparse.Namespace, record,
-                  tally: dict[str, int]) -> BatchResult:
+def execute_batch(
+    plan: BatchPlan, restorer: Restorer | None, args: argparse.Namespace, record, tally: dict[str, int]
+) -> BatchResult:
     """Restore the plan's files one by one; a failure is recorded and the rest still done."""
     for src, dst in plan.pairs:
         if dst in plan.complete:
@@ -123,8 +126,14 @@ def execute_batch(plan: BatchPlan, restorer: Restorer | None, args: argparse.Nam
             continue
         start = time.perf_counter()
         try:
-            seconds, clipped = restore_file(restorer, src, dst, residual_path(dst) if args.residual else None,
-                                            subtype=args.subtype, progress=not args.no_progress)
+            seconds, clipped = restore_file(
+                restorer,
+                src,
+                dst,
+                residual_path(dst) if args.residual else None,
+                subtype=args.subtype,
+                progress=not args.no_progress,
+            )
         except audio_io.AudioFileError as exc:  # about the input, or about an output it could not write
             result.failures[src] = exc.reason if exc.path == str(src) else str(exc)
         except Exception as exc:  # keep going: one bad file must not cost the rest of the batch
@@ -138,9 +147,16 @@ def execute_batch(plan: BatchPlan, restorer: Restorer | None, args: argparse.Nam
         result.guard_shares[src] = restorer.guard_share()
         tally["restored"] += 1
         record(src, dst, "restored", f"{clipped} samples clipped" if clipped else "", seconds, took)
-        log.info("restored %s -> %s (%.1f s of audio in %.1f s, real-time factor %.3f; %s%s)", src, dst, seconds,
-                 took, took / max(seconds, 1e-9), restorer.describe(audio_io.probe(src).sample_rate),
-                 f"; {clipped} samples clipped" if clipped else "")
+        log.info(
+            "restored %s -> %s (%.1f s of audio in %.1f s, real-time factor %.3f; %s%s)",
+            src,
+            dst,
+            seconds,
+            took,
+            took / max(seconds, 1e-9),
+            restorer.describe(audio_io.probe(src).sample_rate),
+            f"; {clipped} samples clipped" if clipped else "",
+        )
     return result
 
 
@@ -152,13 +168,31 @@ def report_batch(plan: BatchPlan, result: BatchResult, args: argparse.Namespace,
         # imported here: the report's scipy costs every start 0.9 s and 70 MB, and most restores write none
         from lightning_app.evaluation.listening_report import ReportEntry, write_listening_report
 
-        entries = [ReportEntry(src, dst, residual_path(dst) if args.residual else None, content=args.content,
-                               guard_share=result.guard_shares.get(src)) for src, dst in plan.pairs]
+        entries = [
+            ReportEntry(
+                src,
+                dst,
+                residual_path(dst) if args.residual else None,
+                content=args.content,
+                guard_share=result.guard_shares.get(src),
+            )
+            for src, dst in plan.pairs
+        ]
         write_listening_report(entries, plan.output_dir)  # logs where the page is
     done = len(plan.todo) - len(result.failures)
-    skipped = f", {len(plan.pairs) - len(plan.todo)} skipped (output complete)" if len(plan.todo) < len(plan.pairs) else ""
-    speed = (f"; real-time factor {result.compute_seconds / result.audio_seconds:.3f} (seconds of compute per "
-             f"second of audio, on {device})") if result.audio_seconds else ""
+    skipped = (
+        f", {len(plan.pairs) - len(plan.todo)} skipped (output complete)"
+        if len(plan.todo) < len(plan.pairs)
+        else ""
+    )
+    speed = (
+        (
+            f"; real-time factor {result.compute_seconds / result.audio_seconds:.3f} (seconds of compute per "
+            f"second of audio, on {device})"
+        )
+        if result.audio_seconds
+        else ""
+    )
     print(f"{done} of {len(plan.pairs)} file(s) restored into {plan.output_dir}{skipped}{speed}")
     return 1 if result.failures else 0
 
@@ -180,11 +214,22 @@ def run(args: argparse.Namespace, tally: dict[str, int]) -> int:
 def build_restorer(args: argparse.Namespace, device) -> Restorer:
     checkpoint = args.checkpoint or bundled_model()
     model = load_model(checkpoint, device)
-    log.info("model: %s%s", checkpoint, "" if args.checkpoint else " (the bundled archive model; --checkpoint picks another)")
+    log.info(
+        "model: %s%s",
+        checkpoint,
+        "" if args.checkpoint else " (the bundled archive model; --checkpoint picks another)",
+    )
     batch_size = args.batch_size or (16 if device.type == "cuda" else 2)
-    return Restorer(model, mix=args.mix, chunk_seconds=args.chunk_seconds, batch_size=batch_size,
-                    channel_mode=args.channels.replace("-", "_"), high_band=args.high_band,
-                    block_seconds=args.block_seconds, guard=not args.no_guard)
+    return Restorer(
+        model,
+        mix=args.mix,
+        chunk_seconds=args.chunk_seconds,
+        batch_size=batch_size,
+        channel_mode=args.channels.replace("-", "_"),
+        high_band=args.high_band,
+        block_seconds=args.block_seconds,
+        guard=not args.no_guard,
+    )
 
 
 def is_complete(dst: Path, residual: bool) -> bool:
@@ -194,7 +239,11 @@ def is_complete(dst: Path, residual: bool) -> bool:
 
 def summary_recorder(path: str | None, task: int | None):
     """record(src, dst, status, reason, audio seconds, compute seconds): one --summary row (none without it)."""
+
     def record(src, dst, status, reason="", audio_seconds=0.0, compute_seconds=0.0):
         if path:
-            append_summary_row(Path(path), summary_row(src, dst, status, reason, audio_seconds, compute_seconds, task))
+            append_summary_row(
+                Path(path), summary_row(src, dst, status, reason, audio_seconds, compute_seconds, task)
+            )
+
     return record

@@ -31,10 +31,20 @@ from lightning_app.training.slurm import cluster_config, sbatch, site_and_preamb
 # appends one summary row per file; a final step merges the task summaries into one.
 FILE_LIST_FIELDS = ("task", "input", "output")
 
-SUMMARY_FIELDS = ("file", "output", "status", "reason", "audio_seconds", "compute_seconds", "real_time_factor", "task")
+SUMMARY_FIELDS = (
+    "file",
+    "output",
+    "status",
+    "reason",
+    "audio_seconds",
+    "compute_seconds",
+    "real_time_factor",
+    "task",
+)
 
 #: a file's status across a task's rows (a requeued task writes a file's row again): the best one counts
 STATUS_RANK = {"restored": 0, "skipped-complete": 1, "failed": 2}
+
 
 def restore_cost(path: Path) -> float:
     """What restoring a file costs, in channel-seconds of audio plus one for the per-file overhead
@@ -44,6 +54,7 @@ def restore_cost(path: Path) -> float:
     except audio_io.AudioFileError:
         return 1.0
     return info.seconds * info.channels + 1.0
+
 
 def balance_shares(costs: list[float], tasks: int) -> list[int]:
     """The task of each file: the costliest first, each onto the least-loaded task (ties: the lower
@@ -57,6 +68,7 @@ def balance_shares(costs: list[float], tasks: int) -> list[int]:
         heapq.heappush(loads, (load + costs[i], task))
     return shares
 
+
 def write_file_list(path: Path, pairs: list[tuple[Path, Path]], shares: list[int], output_dir: Path) -> None:
     """The submission's file list: one row per (input, output) with its task; inputs absolute."""
     with open(path, "w", newline="") as f:
@@ -65,20 +77,39 @@ def write_file_list(path: Path, pairs: list[tuple[Path, Path]], shares: list[int
         for (src, dst), task in zip(pairs, shares, strict=True):
             rows.writerow([task, src.absolute(), dst.relative_to(output_dir)])
 
+
 def read_file_list(path: Path, output_dir: Path, task: int | None = None) -> list[tuple[Path, Path]]:
     """(input, output) pairs of a file list: all rows, or those of ``task``."""
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
     if rows and set(FILE_LIST_FIELDS) - set(rows[0]):
         raise ValueError(f"{path}: not a file list (its columns must be {', '.join(FILE_LIST_FIELDS)})")
-    return [(Path(r["input"]), output_dir / r["output"]) for r in rows if task is None or int(r["task"]) == task]
+    return [
+        (Path(r["input"]), output_dir / r["output"]) for r in rows if task is None or int(r["task"]) == task
+    ]
 
-def summary_row(src: Path, dst: Path, status: str, reason: str = "", audio_seconds: float = 0.0,
-                compute_seconds: float = 0.0, task: int | None = None) -> dict:
+
+def summary_row(
+    src: Path,
+    dst: Path,
+    status: str,
+    reason: str = "",
+    audio_seconds: float = 0.0,
+    compute_seconds: float = 0.0,
+    task: int | None = None,
+) -> dict:
     rtf = f"{compute_seconds / audio_seconds:.4f}" if status == "restored" and audio_seconds else ""
-    return {"file": str(src), "output": str(dst), "status": status, "reason": reason,
-            "audio_seconds": f"{audio_seconds:.3f}", "compute_seconds": f"{compute_seconds:.3f}",
-            "real_time_factor": rtf, "task": "" if task is None else task}
+    return {
+        "file": str(src),
+        "output": str(dst),
+        "status": status,
+        "reason": reason,
+        "audio_seconds": f"{audio_seconds:.3f}",
+        "compute_seconds": f"{compute_seconds:.3f}",
+        "real_time_factor": rtf,
+        "task": "" if task is None else task,
+    }
+
 
 def append_summary_row(path: Path, row: dict) -> None:
     """One row, appended and closed at once: a task killed later keeps the rows of the files it did."""
@@ -89,6 +120,7 @@ def append_summary_row(path: Path, row: dict) -> None:
         if new:
             rows.writeheader()
         rows.writerow(row)
+
 
 def merge_summaries(file_list: Path, summaries: list[Path]) -> list[dict]:
     """One row per listed file, in list order: its best row in the task summaries, or ``not-run`` when
@@ -102,10 +134,18 @@ def merge_summaries(file_list: Path, summaries: list[Path]) -> list[dict]:
                     best[row["file"]] = row
     with open(file_list, newline="") as f:
         listed = list(csv.DictReader(f, delimiter="\t"))
-    return [best.get(r["input"]) or summary_row(Path(r["input"]), Path(r["output"]), "not-run",
-                                                "no task reported it (stopped before it? see the task logs)",
-                                                task=int(r["task"]))
-            for r in listed]
+    return [
+        best.get(r["input"])
+        or summary_row(
+            Path(r["input"]),
+            Path(r["output"]),
+            "not-run",
+            "no task reported it (stopped before it? see the task logs)",
+            task=int(r["task"]),
+        )
+        for r in listed
+    ]
+
 
 def summary_totals(rows: list[dict]) -> dict:
     """Files per status, and seconds of audio and compute of the restored ones."""
@@ -113,16 +153,30 @@ def summary_totals(rows: list[dict]) -> dict:
     audio = sum(float(r["audio_seconds"]) for r in done)
     compute = sum(float(r["compute_seconds"]) for r in done)
     counts = {s: sum(r["status"] == s for r in rows) for s in (*STATUS_RANK, "not-run")}
-    return {"files": len(rows), **counts, "audio_seconds": audio, "compute_seconds": compute,
-            "real_time_factor": compute / audio if audio else math.nan}
+    return {
+        "files": len(rows),
+        **counts,
+        "audio_seconds": audio,
+        "compute_seconds": compute,
+        "real_time_factor": compute / audio if audio else math.nan,
+    }
+
 
 def write_summary(path: Path, rows: list[dict], totals: dict) -> None:
     """The merged summary: the rows, then a TOTAL row (counts per status in its reason column)."""
     counts = ", ".join(f"{totals[s]} {s}" for s in (*STATUS_RANK, "not-run"))
-    total = {"file": "TOTAL", "output": "", "status": f"{totals['files']} files", "reason": counts,
-             "audio_seconds": f"{totals['audio_seconds']:.3f}", "compute_seconds": f"{totals['compute_seconds']:.3f}",
-             "real_time_factor": "" if math.isnan(totals["real_time_factor"]) else f"{totals['real_time_factor']:.4f}",
-             "task": ""}
+    total = {
+        "file": "TOTAL",
+        "output": "",
+        "status": f"{totals['files']} files",
+        "reason": counts,
+        "audio_seconds": f"{totals['audio_seconds']:.3f}",
+        "compute_seconds": f"{totals['compute_seconds']:.3f}",
+        "real_time_factor": ""
+        if math.isnan(totals["real_time_factor"])
+        else f"{totals['real_time_factor']:.4f}",
+        "task": "",
+    }
     tmp = path.with_name(path.name + ".partial")
     with open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=SUMMARY_FIELDS)
@@ -130,11 +184,14 @@ def write_summary(path: Path, rows: list[dict], totals: dict) -> None:
         writer.writerows([*rows, total])
     os.replace(tmp, path)
 
+
 # ----------------------------------------------------------------------------- cluster restores
 JOBS = ".c2c-jobs"  # OUT/.c2c-jobs/STAMP/: the file list, the scripts, the task logs and summaries
 
-def render_denoise(cluster: DictConfig, job_dir: Path, output_dir: Path, tasks: int, denoise_args: list[str],
-                   python: str) -> tuple[str, str]:
+
+def render_denoise(
+    cluster: DictConfig, job_dir: Path, output_dir: Path, tasks: int, denoise_args: list[str], python: str
+) -> tuple[str, str]:
     """The job array (task I restores its rows of files.tsv) and the merge job that runs after it."""
     gpus = min(int(cluster.gpus_per_node), 1)
     q = shlex.quote
@@ -149,8 +206,11 @@ def render_denoise(cluster: DictConfig, job_dir: Path, output_dir: Path, tasks: 
         "#SBATCH --open-mode=append",
         "#SBATCH --requeue",  # a preempted task comes back and skips the files it finished
     ]
-    array += site_and_preamble(cluster, gpus, "lightning_app.submit --denoise: array task I restores the rows of "
-                                                "files.tsv for task I.")
+    array += site_and_preamble(
+        cluster,
+        gpus,
+        "lightning_app.submit --denoise: array task I restores the rows of files.tsv for task I.",
+    )
     array += [
         'echo "restore task $SLURM_ARRAY_TASK_ID of job $SLURM_ARRAY_JOB_ID on $(hostname) at $(date)"',
         # SIGTERM (time limit, scancel) stops denoise cleanly: no half-written output, its rows kept.
@@ -168,13 +228,18 @@ def render_denoise(cluster: DictConfig, job_dir: Path, output_dir: Path, tasks: 
         "#SBATCH --time=00:15:00",
         f"#SBATCH --output={job_dir}/merge-%j.out",
     ]
-    merge += site_and_preamble(cluster, 0, "lightning_app.submit --denoise: submitted with "
-                                            "--dependency=afterany:<the array's job id>.")
+    merge += site_and_preamble(
+        cluster,
+        0,
+        "lightning_app.submit --denoise: submitted with --dependency=afterany:<the array's job id>.",
+    )
     merge += [f"exec {q(python)} -m lightning_app.submit --merge {q(str(job_dir))}", ""]
     return "\n".join(array), "\n".join(merge)
 
+
 def merged_summary_path(job_dir: Path) -> Path:
     return job_dir.parent.parent / f"restore-summary-{job_dir.name}.csv"
+
 
 def _new_job_dir(output_dir: Path) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -184,6 +249,7 @@ def _new_job_dir(output_dir: Path) -> Path:
         job_dir = output_dir / JOBS / f"{stamp}-{n}"
     return job_dir
 
+
 def _refuse_while_running(output_dir: Path) -> None:
     """A second job into the same folder while one runs could restore a file twice: refuse it."""
     for jobs in sorted((output_dir / JOBS).glob("*/jobs.txt")):
@@ -191,12 +257,22 @@ def _refuse_while_running(output_dir: Path) -> None:
             continue  # its merge ran, so the array had ended
         for job in jobs.read_text().split():
             if subprocess.run(["squeue", "-h", "-j", job], capture_output=True, text=True).stdout.strip():
-                raise RuntimeError(f"restore job {job} into {output_dir} is still queued or running "
-                                   f"({jobs.parent}); wait for it or scancel it")
+                raise RuntimeError(
+                    f"restore job {job} into {output_dir} is still queued or running "
+                    f"({jobs.parent}); wait for it or scancel it"
+                )
 
-def submit_denoise(inputs: list[str], output_dir: str | Path, workers: int, checkpoint: str | None = None,
-                   denoise_args: list[str] = (), cluster_overrides: list[str] = (), dry_run: bool = False,
-                   python: str = sys.executable) -> tuple[Path, list[str]]:
+
+def submit_denoise(
+    inputs: list[str],
+    output_dir: str | Path,
+    workers: int,
+    checkpoint: str | None = None,
+    denoise_args: list[str] = (),
+    cluster_overrides: list[str] = (),
+    dry_run: bool = False,
+    python: str = sys.executable,
+) -> tuple[Path, list[str]]:
     """Fix the file list, render the array and merge jobs, and submit them (the merge after the array).
 
     Returns (the array's script, [array job id, merge job id]); a dry run creates nothing and returns
@@ -220,8 +296,12 @@ def submit_denoise(inputs: list[str], output_dir: str | Path, workers: int, chec
         return job_dir / "restore.sbatch", list(scripts)
     _refuse_while_running(output_dir)
     job_dir.mkdir(parents=True)
-    write_file_list(job_dir / "files.tsv", pairs, balance_shares([restore_cost(src) for src, _ in pairs], tasks),
-                    output_dir)
+    write_file_list(
+        job_dir / "files.tsv",
+        pairs,
+        balance_shares([restore_cost(src) for src, _ in pairs], tasks),
+        output_dir,
+    )
     for name, script in zip(("restore.sbatch", "merge.sbatch"), scripts, strict=True):
         (job_dir / name).write_text(script)
     array = sbatch(job_dir / "restore.sbatch")

@@ -29,12 +29,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda asked for, but no CUDA device is available")
     return torch.device(name)
+
 
 # ----------------------------------------------------------------------------- signal path
 # Everything from the block read to the block written runs in torch on the model's device: resampling,
@@ -44,6 +46,7 @@ def _columns(columns: list) -> np.ndarray | torch.Tensor:
     """1-D columns side by side as (frames, n), numpy or torch alike."""
     return torch.stack(columns, dim=1) if torch.is_tensor(columns[0]) else np.stack(columns, axis=1)
 
+
 def chunk_grid(length: int, chunk: int, overlap: int) -> tuple[int, int, int]:
     """(padded length, number of chunks, step) of the chunk grid over a signal of ``length``."""
     if length <= chunk:
@@ -51,6 +54,7 @@ def chunk_grid(length: int, chunk: int, overlap: int) -> tuple[int, int, int]:
     step = chunk - overlap
     count = 1 + math.ceil((length - chunk) / step)
     return (count - 1) * step + chunk, count, step
+
 
 def chunks_reaching(length: int, chunk: int, overlap: int, first: int = 0, last: int | None = None) -> range:
     """Indices of the grid's chunks that reach into [first, last): a block's chunks, found without
@@ -61,6 +65,7 @@ def chunks_reaching(length: int, chunk: int, overlap: int, first: int = 0, last:
     last = padded if last is None else last
     return range(max(0, (first - chunk) // step + 1), min(count - 1, (last - 1) // step) + 1)
 
+
 def chunk_window(index: int, count: int, size: int, overlap: int) -> np.ndarray:
     """Weight of chunk ``index``: sin^2 fade-in after the first chunk, cos^2 fade-out before the last."""
     w = np.ones(size)
@@ -68,11 +73,13 @@ def chunk_window(index: int, count: int, size: int, overlap: int) -> np.ndarray:
     if index > 0 and overlap:
         w[:overlap] = fade_in
     if index < count - 1 and overlap:
-        w[size - overlap:] = 1.0 - fade_in
+        w[size - overlap :] = 1.0 - fade_in
     return w
 
-def crossfade_windows(length: int, chunk: int, overlap: int, first: int = 0,
-                      last: int | None = None) -> tuple[int, list[tuple[int, np.ndarray]]]:
+
+def crossfade_windows(
+    length: int, chunk: int, overlap: int, first: int = 0, last: int | None = None
+) -> tuple[int, list[tuple[int, np.ndarray]]]:
     """(padded length, [(start, weight)]) for the chunks that reach into [first, last).
 
     Neighbouring chunks overlap by exactly ``overlap`` samples with complementary sin^2/cos^2
@@ -83,8 +90,11 @@ def crossfade_windows(length: int, chunk: int, overlap: int, first: int = 0,
     padded, count, step = chunk_grid(length, chunk, overlap)
     if count == 1:
         return padded, [(0, np.ones(length))]
-    return padded, [(i * step, chunk_window(i, count, chunk, overlap))
-                    for i in chunks_reaching(length, chunk, overlap, first, last)]
+    return padded, [
+        (i * step, chunk_window(i, count, chunk, overlap))
+        for i in chunks_reaching(length, chunk, overlap, first, last)
+    ]
+
 
 @functools.lru_cache(maxsize=32)
 def _window_on(device: torch.device, fades: tuple[bool, bool], size: int, overlap: int) -> torch.Tensor:
@@ -92,10 +102,20 @@ def _window_on(device: torch.device, fades: tuple[bool, bool], size: int, overla
     index, count = (1, 3) if fades == (True, True) else (1, 2) if fades[0] else (0, 2) if fades[1] else (0, 1)
     return torch.from_numpy(chunk_window(index, count, size, overlap)).to(device)
 
+
 @torch.inference_mode()  # no_grad still records versions and views for autograd; nothing here needs them
-def enhance_mono(model: Denoiser, audio: np.ndarray | torch.Tensor, chunk: int, overlap: int, batch_size: int = 8,
-                 span: tuple[int, int, int] | None = None, offset: int = 0, gain: float = 1.0,
-                 carry: dict[int, torch.Tensor] | None = None, keep_from: int | None = None) -> torch.Tensor:
+def enhance_mono(
+    model: Denoiser,
+    audio: np.ndarray | torch.Tensor,
+    chunk: int,
+    overlap: int,
+    batch_size: int = 8,
+    span: tuple[int, int, int] | None = None,
+    offset: int = 0,
+    gain: float = 1.0,
+    carry: dict[int, torch.Tensor] | None = None,
+    keep_from: int | None = None,
+) -> torch.Tensor:
     """Denoise one channel at the model's rate in cross-faded chunks (bounded model memory).
 
     ``audio`` holds samples [offset, offset + len) of a signal whose chunk grid starts at 0;
@@ -118,7 +138,9 @@ def enhance_mono(model: Denoiser, audio: np.ndarray | torch.Tensor, chunk: int, 
     carried = carry if carry is not None and span is not None else {}
     todo = [i for i in indices if i * step not in carried]
     lo, hi = indices[0] * step, indices[-1] * step + size
-    out = torch.zeros(hi - lo, dtype=torch.float64, device=device)  # float64: the cross-fade sums, as one pass does them
+    out = torch.zeros(
+        hi - lo, dtype=torch.float64, device=device
+    )  # float64: the cross-fade sums, as one pass does them
     keep = {}  # this call's weighted chunk outputs that the next block needs
 
     def add(s: int, piece: torch.Tensor) -> None:
@@ -154,6 +176,7 @@ def enhance_mono(model: Denoiser, audio: np.ndarray | torch.Tensor, chunk: int, 
         return out[: len(audio)]
     return out  # samples [lo, hi) of the whole signal's output
 
+
 @dataclass(frozen=True)
 class Grid:
     """Where chunks and blocks fall for one file rate; sizes in model samples unless named ``*_file``.
@@ -172,15 +195,24 @@ class Grid:
     def blocks(self, frames: int) -> list[tuple[int, int]]:
         return [(s, min(s + self.block_file, frames)) for s in range(0, frames, self.block_file)]
 
-def plan_grid(rate: int, model_rate: int, chunk_seconds: float, overlap_seconds: float, block_seconds: float) -> Grid:
+
+def plan_grid(
+    rate: int, model_rate: int, chunk_seconds: float, overlap_seconds: float, block_seconds: float
+) -> Grid:
     g = math.gcd(rate, model_rate)
     unit_m, unit_f = model_rate // g, rate // g
     chunk = max(int(chunk_seconds * model_rate), 2 * unit_m)
     overlap = min(int(overlap_seconds * model_rate), chunk // 2)
     step = max(unit_m, round((chunk - overlap) / unit_m) * unit_m)
     block_m = max(1, round(block_seconds * model_rate / step)) * step
-    return Grid(chunk=step + overlap, overlap=overlap, unit_model=unit_m, unit_file=unit_f,
-                block_file=block_m // unit_m * unit_f)
+    return Grid(
+        chunk=step + overlap,
+        overlap=overlap,
+        unit_model=unit_m,
+        unit_file=unit_f,
+        block_file=block_m // unit_m * unit_f,
+    )
+
 
 def model_length(frames: int, rate: int, model_rate: int) -> int:
     return math.ceil(frames * model_rate / rate)  # what resampling the whole signal gives
@@ -213,8 +245,15 @@ class BlockPlan:
     first_f: int
 
 
-def plan_block(grid: Grid, frames: int, rate: int, model_rate: int, block: tuple[int, int], batch_size: int,
-               carried: set[int] | None = None) -> BlockPlan:
+def plan_block(
+    grid: Grid,
+    frames: int,
+    rate: int,
+    model_rate: int,
+    block: tuple[int, int],
+    batch_size: int,
+    carried: set[int] | None = None,
+) -> BlockPlan:
     """The reads and chunk runs of file samples ``block`` of a ``frames``-long file (a pure function).
 
     ``carried`` (None: no carry between blocks) holds the starts of the chunks the previous block already
@@ -242,9 +281,18 @@ def plan_block(grid: Grid, frames: int, rate: int, model_rate: int, block: tuple
     in1 = min(total, max(need1, run[-1] + size)) if run else need1
     read0_f = max(0, in0 // unit_m * unit_f - margin_f)
     read1_f = min(frames, math.ceil(in1 / unit_m) * unit_f + margin_f)
-    return BlockPlan(need0=need0, need1=need1, run1=run1, total=total, chunk_start=indices[0] * step,
-                     read0_f=read0_f, read1_f=read1_f, offset=read0_f // unit_f * unit_m, keep_from=c1 - margin_m,
-                     first_f=start_f - need0 // unit_m * unit_f)
+    return BlockPlan(
+        need0=need0,
+        need1=need1,
+        run1=run1,
+        total=total,
+        chunk_start=indices[0] * step,
+        read0_f=read0_f,
+        read1_f=read1_f,
+        offset=read0_f // unit_f * unit_m,
+        keep_from=c1 - margin_m,
+        first_f=start_f - need0 // unit_m * unit_f,
+    )
 
 
 # Model input level: the median RMS of the default training mixtures (measured: -29.7 dBFS).
@@ -253,6 +301,7 @@ TARGET_RMS_DBFS = -30.0
 CHANNEL_MODES = ("independent", "mid_side")
 
 HIGH_BAND = ("pass", "drop")
+
 
 @dataclass
 class Restorer:
@@ -327,8 +376,15 @@ class Restorer:
             return _columns([signals[:, 0] + signals[:, 1], signals[:, 0] - signals[:, 1]])
         return signals
 
-    def process_block(self, read, frames: int, rate: int, block: tuple[int, int], gains: np.ndarray,
-                      carry: dict[int, dict[int, torch.Tensor]] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def process_block(
+        self,
+        read,
+        frames: int,
+        rate: int,
+        block: tuple[int, int],
+        gains: np.ndarray,
+        carry: dict[int, dict[int, torch.Tensor]] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(denoised, input) file samples [block) as (n, channels); ``read(start, stop)`` gives input frames.
 
         ``carry`` (one per file, given to each of its blocks in order) keeps the model outputs of the
@@ -347,9 +403,18 @@ class Restorer:
             low = audio_io.resample(x[:, i].float(), rate, self.model_rate)
             if p.read1_f == frames:  # the whole signal's resampled length ends here
                 low = low[: p.total - p.offset]
-            enhanced = enhance_mono(self.model, low, g.chunk, g.overlap, self.batch_size,
-                                    span=(p.need0, p.run1, p.total), offset=p.offset, gain=float(gains[i]),
-                                    carry=None if carry is None else carry.setdefault(i, {}), keep_from=p.keep_from)
+            enhanced = enhance_mono(
+                self.model,
+                low,
+                g.chunk,
+                g.overlap,
+                self.batch_size,
+                span=(p.need0, p.run1, p.total),
+                offset=p.offset,
+                gain=float(gains[i]),
+                carry=None if carry is None else carry.setdefault(i, {}),
+                keep_from=p.keep_from,
+            )
             wet = self._back(enhanced[p.need0 - p.chunk_start : p.need1 - p.chunk_start], rate)
             del enhanced
             if self.high_band == "pass" and rate > self.model_rate:
@@ -359,7 +424,9 @@ class Restorer:
             dry = x[start_f - p.read0_f : stop_f - p.read0_f, i]
             if len(wet) < len(dry):
                 wet = F.pad(wet, (0, len(dry) - len(wet)))
-            if self.mix == 1.0:  # the usual case: 1.0 * wet + 0.0 * dry is wet, without two block-long temporaries
+            if (
+                self.mix == 1.0
+            ):  # the usual case: 1.0 * wet + 0.0 * dry is wet, without two block-long temporaries
                 out[:, i] = wet
             else:
                 out[:, i] = self.mix * wet + (1.0 - self.mix) * dry
@@ -369,7 +436,9 @@ class Restorer:
         """Model-rate samples starting on the shared grid -> file-rate samples (float64) from the matching position."""
         return audio_io.resample(wave_m.float(), self.model_rate, rate).double()
 
-    def _high_band(self, x: torch.Tensor, low: torch.Tensor, p: BlockPlan, rate: int, g: Grid) -> torch.Tensor:
+    def _high_band(
+        self, x: torch.Tensor, low: torch.Tensor, p: BlockPlan, rate: int, g: Grid
+    ) -> torch.Tensor:
         """What the model cannot see: the input minus its band-limited (model-rate) version."""
         band_limited = self._back(low[p.need0 - p.offset : p.need1 - p.offset], rate)
         first = p.need0 // g.unit_model * g.unit_file - p.read0_f
@@ -404,6 +473,7 @@ class Restorer:
         block = (0, frames)
         restored, _ = self.process_block(lambda a, b: audio[a:b], frames, sample_rate, block, gains)
         return restored.astype(np.float32)
+
 
 # glibc's malloc defaults suit this loop badly: a buffer above its mmap threshold (which rises only as such
 # buffers are freed, up to 32 MiB) is mapped and unmapped each time, and the heap is trimmed whenever its top

@@ -37,6 +37,7 @@ def expand_input_lists(inputs: list[str]) -> list[str]:
             expanded.append(item)
     return expanded
 
+
 def plan_outputs(inputs: list[str], output_dir: Path) -> list[tuple[Path, Path]]:
     """(input, output) pairs of files, folders and .txt lists of them. Folders keep their layout under
     output_dir; files go to its top."""
@@ -60,6 +61,7 @@ def plan_outputs(inputs: list[str], output_dir: Path) -> list[tuple[Path, Path]]
             pairs.append((src, dst))
     return pairs
 
+
 def check_output_dir(output_dir: Path) -> None:
     """The output folder, or its nearest existing parent, must be a folder (ValueError otherwise)."""
     existing = output_dir
@@ -67,6 +69,7 @@ def check_output_dir(output_dir: Path) -> None:
         existing = existing.parent
     if not existing.is_dir():
         raise ValueError(f"--output-dir {output_dir}: {existing} is a file, not a folder")
+
 
 def check_subtype(subtype: str | None, pairs: list[tuple[Path, Path]]) -> None:
     """--subtype must be a sample format every planned output's container can hold (ValueError otherwise)."""
@@ -78,7 +81,10 @@ def check_subtype(subtype: str | None, pairs: list[tuple[Path, Path]]) -> None:
         container = audio_io.container_format(suffix)
         if not sf.check_format(container, subtype):
             valid = ", ".join(sf.available_subtypes(container))
-            raise ValueError(f"--subtype {subtype} cannot be written to {suffix} files; {container} holds: {valid}")
+            raise ValueError(
+                f"--subtype {subtype} cannot be written to {suffix} files; {container} holds: {valid}"
+            )
+
 
 def check_plan(pairs: list[tuple[Path, Path]], overwrite: bool) -> dict[Path, str]:
     """Reasons to refuse a pair before any work: an output that is an input, collisions, existing files."""
@@ -97,6 +103,7 @@ def check_plan(pairs: list[tuple[Path, Path]], overwrite: bool) -> dict[Path, st
             claimed[target] = src
     return refused
 
+
 def _scan(path: Path, f: sf.SoundFile, block: int, to_signals) -> np.ndarray:
     """First pass over a file: mean square of each processed signal; NaN/Inf and silence are errors."""
     total = 0.0
@@ -105,11 +112,14 @@ def _scan(path: Path, f: sf.SoundFile, block: int, to_signals) -> np.ndarray:
         data = f.read(min(block, f.frames - start), dtype="float64", always_2d=True)
         if not np.all(np.isfinite(data)):
             at = start + int(np.argwhere(~np.isfinite(data))[0, 0])
-            raise audio_io.AudioFileError(path, f"contains NaN/Inf samples (first at {at / f.samplerate:.2f} s)")
+            raise audio_io.AudioFileError(
+                path, f"contains NaN/Inf samples (first at {at / f.samplerate:.2f} s)"
+            )
         total = total + np.sum(np.square(to_signals(data)), axis=0)
     if not np.any(total):
         raise audio_io.AudioFileError(path, "is digital silence (every sample is zero)")
     return total / f.frames
+
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
 
@@ -121,6 +131,7 @@ def _glibc():
         return None
     return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
 
+
 def _reuse_freed_memory(until: ExitStack) -> None:
     """Keep freed memory for reuse until ``until`` closes, then hand it back."""
     if libc := _glibc():
@@ -130,12 +141,20 @@ def _reuse_freed_memory(until: ExitStack) -> None:
         # back in, on top of whatever is still held then)
         until.callback(libc.malloc_trim, 0)
 
+
 def _over_full_scale(audio: np.ndarray) -> tuple[int, float]:
     """(samples beyond ±1.0, peak magnitude) of a block."""
     return int(np.count_nonzero(np.abs(audio) > 1.0)), float(np.max(np.abs(audio), initial=0.0))
 
-def restore_file(restorer: Restorer, src: Path, dst: Path, residual: Path | None = None, subtype: str | None = None,
-                 progress: bool = False) -> tuple[float, int]:
+
+def restore_file(
+    restorer: Restorer,
+    src: Path,
+    dst: Path,
+    residual: Path | None = None,
+    subtype: str | None = None,
+    progress: bool = False,
+) -> tuple[float, int]:
     """Denoise one file block by block (memory bounded by the block, not the file).
 
     Returns (seconds of audio, samples clipped in ``dst``). An integer sample format cannot hold samples
@@ -156,15 +175,20 @@ def restore_file(restorer: Restorer, src: Path, dst: Path, residual: Path | None
         if cut := audio_io.truncation(src):
             log.warning("%s: %s; the output is as long as what is there", src, cut)
         if restorer.channel_mode == "mid_side" and f.channels != 2:
-            log.warning("%s: --channels mid-side needs two channels; its %d channel(s) are denoised one by one",
-                        src, f.channels)
+            log.warning(
+                "%s: --channels mid-side needs two channels; its %d channel(s) are denoised one by one",
+                src,
+                f.channels,
+            )
 
         def read(start: int, stop: int) -> np.ndarray:
             f.seek(start)
             return f.read(stop - start, dtype="float64", always_2d=True)
 
         outputs.enter_context(made_folder(dst.parent))
-        writers = [outputs.enter_context(audio_io.atomic_writer(path, rate, f.channels, subtype)) for path in targets]
+        writers = [
+            outputs.enter_context(audio_io.atomic_writer(path, rate, f.channels, subtype)) for path in targets
+        ]
         carry: dict = {}  # model outputs one block hands to the next
         with tqdm(total=frames / rate, unit="s", desc=src.name, disable=not progress, leave=False) as bar:
             for block in restorer.plan(frames, rate):
@@ -179,10 +203,20 @@ def restore_file(restorer: Restorer, src: Path, dst: Path, residual: Path | None
                 bar.update((block[1] - block[0]) / rate)
     for path, (count, peak) in overs.items():
         if count:
-            keep = "; --subtype FLOAT keeps them" if sf.check_format(audio_io.container_format(path.suffix), "FLOAT") else ""
-            log.warning("%s: %d samples over full scale clipped (peak %+.1f dBFS)%s",
-                        path, count, 20 * math.log10(peak), keep)
+            keep = (
+                "; --subtype FLOAT keeps them"
+                if sf.check_format(audio_io.container_format(path.suffix), "FLOAT")
+                else ""
+            )
+            log.warning(
+                "%s: %d samples over full scale clipped (peak %+.1f dBFS)%s",
+                path,
+                count,
+                20 * math.log10(peak),
+                keep,
+            )
     return info.seconds, overs[dst][0]
+
 
 @contextmanager
 def made_folder(folder: Path):
@@ -204,7 +238,9 @@ def made_folder(folder: Path):
                 break
         raise
 
+
 NAME_MAX = 255  # bytes in one file name on the common file systems (ext4, XFS, NTFS, APFS)
+
 
 def residual_path(dst: Path) -> Path:
     """NAME.residual.EXT beside the output; where that name would be too long for the file system, the

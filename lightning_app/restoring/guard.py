@@ -43,16 +43,16 @@ from torch.nn import functional as F
 
 @dataclass(frozen=True)
 class GuardSettings:
-    window_seconds: float = 0.023     # short-time spectrum window (1024 samples at 44.1 kHz), hop a half
-    floor_percentile: float = 0.05    # of each bin's smoothed power over the chunk: the noise floor
-    floor_frames: int = 3             # the power is smoothed over 3 bins and this many frames before the percentile
-    floor_margin_db: float = 6.0      # removal allowed up to this far above the floor
-    removal_cells: int = 1            # the removal's power is averaged over this many bins and frames
-    transient_db: float = 18.0        # a cell this far above its surroundings in time is a transient
-    transient_frames: int = 4         # frames on each side that make its surroundings
-    steady_db: float = 3.0            # a bin whose power spreads less than this over time is steady noise
-    neighbour_bins: int = 8           # other bins: the floor is the low part of their neighbourhood's floors
-    neighbour_sides: bool = False     # the neighbourhood's floor: the higher of its sides' quietest bins
+    window_seconds: float = 0.023  # short-time spectrum window (1024 samples at 44.1 kHz), hop a half
+    floor_percentile: float = 0.05  # of each bin's smoothed power over the chunk: the noise floor
+    floor_frames: int = 3  # the power is smoothed over 3 bins and this many frames before the percentile
+    floor_margin_db: float = 6.0  # removal allowed up to this far above the floor
+    removal_cells: int = 1  # the removal's power is averaged over this many bins and frames
+    transient_db: float = 18.0  # a cell this far above its surroundings in time is a transient
+    transient_frames: int = 4  # frames on each side that make its surroundings
+    steady_db: float = 3.0  # a bin whose power spreads less than this over time is steady noise
+    neighbour_bins: int = 8  # other bins: the floor is the low part of their neighbourhood's floors
+    neighbour_sides: bool = False  # the neighbourhood's floor: the higher of its sides' quietest bins
 
     def n_fft(self, sample_rate: int) -> int:
         return 1 << max(6, round(math.log2(self.window_seconds * sample_rate)))
@@ -62,10 +62,20 @@ class GuardSettings:
 #: stream): long windows that resolve partials first (a thump or a crackle burst fills a long frame less, so a
 #: lower step above the surroundings marks it), then short windows without the neighbour rule. In both the
 #: removal is judged by its local mean over 7 x 7 cells, and the floor by power smoothed over several frames.
-DEFAULT_PASSES = (GuardSettings(window_seconds=0.186, neighbour_bins=16, neighbour_sides=True, transient_db=12.0,
-                                floor_frames=5, floor_margin_db=8.0, removal_cells=7),
-                  GuardSettings(window_seconds=0.023, neighbour_bins=0, floor_frames=7, floor_margin_db=10.0,
-                                removal_cells=7))
+DEFAULT_PASSES = (
+    GuardSettings(
+        window_seconds=0.186,
+        neighbour_bins=16,
+        neighbour_sides=True,
+        transient_db=12.0,
+        floor_frames=5,
+        floor_margin_db=8.0,
+        removal_cells=7,
+    ),
+    GuardSettings(
+        window_seconds=0.023, neighbour_bins=0, floor_frames=7, floor_margin_db=10.0, removal_cells=7
+    ),
+)
 
 
 def _power(spectrum: torch.Tensor) -> torch.Tensor:
@@ -76,6 +86,7 @@ def box_mean(values: torch.Tensor, bins: int, frames: int) -> torch.Tensor:
     """Mean of each cell's ``bins`` x ``frames`` neighbourhood (odd sizes; cut at the edges) of a (batch, bins,
     frames) tensor of powers. A box is separable, and each 1-D mean is a difference of running sums (in double
     precision: a spectrum spans far more than float32 can subtract), so its cost does not grow with the box."""
+
     def along_last(x: torch.Tensor, size: int) -> torch.Tensor:
         if size <= 1:
             return x
@@ -86,7 +97,7 @@ def box_mean(values: torch.Tensor, bins: int, frames: int) -> torch.Tensor:
         sums = torch.cat([sums.new_zeros(*rows, half + 1), sums, sums[..., -1:].expand(*rows, half)], -1)
         index = torch.arange(n, device=x.device, dtype=torch.float64)
         count = (index + half + 1).clamp(max=n) - (index - half).clamp(min=0)
-        return ((sums[..., 2 * half + 1:] - sums[..., :n]) / count).clamp_min(0.0).to(x.dtype)
+        return ((sums[..., 2 * half + 1 :] - sums[..., :n]) / count).clamp_min(0.0).to(x.dtype)
 
     return along_last(along_last(values, frames).transpose(1, 2), bins).transpose(1, 2)
 
@@ -98,7 +109,9 @@ class GuardPass:
     def __init__(self, sample_rate: int, settings: GuardSettings):
         self.settings = settings
         self.n_fft = settings.n_fft(sample_rate)
-        self.hop = self.n_fft // 2  # hann at half overlap resynthesises exactly, at half the cost of a quarter
+        self.hop = (
+            self.n_fft // 2
+        )  # hann at half overlap resynthesises exactly, at half the cost of a quarter
         self._windows: dict = {}
 
     def _window(self, x: torch.Tensor) -> torch.Tensor:
@@ -130,7 +143,7 @@ class GuardPass:
                 # A partial has gaps on both sides; noise with a steep slope (rumble, brown) is quieter on one
                 # side only. The quietest bin of each side, then the higher of the two: a slope keeps about its
                 # own level, a partial still finds a gap on both sides, even beside a dense chord on one.
-                local = torch.maximum(around[..., :w].amin(-1), around[..., w + 1:].amin(-1))[..., None]
+                local = torch.maximum(around[..., :w].amin(-1), around[..., w + 1 :].amin(-1))[..., None]
             else:
                 local = around.kthvalue(max(1, round(0.25 * (2 * w + 1))), dim=-1).values[..., None]
             steady = high <= low * 10 ** (s.steady_db / 10)
@@ -143,7 +156,9 @@ class GuardPass:
             # after, leaving out the frame next to it on each side (at half overlap a click sounds in two frames).
             # A click is short, so both are low; a note's onset has its note after it, its release before.
             padded = F.pad(magnitude, (k + 1, k + 1), mode="replicate")
-            means = F.avg_pool1d(padded.flatten(0, 1)[:, None], k, stride=1)[:, 0].unflatten(0, padded.shape[:2])
+            means = F.avg_pool1d(padded.flatten(0, 1)[:, None], k, stride=1)[:, 0].unflatten(
+                0, padded.shape[:2]
+            )
             frames = magnitude.shape[-1]
             typical = torch.maximum(means[..., :frames], means[..., k + 3 : k + 3 + frames])
             transient = (magnitude > typical * 10 ** (s.transient_db / 20)).float()
@@ -156,7 +171,9 @@ class GuardPass:
 
     def __call__(self, x: torch.Tensor, removed: torch.Tensor) -> torch.Tensor:
         length = x.shape[-1]
-        if length < self.n_fft:  # too short to tell noise from signal at this resolution: nothing is held back
+        if (
+            length < self.n_fft
+        ):  # too short to tell noise from signal at this resolution: nothing is held back
             return removed
         removal = self._stft(removed)
         # Noise the model removes is Rayleigh-distributed cell by cell (a tenth of its cells lie 3.6 dB above its
@@ -164,7 +181,9 @@ class GuardPass:
         r = self.settings.removal_cells
         level = box_mean(_power(removal), r, r).sqrt()
         keep = torch.clamp(self.allowance(self._stft(x)) / level.clamp_min(1e-12), max=1.0)
-        return torch.istft(removal * keep, self.n_fft, self.hop, window=self._window(x), center=True, length=length)
+        return torch.istft(
+            removal * keep, self.n_fft, self.hop, window=self._window(x), center=True, length=length
+        )
 
 
 class Guard:
@@ -176,7 +195,7 @@ class Guard:
             settings = DEFAULT_PASSES
         self.settings = (settings,) if isinstance(settings, GuardSettings) else tuple(settings)
         self.passes = [GuardPass(sample_rate, s) for s in self.settings]
-        self.removed = 0.0   # energy the model removed, summed over calls
+        self.removed = 0.0  # energy the model removed, summed over calls
         self.restored = 0.0  # energy of what the guard put back
 
     def reset(self) -> None:
@@ -230,6 +249,8 @@ class _RemoveEverything(nn.Module):
         return torch.zeros_like(noisy)
 
 
-def guard_alone(sample_rate: int, settings: GuardSettings | tuple[GuardSettings, ...] | None = None) -> GuardedDenoiser:
+def guard_alone(
+    sample_rate: int, settings: GuardSettings | tuple[GuardSettings, ...] | None = None
+) -> GuardedDenoiser:
     """The guard over a model that removes everything: it takes away floor-level noise and transients only."""
     return GuardedDenoiser(_RemoveEverything(sample_rate), settings)

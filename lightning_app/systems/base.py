@@ -60,9 +60,12 @@ class DenoiseSystem(L.LightningModule):
 
         # The chosen network's settings and the chosen system's weights: checkpoints keep this flat shape.
         kind = cfg.model.kind
-        return {"model": {"kind": kind, **to_container(cfg.model[kind])},
-                "loss": {k: float(v) for k, v in to_container(cfg.system[cfg.system.kind]).items()},
-                "optim": to_container(cfg.optim), "sample_rate": int(cfg.data.sample_rate)}
+        return {
+            "model": {"kind": kind, **to_container(cfg.model[kind])},
+            "loss": {k: float(v) for k, v in to_container(cfg.system[cfg.system.kind]).items()},
+            "optim": to_container(cfg.optim),
+            "sample_rate": int(cfg.data.sample_rate),
+        }
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["system_kind"] = self.kind
@@ -95,10 +98,24 @@ class DenoiseSystem(L.LightningModule):
         named = {("loss" if k == "loss" else f"loss_{k}"): v.detach() for k, v in terms.items()}
         # Epoch means under the names validation uses (train/loss_mrstft next to val/loss_mrstft, one chart each
         # in the custom-scalars layout); every step's values apart, under train_step/.
-        self.log_dict({f"train/{k}": v for k, v in named.items()}, on_step=False, on_epoch=True, batch_size=batch_size)
-        self.log_dict({f"train_step/{k}": v for k, v in named.items()}, on_step=True, on_epoch=False,
-                      batch_size=batch_size)
-        self.log("loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True, logger=False, batch_size=batch_size)
+        self.log_dict(
+            {f"train/{k}": v for k, v in named.items()}, on_step=False, on_epoch=True, batch_size=batch_size
+        )
+        self.log_dict(
+            {f"train_step/{k}": v for k, v in named.items()},
+            on_step=True,
+            on_epoch=False,
+            batch_size=batch_size,
+        )
+        self.log(
+            "loss",
+            loss.detach(),
+            on_step=True,
+            on_epoch=False,
+            prog_bar=True,
+            logger=False,
+            batch_size=batch_size,
+        )
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> dict:
@@ -107,8 +124,12 @@ class DenoiseSystem(L.LightningModule):
         return {"estimate": self.enhance(batch["noisy"]).detach()}
 
     def log_validation_terms(self, terms: dict[str, torch.Tensor], batch: dict) -> None:
-        self.log_dict({f"val/loss_{k}" if k != "loss" else "val/loss": v for k, v in terms.items()},
-                      on_epoch=True, sync_dist=True, batch_size=batch["noisy"].shape[0])
+        self.log_dict(
+            {f"val/loss_{k}" if k != "loss" else "val/loss": v for k, v in terms.items()},
+            on_epoch=True,
+            sync_dist=True,
+            batch_size=batch["noisy"].shape[0],
+        )
 
     def test_step(self, batch: dict, batch_idx: int) -> dict:
         return {"estimate": self.enhance(batch["noisy"]).detach()}
@@ -121,8 +142,9 @@ class DenoiseSystem(L.LightningModule):
             return optimizer
         total = int(self.trainer.estimated_stepping_batches)
         if kind == "onecycle":
-            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg["lr"], total_steps=max(total, 2),
-                                                            pct_start=cfg["warmup_fraction"])
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(
+                optimizer, max_lr=cfg["lr"], total_steps=max(total, 2), pct_start=cfg["warmup_fraction"]
+            )
         elif kind == "cosine":
             scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, CosinePlan(end=max(total, 1)))
         else:
@@ -141,13 +163,17 @@ class DenoiseSystem(L.LightningModule):
         if end != plan.end and self.global_step > 0:
             plan.replan(self.global_step, end)
             if plan.start_factor < 1e-3:
-                warnings.warn("the cosine learning rate had reached its floor when this run was resumed with more "
-                              "epochs; they train at that floor. To train on with a new schedule, start a run from "
-                              "its weights with system.init_from=<its last.ckpt>.", stacklevel=1)
+                warnings.warn(
+                    "the cosine learning rate had reached its floor when this run was resumed with more "
+                    "epochs; they train at that floor. To train on with a new schedule, start a run from "
+                    "its weights with system.init_from=<its last.ckpt>.",
+                    stacklevel=1,
+                )
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         compat.upgrade_scheduler_states(checkpoint)
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
-        self.clip_gradients(optimizer, gradient_clip_val=self.optim_cfg["grad_clip"] or None,
-                            gradient_clip_algorithm="norm")
+        self.clip_gradients(
+            optimizer, gradient_clip_val=self.optim_cfg["grad_clip"] or None, gradient_clip_algorithm="norm"
+        )

@@ -62,7 +62,11 @@ def _unreadable_reason(path: Path, exc: BaseException) -> str:
         # Not torch's zip archive, so read as its older bare pickle: whatever the unpickler tripped on in it
         # (UnpicklingError, IndexError, ValueError, ... on random bytes), the file is something else.
         return NOT_A_CHECKPOINT
-    if isinstance(exc, (EOFError, zipfile.BadZipFile)) or "central directory" in str(exc) or "zip archive" in str(exc):
+    if (
+        isinstance(exc, (EOFError, zipfile.BadZipFile))
+        or "central directory" in str(exc)
+        or "zip archive" in str(exc)
+    ):
         return "the file is truncated or corrupt (an interrupted copy or save?)"
     if isinstance(exc, pickle.UnpicklingError):
         # torch's own text here recommends unsafe loading; this file is either not a checkpoint
@@ -97,13 +101,17 @@ def read_checkpoint(path: str | Path, for_resume: bool = False) -> dict:
     if missing:
         raise CheckpointError(f"{path}: not a c2c-denoise checkpoint (no {' or '.join(missing)})")
     if ckpt["system_kind"] not in SYSTEM_KINDS:
-        raise CheckpointError(f"{path}: unknown system kind {ckpt['system_kind']!r} (known: {', '.join(sorted(SYSTEM_KINDS))})")
+        raise CheckpointError(
+            f"{path}: unknown system kind {ckpt['system_kind']!r} (known: {', '.join(sorted(SYSTEM_KINDS))})"
+        )
     _upgrade(ckpt, path)
     if for_resume:
         missing = [k for k in TRAINING_STATE if k not in ckpt]
         if missing:
-            raise CheckpointError(f"{path}: holds weights but no training state ({', '.join(missing)}), so a run "
-                                  f"cannot continue from it; start a new run from it with system.init_from={path}")
+            raise CheckpointError(
+                f"{path}: holds weights but no training state ({', '.join(missing)}), so a run "
+                f"cannot continue from it; start a new run from it with system.init_from={path}"
+            )
     return ckpt
 
 
@@ -116,8 +124,9 @@ def _upgrade(ckpt: dict, path: Path) -> None:
     model = ckpt["hyper_parameters"].get("model") if isinstance(ckpt["hyper_parameters"], dict) else None
     if isinstance(model, dict) and model.get("kind") in NETS:
         kind = model["kind"]
-        params = compat.upgrade_model_settings(kind, {k: v for k, v in model.items() if k != "kind"}, schema,
-                                               known=settings_read_by(kind))
+        params = compat.upgrade_model_settings(
+            kind, {k: v for k, v in model.items() if k != "kind"}, schema, known=settings_read_by(kind)
+        )
         ckpt["hyper_parameters"]["model"] = {"kind": kind, **params}
 
 
@@ -140,8 +149,9 @@ def _load_weights(module: nn.Module, state_dict: dict, path: str | Path) -> None
     try:
         module.load_state_dict(state_dict, strict=True)
     except RuntimeError as exc:
-        raise CheckpointError(f"{path}: its weights do not match the model its own settings describe "
-                              f"({describe_mismatch(exc)})") from None
+        raise CheckpointError(
+            f"{path}: its weights do not match the model its own settings describe ({describe_mismatch(exc)})"
+        ) from None
 
 
 def system_from_checkpoint(ckpt: dict, path: str | Path) -> DenoiseSystem:
@@ -193,8 +203,10 @@ def denoiser_from_checkpoint(ckpt: dict, path: str | Path) -> Denoiser:
 def bundled_model() -> Path:
     """The shipped archive model, or one line saying it is not there (a partial checkout)."""
     if not BUNDLED_MODEL.is_file():
-        raise CheckpointError(f"{BUNDLED_MODEL}: the bundled archive model is missing from this checkout; "
-                              "give a model with --checkpoint")
+        raise CheckpointError(
+            f"{BUNDLED_MODEL}: the bundled archive model is missing from this checkout; "
+            "give a model with --checkpoint"
+        )
     return BUNDLED_MODEL
 
 
@@ -202,7 +214,11 @@ def export_for_inference(source: str | Path, destination: str | Path, **card) ->
     """A checkpoint with only what restoring needs (weights, model settings, kind, epoch/step) plus
     ``card`` (plain values: training command, data, numbers); a third of the size without optimizer state."""
     ckpt = read_checkpoint(source)
-    slim = {k: ckpt[k] for k in ("state_dict", "hyper_parameters", "system_kind", "epoch", "global_step") if k in ckpt}
+    slim = {
+        k: ckpt[k]
+        for k in ("state_dict", "hyper_parameters", "system_kind", "epoch", "global_step")
+        if k in ckpt
+    }
     slim["card"] = card
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)

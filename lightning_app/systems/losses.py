@@ -45,8 +45,9 @@ def _magnitude(x: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
 LOG_FLOOR_DB = -80.0
 
 
-def multi_resolution_stft(estimate: torch.Tensor, target: torch.Tensor,
-                          resolutions=((512, 128), (1024, 256), (256, 64))) -> torch.Tensor:
+def multi_resolution_stft(
+    estimate: torch.Tensor, target: torch.Tensor, resolutions=((512, 128), (1024, 256), (256, 64))
+) -> torch.Tensor:
     """Spectral convergence + log-magnitude L1, averaged over STFT resolutions.
 
     The log-magnitudes are floored 80 dB below each target's loudest bin: below that nothing is
@@ -57,7 +58,9 @@ def multi_resolution_stft(estimate: torch.Tensor, target: torch.Tensor,
     total = estimate.new_zeros((), dtype=torch.float32)
     for n_fft, hop in resolutions:
         est, ref = _magnitude(estimate, n_fft, hop), _magnitude(target, n_fft, hop)
-        convergence = torch.linalg.vector_norm(ref - est, dim=(1, 2)) / (torch.linalg.vector_norm(ref, dim=(1, 2)) + EPS)
+        convergence = torch.linalg.vector_norm(ref - est, dim=(1, 2)) / (
+            torch.linalg.vector_norm(ref, dim=(1, 2)) + EPS
+        )
         floor = ref.detach().amax(dim=(1, 2), keepdim=True) * 10 ** (LOG_FLOOR_DB / 20)
         log_mag = ((ref + floor).log() - (est + floor).log()).abs().mean(dim=(1, 2))
         total = total + (convergence + log_mag).mean()
@@ -119,7 +122,9 @@ def weighted_sum(terms: dict[str, torch.Tensor], weights: dict[str, float]) -> t
     return sum(weights[name] * value for name, value in terms.items())
 
 
-def waveform_loss_terms(estimate: torch.Tensor, target: torch.Tensor, weights: dict[str, float]) -> dict[str, torch.Tensor]:
+def waveform_loss_terms(
+    estimate: torch.Tensor, target: torch.Tensor, weights: dict[str, float]
+) -> dict[str, torch.Tensor]:
     """Every waveform term whose weight is non-zero; unknown names are a clear error."""
     unknown = sorted(set(weights) - set(WAVEFORM_LOSSES))
     if unknown:

@@ -37,11 +37,13 @@ class Noise2NoiseSystem(DenoiseSystem):
         paths = self.net.paths(x_a, x_b, recon=bool(w.get("recon")))
         terms = {
             "content": losses.content(paths["z_a"], paths["z_b"]),
-            "cross": losses.noise2noise_mse(paths["cross_a"], x_a, x_b) + losses.noise2noise_mse(paths["cross_b"], x_b, x_a),
+            "cross": losses.noise2noise_mse(paths["cross_a"], x_a, x_b)
+            + losses.noise2noise_mse(paths["cross_b"], x_b, x_a),
         }
         if "recon_a" in paths:
-            terms["recon"] = (losses.noise2noise_mse(paths["recon_a"], x_a, x_a)
-                              + losses.noise2noise_mse(paths["recon_b"], x_b, x_b))
+            terms["recon"] = losses.noise2noise_mse(paths["recon_a"], x_a, x_a) + losses.noise2noise_mse(
+                paths["recon_b"], x_b, x_b
+            )
         if w.get("cross_snr"):
             # -SNR of each cross output against its noisy target: in a clip's thousands of samples the target
             # noise adds a near-constant to the error energy, so the minimum is still the clean signal, while
@@ -65,9 +67,15 @@ class Noise2NoiseSystem(DenoiseSystem):
         # Residual: the source copy's own noise still in the output (how much was not removed).
         residual = 0.5 * (pearson(error_a, batch["noise_b"]).abs() + pearson(error_b, batch["noise"]).abs())
         si_in = losses.si_sdr(batch["noisy_b"], clean)
-        self.diagnostics.update({"leakage": 0.5 * (leak_a + leak_b), "leakage_a": leak_a, "leakage_b": leak_b,
-                                 "residual_noise": residual,
-                                 "cross_si_sdr_i": losses.si_sdr(paths["cross_a"], clean) - si_in})
+        self.diagnostics.update(
+            {
+                "leakage": 0.5 * (leak_a + leak_b),
+                "leakage_a": leak_a,
+                "leakage_b": leak_b,
+                "residual_noise": residual,
+                "cross_si_sdr_i": losses.si_sdr(paths["cross_a"], clean) - si_in,
+            }
+        )
         return {"estimate": self.enhance(batch["noisy"]).detach()}
 
     def on_validation_epoch_end(self) -> None:
@@ -79,4 +87,7 @@ class Noise2NoiseSystem(DenoiseSystem):
     def media(self, batch: dict) -> dict[str, torch.Tensor]:
         """Cross output minus its target, per path: noise-like when nothing leaks, structured when it does."""
         paths = self.net.paths(batch["noisy"], batch["noisy_b"])
-        return {"cross_a − x_a": paths["cross_a"] - batch["noisy"], "cross_b − x_b": paths["cross_b"] - batch["noisy_b"]}
+        return {
+            "cross_a − x_a": paths["cross_a"] - batch["noisy"],
+            "cross_b − x_b": paths["cross_b"] - batch["noisy_b"],
+        }

@@ -17,12 +17,30 @@ from lightning_app import config as C
 from lightning_app.metrics.quality import metric_contents
 
 #: config keys shown for every run, changed or not: what a reader needs to tell two runs apart
-ALWAYS = ("experiment", "system.kind", "data.mode", "model.kind", "data.sample_rate", "data.snr_db",
-          "data.batch_size", "data.train_examples_per_epoch", "trainer.max_epochs", "optim.lr", "optim.scheduler",
-          "seed")
+ALWAYS = (
+    "experiment",
+    "system.kind",
+    "data.mode",
+    "model.kind",
+    "data.sample_rate",
+    "data.snr_db",
+    "data.batch_size",
+    "data.train_examples_per_epoch",
+    "trainer.max_epochs",
+    "optim.lr",
+    "optim.scheduler",
+    "seed",
+)
 #: never shown: where things are written and how the terminal looks say nothing about the model
-NEVER = ("run.", "data.cache_dir", "trainer.enable_progress_bar", "trainer.enable_model_summary",
-         "trainer.log_every_n_steps", "use", "stages")
+NEVER = (
+    "run.",
+    "data.cache_dir",
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
+    "trainer.log_every_n_steps",
+    "use",
+    "stages",
+)
 
 
 def loss_group(cfg: DictConfig) -> str:
@@ -48,10 +66,14 @@ def summary(cfg: DictConfig) -> dict[str, str]:
         "Experiment": cfg.experiment,
         "Variant": f"{cfg.system.kind}: {cfg.model.kind} on {d.mode} data",
         "Loss": " + ".join(f"{_number(w)}·{name}" for name, w in weights.items() if w) or "none",
-        "Budget": (f"{cfg.trainer.max_epochs} epochs x {d.train_examples_per_epoch} examples, batch {d.batch_size}, "
-                   f"lr {_number(cfg.optim.lr)} {cfg.optim.scheduler}"),
-        "Data": (f"{d.sample_rate / 1000:g} kHz, {mix if d.mode in ('supervised', 'noise2noise') else d.mode}, "
-                 f"SNR {_number(d.snr_db[0])} to {_number(d.snr_db[1])} dB"),
+        "Budget": (
+            f"{cfg.trainer.max_epochs} epochs x {d.train_examples_per_epoch} examples, batch {d.batch_size}, "
+            f"lr {_number(cfg.optim.lr)} {cfg.optim.scheduler}"
+        ),
+        "Data": (
+            f"{d.sample_rate / 1000:g} kHz, {mix if d.mode in ('supervised', 'noise2noise') else d.mode}, "
+            f"SNR {_number(d.snr_db[0])} to {_number(d.snr_db[1])} dB"
+        ),
     }
 
 
@@ -67,7 +89,9 @@ def hparams(cfg: DictConfig) -> dict[str, object]:
             continue
         if key in ALWAYS or key in network or key.startswith(losses):
             shown[key] = value
-        elif key.startswith("model.") or any(key.startswith(f"system.{k}.") for k in C.CHOICES["system.kind"]):
+        elif key.startswith("model.") or any(
+            key.startswith(f"system.{k}.") for k in C.CHOICES["system.kind"]
+        ):
             continue  # read only by the other network or the other system
         elif defaults.get(key, object()) != value:
             shown[key] = value
@@ -82,8 +106,13 @@ def has_speech(cfg: DictConfig) -> bool:
 
 def declared_metrics(cfg: DictConfig) -> list[str]:
     contents = metric_contents(cfg.data.mode, cfg.data.clean.mix)
-    tags = ["val/si_sdr_i", "val/si_sdr", *[f"val/si_sdr_i/{c}" for c in contents],
-            "val/amplitude_retention", *[f"val/amplitude_retention/{c}" for c in contents]]
+    tags = [
+        "val/si_sdr_i",
+        "val/si_sdr",
+        *[f"val/si_sdr_i/{c}" for c in contents],
+        "val/amplitude_retention",
+        *[f"val/amplitude_retention/{c}" for c in contents],
+    ]
     if has_speech(cfg):
         tags += ["val/pesq", "val/pesq_i", "val/stoi", "val/stoi_i"]
     if cfg.metrics.visqol_clips > 0:
@@ -106,31 +135,48 @@ def layout(cfg: DictConfig) -> dict:
     """TensorBoard's custom-scalars layout: {category: {chart title: ["Multiline", [tag regexes]]}}."""
     quality = {
         "SI-SDR (dB): denoised vs noisy input": _lines("val/si_sdr", "val/si_sdr_input"),
-        "SI-SDR gain over the input (dB), overall and per content": ["Multiline", [r"^val/si_sdr_i(/[^/]+)?$"]],
-        "Amplitude retention (RMS out / RMS clean; the alarm is below 0.5)":
-            ["Multiline", [r"^val/amplitude_retention(/[^/]+)?$"]],
+        "SI-SDR gain over the input (dB), overall and per content": [
+            "Multiline",
+            [r"^val/si_sdr_i(/[^/]+)?$"],
+        ],
+        "Amplitude retention (RMS out / RMS clean; the alarm is below 0.5)": [
+            "Multiline",
+            [r"^val/amplitude_retention(/[^/]+)?$"],
+        ],
     }
     if has_speech(cfg):
         quality["PESQ (speech clips): denoised vs input"] = _lines("val/pesq", "val/pesq_input")
         quality["STOI (speech clips): denoised vs input"] = _lines("val/stoi", "val/stoi_input")
     if cfg.metrics.visqol_clips > 0:
-        quality["ViSQOL (level-blind: read it with retention): denoised vs input"] = _lines("val/visqol", "val/visqol_input")
-    quality["Log-spectral distance (dB, lower is better): denoised vs input"] = _lines("val/lsd", "val/lsd_input")
+        quality["ViSQOL (level-blind: read it with retention): denoised vs input"] = _lines(
+            "val/visqol", "val/visqol_input"
+        )
+    quality["Log-spectral distance (dB, lower is better): denoised vs input"] = _lines(
+        "val/lsd", "val/lsd_input"
+    )
     quality["Speech removed (share of the removed signal that was speech)"] = _lines("val/speech_removed")
     categories = {"Quality (what a listener hears)": quality}
     if cfg.system.kind == "noise2noise":
         categories["Noise2Noise: leakage and residual noise"] = {
-            "Leakage (target copy's noise in the cross output; near 0 is right)": _lines("val/leakage", "val/leakage_a",
-                                                                                          "val/leakage_b"),
+            "Leakage (target copy's noise in the cross output; near 0 is right)": _lines(
+                "val/leakage", "val/leakage_a", "val/leakage_b"
+            ),
             "Residual noise (source copy's noise left in the output)": _lines("val/residual_noise"),
             "Cross path SI-SDR gain (dB)": _lines("val/cross_si_sdr_i"),
         }
     losses = {"total: train vs validation": _lines("train/loss", "val/loss")}
-    losses.update({f"{term}: train vs validation": _lines(f"train/loss_{term}", f"val/loss_{term}")
-                   for term in loss_terms(cfg)})
+    losses.update(
+        {
+            f"{term}: train vs validation": _lines(f"train/loss_{term}", f"val/loss_{term}")
+            for term in loss_terms(cfg)
+        }
+    )
     categories["Losses (epoch means)"] = losses
     categories["Status"] = {
-        "Muting alarm (1 = retention below the threshold)": ["Multiline", [r"^val_status/muting_alarm(/[^/]+)?$"]],
+        "Muting alarm (1 = retention below the threshold)": [
+            "Multiline",
+            [r"^val_status/muting_alarm(/[^/]+)?$"],
+        ],
         "Clips scored": ["Multiline", [r"^val_status/(clips|silent_clips|speech_clips|visqol_clips)$"]],
         "Perceptual metric failures": ["Multiline", [r"^val_status/\w+_failures$"]],
         "Learning rate": ["Multiline", [r"^lr-"]],

@@ -41,10 +41,16 @@ from lightning_app.training.callbacks import (
     WaveformQuality,
 )
 from lightning_app.training.console import quiet_third_party, tensorboard_hint
-from lightning_app.training.run_dirs import BEST, LAST, experiment_dir, latest_resumable, next_version, run_versions
+from lightning_app.training.run_dirs import (
+    BEST,
+    LAST,
+    experiment_dir,
+    latest_resumable,
+    next_version,
+    run_versions,
+)
 
 log = logging.getLogger(__name__)
-
 
 
 class TrainingInterrupted(SystemExit):
@@ -62,11 +68,16 @@ class TrainingInterrupted(SystemExit):
     def describe(self) -> str:
         """One line: the last checkpoint and the command that continues from it."""
         if not self.checkpoint.is_file():
-            return (f"interrupted (SIGTERM) before the first epoch ended: {self.run_dir} has no checkpoint; "
-                    f"start again with: python -m lightning_app.train {self.experiment}")
+            return (
+                f"interrupted (SIGTERM) before the first epoch ended: {self.run_dir} has no checkpoint; "
+                f"start again with: python -m lightning_app.train {self.experiment}"
+            )
         epoch = int(read_checkpoint(self.checkpoint, for_resume=True)["epoch"]) + 1
-        return (f"interrupted (SIGTERM): the last checkpoint is {self.checkpoint} (after epoch {epoch}); "
-                f"continue with: python -m lightning_app.train {self.experiment} {self.resume_args}")
+        return (
+            f"interrupted (SIGTERM): the last checkpoint is {self.checkpoint} (after epoch {epoch}); "
+            f"continue with: python -m lightning_app.train {self.experiment} {self.resume_args}"
+        )
+
 
 def resolve_resume(target: str, cfg: DictConfig) -> tuple[Path, Path]:
     """(run_dir, checkpoint) to continue: 'latest' (--resume), a run directory or a .ckpt file (--resume-from).
@@ -76,24 +87,31 @@ def resolve_resume(target: str, cfg: DictConfig) -> tuple[Path, Path]:
     if target == "latest":
         run_dir = latest_resumable(experiment_dir(cfg))
         if run_dir is None:
-            raise C.ConfigError(f"nothing to resume: no run under {experiment_dir(cfg)} has checkpoints/{LAST}. "
-                                f"Start one with: make train EXP={cfg.experiment}")
+            raise C.ConfigError(
+                f"nothing to resume: no run under {experiment_dir(cfg)} has checkpoints/{LAST}. "
+                f"Start one with: make train EXP={cfg.experiment}"
+            )
         checkpoint = run_dir / "checkpoints" / LAST
     else:
         path = Path(target)
         if path.is_file():
             run_dir, checkpoint = path.parent.parent, path
             if path.parent.name != "checkpoints" or not (run_dir / "config.yaml").is_file():
-                raise C.ConfigError(f"--resume-from {target}: not inside a run directory (<run>/checkpoints/*.ckpt next "
-                                    f"to <run>/config.yaml). To start a new run from its weights: "
-                                    f"system.init_from={target}")
+                raise C.ConfigError(
+                    f"--resume-from {target}: not inside a run directory (<run>/checkpoints/*.ckpt next "
+                    f"to <run>/config.yaml). To start a new run from its weights: "
+                    f"system.init_from={target}"
+                )
         elif (path / "checkpoints" / LAST).is_file():
             run_dir, checkpoint = path, path / "checkpoints" / LAST
         else:
-            raise C.ConfigError(f"--resume-from {target}: expected a run directory with checkpoints/{LAST} "
-                                f"or a .ckpt file in one")
+            raise C.ConfigError(
+                f"--resume-from {target}: expected a run directory with checkpoints/{LAST} "
+                f"or a .ckpt file in one"
+            )
     check_resumable(checkpoint)
     return run_dir, checkpoint
+
 
 def check_resumable(checkpoint: Path) -> dict:
     """The checkpoint's contents, or one line naming it, what is wrong, and the fallback to type."""
@@ -108,10 +126,13 @@ def check_resumable(checkpoint: Path) -> dict:
                 epoch = int(read_checkpoint(other, for_resume=True)["epoch"]) + 1
             except CheckpointError:
                 continue
-            fallback = (f". {other.name} is intact (saved after epoch {epoch}; any epoch after it is trained "
-                        f"again); to continue from it: --resume-from {other}")
+            fallback = (
+                f". {other.name} is intact (saved after epoch {epoch}; any epoch after it is trained "
+                f"again); to continue from it: --resume-from {other}"
+            )
             break
         raise C.ConfigError(f"cannot resume: {exc}{fallback}") from None
+
 
 def resolve_init_from(spec: str, root: str) -> Path:
     """system.init_from: 'latest:<experiment>' (its newest run's best.ckpt) or a checkpoint path."""
@@ -121,12 +142,15 @@ def resolve_init_from(spec: str, root: str) -> Path:
         for _, path in reversed(run_versions(exp_dir)):
             if (path / "checkpoints" / BEST).is_file():
                 return path / "checkpoints" / BEST
-        raise C.ConfigError(f"system.init_from={spec}: no run of {experiment} has checkpoints/{BEST} under {exp_dir}. "
-                            f"Run that stage first: make train EXP={experiment}")
+        raise C.ConfigError(
+            f"system.init_from={spec}: no run of {experiment} has checkpoints/{BEST} under {exp_dir}. "
+            f"Run that stage first: make train EXP={experiment}"
+        )
     path = Path(spec)
     if not path.is_file():
         raise C.ConfigError(f"system.init_from={spec}: no such checkpoint file")
     return path
+
 
 def load_initial_weights(system: DenoiseSystem, checkpoint: Path) -> None:
     """Weights only: optimizer, schedule and epoch counter start fresh (a new stage, not a resume)."""
@@ -136,33 +160,47 @@ def load_initial_weights(system: DenoiseSystem, checkpoint: Path) -> None:
     except CheckpointError as exc:
         raise C.ConfigError(f"system.init_from: {exc}") from None
     except RuntimeError as exc:
-        raise C.ConfigError(f"system.init_from: {checkpoint} does not fit this experiment's model "
-                            f"({describe_mismatch(exc)}). It was trained with different model.* settings: "
-                            f"re-run that stage with the same model config.") from None
+        raise C.ConfigError(
+            f"system.init_from: {checkpoint} does not fit this experiment's model "
+            f"({describe_mismatch(exc)}). It was trained with different model.* settings: "
+            f"re-run that stage with the same model config."
+        ) from None
     log.info("initialised weights from %s", checkpoint)
+
 
 # ----------------------------------------------------------------------------- builders
 def build_system(cfg: DictConfig) -> DenoiseSystem:
     cls = system_class(cfg.system.kind)
     return cls(**cls.arguments_from_config(cfg))
 
+
 def required_paths(cfg: DictConfig) -> list[str]:
     """The ``???`` keys this data setup reads."""
     d = cfg.data
-    keys = {"paired": [f"data.paired.{k}" for k in ("train_noisy", "train_clean", "val_noisy", "val_clean")],
-            "real_pairs": ["data.real_pairs.a", "data.real_pairs.b"]}.get(d.mode, [])
+    keys = {
+        "paired": [f"data.paired.{k}" for k in ("train_noisy", "train_clean", "val_noisy", "val_clean")],
+        "real_pairs": ["data.real_pairs.a", "data.real_pairs.b"],
+    }.get(d.mode, [])
     if d.mode != "paired":
-        keys += [f"data.clean.{c}.folder.path" for c, w in d.clean.mix.items() if w > 0 and d.clean[c].kind == "folder"]
+        keys += [
+            f"data.clean.{c}.folder.path"
+            for c, w in d.clean.mix.items()
+            if w > 0 and d.clean[c].kind == "folder"
+        ]
         keys += ["data.noise.folder.path"] if d.noise.kind == "folder" else []
     return keys
 
+
 def check_data_config(cfg: DictConfig) -> None:
     """The paths this data setup reads are given (combinations of keys are checked at composition)."""
-    missing = [k for k in required_paths(cfg) if OmegaConf.is_missing(OmegaConf.select(cfg, k.rsplit(".", 1)[0]),
-                                                                        k.rsplit(".", 1)[1])]
+    missing = [
+        k
+        for k in required_paths(cfg)
+        if OmegaConf.is_missing(OmegaConf.select(cfg, k.rsplit(".", 1)[0]), k.rsplit(".", 1)[1])
+    ]
     if missing:
         example = " ".join(f"{k}=/path/to/..." for k in missing)
-        raise C.ConfigError(f"data.mode={cfg.data.mode} needs {', '.join(missing)}; e.g. ARGS=\"{example}\"")
+        raise C.ConfigError(f'data.mode={cfg.data.mode} needs {", ".join(missing)}; e.g. ARGS="{example}"')
     if cfg.data.mode in ("supervised", "noise2noise"):
         for name in corpus_contents(C.to_container(cfg.data.clean)):
             try:
@@ -170,39 +208,75 @@ def check_data_config(cfg: DictConfig) -> None:
             except CorpusError as exc:
                 raise C.ConfigError(f"data.clean.{name}: {exc}") from None
 
+
 def build_datamodule(cfg: DictConfig, system: DenoiseSystem) -> DenoiseDataModule:
     check_data_config(cfg)
     d = cfg.data
     sr = d.sample_rate
     valid = system.net.valid_length
     return DenoiseDataModule(
-        sample_rate=sr, mode=d.mode,
-        segment_samples=valid(round(d.segment_seconds * sr)), val_samples=valid(round(d.val_segment_seconds * sr)),
-        snr_db=list(d.snr_db), gain_db=list(d.gain_db), batch_size=d.batch_size, num_workers=d.num_workers,
-        train_examples_per_epoch=d.train_examples_per_epoch, val_clips=d.val_clips, seed=cfg.seed,
-        clean=C.to_container(d.clean), noise=C.to_container(d.noise), paired=C.to_container(d.paired),
-        real_pairs=C.to_container(d.real_pairs), cache_dir=d.cache_dir, source_bank=d.source_bank)
+        sample_rate=sr,
+        mode=d.mode,
+        segment_samples=valid(round(d.segment_seconds * sr)),
+        val_samples=valid(round(d.val_segment_seconds * sr)),
+        snr_db=list(d.snr_db),
+        gain_db=list(d.gain_db),
+        batch_size=d.batch_size,
+        num_workers=d.num_workers,
+        train_examples_per_epoch=d.train_examples_per_epoch,
+        val_clips=d.val_clips,
+        seed=cfg.seed,
+        clean=C.to_container(d.clean),
+        noise=C.to_container(d.noise),
+        paired=C.to_container(d.paired),
+        real_pairs=C.to_container(d.real_pairs),
+        cache_dir=d.cache_dir,
+        source_bank=d.source_bank,
+    )
+
 
 def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[L.Callback]:
     m = cfg.metrics
     contents = metric_contents(cfg.data.mode, cfg.data.clean.mix)
     return [
-        WaveformQuality(silent_clean_rms=m.silent_clean_rms, contents=contents, sample_rate=cfg.data.sample_rate),
-        PerceptualQuality(cfg.data.sample_rate, every_n_epochs=m.perceptual_every_n_epochs, clips=m.perceptual_clips,
-                          workers=m.perceptual_workers, contents=contents, visqol_clips=m.visqol_clips),
+        WaveformQuality(
+            silent_clean_rms=m.silent_clean_rms, contents=contents, sample_rate=cfg.data.sample_rate
+        ),
+        PerceptualQuality(
+            cfg.data.sample_rate,
+            every_n_epochs=m.perceptual_every_n_epochs,
+            clips=m.perceptual_clips,
+            workers=m.perceptual_workers,
+            contents=contents,
+            visqol_clips=m.visqol_clips,
+        ),
         # after WaveformQuality: it reads its result
         OverSuppressionAlarm(threshold=m.retention_alarm, contents=contents),
         EpochSummary(contents=contents),
         AudioExamples(cfg.data.sample_rate, every_n_epochs=cfg.media.every_n_epochs, clips=cfg.media.clips),
-        ModelCheckpoint(dirpath=run_dir / "checkpoints", filename=Path(BEST).stem, monitor=cfg.checkpoint.monitor,
-                        mode=cfg.checkpoint.mode, save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False),
+        ModelCheckpoint(
+            dirpath=run_dir / "checkpoints",
+            filename=Path(BEST).stem,
+            monitor=cfg.checkpoint.monitor,
+            mode=cfg.checkpoint.mode,
+            save_top_k=1,
+            auto_insert_metric_name=False,
+            enable_version_counter=False,
+        ),
         # last.ckpt after every epoch, on its own: Lightning's save_last writes it only when the best one
         # improved, so an epoch without a new best would be lost to a resume (a preempted job redid it).
-        ModelCheckpoint(dirpath=run_dir / "checkpoints", filename=Path(LAST).stem, monitor=None, save_top_k=1,
-                        auto_insert_metric_name=False, enable_version_counter=False),
+        ModelCheckpoint(
+            dirpath=run_dir / "checkpoints",
+            filename=Path(LAST).stem,
+            monitor=None,
+            save_top_k=1,
+            auto_insert_metric_name=False,
+            enable_version_counter=False,
+        ),
         LearningRateMonitor(logging_interval="step"),
         RNGState(),
     ]
+
 
 def build_trainer(cfg: DictConfig, run_dir: Path, logger: TensorBoardLogger, callbacks: list) -> L.Trainer:
     # Our epoch metrics are torchmetrics states already reduced across ranks; Lightning cannot tell.
@@ -212,8 +286,15 @@ def build_trainer(cfg: DictConfig, run_dir: Path, logger: TensorBoardLogger, cal
         # Preemption is handled by the job script (requeue, then resume from last.ckpt), not by
         # saving inside Lightning's signal handler, which has been seen to hang.
         plugins.append(SLURMEnvironment(auto_requeue=False))
-    return L.Trainer(**C.to_container(cfg.trainer), default_root_dir=run_dir, logger=logger, callbacks=callbacks,
-                     plugins=plugins, use_distributed_sampler=False)  # our samplers shard by rank themselves
+    return L.Trainer(
+        **C.to_container(cfg.trainer),
+        default_root_dir=run_dir,
+        logger=logger,
+        callbacks=callbacks,
+        plugins=plugins,
+        use_distributed_sampler=False,
+    )  # our samplers shard by rank themselves
+
 
 def finished_result(run_dir: Path, checkpoint: Path, cfg: DictConfig) -> dict | None:
     """The saved result of a run whose checkpoint already holds every epoch, else None.
@@ -227,17 +308,28 @@ def finished_result(run_dir: Path, checkpoint: Path, cfg: DictConfig) -> dict | 
     epoch = int(check_resumable(checkpoint)["epoch"])
     if epoch + 1 < cfg.trainer.max_epochs:
         return None
-    print(f"{run_dir} already finished ({epoch + 1} of {cfg.trainer.max_epochs} epochs): nothing to do; "
-          f"its results are in {results}")
+    print(
+        f"{run_dir} already finished ({epoch + 1} of {cfg.trainer.max_epochs} epochs): nothing to do; "
+        f"its results are in {results}"
+    )
     return json.loads(results.read_text())
 
+
 def final_metrics(trainer: L.Trainer) -> dict[str, float]:
-    return {k: float(v) for k, v in trainer.callback_metrics.items()
-            if k.startswith(("val/", "val_status/")) and torch.is_tensor(v) and v.numel() == 1}
+    return {
+        k: float(v)
+        for k, v in trainer.callback_metrics.items()
+        if k.startswith(("val/", "val_status/")) and torch.is_tensor(v) and v.numel() == 1
+    }
+
 
 # ----------------------------------------------------------------------------- main
-def train(cfg: DictConfig, resume: str | None = None, ckpt_path: Path | None = None,
-          extra_callbacks: list[L.Callback] = ()) -> dict:
+def train(
+    cfg: DictConfig,
+    resume: str | None = None,
+    ckpt_path: Path | None = None,
+    extra_callbacks: list[L.Callback] = (),
+) -> dict:
     """Fit one experiment; returns {'run_dir', 'best', 'last', 'metrics'}."""
     quiet_third_party()
     C.check_folder(cfg.run.root, "run.root")  # before anything is made there
@@ -252,7 +344,9 @@ def train(cfg: DictConfig, resume: str | None = None, ckpt_path: Path | None = N
         exp_dir = experiment_dir(cfg)
         run_dir = exp_dir / (cfg.run.version or next_version(exp_dir))
         if (run_dir / "checkpoints" / LAST).exists():
-            raise C.ConfigError(f"{run_dir} already holds a run; resume it with RESUME=1 or pick a new run.version")
+            raise C.ConfigError(
+                f"{run_dir} already holds a run; resume it with RESUME=1 or pick a new run.version"
+            )
     cfg.run.version = run_dir.name
 
     L.seed_everything(cfg.seed, workers=True)
@@ -263,8 +357,13 @@ def train(cfg: DictConfig, resume: str | None = None, ckpt_path: Path | None = N
     # A resumed run redoes the steps after its checkpoint: TensorBoard hides what the earlier event files hold
     # from that step on, so each step shows once.
     resumed_at = {"purge_step": int(check_resumable(ckpt_path)["global_step"])} if ckpt_path else {}
-    logger = TensorBoardLogger(save_dir=str(run_dir.parent.parent), name=run_dir.parent.name, version=run_dir.name,
-                               default_hp_metric=False, **resumed_at)
+    logger = TensorBoardLogger(
+        save_dir=str(run_dir.parent.parent),
+        name=run_dir.parent.name,
+        version=run_dir.name,
+        default_hp_metric=False,
+        **resumed_at,
+    )
     callbacks = build_callbacks(cfg, run_dir) + list(extra_callbacks)
     trainer = build_trainer(cfg, run_dir, logger, callbacks)
     if trainer.is_global_zero:
@@ -286,12 +385,17 @@ def train(cfg: DictConfig, resume: str | None = None, ckpt_path: Path | None = N
     run_dir = Path(trainer.strategy.broadcast(str(run_dir)))
 
     ckpt_dir = run_dir / "checkpoints"
-    result = {"run_dir": str(run_dir), "best": str(ckpt_dir / BEST), "last": str(ckpt_dir / LAST),
-              "metrics": final_metrics(trainer)}
+    result = {
+        "run_dir": str(run_dir),
+        "best": str(ckpt_dir / BEST),
+        "last": str(ckpt_dir / LAST),
+        "metrics": final_metrics(trainer),
+    }
     if trainer.is_global_zero:
         (run_dir / "metrics.json").write_text(json.dumps(result, indent=2, sort_keys=True))
         print_summary(result, cfg)
     return result
+
 
 def print_summary(result: dict, cfg: DictConfig) -> None:
     m = result["metrics"]
@@ -301,29 +405,41 @@ def print_summary(result: dict, cfg: DictConfig) -> None:
         return "n/a" if v is None or not math.isfinite(v) else f"{v:.2f}{unit}"
 
     print(f"\n{cfg.experiment} finished: {result['run_dir']}")
-    print(f"  SI-SDR {fmt('val/si_sdr', ' dB')} (input {fmt('val/si_sdr_input', ' dB')}, gain {fmt('val/si_sdr_i', ' dB')})"
-          f"   LSD {fmt('val/lsd', ' dB')} (input {fmt('val/lsd_input', ' dB')})")
-    print(f"  PESQ {fmt('val/pesq')} (input {fmt('val/pesq_input')})   STOI {fmt('val/stoi')} (input {fmt('val/stoi_input')})"
-          f"   (speech clips)")
+    print(
+        f"  SI-SDR {fmt('val/si_sdr', ' dB')} (input {fmt('val/si_sdr_input', ' dB')}, gain {fmt('val/si_sdr_i', ' dB')})"
+        f"   LSD {fmt('val/lsd', ' dB')} (input {fmt('val/lsd_input', ' dB')})"
+    )
+    print(
+        f"  PESQ {fmt('val/pesq')} (input {fmt('val/pesq_input')})   STOI {fmt('val/stoi')} (input {fmt('val/stoi_input')})"
+        f"   (speech clips)"
+    )
     print(f"  ViSQOL {fmt('val/visqol')} (input {fmt('val/visqol_input')}; level-blind)")
     alarm = m.get("val_status/muting_alarm")
-    print(f"  amplitude retention {fmt('val/amplitude_retention')}   speech removed {fmt('val/speech_removed')}"
-          f"{'   MUTING ALARM (retention below metrics.retention_alarm)' if alarm else ''}")
+    print(
+        f"  amplitude retention {fmt('val/amplitude_retention')}   speech removed {fmt('val/speech_removed')}"
+        f"{'   MUTING ALARM (retention below metrics.retention_alarm)' if alarm else ''}"
+    )
     # Per content: the overall mean can hide a model that keeps speech and mutes music.
     for content in sorted({k.rsplit("/", 1)[1] for k in m if k.startswith("val/si_sdr_i/")}):
-        print(f"  {content}: SI-SDR gain {fmt(f'val/si_sdr_i/{content}', ' dB')}   retention "
-              f"{fmt(f'val/amplitude_retention/{content}')}   ViSQOL {fmt(f'val/visqol/{content}')}")
+        print(
+            f"  {content}: SI-SDR gain {fmt(f'val/si_sdr_i/{content}', ' dB')}   retention "
+            f"{fmt(f'val/amplitude_retention/{content}')}   ViSQOL {fmt(f'val/visqol/{content}')}"
+        )
     print(f"  best checkpoint: {result['best']}")
     print(f"  TensorBoard: {tensorboard_hint(Path(cfg.run.root))}")
+
 
 def check_schedule_unchanged(saved: DictConfig, new: DictConfig) -> None:
     """A one-cycle schedule's length is fixed when a run starts; resuming cannot stretch it."""
     keys = ("trainer.max_epochs", "data.train_examples_per_epoch", "data.batch_size")
     changed = [k for k in keys if C.OmegaConf.select(saved, k) != C.OmegaConf.select(new, k)]
     if changed and saved.optim.scheduler == "onecycle":
-        raise C.ConfigError(f"cannot resume with a different {', '.join(changed)}: this run's one-cycle learning-rate "
-                            "schedule was sized at its start. Resume unchanged, or start a new run from its weights "
-                            "with system.init_from=<its last.ckpt> (or use optim.scheduler=cosine|constant).")
+        raise C.ConfigError(
+            f"cannot resume with a different {', '.join(changed)}: this run's one-cycle learning-rate "
+            "schedule was sized at its start. Resume unchanged, or start a new run from its weights "
+            "with system.init_from=<its last.ckpt> (or use optim.scheduler=cosine|constant)."
+        )
+
 
 def run_stages(parent: DictConfig, overrides: list[str], blocks: list[str], resume: bool) -> list[dict]:
     """Train each stage of a sequence experiment in order (e.g. progressive, leakage_ablation).
@@ -340,7 +456,10 @@ def run_stages(parent: DictConfig, overrides: list[str], blocks: list[str], resu
     print_stage_table(results)
     return results
 
-def _train_stages(parent: DictConfig, overrides: list[str], blocks: list[str], resume: bool, results: list) -> None:
+
+def _train_stages(
+    parent: DictConfig, overrides: list[str], blocks: list[str], resume: bool, results: list
+) -> None:
     for stage in parent.stages:
         stage_overrides = [*stage.get("overrides", []), *overrides]  # the command line has the last word
         cfg = C.compose(stage.experiment, stage_overrides, blocks=blocks)
@@ -357,8 +476,15 @@ def _train_stages(parent: DictConfig, overrides: list[str], blocks: list[str], r
         else:
             results.append({"stage": cfg.experiment, **train(cfg)})
 
-def resolve_experiment(experiment: str, overrides: list[str], blocks: list[str], resume: bool = False,
-                       resume_from: str | None = None, resume_if_exists: bool = False) -> tuple[DictConfig, str | None]:
+
+def resolve_experiment(
+    experiment: str,
+    overrides: list[str],
+    blocks: list[str],
+    resume: bool = False,
+    resume_from: str | None = None,
+    resume_if_exists: bool = False,
+) -> tuple[DictConfig, str | None]:
     """(config, what to resume) for a command line: with a resume, the saved run's config plus the overrides."""
     cfg = C.compose(experiment, overrides, blocks=blocks)
     target = resume_from or ("latest" if resume else None)
@@ -370,8 +496,10 @@ def resolve_experiment(experiment: str, overrides: list[str], blocks: list[str],
             log.info("resuming %s from its %s", run_dir, LAST)
             target = str(run_dir)
     if cfg.stages and resume_from:
-        raise C.ConfigError(f"{experiment} is a sequence of stages: --resume continues it (finished stages "
-                            f"are kept); --resume-from names one stage's run, e.g. runs/{experiment}/<stage>/version_N")
+        raise C.ConfigError(
+            f"{experiment} is a sequence of stages: --resume continues it (finished stages "
+            f"are kept); --resume-from names one stage's run, e.g. runs/{experiment}/<stage>/version_N"
+        )
     if target and not cfg.stages:
         run_dir, _ = resolve_resume(target, cfg)
         cfg = C.compose_saved(run_dir / "config.yaml", overrides, blocks=blocks)
@@ -379,7 +507,9 @@ def resolve_experiment(experiment: str, overrides: list[str], blocks: list[str],
     return cfg, target
 
 
-def run_experiment(cfg: DictConfig, overrides: list[str], blocks: list[str], resume: str | None) -> list[dict]:
+def run_experiment(
+    cfg: DictConfig, overrides: list[str], blocks: list[str], resume: str | None
+) -> list[dict]:
     """Train one run, or each stage of a sequence experiment; the results of each."""
     if cfg.stages:
         return run_stages(cfg, overrides, blocks, resume=bool(resume))
@@ -387,17 +517,33 @@ def run_experiment(cfg: DictConfig, overrides: list[str], blocks: list[str], res
 
 
 def print_stage_table(results: list[dict]) -> None:
-    keys = ("val/si_sdr_i", "val/pesq", "val/stoi", "val/amplitude_retention", "val/leakage", "val/residual_noise")
+    keys = (
+        "val/si_sdr_i",
+        "val/pesq",
+        "val/stoi",
+        "val/amplitude_retention",
+        "val/leakage",
+        "val/residual_noise",
+    )
     header = ["stage", *(k.split("/", 1)[1] for k in keys), "run"]
-    print("\n" + "\n".join(tables.markdown(header, [[r["stage"], *(r["metrics"].get(k) for k in keys), r["run_dir"]]
-                                                    for r in results])))
+    print(
+        "\n"
+        + "\n".join(
+            tables.markdown(
+                header, [[r["stage"], *(r["metrics"].get(k) for k in keys), r["run_dir"]] for r in results]
+            )
+        )
+    )
+
 
 def _distributed() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 
+
 def _destroy_process_group() -> None:
     if _distributed():  # registered once per train() call: a sequence of stages closes it at the first
         torch.distributed.destroy_process_group()
+
 
 def close_process_group() -> None:
     """Leave a multi-process run together: every rank waits for the others, then closes its connections.

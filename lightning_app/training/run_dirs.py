@@ -18,6 +18,7 @@ BEST = "best.ckpt"
 def experiment_dir(cfg: DictConfig) -> Path:
     return Path(cfg.run.root) / cfg.experiment
 
+
 def run_versions(exp_dir: Path) -> list[tuple[int, Path]]:
     found = []
     for p in exp_dir.glob("version_*"):
@@ -26,9 +27,11 @@ def run_versions(exp_dir: Path) -> list[tuple[int, Path]]:
             found.append((int(m.group(1)), p))
     return sorted(found)
 
+
 def next_version(exp_dir: Path) -> str:
     versions = run_versions(exp_dir)
     return f"version_{versions[-1][0] + 1 if versions else 0}"
+
 
 def latest_resumable(exp_dir: Path) -> Path | None:
     """The newest run directory of an experiment that has checkpoints/last.ckpt."""

@@ -21,6 +21,7 @@ from lightning_app.training.run_dirs import experiment_dir, next_version
 log = logging.getLogger(__name__)
 CLUSTER = C.CONFIG_DIR / "cluster" / "slurm.yaml"
 
+
 def site_and_preamble(cluster: DictConfig, gpus: int, rendered_by: str) -> list[str]:
     """The #SBATCH lines every script shares (GPUs, partition, account, extras) and the shell's start."""
     lines = [f"#SBATCH --gpus-per-node={gpus}"] if gpus else []
@@ -29,11 +30,19 @@ def site_and_preamble(cluster: DictConfig, gpus: int, rendered_by: str) -> list[
     if cluster.account:
         lines.append(f"#SBATCH --account={cluster.account}")
     lines += [f"#SBATCH {extra}" for extra in cluster.sbatch_extra]
-    return [*lines, "", f"# Rendered by {rendered_by}", "set -uo pipefail", f"cd {shlex.quote(str(C.PROJECT_ROOT))}",
-            *cluster.setup]
+    return [
+        *lines,
+        "",
+        f"# Rendered by {rendered_by}",
+        "set -uo pipefail",
+        f"cd {shlex.quote(str(C.PROJECT_ROOT))}",
+        *cluster.setup,
+    ]
 
-def render(cluster: DictConfig, experiment: str, overrides: list[str], blocks: list[str], run_dir: Path,
-           python: str) -> str:
+
+def render(
+    cluster: DictConfig, experiment: str, overrides: list[str], blocks: list[str], run_dir: Path, python: str
+) -> str:
     gpus = int(cluster.gpus_per_node)
     tasks = int(cluster.tasks_per_node or gpus or 1)
     devices = [f"trainer.num_nodes={cluster.nodes}", f"trainer.devices={tasks}"]
@@ -43,8 +52,15 @@ def render(cluster: DictConfig, experiment: str, overrides: list[str], blocks: l
         blocks = ["trainer/ddp", *blocks]  # GPUs: bf16-mixed DDP unless a trainer block says otherwise
     if int(cluster.nodes) * tasks > 1:
         devices.append("trainer.strategy=ddp")
-    train_args = [experiment, *(f"--use={b}" for b in blocks), *overrides, *devices,
-                  f"run.root={run_dir.parent.parent}", f"run.version={run_dir.name}", "--resume-if-exists"]
+    train_args = [
+        experiment,
+        *(f"--use={b}" for b in blocks),
+        *overrides,
+        *devices,
+        f"run.root={run_dir.parent.parent}",
+        f"run.version={run_dir.name}",
+        "--resume-if-exists",
+    ]
     lines = [
         "#!/bin/bash",
         f"#SBATCH --job-name=c2c-{experiment}",
@@ -58,8 +74,9 @@ def render(cluster: DictConfig, experiment: str, overrides: list[str], blocks: l
         # B: signals the batch shell only; it requeues, and Slurm then stops the srun steps.
         f"#SBATCH --signal=B:USR1@{cluster.signal_seconds}",
     ]
-    lines += site_and_preamble(cluster, gpus, "lightning_app.submit; a requeued job runs this again and resumes "
-                                                "from last.ckpt.")
+    lines += site_and_preamble(
+        cluster, gpus, "lightning_app.submit; a requeued job runs this again and resumes from last.ckpt."
+    )
     lines += [
         'echo "job $SLURM_JOB_ID (restart ${SLURM_RESTART_COUNT:-0}) on $(hostname) at $(date)"',
         "trap 'echo \"time limit near: requeueing job $SLURM_JOB_ID\"; scontrol requeue $SLURM_JOB_ID' USR1",
@@ -73,14 +90,28 @@ def render(cluster: DictConfig, experiment: str, overrides: list[str], blocks: l
     ]
     return "\n".join(lines)
 
-def render_sweep(cluster: DictConfig, experiment: str, sweep: str, workers: int, overrides: list[str],
-                 blocks: list[str], directory: Path, python: str) -> str:
+
+def render_sweep(
+    cluster: DictConfig,
+    experiment: str,
+    sweep: str,
+    workers: int,
+    overrides: list[str],
+    blocks: list[str],
+    directory: Path,
+    python: str,
+) -> str:
     """A job array of ``workers`` sweep workers sharing one Optuna study; each runs trials one after another."""
     gpus = min(int(cluster.gpus_per_node), 1)
     if gpus and not any(b.startswith("trainer/") for b in blocks):
         blocks = ["trainer/gpu", *blocks]
-    args = [experiment, sweep, *(f"--use={b}" for b in blocks), *overrides,
-            *([] if gpus else ["trainer.accelerator=cpu"])]
+    args = [
+        experiment,
+        sweep,
+        *(f"--use={b}" for b in blocks),
+        *overrides,
+        *([] if gpus else ["trainer.accelerator=cpu"]),
+    ]
     lines = [
         "#!/bin/bash",
         f"#SBATCH --job-name=c2c-sweep-{experiment}-{sweep}",
@@ -92,8 +123,9 @@ def render_sweep(cluster: DictConfig, experiment: str, sweep: str, workers: int,
         "#SBATCH --open-mode=append",
         "#SBATCH --requeue",  # a preempted worker comes back; the study retries its unfinished trial
     ]
-    lines += site_and_preamble(cluster, gpus, "lightning_app.submit --sweep: every array task is one worker on the "
-                                                "same study.")
+    lines += site_and_preamble(
+        cluster, gpus, "lightning_app.submit --sweep: every array task is one worker on the same study."
+    )
     lines += [
         'echo "sweep worker $SLURM_ARRAY_TASK_ID of job $SLURM_ARRAY_JOB_ID on $(hostname) at $(date)"',
         f"exec {shlex.quote(python)} -m lightning_app.sweep {' '.join(shlex.quote(a) for a in args)}",
@@ -101,9 +133,17 @@ def render_sweep(cluster: DictConfig, experiment: str, sweep: str, workers: int,
     ]
     return "\n".join(lines)
 
-def submit_sweep(experiment: str, sweep: str, workers: int, overrides: list[str] = (), blocks: list[str] = (),
-                 cluster_overrides: list[str] = (), dry_run: bool = False,
-                 python: str = sys.executable) -> tuple[Path, str]:
+
+def submit_sweep(
+    experiment: str,
+    sweep: str,
+    workers: int,
+    overrides: list[str] = (),
+    blocks: list[str] = (),
+    cluster_overrides: list[str] = (),
+    dry_run: bool = False,
+    python: str = sys.executable,
+) -> tuple[Path, str]:
     from lightning_app.training import study_storage  # Optuna and SQLAlchemy: only sweeps need them
     from lightning_app.training.sweeps import load_sweep, split_overrides
 
@@ -113,17 +153,23 @@ def submit_sweep(experiment: str, sweep: str, workers: int, overrides: list[str]
     cfg = C.compose(experiment, run_overrides, blocks=list(blocks))
     directory = (Path(cfg.run.root) / "sweeps" / f"{experiment}-{sweep}").resolve()
     storage = study_storage.parse(sweep_cfg.storage, directory)
-    script = render_sweep(cluster, experiment, sweep, workers, list(overrides), list(blocks), directory, python)
+    script = render_sweep(
+        cluster, experiment, sweep, workers, list(overrides), list(blocks), directory, python
+    )
     if dry_run:
         return directory / "submit-sweep.sbatch", script
     study_storage.check(storage)  # an unreachable database fails here, not in every array task
     if any(o.startswith("storage=") and study_storage.masked(o) != o for o in sweep_fields):
-        log.warning("warning: the storage URL's password is written into %s and shows in the process list; "
-                    "keep it in ~/.pgpass or PGPASSWORD instead (README, Sweeps)", directory / "submit-sweep.sbatch")
+        log.warning(
+            "warning: the storage URL's password is written into %s and shows in the process list; "
+            "keep it in ~/.pgpass or PGPASSWORD instead (README, Sweeps)",
+            directory / "submit-sweep.sbatch",
+        )
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "submit-sweep.sbatch"
     path.write_text(script)
     return path, sbatch(path)
+
 
 def cluster_config(cluster_overrides) -> DictConfig:
     cluster = OmegaConf.load(CLUSTER)
@@ -133,14 +179,22 @@ def cluster_config(cluster_overrides) -> DictConfig:
     cluster.merge_with(OmegaConf.from_dotlist(list(cluster_overrides)))
     return cluster
 
+
 def sbatch(path: Path, *options: str) -> str:
     done = subprocess.run(["sbatch", "--parsable", *options, str(path)], capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"sbatch failed: {done.stderr.strip() or done.stdout.strip()}")
     return done.stdout.strip()
 
-def submit(experiment: str, overrides: list[str] = (), blocks: list[str] = (), cluster_overrides: list[str] = (),
-           dry_run: bool = False, python: str = sys.executable) -> tuple[Path, str]:
+
+def submit(
+    experiment: str,
+    overrides: list[str] = (),
+    blocks: list[str] = (),
+    cluster_overrides: list[str] = (),
+    dry_run: bool = False,
+    python: str = sys.executable,
+) -> tuple[Path, str]:
     """Render the script into a new run directory and submit it; returns (script, sbatch's answer)."""
     cluster = cluster_config(cluster_overrides)
     cfg = C.compose(experiment, list(overrides), blocks=list(blocks))  # fails here, not in the queue

@@ -37,8 +37,10 @@ from optuna.trial import TrialState
 
 from lightning_app.config import ConfigError
 
-SHAPES = ("null (SQLite beside the trials), postgresql://user@host:5432/database, journal, "
-          "or journal:///absolute/path/study.journal")
+SHAPES = (
+    "null (SQLite beside the trials), postgresql://user@host:5432/database, journal, "
+    "or journal:///absolute/path/study.journal"
+)
 CONNECT_TIMEOUT_S = 10
 RETRIES = 2  # a trial whose worker died is queued again at most this often
 HEARTBEAT_KEY = "c2c:heartbeat"  # journal trials' system attribute: the worker's last beat (epoch seconds)
@@ -56,9 +58,9 @@ def masked(url: str) -> str:
 
 @dataclass(frozen=True)
 class StudyStorage:
-    kind: str            # "sqlite", "database" (a server) or "journal"
-    url: str             # what Optuna gets (journal: the file's path); may hold a password: never print it
-    shown: str           # for messages
+    kind: str  # "sqlite", "database" (a server) or "journal"
+    url: str  # what Optuna gets (journal: the file's path); may hold a password: never print it
+    shown: str  # for messages
     in_sweep_dir: bool = False  # the file sits in the sweep's own folder, which the sweep makes
 
     @property
@@ -87,9 +89,11 @@ def parse(spec: str | None, sweep_dir: Path) -> StudyStorage:
     if spec.startswith("journal"):
         path = spec.removeprefix("journal://") if spec.startswith("journal://") else ""
         if not path.startswith("/"):
-            raise StorageError(f"storage {spec!r}: a journal needs an absolute path on a filesystem every worker "
-                               f"mounts, journal:///shared/sweeps/study.journal (three slashes), or just 'journal' "
-                               f"for one beside the trials")
+            raise StorageError(
+                f"storage {spec!r}: a journal needs an absolute path on a filesystem every worker "
+                f"mounts, journal:///shared/sweeps/study.journal (three slashes), or just 'journal' "
+                f"for one beside the trials"
+            )
         return StudyStorage("journal", path, f"journal file {path}")
     return _database(spec)
 
@@ -109,7 +113,9 @@ def _database(spec: str) -> StudyStorage:
     try:
         url.get_dialect()
     except sqlalchemy.exc.NoSuchModuleError:
-        raise StorageError(f"storage {shown}: unknown database kind {url.drivername!r}; give {SHAPES}") from None
+        raise StorageError(
+            f"storage {shown}: unknown database kind {url.drivername!r}; give {SHAPES}"
+        ) from None
     kind = "sqlite" if url.get_backend_name() == "sqlite" else "database"
     return StudyStorage(kind, url.render_as_string(hide_password=False), shown)
 
@@ -118,8 +124,10 @@ def check(storage: StudyStorage) -> None:
     """Reach the storage the way a worker will, creating nothing; a StorageError names what is wrong."""
     if storage.file is not None:
         if storage.file.is_dir():
-            raise StorageError(f"storage {storage.shown}: {storage.file} is a folder; name a file in it, "
-                               f"e.g. {storage.file / ('study' + (storage.file.suffix or '.journal'))}")
+            raise StorageError(
+                f"storage {storage.shown}: {storage.file} is a folder; name a file in it, "
+                f"e.g. {storage.file / ('study' + (storage.file.suffix or '.journal'))}"
+            )
         folder = storage.file.parent
         if storage.in_sweep_dir and not folder.exists():
             return
@@ -142,13 +150,20 @@ def _engine(storage: StudyStorage, pool: bool = True):
     import sqlalchemy
 
     try:
-        return sqlalchemy.create_engine(storage.url, **_engine_kwargs(storage),
-                                        **({} if pool else {"poolclass": sqlalchemy.pool.NullPool}))
+        return sqlalchemy.create_engine(
+            storage.url,
+            **_engine_kwargs(storage),
+            **({} if pool else {"poolclass": sqlalchemy.pool.NullPool}),
+        )
     except ImportError as exc:
-        extra = "[postgres] extra (make setup, or pip install -c constraints.txt -e '.[postgres]')" if storage.is_postgresql \
+        extra = (
+            "[postgres] extra (make setup, or pip install -c constraints.txt -e '.[postgres]')"
+            if storage.is_postgresql
             else f"driver '{exc.name}'"
-        raise StorageError(f"storage {storage.shown}: the database driver is not installed; install the {extra}") \
-            from None
+        )
+        raise StorageError(
+            f"storage {storage.shown}: the database driver is not installed; install the {extra}"
+        ) from None
     except Exception as exc:
         raise StorageError(f"storage {storage.shown}: {_reason(exc)}") from None
 
@@ -158,8 +173,10 @@ def _engine_kwargs(storage: StudyStorage) -> dict:
         return {}
     # Trials run for hours between two writes: a connection the server or a firewall dropped meanwhile is
     # replaced (pre-ping) instead of failing the trial's final write.
-    return {"pool_pre_ping": True,
-            "connect_args": {"connect_timeout": CONNECT_TIMEOUT_S, "application_name": "c2c-sweep"}}
+    return {
+        "pool_pre_ping": True,
+        "connect_args": {"connect_timeout": CONNECT_TIMEOUT_S, "application_name": "c2c-sweep"},
+    }
 
 
 def _reason(exc: BaseException) -> str:
@@ -174,8 +191,12 @@ def open_storage(storage: StudyStorage, heartbeat_s: int) -> optuna.storages.Bas
     retry = RetryHeartbeatStaleTrialCallback(max_retry=RETRIES)
     if storage.kind == "journal":
         return HeartbeatJournalStorage(storage.url, heartbeat_s, retry)
-    kwargs = dict(engine_kwargs=_engine_kwargs(storage), heartbeat_interval=heartbeat_s,
-                  grace_period=2 * heartbeat_s, heartbeat_stale_trial_callback=retry)
+    kwargs = dict(
+        engine_kwargs=_engine_kwargs(storage),
+        heartbeat_interval=heartbeat_s,
+        grace_period=2 * heartbeat_s,
+        heartbeat_stale_trial_callback=retry,
+    )
     # Workers that start together on an empty database would all create Optuna's tables at once (and
     # collide); PostgreSQL lets one do it while the others wait.
     with _advisory_lock(storage, "optuna-schema") if storage.is_postgresql else contextlib.nullcontext():
@@ -263,7 +284,10 @@ class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
         stale = []
         for trial in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
             # A queued retry carries its failed original's last beat: it counts from its own start, too.
-            beats = [trial.system_attrs.get(HEARTBEAT_KEY), trial.datetime_start and trial.datetime_start.timestamp()]
+            beats = [
+                trial.system_attrs.get(HEARTBEAT_KEY),
+                trial.datetime_start and trial.datetime_start.timestamp(),
+            ]
             beat = max((b for b in beats if b is not None), default=None)
             if beat is not None and now - beat > 2 * self._interval:
                 stale.append(trial._trial_id)

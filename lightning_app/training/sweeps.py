@@ -35,8 +35,17 @@ log = logging.getLogger(__name__)
 
 SWEEP_DIR = C.CONFIG_DIR / "sweep"
 
-SWEEP_FIELDS = ("objective", "trials", "sampler", "sampler_seed", "pruning", "storage", "heartbeat", "overrides",
-                "params")
+SWEEP_FIELDS = (
+    "objective",
+    "trials",
+    "sampler",
+    "sampler_seed",
+    "pruning",
+    "storage",
+    "heartbeat",
+    "overrides",
+    "params",
+)
 
 # Fields a sweep file may leave out (the bundled ones spell them out).
 OPTIONAL_FIELDS = {"storage": None, "heartbeat": 30}
@@ -45,10 +54,12 @@ DONE = (TrialState.COMPLETE, TrialState.PRUNED)
 
 POLL_S = 5.0  # how often a worker with nothing to start looks at the trials still running elsewhere
 
+
 def split_overrides(overrides) -> tuple[list[str], list[str]]:
     """key=value items -> (the sweep's own fields, overrides of every trial's experiment)."""
     own = [o for o in overrides if o.split("=", 1)[0].split(".")[0] in SWEEP_FIELDS]
     return own, [o for o in overrides if o not in own]
+
 
 def load_sweep(name: str, overrides: list[str]) -> DictConfig:
     path = SWEEP_DIR / f"{name}.yaml"
@@ -61,7 +72,9 @@ def load_sweep(name: str, overrides: list[str]) -> DictConfig:
         raise C.ConfigError(f"{path}: unknown field(s) {unknown}; known: {list(SWEEP_FIELDS)}")
     try:
         sweep = OmegaConf.merge(OPTIONAL_FIELDS, sweep, OmegaConf.from_dotlist(overrides))
-        OmegaConf.resolve(sweep)  # e.g. storage: ${oc.env:C2C_SWEEP_STORAGE}; a missing variable is named here
+        OmegaConf.resolve(
+            sweep
+        )  # e.g. storage: ${oc.env:C2C_SWEEP_STORAGE}; a missing variable is named here
     except OmegaConfBaseException as exc:
         raise C.ConfigError(f"{path}: {exc.msg if hasattr(exc, 'msg') else exc}") from None
     given = {o.split("=", 1)[0].split(".")[0] for o in overrides}
@@ -74,19 +87,26 @@ def load_sweep(name: str, overrides: list[str]) -> DictConfig:
         return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
     if not whole("heartbeat", 1):
-        raise C.ConfigError(f"heartbeat must be a whole number of seconds >= 1, got {sweep.heartbeat!r} "
-                            f"({where('heartbeat')})")
+        raise C.ConfigError(
+            f"heartbeat must be a whole number of seconds >= 1, got {sweep.heartbeat!r} "
+            f"({where('heartbeat')})"
+        )
     if not whole("trials", 1):
         raise C.ConfigError(f"trials must be a whole number >= 1, got {sweep.trials!r} ({where('trials')})")
     if sweep.sampler not in ("grid", "random", "tpe"):
-        raise C.ConfigError(f"sampler must be grid, random or tpe, got {sweep.sampler!r} ({where('sampler')})")
+        raise C.ConfigError(
+            f"sampler must be grid, random or tpe, got {sweep.sampler!r} ({where('sampler')})"
+        )
     for key, spec in sweep.params.items():
         if spec.type not in ("float", "int", "categorical"):
             raise C.ConfigError(f"params: {key}: type must be float, int or categorical ({where('params')})")
         if sweep.sampler == "grid" and spec.type != "categorical":
-            raise C.ConfigError(f"the grid sampler needs categorical choices; {key} is {spec.type} "
-                                f"(sampler={sweep.sampler} {where('sampler')})")
+            raise C.ConfigError(
+                f"the grid sampler needs categorical choices; {key} is {spec.type} "
+                f"(sampler={sweep.sampler} {where('sampler')})"
+            )
     return sweep
+
 
 def suggest(trial: optuna.Trial, params: DictConfig) -> list[str]:
     """Sampled values as key=value overrides."""
@@ -97,9 +117,12 @@ def suggest(trial: optuna.Trial, params: DictConfig) -> list[str]:
         elif spec.type == "int":
             value = trial.suggest_int(key, int(spec.low), int(spec.high), log=bool(spec.get("log", False)))
         else:
-            value = trial.suggest_float(key, float(spec.low), float(spec.high), log=bool(spec.get("log", False)))
+            value = trial.suggest_float(
+                key, float(spec.low), float(spec.high), log=bool(spec.get("log", False))
+            )
         out.append(f"{key}={value}")
     return out
+
 
 def make_sampler(sweep: DictConfig, trial_number: int | None = None) -> optuna.samplers.BaseSampler:
     """The sweep's sampler; seeded by (sampler_seed, trial number) when both are given, so workers that
@@ -113,24 +136,35 @@ def make_sampler(sweep: DictConfig, trial_number: int | None = None) -> optuna.s
         return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed)
 
-def open_study(name: str, sweep: DictConfig, directory: Path,
-               storage: study_storage.StudyStorage) -> optuna.Study:
+
+def open_study(
+    name: str, sweep: DictConfig, directory: Path, storage: study_storage.StudyStorage
+) -> optuna.Study:
     """Create or load the study; ``storage`` has been checked, so only now does anything get created."""
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1) if sweep.pruning \
+    pruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+        if sweep.pruning
         else optuna.pruners.NopPruner()
+    )
     made = directory  # the outermost folder this call makes
     while not made.parent.exists() and made.parent != made.parent.parent:
         made = made.parent
     new = not made.exists()
     directory.mkdir(parents=True, exist_ok=True)
     try:
-        return optuna.create_study(study_name=name, storage=study_storage.open_storage(storage, sweep.heartbeat),
-                                   sampler=make_sampler(sweep), pruner=pruner, direction=sweep.objective.direction,
-                                   load_if_exists=True)
+        return optuna.create_study(
+            study_name=name,
+            storage=study_storage.open_storage(storage, sweep.heartbeat),
+            sampler=make_sampler(sweep),
+            pruner=pruner,
+            direction=sweep.objective.direction,
+            load_if_exists=True,
+        )
     except BaseException:
         if new:  # a study that could not be set up leaves no folder for the next try to trip over
             shutil.rmtree(made, ignore_errors=True)
         raise
+
 
 def fail_stale_trials(study: optuna.Study) -> None:
     """Trials whose worker stopped beating become FAIL, and a copy of each is queued (the retry callback)."""
@@ -138,13 +172,23 @@ def fail_stale_trials(study: optuna.Study) -> None:
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
 
+
 MAX_FAILURES_IN_A_ROW = 3
+
 
 class SweepStopped(RuntimeError):
     """A worker gave up: its trials keep failing (the cause is in the run, not in the values drawn)."""
 
-def run_trials(study: optuna.Study, objective, target: int, claim, sampler_for, grace_s: float,
-               max_failures: int = MAX_FAILURES_IN_A_ROW) -> int:
+
+def run_trials(
+    study: optuna.Study,
+    objective,
+    target: int,
+    claim,
+    sampler_for,
+    grace_s: float,
+    max_failures: int = MAX_FAILURES_IN_A_ROW,
+) -> int:
     """Run trials one at a time until ``target`` are done or running elsewhere; returns how many ran here.
 
     ``claim()`` is a lock shared by every worker on the study, held from counting the trials until the new
@@ -183,8 +227,10 @@ def run_trials(study: optuna.Study, objective, target: int, claim, sampler_for, 
                 # have the worker start trials for ever: it stops after a few failures in a row.
                 failed_in_a_row = failed_in_a_row + 1 if failed else 0
                 if failed_in_a_row >= max_failures:
-                    raise SweepStopped(f"the last {failed_in_a_row} trials this worker ran failed ({failed[0]}); "
-                                       "fix the cause and run the same command again (finished trials are kept)")
+                    raise SweepStopped(
+                        f"the last {failed_in_a_row} trials this worker ran failed ({failed[0]}); "
+                        "fix the cause and run the same command again (finished trials are kept)"
+                    )
                 continue
             now = time.monotonic()
             unproven = [n for n in running if now - first_seen.setdefault(n, now) < grace_s]
@@ -192,20 +238,32 @@ def run_trials(study: optuna.Study, objective, target: int, claim, sampler_for, 
                 return ran
             proof = max(grace_s - (now - first_seen[n]) for n in unproven) + 0.5
             if not announced:
-                log.info("trial(s) %s run on other workers; leaving when they finish or, at most %.0f s from now, "
-                         "when their heartbeats show them alive", ", ".join(map(str, unproven)), proof)
+                log.info(
+                    "trial(s) %s run on other workers; leaving when they finish or, at most %.0f s from now, "
+                    "when their heartbeats show them alive",
+                    ", ".join(map(str, unproven)),
+                    proof,
+                )
                 announced = True
         time.sleep(min(proof, POLL_S))  # and leave as soon as they finish
 
-def run_sweep(experiment: str, sweep_name: str, overrides: list[str] = (), blocks: list[str] = (),
-              root: str | None = None) -> list[dict]:
+
+def run_sweep(
+    experiment: str,
+    sweep_name: str,
+    overrides: list[str] = (),
+    blocks: list[str] = (),
+    root: str | None = None,
+) -> list[dict]:
     sweep_fields, run_overrides = split_overrides(overrides)
     sweep = load_sweep(sweep_name, sweep_fields)
     probe = C.compose(experiment, [*sweep.overrides, *run_overrides], blocks=list(blocks))
     if probe.trainer.strategy not in ("auto", None) and "ddp" in str(probe.trainer.strategy):
-        raise C.ConfigError("a sweep runs its trials in this process; DDP would re-run the sweep in every rank "
-                            "and sample different values there. Sweep with one device per trial (start more "
-                            "workers on the same study for more GPUs).")
+        raise C.ConfigError(
+            "a sweep runs its trials in this process; DDP would re-run the sweep in every rank "
+            "and sample different values there. Sweep with one device per trial (start more "
+            "workers on the same study for more GPUs)."
+        )
     name = f"{experiment}-{sweep_name}"
     C.check_folder(root or probe.run.root, "run.root")
     directory = Path(root or probe.run.root) / "sweeps" / name
@@ -219,8 +277,12 @@ def run_sweep(experiment: str, sweep_name: str, overrides: list[str] = (), block
         frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
         retry_of = frozen.system_attrs.get("failed_trial")  # set by the retry callback on the copy it queues
         trial.set_user_attr("worker", worker)
-        log.info("trial %d: started by worker %s%s", trial.number, worker,
-                 "" if retry_of is None else f" (retrying trial {retry_of}, whose worker stopped)")
+        log.info(
+            "trial %d: started by worker %s%s",
+            trial.number,
+            worker,
+            "" if retry_of is None else f" (retrying trial {retry_of}, whose worker stopped)",
+        )
         sampled = suggest(trial, sweep.params)
         cfg = C.compose(experiment, [*sweep.overrides, *run_overrides, *sampled], blocks=list(blocks))
         cfg.run.root = str(directory)
@@ -235,22 +297,43 @@ def run_sweep(experiment: str, sweep_name: str, overrides: list[str] = (), block
 
     done = len(study.get_trials(deepcopy=False, states=DONE))
     log.info("sweep %s: study in %s; %d of %d trials done", name, storage.shown, done, sweep.trials)
-    ran = run_trials(study, objective, sweep.trials, lambda: study_storage.claim_lock(storage, name),
-                     lambda number: make_sampler(sweep, number), grace_s=2 * sweep.heartbeat)
+    ran = run_trials(
+        study,
+        objective,
+        sweep.trials,
+        lambda: study_storage.claim_lock(storage, name),
+        lambda number: make_sampler(sweep, number),
+        grace_s=2 * sweep.heartbeat,
+    )
     done = len(study.get_trials(deepcopy=False, states=DONE))
     running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
-    log.info("sweep %s: worker %s ran %d trial(s); %d of %d done%s", name, worker, ran, done, sweep.trials,
-             f", {running} still running on other workers" if running else "")
+    log.info(
+        "sweep %s: worker %s ran %d trial(s); %d of %d done%s",
+        name,
+        worker,
+        ran,
+        done,
+        sweep.trials,
+        f", {running} still running on other workers" if running else "",
+    )
     return report(study, sweep, directory)
+
 
 def report(study: optuna.Study, sweep: DictConfig, directory: Path) -> list[dict]:
     """Trials ranked by the objective (pruned and failed ones last); printed and written to trials.csv."""
     maximize = sweep.objective.direction == "maximize"
     rows = []
     for t in study.get_trials(deepcopy=False):
-        rows.append({"trial": t.number, "state": t.state.name, sweep.objective.metric: t.value,
-                     **{k: t.params.get(k) for k in sweep.params}, "run_dir": t.user_attrs.get("run_dir", ""),
-                     "worker": t.user_attrs.get("worker", "")})
+        rows.append(
+            {
+                "trial": t.number,
+                "state": t.state.name,
+                sweep.objective.metric: t.value,
+                **{k: t.params.get(k) for k in sweep.params},
+                "run_dir": t.user_attrs.get("run_dir", ""),
+                "worker": t.user_attrs.get("worker", ""),
+            }
+        )
 
     def rank(row):
         value = row[sweep.objective.metric]
@@ -266,7 +349,14 @@ def report(study: optuna.Study, sweep: DictConfig, directory: Path) -> list[dict
         writer.writerows(rows)
     os.replace(partial, directory / "trials.csv")
     columns = ["trial", "state", sweep.objective.metric, *sweep.params]
-    print("\n" + "\n".join(tables.markdown(columns, [[f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c])
-                                                        for c in columns] for r in rows])))
+    print(
+        "\n"
+        + "\n".join(
+            tables.markdown(
+                columns,
+                [[f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c]) for c in columns] for r in rows],
+            )
+        )
+    )
     print(f"\ntrials: {directory / 'trials.csv'}   TensorBoard: {tensorboard_hint(directory)}")
     return rows

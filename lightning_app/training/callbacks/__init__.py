@@ -5,4 +5,11 @@ from lightning_app.training.callbacks.media import AudioExamples
 from lightning_app.training.callbacks.quality import OverSuppressionAlarm, PerceptualQuality, WaveformQuality
 from lightning_app.training.callbacks.state import RNGState
 
-__all__ = ["AudioExamples", "EpochSummary", "OverSuppressionAlarm", "PerceptualQuality", "RNGState", "WaveformQuality"]
+__all__ = [
+    "AudioExamples",
+    "EpochSummary",
+    "OverSuppressionAlarm",
+    "PerceptualQuality",
+    "RNGState",
+    "WaveformQuality",
+]

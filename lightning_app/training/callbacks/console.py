@@ -20,14 +20,21 @@ def summary_line(metrics: dict, epoch: int, max_epochs: int | None, contents: tu
     parts = [f"epoch {epoch + 1}/{max_epochs}" if max_epochs else f"epoch {epoch + 1}"]
     si, si_in, gain = (_value(metrics, f"val/{k}") for k in ("si_sdr", "si_sdr_input", "si_sdr_i"))
     if si is not None:
-        parts.append(f"SI-SDR {si:.2f} dB (input {si_in:.2f}, gain {gain:+.2f})" if si_in is not None and gain is not None
-                     else f"SI-SDR {si:.2f} dB")
+        parts.append(
+            f"SI-SDR {si:.2f} dB (input {si_in:.2f}, gain {gain:+.2f})"
+            if si_in is not None and gain is not None
+            else f"SI-SDR {si:.2f} dB"
+        )
     for content in contents:
         if (g := _value(metrics, f"val/si_sdr_i/{content}")) is not None:
             parts.append(f"{content} {g:+.2f}")
     retention = _value(metrics, "val/amplitude_retention")
     if retention is not None:
-        per = [f"{c} {v:.2f}" for c in contents if (v := _value(metrics, f"val/amplitude_retention/{c}")) is not None]
+        per = [
+            f"{c} {v:.2f}"
+            for c in contents
+            if (v := _value(metrics, f"val/amplitude_retention/{c}")) is not None
+        ]
         parts.append(f"retention {retention:.2f}" + (f" ({', '.join(per)})" if len(per) > 1 else ""))
     for name, label in (("pesq", "PESQ"), ("stoi", "STOI"), ("visqol", "ViSQOL")):
         if (v := _value(metrics, f"val/{name}")) is not None:
@@ -52,7 +59,9 @@ class EpochSummary(L.Callback):
     def on_validation_end(self, trainer, pl_module):
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
-        line = summary_line(trainer.callback_metrics, trainer.current_epoch, trainer.max_epochs, self.contents)
+        line = summary_line(
+            trainer.callback_metrics, trainer.current_epoch, trainer.max_epochs, self.contents
+        )
         bar = trainer.progress_bar_callback
         if bar is not None and hasattr(bar, "print"):
             bar.print(line)

@@ -47,8 +47,11 @@ class AudioExamples(L.Callback):
         return None
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
-        if (trainer.sanity_checking or not trainer.is_global_zero
-                or trainer.current_epoch % self.every_n_epochs):
+        if (
+            trainer.sanity_checking
+            or not trainer.is_global_zero
+            or trainer.current_epoch % self.every_n_epochs
+        ):
             return
         writer = self._tensorboard(trainer)
         if writer is None:
@@ -67,10 +70,20 @@ class AudioExamples(L.Callback):
             waves = {name: _wave(tracks[name], row) for name in TRACKS}
             for number, (name, audio) in enumerate(waves.items(), start=1):
                 peak = float(abs(audio).max(initial=0.0))
-                writer.add_audio(f"{group}/{number} {name}", torch.from_numpy(audio / max(peak, 1.0)).unsqueeze(0),
-                                 step, self.sample_rate)
+                writer.add_audio(
+                    f"{group}/{number} {name}",
+                    torch.from_numpy(audio / max(peak, 1.0)).unsqueeze(0),
+                    step,
+                    self.sample_rate,
+                )
             examples = [waves] + ([{name: _wave(t, row) for name, t in extra.items()}] if extra else [])
-            fig, _ = spectrograms.figure(examples, self.sample_rate, width=12, row_height=3.0, dpi=80,
-                                         row_labels=["noisy → denoised → clean", "diagnostics"][: len(examples)],
-                                         title=f"{group}   (epoch {trainer.current_epoch}, step {step})")
+            fig, _ = spectrograms.figure(
+                examples,
+                self.sample_rate,
+                width=12,
+                row_height=3.0,
+                dpi=80,
+                row_labels=["noisy → denoised → clean", "diagnostics"][: len(examples)],
+                title=f"{group}   (epoch {trainer.current_epoch}, step {step})",
+            )
             writer.add_image(f"{group}/spectrograms", spectrograms.rgb(fig), step, dataformats="HWC")

@@ -30,8 +30,18 @@ def _prefix(trainer: L.Trainer) -> str:
 
 
 #: bookkeeping, logged under ``<prefix>_status/`` so that TensorBoard's ``val/`` group holds only quality
-STATUS = ("clips", "silent_clips", "perceptual_clips", "speech_clips", "visqol_clips", "pesq_failures",
-          "stoi_failures", "visqol_failures", "muting_alarm", "si_sdr_best")
+STATUS = (
+    "clips",
+    "silent_clips",
+    "perceptual_clips",
+    "speech_clips",
+    "visqol_clips",
+    "pesq_failures",
+    "stoi_failures",
+    "visqol_failures",
+    "muting_alarm",
+    "si_sdr_best",
+)
 
 
 def metric_tag(prefix: str, name: str) -> str:
@@ -41,16 +51,24 @@ def metric_tag(prefix: str, name: str) -> str:
 
 def _log(pl_module, prefix: str, values: dict[str, float]) -> None:
     """Overall values as they are; per-content ones (``metric/content``) only when finite."""
-    pl_module.log_dict({metric_tag(prefix, k): v for k, v in values.items() if "/" not in k or math.isfinite(v)},
-                       sync_dist=False)
+    pl_module.log_dict(
+        {metric_tag(prefix, k): v for k, v in values.items() if "/" not in k or math.isfinite(v)},
+        sync_dist=False,
+    )
 
 
 class WaveformQuality(L.Callback):
-    def __init__(self, silent_clean_rms: float = 1e-4, contents: tuple[str, ...] = (), sample_rate: int = 16000):
+    def __init__(
+        self, silent_clean_rms: float = 1e-4, contents: tuple[str, ...] = (), sample_rate: int = 16000
+    ):
         self.silent_clean_rms = silent_clean_rms
         self.sample_rate = sample_rate
-        self.metrics = ContentMeans(WAVEFORM_METRICS, counters=("silent_clips", "clips"), contents=contents,
-                                    content_counters=("clips",))
+        self.metrics = ContentMeans(
+            WAVEFORM_METRICS,
+            counters=("silent_clips", "clips"),
+            contents=contents,
+            content_counters=("clips",),
+        )
         self.best_si_sdr = -math.inf
         self.last: dict[str, float] = {}
 
@@ -58,9 +76,12 @@ class WaveformQuality(L.Callback):
         self.metrics.to(pl_module.device)
 
     def _batch_end(self, outputs, batch):
-        scores, silent = waveform_scores(outputs["estimate"], batch["noisy"], batch["clean"], self.silent_clean_rms,
-                                         self.sample_rate)
-        self.metrics.update(scores, {"silent_clips": silent, "clips": torch.ones_like(silent)}, batch.get("content"))
+        scores, silent = waveform_scores(
+            outputs["estimate"], batch["noisy"], batch["clean"], self.silent_clean_rms, self.sample_rate
+        )
+        self.metrics.update(
+            scores, {"silent_clips": silent, "clips": torch.ones_like(silent)}, batch.get("content")
+        )
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
         self._batch_end(outputs, batch)
@@ -91,8 +112,14 @@ class WaveformQuality(L.Callback):
         self.best_si_sdr = state_dict["best_si_sdr"]
 
 
-PERCEPTUAL_COUNTERS = ("perceptual_clips", "speech_clips", "visqol_clips", "pesq_failures", "stoi_failures",
-                       "visqol_failures")
+PERCEPTUAL_COUNTERS = (
+    "perceptual_clips",
+    "speech_clips",
+    "visqol_clips",
+    "pesq_failures",
+    "stoi_failures",
+    "visqol_failures",
+)
 
 
 class PerceptualQuality(L.Callback):
@@ -104,8 +131,15 @@ class PerceptualQuality(L.Callback):
     first-N subset holds each of them.
     """
 
-    def __init__(self, sample_rate: int, every_n_epochs: int = 5, clips: int = 32, workers: int = 2,
-                 contents: tuple[str, ...] = (), visqol_clips: int = 8):
+    def __init__(
+        self,
+        sample_rate: int,
+        every_n_epochs: int = 5,
+        clips: int = 32,
+        workers: int = 2,
+        contents: tuple[str, ...] = (),
+        visqol_clips: int = 8,
+    ):
         self.sample_rate = sample_rate
         self.every_n_epochs = max(1, every_n_epochs)
         self.clips = clips
@@ -155,8 +189,15 @@ class PerceptualQuality(L.Callback):
             visqol = index[i] < self.visqol_clips
             future = None
             if speech or visqol:
-                future = self._pool_or_start().submit(score_clip, clean[i].reshape(-1), noisy[i].reshape(-1),
-                                                      est[i].reshape(-1), self.sample_rate, speech=speech, visqol=visqol)
+                future = self._pool_or_start().submit(
+                    score_clip,
+                    clean[i].reshape(-1),
+                    noisy[i].reshape(-1),
+                    est[i].reshape(-1),
+                    self.sample_rate,
+                    speech=speech,
+                    visqol=visqol,
+                )
             self._pending.append((future, contents[i], in_subset, speech, visqol))
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
@@ -179,27 +220,41 @@ class PerceptualQuality(L.Callback):
             out = column(r.get(name, math.nan) for r in results)
             inp = column(r.get(f"input_{name}", math.nan) for r in results)
             scores.update({name: out, f"{name}_input": inp, f"{name}_i": out - inp})
-        counts = {"perceptual_clips": column(p[2] for p in pending), "speech_clips": column(p[3] for p in pending),
-                  "visqol_clips": column(p[4] for p in pending)}
+        counts = {
+            "perceptual_clips": column(p[2] for p in pending),
+            "speech_clips": column(p[3] for p in pending),
+            "visqol_clips": column(p[4] for p in pending),
+        }
         for name in ("pesq", "stoi", "visqol"):
             counts[f"{name}_failures"] = column(r.get(f"{name}_error") is not None for r in results)
         self.metrics.update(scores, counts, [p[1] for p in pending])
         values = self.metrics.compute()  # on every rank, every content: each compute is a collective
         self.metrics.reset()
         # A measure that ran on no clip at all (no speech in the set, ViSQOL off) is left out, not logged as NaN.
-        skipped = {n for n, c in (("pesq", "speech_clips"), ("stoi", "speech_clips"), ("visqol", "visqol_clips"))
-                   if values[c] == 0}
-        _log(pl_module, _prefix(trainer), {k: v for k, v in values.items() if k.split("/")[0].split("_")[0] not in skipped})
+        skipped = {
+            n
+            for n, c in (("pesq", "speech_clips"), ("stoi", "speech_clips"), ("visqol", "visqol_clips"))
+            if values[c] == 0
+        }
+        _log(
+            pl_module,
+            _prefix(trainer),
+            {k: v for k, v in values.items() if k.split("/")[0].split("_")[0] not in skipped},
+        )
         if self.contents and not self._explained:
             self._explained = True
-            rank_zero_info(f"PESQ/STOI: speech clips only ({int(values['speech_clips'])} of "
-                           f"{int(values['perceptual_clips'])} clips); ViSQOL audio mode (level-blind, read it with "
-                           f"amplitude retention): {int(values['visqol_clips'])} clips of every content")
+            rank_zero_info(
+                f"PESQ/STOI: speech clips only ({int(values['speech_clips'])} of "
+                f"{int(values['perceptual_clips'])} clips); ViSQOL audio mode (level-blind, read it with "
+                f"amplitude retention): {int(values['visqol_clips'])} clips of every content"
+            )
         for name in ("pesq", "visqol"):
             if values[f"{name}_failures"]:
                 reasons = sorted({r[f"{name}_error"] for r in results if r.get(f"{name}_error")})
-                rank_zero_warn(f"{name.upper()} failed on {int(values[f'{name}_failures'])} clip(s), skipped: "
-                               f"{'; '.join(reasons)[:300]}")
+                rank_zero_warn(
+                    f"{name.upper()} failed on {int(values[f'{name}_failures'])} clip(s), skipped: "
+                    f"{'; '.join(reasons)[:300]}"
+                )
 
     def on_validation_epoch_end(self, trainer, pl_module):
         self._epoch_end(trainer, pl_module)
@@ -238,7 +293,9 @@ class OverSuppressionAlarm(L.Callback):
             return float(value) if value is not None and math.isfinite(float(value)) else None
 
         overall = finite("val/amplitude_retention")
-        per_content = {c: v for c in self.contents if (v := finite(f"val/amplitude_retention/{c}")) is not None}
+        per_content = {
+            c: v for c in self.contents if (v := finite(f"val/amplitude_retention/{c}")) is not None
+        }
         if overall is None and not per_content:
             return
         muted = [c for c, v in per_content.items() if v < self.threshold]
@@ -255,4 +312,5 @@ class OverSuppressionAlarm(L.Callback):
                 f"OVER-SUPPRESSION{which}: amplitude retention {level}{f' ({shown})' if shown else ''} < "
                 f"{self.threshold} at epoch {trainer.current_epoch}: the model is muting the signal (output RMS / "
                 f"clean RMS). A low loss does not mean good audio; check the loss weights (system.supervised.energy, si_sdr) "
-                f"or use --mix.")
+                f"or use --mix."
+            )
