@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Headless Chromium for the listening-report tests (tests/test_listening_report.py render report.html in it
+# Headless Chromium for the listening-report tests (tests/evaluation/test_listening_report.py render report.html in it
 # and check that every image and player loads): Debian's chromium package. Idempotent: does nothing if a
 # chromium is already on PATH.
 #   sudo bash scripts/install_chromium.sh

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A local PostgreSQL server for the sweep tests (tests/test_sweep_storage.py): Debian's postgresql package,
+# A local PostgreSQL server for the sweep tests (tests/training/test_sweep_storage.py): Debian's postgresql package,
 # a cluster of its own ("c2c", port 5433, so a server already on 5432 is left alone) listening on 127.0.0.1
 # only, and a test role that may create databases (each test makes its own and drops it). Idempotent: does
 # nothing if the test URL already answers.

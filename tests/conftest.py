@@ -1,35 +1,22 @@
-"""Shared fixtures: the real config, shrunk; tiny trained checkpoints; generated audio files."""
+"""Shared fixtures: a tiny trained checkpoint (helpers for configs and audio files are in
+tests/helpers.py).
+"""
 
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
-from lightning_app import config as C
+from tests.helpers import smoke_config
+
+REPO = Path(__file__).resolve().parents[1]
 
 os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
 torch.set_num_threads(2)
-
-SMOKE = ["data/smoke", "model/tiny"]
-
-
-def net_settings(kind: str, **changes) -> dict:
-    """A network's settings as configs/defaults.yaml gives them (model.<kind>.*), with ``changes``."""
-    return {**C.to_container(C.load_defaults().model[kind]), **changes}
-
-
-def smoke_config(tmp_path: Path, *overrides: str, experiment: str = "supervised_unet", blocks=SMOKE):
-    """The real experiment config with the smoke/tiny blocks and runs under tmp_path."""
-    return C.compose(
-        experiment,
-        [f"run.root={tmp_path / 'runs'}", f"data.cache_dir={tmp_path / 'cache'}", *overrides],
-        blocks=blocks,
-    )
 
 
 @pytest.fixture(scope="session")
@@ -42,16 +29,13 @@ def trained_run(tmp_path_factory):
     return train(cfg)
 
 
-def write_tone_file(
-    path: Path, seconds: float, sample_rate: int, channels: int = 1, subtype: str = "PCM_16", seed: int = 0
-) -> np.ndarray:
-    """A speech-band test signal (two tones + noise) written with soundfile; returns the samples."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * sample_rate)) / sample_rate
-    base = 0.3 * np.sin(2 * np.pi * 220 * t) + 0.2 * np.sin(2 * np.pi * 1300 * t)
-    audio = np.stack(
-        [base * (1 - 0.2 * c) + 0.05 * rng.standard_normal(len(t)) for c in range(channels)], axis=1
+@pytest.fixture(scope="session")
+def slurm():
+    """A single-node Slurm (scripts/slurm_single_node.sh starts it, or says why it cannot): else the test
+    skips."""
+    done = subprocess.run(
+        ["bash", str(REPO / "scripts" / "slurm_single_node.sh")], capture_output=True, text=True
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, audio.astype(np.float32), sample_rate, subtype=subtype)
-    return audio
+    if done.returncode == 3:
+        pytest.skip(f"no Slurm here: {done.stderr.strip() or done.stdout.strip()}")
+    assert done.returncode == 0, done.stderr

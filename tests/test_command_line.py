@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from lightning_app import denoise
-from tests.conftest import write_tone_file
+from tests.helpers import write_tone_file
 
 REPO = Path(__file__).resolve().parents[1]
 

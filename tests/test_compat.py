@@ -1,4 +1,6 @@
-"""Runs and checkpoints of earlier schemas still load: one test per migration, and the stamps that key them."""
+"""Runs and checkpoints of earlier schemas still load: one test per migration, and the stamps that key
+them.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from lightning_app import compat
 from lightning_app import config as C
 from lightning_app.nets import build_net, settings_read_by
 from lightning_app.systems.checkpoints import CheckpointError, load_model, read_checkpoint
-from tests.conftest import smoke_config
+from tests.helpers import smoke_config
 
 
 def _saved(tmp_path, cfg, edit) -> str:

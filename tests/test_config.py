@@ -163,7 +163,8 @@ def _default(parameter):
 
 def test_every_default_a_library_still_has_equals_configs_defaults_yaml():
     """Constructors that always get their values from the config take them keyword-only and required; the
-    libraries that keep defaults for use outside a run (generators, callbacks) must agree with defaults.yaml."""
+    libraries that keep defaults for use outside a run (generators, callbacks) must agree with
+    defaults.yaml."""
     import dataclasses
     import inspect
 

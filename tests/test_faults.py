@@ -27,7 +27,7 @@ import torch
 from lightning_app import denoise, evaluate, sweep, train
 from lightning_app.data import audio_io
 from lightning_app.restoring.files import residual_path
-from tests.conftest import write_tone_file
+from tests.helpers import write_tone_file
 
 FAST = ("metrics.perceptual_every_n_epochs=100", "metrics.visqol_clips=0", "media.every_n_epochs=100")
 SMOKE = "use=[data/smoke,model/tiny]"
@@ -183,7 +183,8 @@ def _sweep(*extra, name="learning_rate"):
 
 
 def _at(text):
-    """An argument naming a path under tmp: '{tmp}' is replaced (and a file 'afile' and a folder 'adir' exist)."""
+    """An argument naming a path under tmp: '{tmp}' is replaced (and a file 'afile' and a folder 'adir'
+    exist)."""
 
     def make(tmp):
         (tmp / "afile").write_text("not a folder")

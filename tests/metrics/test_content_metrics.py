@@ -1,4 +1,6 @@
-"""Per-content metrics, the per-content muting alarm, speech-only PESQ/STOI and ViSQOL, on hand-made batches."""
+"""Per-content metrics, the per-content muting alarm, speech-only PESQ/STOI and ViSQOL, on hand-made
+batches.
+"""
 
 import math
 from types import SimpleNamespace
@@ -138,7 +140,8 @@ def test_the_muting_alarm_names_the_muted_content_only():
 
 
 def validate_once(callback, module, outputs, batch):
-    """One validation batch and epoch end through a set-up PerceptualQuality; its worker pool is shut after."""
+    """One validation batch and epoch end through a set-up PerceptualQuality; its worker pool is shut
+    after."""
     try:
         callback.on_validation_batch_end(trainer(), module, outputs, batch, 0)
         callback.on_validation_epoch_end(trainer(), module)

@@ -1,4 +1,6 @@
-"""What a user sees first: TensorBoard's HParams and layout, the terminal's epoch line, no third-party noise."""
+"""What a user sees first: TensorBoard's HParams and layout, the terminal's epoch line, no third-party
+noise.
+"""
 
 import logging
 import os
@@ -108,7 +110,7 @@ def test_known_third_party_noise_is_silenced_and_real_warnings_are_not(caplog):
 
 
 def test_the_tensorboard_hint_is_a_command_that_exists(tmp_path, monkeypatch):
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     monkeypatch.chdir(repo)
     assert console.tensorboard_hint(repo / "runs") == "make tensorboard"
     assert (

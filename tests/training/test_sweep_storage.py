@@ -24,7 +24,7 @@ from lightning_app.training import slurm as SUB
 from lightning_app.training import study_storage as ST
 from lightning_app.training import sweeps as S
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_URL = "postgresql://c2c_test:c2c_test@127.0.0.1:5433/c2c_test"
 STUDY = "supervised_unet-learning_rate"
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -72,7 +72,8 @@ def test_storage_shapes_name_sqlite_journal_and_postgresql(tmp_path):
     [
         (
             "postgresql://c2c:s3cret@127.0.0.1:1/sweeps",
-            r"cannot reach the study database postgresql://c2c:\*\*\*@127\.0\.0\.1:1/sweeps: .*port 1 failed: Connection refused",
+            r"cannot reach the study database postgresql://c2c:\*\*\*@127\.0\.0\.1:1/sweeps: "
+            r".*port 1 failed: Connection refused",
         ),
         (
             "postgresql://c2c:s3cret@db.lab:port/sweeps",
@@ -345,7 +346,8 @@ def test_password_from_pgpassword_and_a_rerun_adds_nothing(postgres_url, tmp_pat
     )
 
 
-# ----------------------------------------------------------------------------- workers that share, die and retry
+# ----------------------------------------------------------------------------- workers that share, die and
+# retry
 def _worker(tmp_path: Path, storage: str, index: int, trials: int) -> tuple[subprocess.Popen, Path]:
     log = tmp_path / f"worker-{index}.log"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
@@ -454,7 +456,8 @@ def test_three_workers_share_one_study_and_retry_a_killed_workers_trial(kind, tm
     assert sum(r["state"] in ("COMPLETE", "PRUNED") for r in rows) == trials
 
 
-# ----------------------------------------------------------------------------- a Slurm job array on PostgreSQL
+# ----------------------------------------------------------------------------- a Slurm job array on
+# PostgreSQL
 def _job_state(job: str) -> str:
     return subprocess.run(
         ["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import lightning as L
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from lightning_app import train as train_cli  # noqa: E402
 from lightning_app.training import run as T  # noqa: E402

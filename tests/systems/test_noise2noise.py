@@ -13,7 +13,7 @@ from lightning_app.nets.cross_domain import CrossDomainNet
 from lightning_app.systems import losses
 from lightning_app.training import run as training_run
 from lightning_app.training.run import build_datamodule, build_system, train
-from tests.conftest import net_settings, smoke_config
+from tests.helpers import net_settings, smoke_config
 
 TINY = net_settings(
     "cross_domain", channels=[4, 8, 8], time_strides=[1, 2], context_dilations=[1, 2], latent_channels=8

@@ -13,7 +13,7 @@ from lightning_app.data.datasets import PairedFolderDataset, ShardSampler, Train
 from lightning_app.data.sources import AudioFolder, FileIndex
 from lightning_app.data.speech import synthesize_speech
 from lightning_app.training.run import build_datamodule, build_system
-from tests.conftest import smoke_config, write_tone_file
+from tests.helpers import smoke_config, write_tone_file
 
 SR = 16000
 

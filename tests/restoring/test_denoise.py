@@ -30,7 +30,7 @@ from lightning_app.restoring.engine import (
 )
 from lightning_app.restoring.files import restore_file
 from lightning_app.systems.checkpoints import load_model, load_system
-from tests.conftest import write_tone_file
+from tests.helpers import write_tone_file
 
 
 @pytest.fixture(scope="module")
@@ -488,7 +488,7 @@ def _perturbed_checkpoint(tmp_path, experiment: str):
     """A checkpoint of ``experiment``'s tiny system with every weight moved off its initial value (the mask
     head starts at zero, which would hide weights a loader dropped)."""
     from lightning_app.training.run import build_system
-    from tests.conftest import smoke_config
+    from tests.helpers import smoke_config
 
     system = build_system(smoke_config(tmp_path, experiment=experiment))
     torch.manual_seed(0)
@@ -537,7 +537,8 @@ def test_restoring_imports_no_lightning(tmp_path, trained_run):
     write_tone_file(src, 0.5, 16000)
     code = (
         "import sys; from lightning_app import denoise; status = denoise.main(sys.argv[1:]); "
-        "print('IMPORTED', sorted({m.split('.')[0] for m in sys.modules} & {'lightning', 'pytorch_lightning', "
+        "print('IMPORTED', sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'lightning', 'pytorch_lightning', "
         "'lightning_fabric', 'torchmetrics', 'scipy', 'matplotlib'})); sys.exit(status)"
     )
     done = subprocess.run(

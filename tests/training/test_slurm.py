@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from lightning_app.training import slurm as S
+from tests.helpers import slurm_job_state, wait_until
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ["use=[data/smoke,model/tiny]", "trainer.enable_progress_bar=false"]
 
 
@@ -53,31 +53,6 @@ def test_rendered_script_runs_one_task_per_gpu_requeues_and_resumes(tmp_path):
         S.submit("pure_noise2noise", ["trainer.max_epoch=3"], dry_run=True)
 
 
-@pytest.fixture(scope="module")
-def slurm():
-    done = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "slurm_single_node.sh")], capture_output=True, text=True
-    )
-    if done.returncode == 3:
-        pytest.skip(f"no Slurm here: {done.stderr.strip() or done.stdout.strip()}")
-    assert done.returncode == 0, done.stderr
-
-
-def _job_state(job: str) -> str:
-    return subprocess.run(
-        ["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True
-    ).stdout.strip()
-
-
-def _wait(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.mark.slow
 def test_submitted_job_trains_with_two_ranks_and_resumes_after_a_requeue(slurm, tmp_path):
     epochs = 6  # long enough that the signal lands mid-run, not after the last epoch
@@ -94,15 +69,19 @@ def test_submitted_job_trains_with_two_ranks_and_resumes_after_a_requeue(slurm, 
     )
     run = path.parent
     last = run / "checkpoints" / "last.ckpt"
-    _wait(last.is_file, 180, "the first checkpoint")
+    wait_until(last.is_file, 180, "the first checkpoint")
     first = torch.load(last, weights_only=True)["global_step"]
     # What Slurm does before a time limit: USR1 to the batch shell, which requeues the job.
     subprocess.run(["scancel", "--signal=USR1", "--batch", job], check=True)
-    _wait(lambda: _job_state(job) == "PENDING", 120, "the job to be requeued")
+    wait_until(lambda: slurm_job_state(job) == "PENDING", 120, "the job to be requeued")
     # A requeued job waits ~2 minutes before it is eligible again; the test need not.
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], capture_output=True)
-    _wait(lambda: "restart 1" in (run / f"slurm-{job}.out").read_text(), 240, "the requeued job to start")
-    _wait(lambda: (run / "metrics.json").is_file() and not _job_state(job), 240, "the job to finish")
+    wait_until(
+        lambda: "restart 1" in (run / f"slurm-{job}.out").read_text(), 240, "the requeued job to start"
+    )
+    wait_until(
+        lambda: (run / "metrics.json").is_file() and not slurm_job_state(job), 240, "the job to finish"
+    )
 
     log = (run / f"slurm-{job}.out").read_text()
     assert "requeueing job" in log and "resuming" in log, log[-2000:]
@@ -149,7 +128,7 @@ def test_a_sweep_job_array_shares_one_study(slurm, tmp_path):
         ],
         cluster_overrides=["gpus_per_node=0", "cpus_per_task=1", "time=00:15:00"],
     )
-    _wait(lambda: not _job_state(job), 300, "the sweep workers to finish")
+    wait_until(lambda: not slurm_job_state(job), 300, "the sweep workers to finish")
     study = optuna.load_study(
         study_name="supervised_unet-learning_rate", storage=f"sqlite:///{path.parent / 'study.db'}"
     )

@@ -54,7 +54,8 @@ def _low_chord(seconds=5.0, level_db=-20.0):
 
 
 def _rumble(seconds=5.0, cutoff_hz=30.0, level_db=-30.0, seed=1):
-    """Turntable rumble: stationary noise under a steep low-pass, whose level in short frames wanders slowly."""
+    """Turntable rumble: stationary noise under a steep low-pass, whose level in short frames wanders
+    slowly."""
     rng = np.random.default_rng(seed)
     n = int(seconds * RATE)
     freqs = np.fft.rfftfreq(n, 1 / RATE)
@@ -63,7 +64,8 @@ def _rumble(seconds=5.0, cutoff_hz=30.0, level_db=-30.0, seed=1):
     return torch.tensor(rumble * 10 ** (level_db / 20) / np.sqrt(np.mean(rumble**2)), dtype=torch.float32)
 
 
-#: The guard before it judged the removal by its local mean and the floor by power smoothed over several frames:
+# : The guard before it judged the removal by its local mean and the floor by power smoothed over several
+# frames:
 #: each cell against a 3-frame floor, every varying bin against its neighbours.
 CELL_BY_CELL = (
     GuardSettings(window_seconds=0.186, neighbour_bins=16, transient_db=12.0),
@@ -99,7 +101,8 @@ def test_the_long_pass_keeps_a_sustained_low_chord_a_model_halved(passes, keeps_
     noisy = (chord + noise)[None, None]
     out = Guard(RATE, passes)(noisy, 0.5 * noisy)[0, 0]  # the model took half of everything
     lost = _energy(out - chord - noise) / _energy(0.5 * chord)
-    # the default must put back at least 90 % of what was taken from the chord; the short window alone does not
+    # the default must put back at least 90 % of what was taken from the chord; the short window alone does
+    # not
     # (the reason the long pass exists: if it ever starts to, this case no longer shows the difference)
     assert (lost < 0.1) == keeps_the_chord, f"{lost:.0%} of the chord's halving stayed removed"
 

@@ -13,7 +13,7 @@ from lightning_app import config as C
 from lightning_app.data.pairs import RealPairDataset, RealPairIndex, best_lag
 from lightning_app.data.speech import SpeechConfig, synthesize_speech
 from lightning_app.training.run import train
-from tests.conftest import smoke_config
+from tests.helpers import smoke_config
 
 RATE = 16000
 
@@ -23,7 +23,8 @@ def _recording(seconds: float, seed: int) -> np.ndarray:
 
 
 def _transfer(clean: np.ndarray, lead_in: int, gain: float, seed: int, noise: float = 0.02) -> np.ndarray:
-    """clean delayed by ``lead_in`` samples (negative: its start cut off) plus its own hiss, digitised at ``gain``."""
+    """clean delayed by ``lead_in`` samples (negative: its start cut off) plus its own hiss, digitised at
+    ``gain``."""
     rng = np.random.default_rng(seed)
     shifted = np.concatenate([np.zeros(lead_in), clean]) if lead_in >= 0 else clean[-lead_in:]
     return gain * (shifted + noise * rng.standard_normal(len(shifted)))

@@ -13,11 +13,11 @@ from pathlib import Path
 import lightning as L
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from lightning_app.systems.checkpoints import load_system  # noqa: E402
 from lightning_app.training import run as T  # noqa: E402
-from tests.conftest import smoke_config  # noqa: E402
+from tests.helpers import smoke_config  # noqa: E402
 
 DDP = ["trainer.accelerator=cpu", "trainer.strategy=ddp", "trainer.enable_progress_bar=false"]
 

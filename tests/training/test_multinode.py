@@ -20,9 +20,9 @@ from lightning_app import config as C
 from lightning_app.systems.checkpoints import load_system
 from lightning_app.training import run as T
 from lightning_app.training import slurm as S
-from tests.test_slurm import _job_state, _wait
+from tests.helpers import slurm_job_state, wait_until
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("multinode_worker.py")
 pytestmark = pytest.mark.slow
 if not (torch.distributed.is_available() and torch.distributed.is_gloo_available()):
@@ -61,7 +61,8 @@ def train_args(root: Path) -> list[str]:
 
 
 def two_nodes(out: Path, tag: str, args: list[str], *options: str, timeout=240):
-    """Both nodes' exit codes and records; each node is `torchrun --nnodes 2 --node_rank R --nproc_per_node 1`.
+    """Both nodes' exit codes and records; each node is `torchrun --nnodes 2 --node_rank R --nproc_per_node
+    1`.
 
     ``options`` go to tests/multinode_worker.py (--stop K, --late RUN_DIR)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -167,7 +168,8 @@ def test_two_nodes_train_one_run_and_score_like_one_process(fitted):
     assert one["val_status/clips"] == two["val_status/clips"] == 5, (
         "5 clips on 2 nodes: none dropped, none twice"
     )
-    # (val/loss* are left out: their content term compares latents within a batch, and batches differ per node)
+    # (val/loss* are left out: their content term compares latents within a batch, and batches differ per
+    # node)
     keys = sorted(k for k in one if k in two and not k.startswith("val/loss"))
     for key in (
         "val/si_sdr_i",
@@ -264,14 +266,16 @@ def test_a_two_node_slurm_job_trains_one_run_and_resumes_after_a_requeue(two_nod
     assert "trainer.num_nodes=2 trainer.devices=1" in script
     run = path.parent
     last = run / "checkpoints" / "last.ckpt"
-    _wait(last.is_file, 180, "the first checkpoint")
+    wait_until(last.is_file, 180, "the first checkpoint")
     first = torch.load(last, weights_only=True)["global_step"]
     subprocess.run(
         ["scancel", "--signal=USR1", "--batch", job], check=True
     )  # what Slurm does before a time limit
-    _wait(lambda: _job_state(job) == "PENDING", 120, "the job to be requeued")
+    wait_until(lambda: slurm_job_state(job) == "PENDING", 120, "the job to be requeued")
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], capture_output=True)
-    _wait(lambda: (run / "metrics.json").is_file() and not _job_state(job), 300, "the job to finish")
+    wait_until(
+        lambda: (run / "metrics.json").is_file() and not slurm_job_state(job), 300, "the job to finish"
+    )
 
     log = (run / f"slurm-{job}.out").read_text()
     assert "requeueing job" in log and "resuming" in log, log[-2000:]

@@ -16,8 +16,7 @@ from lightning_app.restoring import cluster
 from lightning_app.restoring.cluster import balance_shares, read_file_list, restore_cost, write_file_list
 from lightning_app.restoring.files import plan_outputs
 from lightning_app.systems import checkpoints
-from tests.conftest import write_tone_file
-from tests.test_slurm import _job_state, _wait, slurm  # noqa: F401 - slurm: the fixture that starts Slurm or skips
+from tests.helpers import slurm_job_state, wait_until, write_tone_file
 
 CPU_CLUSTER = ["gpus_per_node=0", "cpus_per_task=1", "time=00:10:00"]
 
@@ -227,8 +226,10 @@ def test_a_slurm_job_array_restores_each_file_once_and_a_resubmission_does_nothi
                 [str(tmp_path / "in")], out, 2, trained_run["best"], cluster_overrides=CPU_CLUSTER
             )
         summary = cluster.merged_summary_path(path.parent)
-        _wait(
-            lambda: summary.is_file() and not any(_job_state(j) for j in jobs), 300, "the array and its merge"
+        wait_until(
+            lambda: summary.is_file() and not any(slurm_job_state(j) for j in jobs),
+            300,
+            "the array and its merge",
         )
         return path.parent, time.monotonic() - start
 
@@ -258,6 +259,7 @@ def test_a_slurm_job_array_restores_each_file_once_and_a_resubmission_does_nothi
     assert {r["task"] for r in task_rows} == {"0", "1"}, "both array tasks did work"
     assert "5 restored" in (next(first.glob("merge-*.out"))).read_text()
     print(
-        f"\nSlurm restore array: 6 files (5 good, 1 corrupt) in 2 tasks; first submission {first_seconds:.1f} s "
+        f"\nSlurm restore array: 6 files (5 good, 1 corrupt) in 2 tasks; "
+        f"first submission {first_seconds:.1f} s "
         f"(5 restored, 1 failed); re-submission {second_seconds:.1f} s (5 skipped-complete, 1 failed again)"
     )

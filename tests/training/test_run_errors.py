@@ -17,7 +17,7 @@ from lightning_app.systems.checkpoints import CheckpointError, load_system
 from lightning_app.systems.registry import SYSTEMS
 from lightning_app.training import run as training_run
 from lightning_app.training.run import train
-from tests.conftest import smoke_config
+from tests.helpers import smoke_config
 
 FAST = ("metrics.perceptual_every_n_epochs=100", "metrics.visqol_clips=0", "media.every_n_epochs=100")
 

@@ -1,4 +1,6 @@
-"""A paired corpus with bad pairs: evaluate scores the good ones, lists the bad ones with reasons and says so."""
+"""A paired corpus with bad pairs: evaluate scores the good ones, lists the bad ones with reasons and
+says so.
+"""
 
 import csv
 import math

@@ -1,4 +1,6 @@
-"""The listening report: page, excerpts, shared colour scale, CSV, bad files — checked in headless Chromium."""
+"""The listening report: page, excerpts, shared colour scale, CSV, bad files — checked in headless
+Chromium.
+"""
 
 from __future__ import annotations
 
@@ -307,7 +309,8 @@ def test_report_files_folder_not_made_by_a_report_is_left_alone(tmp_path):
     assert (tmp_path / "report_files" / "mine.txt").read_text() == "keep"
 
 
-# ----------------------------------------------------------------------------- evaluate on a folder without clean/
+# ----------------------------------------------------------------------------- evaluate on a folder without
+# clean/
 def test_evaluate_folder_without_clean_restores_and_writes_the_listening_report(
     tmp_path, trained_run, monkeypatch
 ):

@@ -22,7 +22,7 @@ RATES = (16000, 44100, 48000)
 FULL_BAND = (44100, 48000)
 SEEDS = range(6)
 OCTAVES = ((62.5, 125), (125, 250), (250, 500), (500, 1000), (1000, 2000), (2000, 4000), (4000, 7000))
-DEFAULTS = Path(__file__).resolve().parents[1] / "configs" / "defaults.yaml"
+DEFAULTS = Path(__file__).resolve().parents[2] / "configs" / "defaults.yaml"
 
 
 def _psd(x: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
@@ -40,7 +40,8 @@ def _spectrum(name: str, sample_rate: int, seed: int, seconds: float = 2.0) -> t
 
 
 def _octave_shape(name: str, sample_rate: int) -> np.ndarray:
-    """Fraction of the power below 7 kHz in each octave, per seed (its level and its top bands aside), averaged."""
+    """Fraction of the power below 7 kHz in each octave, per seed (its level and its top bands aside),
+    averaged."""
     shapes = []
     for seed in SEEDS:
         f, p = _spectrum(name, sample_rate, seed)
@@ -107,7 +108,8 @@ def test_hum_peaks_at_mains_harmonics_at_every_rate(sample_rate):
         fl, pl = f[lo], p[lo]
         peaks = [i for i in range(1, len(pl) - 1) if pl[i] >= pl[i - 1] and pl[i] >= pl[i + 1]]
         strongest = fl[sorted(peaks, key=lambda i: -pl[i])[:3]]
-        # Welch bins are 5 Hz wide and the drift is below 0.3 %: within one bin of a multiple of 50 or of 60 Hz.
+        # Welch bins are 5 Hz wide and the drift is below 0.3 %: within one bin of a multiple of 50 or of 60
+        # Hz.
         assert any(
             np.all(np.abs(strongest - mains * np.round(strongest / mains)) <= 5.0) for mains in (50.0, 60.0)
         ), (seed, strongest)
@@ -153,7 +155,8 @@ TOP_OCTAVE_BOUND_DB = {
     "surface_hiss": -19.3,
     # Tape hiss shelves up 12 dB above a <= 4 kHz corner and holds to a >= 10 kHz band edge: +4.5 dB at worst.
     "tape_hiss": 3.0,
-    # Flat-to-rising grain hiss through an optical aperture of >= 6 kHz (12 dB/oct above): 10.4 dB down at worst.
+    # Flat-to-rising grain hiss through an optical aperture of >= 6 kHz (12 dB/oct above): 10.4 dB down at
+    # worst.
     "film_hiss": -11.9,
 }
 

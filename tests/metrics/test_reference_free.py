@@ -1,4 +1,5 @@
-"""Reference-free figures (metrics/reference_free.py) and DNSMOS (metrics/dnsmos.py) on signals with known answers."""
+"""Reference-free figures (metrics/reference_free.py) and DNSMOS (metrics/dnsmos.py) on signals with known
+answers."""
 
 import logging
 import math
@@ -15,7 +16,8 @@ from lightning_app.metrics import reference_free as R
 
 
 def bursts(rng: np.random.Generator, seconds: float, rate: int) -> np.ndarray:
-    """Speech-like bursts: harmonic syllables of 150-400 ms (-15 dBFS or so) with 100-300 ms gaps of silence."""
+    """Speech-like bursts: harmonic syllables of 150-400 ms (-15 dBFS or so) with 100-300 ms gaps of
+    silence."""
     n = int(seconds * rate)
     x, t = np.zeros(n), 0
     while t < n:
@@ -33,7 +35,8 @@ def white(rng, shape, level_db):
 
 
 def with_clicks(x: np.ndarray, rate: int, count: int, rng: np.random.Generator, channel: int | None = None):
-    """``count`` clicks (a 3-sample impulse, 0.1-0.5 peak, random sign) at random positions at least 30 ms apart."""
+    """``count`` clicks (a 3-sample impulse, 0.1-0.5 peak, random sign) at random positions at least 30 ms
+    apart."""
     grid = np.arange(int(0.05 * rate), len(x) - int(0.05 * rate), int(0.03 * rate))
     positions = np.sort(rng.choice(grid, count, replace=False))
     out = x.copy()
@@ -48,7 +51,8 @@ def with_clicks(x: np.ndarray, rate: int, count: int, rng: np.random.Generator, 
     return out, positions
 
 
-# --- noise floor --------------------------------------------------------------------------------------------------
+# --- noise floor
+# --------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("rate,channels", [(16000, 1), (44100, 2), (48000, 2)])
@@ -60,7 +64,8 @@ def test_noise_floor_reads_the_noise_between_bursts(rate, channels, level_db):
     before = speech[:, None] + noise if channels > 1 else speech + noise[:, 0]
     estimate = R.noise_floor_db(before, rate)
     assert abs(estimate - level_db) < 1.5, estimate  # measured: 0.15-0.3 dB low
-    # A restoration that takes the noise down 20 dB: the floor drops 20 dB; one that removes it all: digital silence.
+    # A restoration that takes the noise down 20 dB: the floor drops 20 dB; one that removes it all: digital
+    # silence.
     less = speech[:, None] + 0.1 * noise if channels > 1 else speech + 0.1 * noise[:, 0]
     assert R.noise_floor_db(less, rate) - estimate == pytest.approx(-20.0, abs=1.0)
     assert R.noise_floor_db(speech, rate) == R.FLOOR_DB
@@ -84,7 +89,8 @@ def test_noise_floor_of_steady_noise_and_short_signals():
         R.noise_floor_db(np.zeros((2, 2, 2)), 16000)
 
 
-# --- clicks -------------------------------------------------------------------------------------------------------
+# --- clicks
+# -------------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("rate,channels", [(16000, 1), (44100, 2), (48000, 1)])
@@ -119,7 +125,8 @@ def test_click_rate_ignores_voices_music_and_steady_noise():
     assert R.click_rate(np.zeros(n), rate) == 0.0
 
 
-# --- level and bands ----------------------------------------------------------------------------------------------
+# --- level and bands
+# ----------------------------------------------------------------------------------------------
 
 
 def test_level_change_db():
@@ -176,7 +183,8 @@ def test_bands_follow_the_rate_and_empty_bands_are_nan():
     assert math.isnan(out["6k_nyq"])
 
 
-# --- figures ------------------------------------------------------------------------------------------------------
+# --- figures
+# ------------------------------------------------------------------------------------------------------
 
 
 def test_figures_of_a_restoration(monkeypatch):
@@ -212,7 +220,8 @@ def test_figures_of_a_restoration(monkeypatch):
     assert set(out) == set(R.figures(before, after, rate, dnsmos=False))
 
 
-# --- DNSMOS -------------------------------------------------------------------------------------------------------
+# --- DNSMOS
+# -------------------------------------------------------------------------------------------------------
 
 
 def test_dnsmos_refuses_music_and_says_when_it_is_missing(monkeypatch):
@@ -250,7 +259,8 @@ def test_dnsmos_scores_speech_and_hears_the_noise(speech_16k):
     # measured: BAK 3.97 clean vs 2.22 noisy, OVRL 2.78 vs 2.14
     assert noisy["dnsmos_bak"] < clean["dnsmos_bak"] - 0.5
     assert noisy["dnsmos_ovrl"] < clean["dnsmos_ovrl"]
-    # Any rate and channel count: 44.1 kHz stereo of the same clip is resampled to 16 kHz mono; close to the original.
+    # Any rate and channel count: 44.1 kHz stereo of the same clip is resampled to 16 kHz mono; close to the
+    # original.
     from lightning_app.data.audio_io import resample
 
     stereo = np.repeat(resample(speech_16k.astype(np.float32), 16000, 44100)[:, None], 2, axis=1)

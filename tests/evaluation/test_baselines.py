@@ -1,4 +1,5 @@
-"""The pretrained 48 kHz enhancers (DeepFilterNet3, RNNoise) as baselines: alignment, length, denoising, packaging."""
+"""The pretrained 48 kHz enhancers (DeepFilterNet3, RNNoise) as baselines: alignment, length, denoising,
+packaging."""
 
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ def white_noise(like: np.ndarray, snr_db: float, seed: int = 1) -> np.ndarray:
 
 
 def correlation_peak(reference: np.ndarray, output: np.ndarray) -> tuple[int, float]:
-    """Lag (samples, positive when ``output`` is late) and height (normalised, 1 = identical shape) of the peak."""
+    """Lag (samples, positive when ``output`` is late) and height (normalised, 1 = identical shape) of the
+    peak."""
     n = len(reference) + len(output)
     corr = np.fft.irfft(np.fft.rfft(output, n) * np.conj(np.fft.rfft(reference, n)), n)
     lag = int(np.argmax(corr))
@@ -98,7 +100,8 @@ def test_bad_input_raises_an_error_naming_the_baseline(enhancer):
 
 
 class DelayLine(B.FrameEnhancer):
-    """A stand-in enhancer that only delays (by a non-whole number of frames): it must come back as the input."""
+    """A stand-in enhancer that only delays (by a non-whole number of frames): it must come back as
+    the input."""
 
     name, frame_length, delay = "delay line", 480, 1000
 

@@ -12,7 +12,7 @@ import torch
 from lightning_app import denoise
 from lightning_app.restoring.engine import Restorer
 from lightning_app.systems.checkpoints import load_system
-from tests.conftest import smoke_config
+from tests.helpers import smoke_config
 
 
 @pytest.fixture(scope="module")

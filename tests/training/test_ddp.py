@@ -1,4 +1,5 @@
-"""A real 2-process DDP run on the CPU (gloo): metrics equal a 1-process evaluation, ranks draw different data."""
+"""A real 2-process DDP run on the CPU (gloo): metrics equal a 1-process evaluation, ranks draw different
+data."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from lightning_app.training.run import train
-from tests.conftest import smoke_config
+from tests.helpers import smoke_config
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 pytestmark = pytest.mark.slow
@@ -25,7 +26,7 @@ def _launch(*args, timeout=300):
         text=True,
         timeout=timeout,
         env=env,
-        cwd=WORKER.parents[1],
+        cwd=WORKER.parents[2],
     )
     assert done.returncode == 0, done.stderr[-3000:]
 

@@ -5,7 +5,7 @@ import torch
 
 from lightning_app.nets import build_net
 from lightning_app.nets.unet import SpectralUNet, bounded_complex_mask
-from tests.conftest import net_settings
+from tests.helpers import net_settings
 
 TINY = net_settings("spectral_unet", channels=[4, 8, 8], time_strides=[1, 2], context_dilations=[1, 2])
 
@@ -70,7 +70,8 @@ def test_the_wave_unet_keeps_any_length(n):
 
 
 def test_the_wave_unet_trains_a_step_and_its_output_is_unbounded():
-    """A linear head on the waveform: unlike the bounded mask it can output far more, or nothing (it can mute)."""
+    """A linear head on the waveform: unlike the bounded mask it can output far more, or nothing (it can
+    mute)."""
     from lightning_app.nets.wave_unet import WaveUNet
 
     torch.manual_seed(0)

@@ -7,7 +7,7 @@ import soundfile as sf
 from lightning_app.restoring.engine import Restorer, crossfade_windows
 from lightning_app.restoring.files import restore_file
 from lightning_app.systems.checkpoints import load_system
-from tests.conftest import write_tone_file
+from tests.helpers import write_tone_file
 
 CHUNKS = {"chunk_seconds": 0.5, "overlap_seconds": 0.1}
 

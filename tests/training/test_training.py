@@ -13,7 +13,7 @@ from lightning_app import train as train_mod
 from lightning_app.training import run as training_run
 from lightning_app.training.callbacks.quality import STATUS
 from lightning_app.training.run import train
-from tests.conftest import smoke_config
+from tests.helpers import smoke_config
 
 
 def _events(run_dir: Path) -> EventAccumulator:
@@ -121,7 +121,8 @@ def test_resume_continues_exactly_as_an_uninterrupted_run(tmp_path, monkeypatch)
 
 
 class _KeepFirstEpochCheckpoint(L.Callback):
-    """Copies last.ckpt aside when the second epoch starts: the checkpoint a run killed in that epoch resumes from."""
+    """Copies last.ckpt aside when the second epoch starts: the checkpoint a run killed in that epoch resumes
+    from."""
 
     def on_train_epoch_start(self, trainer, pl_module):
         if trainer.current_epoch == 1:
@@ -138,7 +139,8 @@ def test_a_resumed_run_shows_each_step_once_in_tensorboard(tmp_path, monkeypatch
     )
     run_dir = Path(train(smoke_config(tmp_path / "resumed", *args))["run_dir"])
     monkeypatch.setattr(training_run, "build_callbacks", original)
-    # As if the run had been killed late in its second epoch: its events hold that epoch, its checkpoint does not.
+    # As if the run had been killed late in its second epoch: its events hold that epoch, its checkpoint does
+    # not.
     (run_dir / "checkpoints" / "first_epoch.ckpt").replace(run_dir / "checkpoints" / "last.ckpt")
     (run_dir / "metrics.json").unlink()
     train(smoke_config(tmp_path / "resumed", *args), resume="latest")
