@@ -1,6 +1,7 @@
 """Benchmarks that print numbers (no pass/fail): data throughput, training step, restoration speed.
 
-    python -m lightning_app.bench [--experiment archive_fullband] [--device cpu|cuda] [--fed-steps N] [key=value ...]
+    python -m lightning_app.bench [--experiment archive_fullband] [--device cpu|cuda] [--fed-steps N]
+                                  [key=value ...]
 
 Medians over repeats, measured in this one run; compare ratios, not absolute times,
 across machines."""
@@ -62,7 +63,8 @@ def main(argv=None) -> int:
     for minutes in args.long_file_minutes:
         long = bench_restore_file(system, minutes * 60, args.long_file_rate, 2, args.device)
         print(
-            f"  long file: {minutes:g} min, {args.long_file_rate / 1000:g} kHz stereo, CLI in a child process: "
+            f"  long file: {minutes:g} min, {args.long_file_rate / 1000:g} kHz stereo, "
+            "CLI in a child process: "
             f"real-time factor {long['rtf']:.3f} ({long['restore_rtf']:.3f} restoring only), peak RSS "
             f"{long['peak_rss_mb']:.0f} MB (its imports alone: {long['import_rss_mb']:.0f} MB)"
         )
@@ -74,7 +76,8 @@ def main(argv=None) -> int:
     )
     print(
         f"  data:     {data['segments_per_s_per_worker']:.1f} segments/s per worker "
-        f"({data['segment_seconds']:.2f} s segments at {cfg.data.sample_rate / 1000:g} kHz, clean {mix}, {bank})"
+        f"({data['segment_seconds']:.2f} s segments at {cfg.data.sample_rate / 1000:g} kHz, "
+        f"clean {mix}, {bank})"
     )
     if cfg.data.source_bank:
         fresh = bench_data(
@@ -102,7 +105,8 @@ def main(argv=None) -> int:
     restore = bench_restore(system, device, args.audio_seconds)
     for (rate, channels), value in restore.items():
         print(
-            f"  restore:  real-time factor {value:.4f} for {rate / 1000:g} kHz {'stereo' if channels == 2 else 'mono'} "
+            f"  restore:  real-time factor {value:.4f} for {rate / 1000:g} kHz "
+            f"{'stereo' if channels == 2 else 'mono'} "
             f"input, {system.sample_rate / 1000:g} kHz model (seconds of compute per second of audio; "
             f"{1 / value:.0f}x faster than real time)"
         )

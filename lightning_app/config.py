@@ -92,7 +92,10 @@ def _moved(key: str, base: DictConfig) -> str | None:
         kinds = [k for k in CHOICES["model.kind"] if k in base.model and parts[1] in base.model[k]]
         kind = base.model.kind if not OmegaConf.is_missing(base.model, "kind") else None
         if kinds:
-            return f"model.{kind if kind in kinds else kinds[0]}.{compat.FLAT_MODEL_KEYS.get(parts[1], parts[1])}"
+            return (
+                f"model.{kind if kind in kinds else kinds[0]}."
+                f"{compat.FLAT_MODEL_KEYS.get(parts[1], parts[1])}"
+            )
         if parts[1] in compat.FLAT_MODEL_KEYS and "cross_domain" in base.model:
             return f"model.cross_domain.{compat.FLAT_MODEL_KEYS[parts[1]]}"
     if parts[:2] == ["system", "loss"]:
@@ -139,12 +142,16 @@ def load_block(name: str, config_dir: Path = CONFIG_DIR) -> DictConfig:
 
 
 def foreign_form(argv: list[str]) -> str | None:
-    """One line answering the forms people bring from LightningCLI and Hydra, with the form that works here."""
+    """One line answering the forms people bring from LightningCLI and Hydra, with the form that works
+    here."""
     for i, arg in enumerate(argv):
         option = arg.split("=", 1)[0]
         if arg.startswith("--") and "." in option:
             value = arg.split("=", 1)[1] if "=" in arg else (argv[i + 1] if i + 1 < len(argv) else "VALUE")
-            return f"{arg}: LightningCLI's form; here overrides are key=value without dashes: {option[2:]}={value}"
+            return (
+                f"{arg}: LightningCLI's form; here overrides are key=value without dashes: "
+                f"{option[2:]}={value}"
+            )
         if option in ("--config", "-c"):
             return (
                 f"{arg}: LightningCLI's form; give the experiment (a name from experiments/ or a YAML file) "
@@ -156,14 +163,20 @@ def foreign_form(argv: list[str]) -> str | None:
                 f"{arg.lstrip('+')}"
             )
         if arg.startswith("~"):
-            return f"{arg}: Hydra's deletion; keys cannot be removed here, set a value instead: {arg[1:].split('=')[0]}=..."
+            return (
+                f"{arg}: Hydra's deletion; keys cannot be removed here, set a value instead: "
+                f"{arg[1:].split('=')[0]}=..."
+            )
         if arg in ("-m", "--multirun"):
             return (
                 f"{arg}: Hydra's multirun; sweeps here are Optuna studies: make sweep EXP=<experiment> "
                 f"SWEEP=<a file of configs/sweep/> (python -m lightning_app.sweep EXPERIMENT SWEEP)"
             )
         if option.startswith(("hydra.", "hydra/")):
-            return f"{arg}: Hydra's own settings do not exist here; runs go to run.root (runs/<experiment>/version_N)"
+            return (
+                f"{arg}: Hydra's own settings do not exist here; "
+                "runs go to run.root (runs/<experiment>/version_N)"
+            )
     return None
 
 

@@ -1,6 +1,7 @@
 """Assemble the corpus of real recordings (free music and voices from Debian packages) into data/real/.
 
-    python -m lightning_app.corpus [--root data/real] [--packages-dir DIR] [--spec configs/corpus.yaml] [--only PKG ...]
+    python -m lightning_app.corpus [--root data/real] [--packages-dir DIR] [--spec configs/corpus.yaml]
+                                   [--only PKG ...]
 
 Each package of the spec (configs/corpus.yaml: content, licence, file patterns, how files group into
 tracks or speakers) is downloaded with `apt-get download` into --packages-dir (default: beside --root;
@@ -58,7 +59,8 @@ def main(argv=None) -> int:
     for row in rows:
         hours[(row["split"], row["content"])] += float(row["seconds"]) / 3600
     print(
-        f"corpus: {args.root / 'manifest.csv'}: {len(rows)} files from {len({r['package'] for r in rows})} packages"
+        f"corpus: {args.root / 'manifest.csv'}: {len(rows)} files from "
+        f"{len({r['package'] for r in rows})} packages"
     )
     for (split, content), h in sorted(hours.items()):
         groups = len({r["group"] for r in rows if r["split"] == split and r["content"] == content})

@@ -105,7 +105,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--batch-size",
         type=int,
         default=None,
-        help="chunks per forward pass (default: 2 on the CPU, where bigger batches only cost memory; 16 on a GPU)",
+        help="chunks per forward pass (default: 2 on the CPU, where bigger batches only cost memory; "
+        "16 on a GPU)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(

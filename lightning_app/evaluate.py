@@ -1,7 +1,7 @@
 """Score checkpoints and classic baselines side by side on one test set.
 
-    python -m lightning_app.evaluate [CKPT ...] [--experiment NAME] [--data DIR] [--clips N] [--mix 1.0 0.5 0.3]
-                                     [--output-dir DIR] [key=value ...]
+    python -m lightning_app.evaluate [CKPT ...] [--experiment NAME] [--data DIR] [--clips N]
+                                     [--mix 1.0 0.5 0.3] [--output-dir DIR] [key=value ...]
 
 The test set is the built-in fixed synthetic one, built from the data settings of --experiment
 (default supervised_unet: 16 kHz procedural speech; archive_fullband: 44.1 kHz music and speech)
@@ -33,9 +33,10 @@ the do-no-harm guard, as denoise does; --ablation adds each without it, and the 
 A --data folder without a clean/ subfolder holds real noisy files with no reference (DIR/noisy/ or DIR
 itself; music/ and speech/ subfolders label the content): each checkpoint (none given: the bundled
 archive model) restores every file, at the first --mix value, into OUTPUT/restored/<checkpoint>/ with
-its residual, and the listening report (lightning_app.evaluation.listening_report) is written: report.html with
-before/after/removed excerpts and spectrograms, and report.csv with the reference-free figures. A file
-that cannot be restored or reported is a row with its reason; exit status 1 (2 when none could be).
+its residual, and the listening report (lightning_app.evaluation.listening_report) is written:
+report.html with before/after/removed excerpts and spectrograms, and report.csv with the reference-free
+figures. A file that cannot be restored or reported is a row with its reason; exit status 1 (2 when
+none could be).
 """
 
 from __future__ import annotations
@@ -204,7 +205,8 @@ def main(argv=None) -> int:
     if result["real"]:
         print(result["real"]["report"])
     print(
-        f"report: {Path(args.output_dir) / 'report.md'} (+ report.csv, skipped.csv, {', '.join(result['plots'])})"
+        f"report: {Path(args.output_dir) / 'report.md'} "
+        f"(+ report.csv, skipped.csv, {', '.join(result['plots'])})"
     )
     return _skip_status(result["skipped"], result["evaluated"], Path(args.output_dir) / "report.md")
 

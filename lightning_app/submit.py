@@ -57,8 +57,9 @@ def merge_denoise(job_dir: str | Path) -> int:
         else f", real-time factor {totals['real_time_factor']:.3f}"
     )
     print(
-        f"{job_dir.name}: {totals['files']} files: {totals['restored']} restored, {totals['skipped-complete']} "
-        f"skipped (complete), {totals['failed']} failed, {totals['not-run']} not run; "
+        f"{job_dir.name}: {totals['files']} files: {totals['restored']} restored, "
+        f"{totals['skipped-complete']} skipped (complete), {totals['failed']} failed, "
+        f"{totals['not-run']} not run; "
         f"{totals['audio_seconds']:.1f} s of audio in {totals['compute_seconds']:.1f} s of compute{rtf}"
     )
     for row in rows:
@@ -113,7 +114,8 @@ def denoise_main(argv: list[str]) -> int:
         print(answer[1])
     else:
         print(
-            f"submitted job array {answer[0]} and merge job {answer[1]} after it: {path} (logs in {path.parent}); "
+            f"submitted job array {answer[0]} and merge job {answer[1]} after it: {path} "
+            f"(logs in {path.parent}); "
             f"summary: {merged_summary_path(path.parent)}"
         )
     return 0

@@ -1,6 +1,7 @@
 """The one training entry point: config -> data, system, callbacks, logger, Trainer -> fit.
 
-    python -m lightning_app.train EXPERIMENT [key=value ...] [--use GROUP/NAME] [--resume | --resume-from RUN_DIR|CKPT]
+    python -m lightning_app.train EXPERIMENT [key=value ...] [--use GROUP/NAME]
+                                  [--resume | --resume-from RUN_DIR|CKPT]
 
 Every run lives in runs/<experiment>/<version>/ with the resolved config.yaml, TensorBoard
 events and checkpoints/{best,last}.ckpt. --resume continues the latest run of the

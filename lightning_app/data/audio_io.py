@@ -186,7 +186,8 @@ def remove_stale_partials(folder: str | os.PathLike) -> int:
 
     Only those of this host whose process is gone: another process may be writing into the same folder
     right now (a second run, another Slurm array task), and a process id from another host cannot be
-    checked from here, so those files are kept. A reused pid only keeps a stale file, never deletes a live one.
+    checked from here, so those files are kept. A reused pid only keeps a stale file, never deletes a live
+    one.
     """
     removed = 0
     for path in Path(folder).glob(".c2c-*.partial"):

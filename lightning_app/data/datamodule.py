@@ -94,7 +94,8 @@ class DenoiseDataModule(L.LightningDataModule):
         )
 
     def prepare_data(self) -> None:
-        # Runs once per node: build folder indexes (and pair alignments) so every rank then only reads the cache.
+        # Runs once per node: build folder indexes (and pair alignments) so every rank then only reads the
+        # cache.
         if self.mode != "paired":
             clean, noise = self._sources()
             held_out = self._clean_source("val").folders() if corpus_contents(self.clean_spec) else []

@@ -77,7 +77,8 @@ _SUNG_VOWELS = np.array(
 
 @dataclass(frozen=True)
 class MusicConfig:
-    """Ranges the generator draws from; defaults live in configs/defaults.yaml (data.clean.music.procedural)."""
+    """Ranges the generator draws from; defaults live in configs/defaults.yaml
+    (data.clean.music.procedural)."""
 
     tempo_bpm: tuple[float, float] = (50.0, 180.0)
     voices: tuple[int, int] = (1, 6)

@@ -83,7 +83,8 @@ def _freqs(length: int, sample_rate: int) -> np.ndarray:
 
 
 def _power_below(gain, num_samples: int, sample_rate: int, top_hz: float = _REF_TOP_HZ) -> float:
-    """Fraction of the power of noise shaped by ``gain`` (as :func:`shape_spectrum` makes it) below ``top_hz``."""
+    """Fraction of the power of noise shaped by ``gain`` (as :func:`shape_spectrum` makes it) below
+    ``top_hz``."""
     f = _freqs(num_samples, sample_rate)
     g2 = np.abs(gain(f)) ** 2
     return float(g2[f <= top_hz].sum() / max(g2.sum(), 1e-30))
@@ -202,8 +203,9 @@ def clicks(
     """Sparse loud clicks from scratches: a sharp edge and the damped ringing it excites.
 
     The scratch wall throws the stylus within ``edge_ms`` (10-50 us: flat to 3-16 kHz, then 6 dB/octave,
-    so a click is broadband to the top octave); it then rings at ``ring_hz`` for ``width_ms`` (Q <= 8). Each click
-    is built from its spectrum in Hz, so it is the same click at every rate, band-limited without aliasing.
+    so a click is broadband to the top octave); it then rings at ``ring_hz`` for ``width_ms`` (Q <= 8).
+    Each click is built from its spectrum in Hz, so it is the same click at every rate, band-limited
+    without aliasing.
     """
     pos = _events(rng, num_samples, sample_rate, _log_uniform(rng, rate_hz))
     count = len(pos)
@@ -245,7 +247,8 @@ def thumps(rng, num_samples, sample_rate, freq_hz=(25.0, 120.0), decay_ms=(20.0,
     times = np.arange(start, num_samples / sample_rate, period)
     if len(times) == 0:
         times = rng.uniform(0, num_samples / sample_rate, size=1)
-    # Speed wobble moves each thump by up to ~1 ms: a time, so the same at every rate (never a count of samples).
+    # Speed wobble moves each thump by up to ~1 ms: a time, so the same at every rate (never a count of
+    # samples).
     times = times + rng.uniform(-1.25e-3, 1.25e-3, size=len(times))
     amp = rng.uniform(0.6, 1.0, size=len(times))
     pos = np.clip((times * sample_rate).astype(np.int64), 0, num_samples - 1)
@@ -329,7 +332,8 @@ def tape_hiss(
     modulation=(0.0, 0.3),
     bandwidth_hz=(10000.0, 20000.0),
 ):
-    """Tape hiss: a shelf rising 12 dB above ``corner_hz``, flat, then rolling off at the recorder's band edge.
+    """Tape hiss: a shelf rising 12 dB above ``corner_hz``, flat, then rolling off at the recorder's band
+    edge.
 
     Tape hiss is bright: it stays up to the top of the machine's band (``bandwidth_hz``: ~10 kHz at
     3.75 ips, ~15 kHz at 7.5 ips, ~20 kHz at 15 ips), where head-gap loss rolls it off at 12 dB/octave.

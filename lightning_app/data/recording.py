@@ -30,7 +30,8 @@ ERAS = {
 
 @dataclass(frozen=True)
 class RecordingConfig:
-    """Ranges the recording chain draws from; defaults live in configs/defaults.yaml (data.clean.recording)."""
+    """Ranges the recording chain draws from; defaults live in configs/defaults.yaml
+    (data.clean.recording)."""
 
     room_probability: float = 0.0
     rt60_s: tuple[float, float] = (0.2, 1.8)

@@ -244,7 +244,8 @@ def build_content_source(
 
 
 def corpus_contents(clean: dict) -> list[str]:
-    """The contents of ``data.clean`` (a plain dict) drawn from the corpus of real recordings, with weight > 0."""
+    """The contents of ``data.clean`` (a plain dict) drawn from the corpus of real recordings, with
+    weight > 0."""
     return [
         name
         for name, weight in clean.get("mix", {}).items()
@@ -255,8 +256,9 @@ def corpus_contents(clean: dict) -> list[str]:
 def build_clean_source(
     sample_rate: int, cache_dir: str | None, mix: dict, recording: dict, split: str = "train", **contents
 ) -> CleanMixture:
-    """The clean side from ``data.clean``: {mix: {content: weight}, recording: {...}, speech: {...}, music: {...},
-    real_speech: {...}, real_music: {...}}; ``split`` picks the corpus split that real contents draw from."""
+    """The clean side from ``data.clean``: {mix: {content: weight}, recording: {...}, speech: {...},
+    music: {...}, real_speech: {...}, real_music: {...}}; ``split`` picks the corpus split that real
+    contents draw from."""
     unknown = sorted(set(mix) - set(contents))
     if unknown:
         raise ValueError(f"data.clean.mix names {unknown}; known contents: {sorted(contents)}")

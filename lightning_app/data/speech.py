@@ -253,7 +253,8 @@ def render(
     sample_rate: int,
 ) -> np.ndarray:
     """Source-filter synthesis on the STFT frames: a glottal pulse train through the formants (with
-    aspiration) plus shaped fricative noise, a random spectral tilt and microphone colour, at a random level."""
+    aspiration) plus shaped fricative noise, a random spectral tilt and microphone colour, at a random
+    level."""
     num_samples, n_frames = len(f0), len(plan.frame_t)
     dt = f0 / sample_rate
     excitation = _polyblep_saw(np.cumsum(dt) + rng.random(), dt)

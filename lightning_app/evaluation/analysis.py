@@ -77,7 +77,8 @@ def run_config(run_dir: Path):
 
 # ----------------------------------------------------------------------------- TensorBoard contents
 def _accumulator(run_dir: Path):
-    """The run's events, loaded once per state of its event files (a notebook reads each run several times)."""
+    """The run's events, loaded once per state of its event files (a notebook reads each run several
+    times)."""
     files = sorted(Path(run_dir).glob("events.out.tfevents.*"))
     if not files:
         raise FileNotFoundError(f"{run_dir}: no TensorBoard event files in it")
@@ -132,7 +133,8 @@ def latest_audio(run_dir: Path, prefix: str = "audio_") -> dict[str, tuple[bytes
 
 # ----------------------------------------------------------------------------- tables and plots
 def runs_table(run_dirs: Sequence[Path], tags: Sequence[str] = DEFAULT_TAGS) -> list[dict]:
-    """One row per run: its label, experiment, steps trained and each tag's final value (NaN if never logged)."""
+    """One row per run: its label, experiment, steps trained and each tag's final value (NaN if never
+    logged)."""
     rows = []
     for run_dir in run_dirs:
         scalars = read_scalars(run_dir, tags)
@@ -155,7 +157,8 @@ def markdown(rows: list[dict], columns: Sequence[str], key: str = "run") -> str:
 
 def plot_curves(runs: dict[str, Path], tags: Sequence[str], columns: int = 3, separate: Sequence[str] = ()):
     """One panel per tag, one line per run (x: training step). Tags in ``separate`` get one panel per
-    run instead (each on its own scale: losses of different definitions do not share one). Returns the figure."""
+    run instead (each on its own scale: losses of different definitions do not share one). Returns the
+    figure."""
     import matplotlib.pyplot as plt
 
     curves = {label: read_scalars(path, tags) for label, path in runs.items()}
@@ -245,9 +248,10 @@ def real_music_lesson(
     seconds: float = 6.0,
     split: str = "val",
 ) -> dict:
-    """The bundled model (or ``checkpoint``) fed *clean* real music of the corpus's ``split``, with and without
-    the do-no-harm guard: per clip the SI-SDR of the output against its input (a restorer should stay above
-    25 dB), the amplitude retention and what was removed. {"rows", "audio": {clip: {track: wave}}, "rate"}."""
+    """The bundled model (or ``checkpoint``) fed *clean* real music of the corpus's ``split``, with and
+    without the do-no-harm guard: per clip the SI-SDR of the output against its input (a restorer should
+    stay above 25 dB), the amplitude retention and what was removed. {"rows", "audio": {clip: {track:
+    wave}}, "rate"}."""
     import torch
 
     from lightning_app.data.corpus import read_manifest

@@ -1,4 +1,5 @@
-"""AudioLDM2's mel VAE and HiFi-GAN vocoder as reconstruction chains (optional extra: pip install '.[audioldm2]').
+"""AudioLDM2's mel VAE and HiFi-GAN vocoder as reconstruction chains (optional extra:
+pip install '.[audioldm2]').
 
 The research ran waveform -> mel -> AudioLDM2 VAE encode/decode -> mel -> Griffin-Lim and lost almost
 all waveform correlation. These chains split that path so the loss of each step shows up as its own row:
@@ -81,7 +82,8 @@ class AudioLDM2Codec:
         model_dir = check_model_dir(Path(model_dir))
         AutoencoderKL, SpeechT5HifiGan = _require_libraries()
         parts = {}
-        # low_cpu_mem_usage=False: diffusers would otherwise ask for `accelerate`, which these small loads do not need
+        # low_cpu_mem_usage=False: diffusers would otherwise ask for `accelerate`, which these small loads
+        # do not need
         for name, loader, options in (
             ("vae", AutoencoderKL, {"low_cpu_mem_usage": False}),
             ("vocoder", SpeechT5HifiGan, {}),

@@ -205,7 +205,8 @@ class RNNoise(FrameEnhancer):
     """
 
     name = "RNNoise"
-    scale = 32768.0  # RNNoise's features are tuned to 16-bit sample values; [-1, 1] input is treated as near silence
+    # RNNoise's features are tuned to 16-bit sample values; [-1, 1] input is treated as near silence
+    scale = 32768.0
 
     def __init__(self):
         from pyrnnoise import rnnoise  # the optional extra: ImportError when absent

@@ -1,7 +1,9 @@
 """The listening report (issue 13, item 2): one HTML page to hear and see what a restoration did.
 
     from lightning_app.evaluation.listening_report import ReportEntry, write_listening_report
-    write_listening_report([ReportEntry("in/a.wav", "out/a.wav", "out/a.residual.wav")], "out")  # -> out/report.html
+    write_listening_report(
+        [ReportEntry("in/a.wav", "out/a.wav", "out/a.residual.wav")], "out"
+    )  # -> out/report.html
 
 For each file the page holds, for its loudest and its quietest passage (``excerpt_seconds``, 4 s, chosen from
 the input's short-term RMS in 100 ms frames; the same span cut from all three): players for before / after /
@@ -332,7 +334,8 @@ def analyse(
 
 # ----------------------------------------------------------------------------- the page
 def _fresh_files_dir(path: Path) -> None:
-    """An empty report_files/: the previous report's is removed, a folder this module did not make is refused."""
+    """An empty report_files/: the previous report's is removed, a folder this module did not make is
+    refused."""
     if path.exists():
         if not (path / _MARK).is_file():
             raise FileExistsError(f"{path} exists and was not written by a listening report; move it away")
@@ -432,14 +435,18 @@ def _figures_table(values: dict[str, float], dnsmos_reason: str | None) -> str:
         + "".join(rows)
         + other
         + "</table>"
-        + f"<table class='bands'><tr><th>energy removed</th>{band_head}</tr><tr><th>share</th>{band_row}</tr></table>"
+        + (
+            f"<table class='bands'><tr><th>energy removed</th>{band_head}</tr>"
+            f"<tr><th>share</th>{band_row}</tr></table>"
+        )
     )
 
 
 def _excerpt_html(ex: dict, titles: dict[str, str], output_dir: Path, label: str) -> str:
     players = "".join(
         f"<figure><figcaption>{html.escape(titles[t])}</figcaption>"
-        f"<audio controls preload='metadata' src='{_url(ex['files'][t], output_dir)}' data-track='{t}'></audio></figure>"
+        f"<audio controls preload='metadata' src='{_url(ex['files'][t], output_dir)}' "
+        f"data-track='{t}'></audio></figure>"
         for t in TRACKS
     )
     clims = " ".join(f"data-clim-{t}='{lo:g} {hi:g}'" for t, (lo, hi) in ex["clim"].items())
@@ -457,10 +464,12 @@ def _excerpt_html(ex: dict, titles: dict[str, str], output_dir: Path, label: str
 
 STYLE = """
 body{font:15px/1.45 system-ui,sans-serif;margin:1.5em auto;max-width:1320px;padding:0 1em;color:#222}
-h1{margin-bottom:.2em} h2{margin:1.6em 0 .3em;border-top:2px solid #ccc;padding-top:.6em} h3{margin:1em 0 .3em;font-size:1em}
+h1{margin-bottom:.2em} h2{margin:1.6em 0 .3em;border-top:2px solid #ccc;padding-top:.6em} \
+h3{margin:1em 0 .3em;font-size:1em}
 .meta,.facts,.scale{color:#555;font-size:.9em;margin:.2em 0}
 .notes{background:#f4f4f0;border-left:4px solid #b90;padding:.5em 1em;font-size:.92em}
-table{border-collapse:collapse;margin:.5em 1.5em .5em 0;font-size:.9em;display:inline-table;vertical-align:top}
+table{border-collapse:collapse;margin:.5em 1.5em .5em 0;font-size:.9em;\
+display:inline-table;vertical-align:top}
 th,td{border:1px solid #ddd;padding:.2em .6em;text-align:right} th{background:#f6f6f6;text-align:left}
 tr.na td{text-align:left;color:#777;font-style:italic} td.reason{text-align:left}
 .players{display:grid;grid-template-columns:repeat(3,1fr);gap:1em;margin-right:4%}
@@ -501,7 +510,8 @@ def _page(
         index.append(
             f"<tr><td>{row['index']}</td><td><a href='#{anchor}'>{name}</a></td><td>ok</td>"
             f"<td>{_num(f.get('noise_floor_change_db', math.nan), unit=' dB', signed=True)}</td>"
-            f"<td>{_num(f.get('click_rate_before', math.nan), 2)} → {_num(f.get('click_rate_after', math.nan), 2)}</td>"
+            f"<td>{_num(f.get('click_rate_before', math.nan), 2)} → "
+            f"{_num(f.get('click_rate_after', math.nan), 2)}</td>"
             f"<td>{_num(f.get('level_change_db', math.nan), unit=' dB', signed=True)}</td></tr>"
         )
         if result["measured_seconds"] < result["seconds"]:
@@ -531,7 +541,8 @@ def _page(
     return (
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
-        f"<p class='meta'>{ok} of {len(rows)} file(s) reported · written {time.strftime('%Y-%m-%d %H:%M')} in "
+        f"<p class='meta'>{ok} of {len(rows)} file(s) reported · "
+        f"written {time.strftime('%Y-%m-%d %H:%M')} in "
         f"{elapsed:.0f} s · figures also in <a href='{TABLE}'>{TABLE}</a></p>"
         f"<section class='notes'>{note_html}</section>{''.join(index)}{''.join(body)}</body></html>\n"
     )
@@ -539,21 +550,22 @@ def _page(
 
 def _notes(excerpt_seconds: float, measure_seconds: float, dnsmos_windows: int) -> list[str]:
     return [
-        f"<b>Excerpts.</b> For each file the loudest and the quietest {excerpt_seconds:g} s of the input (by its RMS in "
-        f"{FRAME_S * 1000:.0f} ms frames; the quietest avoids digital silence), the same span cut from the input "
-        "(before), the restored file (after) and what was removed (the residual file, or input − restored). The "
-        "players are 16-bit copies at the file's rate. The three spectrograms of an excerpt share one colour scale "
-        f"(its loudest bin down {RANGE_DB:g} dB), so a colour means the same level in all three.",
-        f"<b>Figures</b> are reference-free (no clean original exists): noise floor = {RF.NOISE_PERCENTILE:g}th "
-        f"percentile of {RF.NOISE_FRAME_S * 1000:g} ms frame levels (an upper bound where the file has few "
-        "pauses); clicks = short impulsive events per second; level change = RMS after vs before; energy removed "
-        f"per band = 1 − after/before (negative: energy added). They are computed on at most {measure_seconds:g} s "
-        f"of each file: the whole file when it is shorter, else spans of up to {SEGMENT_S:g} s spread evenly over it "
-        "(joined with 10 ms fades).",
-        "<b>DNSMOS is a speech measure</b> (ITU-T P.835 ratings predicted by a model trained on speech: SIG speech, "
-        "BAK background, OVRL overall, 1–5). It is not shown for music; for files with no content label it is "
-        f"shown but means something only if the file is speech. Computed on {dnsmos_windows} 9-s windows spread "
-        "over the measured span.",
+        f"<b>Excerpts.</b> For each file the loudest and the quietest {excerpt_seconds:g} s of the input "
+        f"(by its RMS in {FRAME_S * 1000:.0f} ms frames; the quietest avoids digital silence), the same span "
+        "cut from the input (before), the restored file (after) and what was removed (the residual file, or "
+        "input − restored). The players are 16-bit copies at the file's rate. The three spectrograms of an "
+        f"excerpt share one colour scale (its loudest bin down {RANGE_DB:g} dB), so a colour means the same "
+        "level in all three.",
+        f"<b>Figures</b> are reference-free (no clean original exists): noise floor = "
+        f"{RF.NOISE_PERCENTILE:g}th percentile of {RF.NOISE_FRAME_S * 1000:g} ms frame levels (an upper "
+        "bound where the file has few pauses); clicks = short impulsive events per second; level change = "
+        "RMS after vs before; energy removed per band = 1 − after/before (negative: energy added). They "
+        f"are computed on at most {measure_seconds:g} s of each file: the whole file when it is shorter, "
+        f"else spans of up to {SEGMENT_S:g} s spread evenly over it (joined with 10 ms fades).",
+        "<b>DNSMOS is a speech measure</b> (ITU-T P.835 ratings predicted by a model trained on speech: "
+        "SIG speech, BAK background, OVRL overall, 1–5). It is not shown for music; for files with no "
+        "content label it is shown but means something only if the file is speech. Computed on "
+        f"{dnsmos_windows} 9-s windows spread over the measured span.",
     ]
 
 

@@ -1,4 +1,5 @@
-"""Evaluation runs: checkpoints and baselines on the procedural, paired and real test sets, and reconstruction chains.
+"""Evaluation runs: checkpoints and baselines on the procedural, paired and real test sets, and
+reconstruction chains.
 
 ``lightning_app.evaluate`` is its command line (what the reports hold is described there).
 """
@@ -210,7 +211,10 @@ def evaluate(
         experiment = experiment or DEFAULT_EXPERIMENT
         test_clips, rate = synthetic_test_set(clips or 48, seconds, list(overrides), experiment)
         skipped = []
-        description = f"built-in synthetic test set of {experiment} ({len(test_clips)} clips of {seconds:g} s at {rate} Hz)"
+        description = (
+            f"built-in synthetic test set of {experiment} "
+            f"({len(test_clips)} clips of {seconds:g} s at {rate} Hz)"
+        )
     missing = visqol_missing() if visqol_clips else None
     if missing:
         log.warning("ViSQOL skipped: %s", missing)
@@ -245,9 +249,11 @@ def evaluate(
         else f"not computed: {missing or '--visqol-clips 0'}"
     )
     notes = [
-        f"PESQ and STOI are speech measures: computed on the speech clips only ({speech} of {len(test_clips)} "
+        f"PESQ and STOI are speech measures: computed on the speech clips only "
+        f"({speech} of {len(test_clips)} "
         f"clips). ViSQOL (v3 audio mode, MOS-LQO 1-5, music and speech; {scope}) is level-blind: it rescales "
-        f"the output to the clean level before comparing, so read it next to amplitude retention, never instead. "
+        "the output to the clean level before comparing, so read it next to amplitude retention, "
+        "never instead. "
         f"LSD: log-spectral distance in dB (lower is better)."
     ]
     report = write_reports(rows, output_dir, description, plots, notes, untouched, skipped, len(test_clips))
@@ -291,9 +297,10 @@ def evaluate_real(
     clips_per_content: int = 36,
     seconds: float = 6.0,
 ) -> dict:
-    """The real-recordings test set (``real_test_set`` on the corpus's test split): every system restores each
-    degraded clip and each clean clip; per content and per 5-dB input-SNR bucket the mean SI-SDR gain, the worst
-    clip, the clips made worse than their input, retention; and the clean-input table. Writes real.md, real.csv."""
+    """The real-recordings test set (``real_test_set`` on the corpus's test split): every system restores
+    each degraded clip and each clean clip; per content and per 5-dB input-SNR bucket the mean SI-SDR
+    gain, the worst clip, the clips made worse than their input, retention; and the clean-input table.
+    Writes real.md, real.csv."""
     clips, rate = real_test_set(Path(root), "test", clips_per_content, seconds, experiment)
     outputs = {NOISY: [c["noisy"] for c in clips]}
     for name, process in systems:
@@ -350,7 +357,8 @@ def evaluate_real(
     text += [
         "## Clean input (real): does it leave clean recordings alone?",
         "",
-        "SI-SDR of each system's output against the clean clip it was given (a restorer should stay above 25 dB).",
+        "SI-SDR of each system's output against the clean clip it was given "
+        "(a restorer should stay above 25 dB).",
         "",
         *tables.records(
             [{**r, "system": f"{r['system']} ({r['group']})"} for r in clean_rows],

@@ -216,7 +216,8 @@ def spectrogram_panel(
     path: Path,
     titles_fontsize: int = 7,
 ) -> None:
-    """One column per system, one row per clip; each clip's spectrograms on one dB scale (spectrograms.figure)."""
+    """One column per system, one row per clip; each clip's spectrograms on one dB scale
+    (spectrograms.figure)."""
     examples = [
         {system: np.asarray(tracks[system][row], dtype=np.float32) for system in tracks}
         for row in range(len(row_labels))

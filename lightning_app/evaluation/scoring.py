@@ -92,8 +92,8 @@ def checkpoint_name(path: Path) -> str:
 
 
 def model_process(checkpoint: Path, device: str = "cpu", guard: bool = True):
-    """(process, the model's sample rate): the checkpoint restoring whole clips on ``device`` (as denoise does:
-    with the do-no-harm guard unless ``guard`` is False)."""
+    """(process, the model's sample rate): the checkpoint restoring whole clips on ``device`` (as denoise
+    does: with the do-no-harm guard unless ``guard`` is False)."""
     restorer = Restorer(load_model(checkpoint, resolve_device(device)), guard=guard)
     return (lambda audio, rate: restorer(audio[:, None], rate)[:, 0]), restorer.model_rate
 
@@ -209,7 +209,8 @@ def bucket_name(low: float, high: float) -> str:
 
 
 def groups(clips: list[dict]) -> dict[str, list[int]]:
-    """Clip indices per group: overall, per content, per noise type (clips containing it), per input-SNR bucket."""
+    """Clip indices per group: overall, per content, per noise type (clips containing it), per input-SNR
+    bucket."""
     out = {"overall": list(range(len(clips)))}
     for content in sorted({c["content"] for c in clips} - set(UNLABELLED)):
         out[f"content: {content}"] = [i for i, c in enumerate(clips) if c["content"] == content]
@@ -237,7 +238,8 @@ def summarise(scores: dict, clips: list[dict], rtf: dict[str, float]) -> list[di
 
 def clean_input_scores(clips: list[dict], systems, sample_rate: int) -> list[dict]:
     """Each system fed the *clean* clips: a restorer must leave clean audio alone. Per system and content,
-    the median and 10th-percentile SI-SDR of its output against its input, and the mean amplitude retention."""
+    the median and 10th-percentile SI-SDR of its output against its input, and the mean amplitude
+    retention."""
     from lightning_app.metrics import functional as MF
 
     rows = []

@@ -1,4 +1,5 @@
-"""Speed measurements: data loading, training steps (fed and unfed), and restoring files (real-time factor, peak memory).
+"""Speed measurements: data loading, training steps (fed and unfed), and restoring files (real-time
+factor, peak memory).
 
 Medians over repeats in one process; the command line ``lightning_app.bench`` prints them side by side.
 """

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 
 
 def cell(value, digits: int = 3) -> str:
-    """A real number to ``digits`` decimals, a missing or non-finite one as '–', whole numbers and text as they are."""
+    """A real number to ``digits`` decimals, a missing or non-finite one as '–', whole numbers and text as
+    they are."""
     if value is None:
         return "–"
     if isinstance(value, bool | str | numbers.Integral):
@@ -19,7 +20,8 @@ def cell(value, digits: int = 3) -> str:
 
 
 def markdown(header: Sequence[str], rows: Sequence[Sequence]) -> list[str]:
-    """``| a | b |`` lines: the header, the rule, then the rows (cells already text, or values for ``cell``)."""
+    """``| a | b |`` lines: the header, the rule, then the rows (cells already text, or values for
+    ``cell``)."""
     lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     lines += ["| " + " | ".join(c if isinstance(c, str) else cell(c) for c in row) + " |" for row in rows]
     return lines

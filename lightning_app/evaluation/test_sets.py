@@ -116,7 +116,8 @@ def real_test_set(
 def real_segment(
     root: Path, members: list[dict], rng: np.random.Generator, n: int, rate: int, tries: int = 8
 ) -> np.ndarray | None:
-    """A segment of ``n`` samples of one of the group's files, loud enough to score (the loudest of a few tries)."""
+    """A segment of ``n`` samples of one of the group's files, loud enough to score (the loudest of a few
+    tries)."""
     best, best_rms = None, 0.0
     for _ in range(tries):
         row = members[int(rng.integers(len(members)))]
@@ -135,7 +136,8 @@ def real_segment(
 
 
 def silent_clean_rms(experiment: str | None = None, overrides=()) -> float:
-    """The clean RMS below which a clip is left out of SI-SDR/SNR: the experiment's metrics.silent_clean_rms."""
+    """The clean RMS below which a clip is left out of SI-SDR/SNR: the experiment's
+    metrics.silent_clean_rms."""
     return float(C.compose(experiment or DEFAULT_EXPERIMENT, list(overrides)).metrics.silent_clean_rms)
 
 

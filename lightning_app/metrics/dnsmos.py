@@ -10,9 +10,9 @@ The model hears 16 kHz mono in 9.01 s windows: the input is averaged to mono, re
 refuses samples outside [-1, 1]; dividing keeps the waveform, clipping would distort it). Clips up to
 ~18 s are scored exactly as speechmos (and Microsoft's dnsmos_local.py) do: windows every second,
 averaged; longer ones by ``MAX_WINDOWS`` (10) windows spread evenly over the clip, so a long file costs a
-bounded time (a window takes ~0.7-1.5 s on two busy CPU cores). Clips under 9.01 s are repeated to fill a window
-(speechmos' rule); under ``MIN_SECONDS`` they are not scored. A per-clip failure is NaN plus a logged
-reason, never an exception.
+bounded time (a window takes ~0.7-1.5 s on two busy CPU cores). Clips under 9.01 s are repeated to fill a
+window (speechmos' rule); under ``MIN_SECONDS`` they are not scored. A per-clip failure is NaN plus a
+logged reason, never an exception.
 """
 
 from __future__ import annotations

@@ -50,7 +50,8 @@ def spectral_correlation(
 
 
 def lsd_fft_size(sample_rate: int) -> int:
-    """The power of two covering 32 ms: 512 points at 16 kHz, 2048 at 44.1/48 kHz (the same time resolution)."""
+    """The power of two covering 32 ms: 512 points at 16 kHz, 2048 at 44.1/48 kHz (the same time
+    resolution)."""
     return 1 << math.ceil(math.log2(0.032 * sample_rate))
 
 

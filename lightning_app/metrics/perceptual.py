@@ -62,7 +62,8 @@ def safe_stoi(clean: np.ndarray, other: np.ndarray, sample_rate: int) -> tuple[f
 
 
 def speech_content(content: str | None) -> bool:
-    """Whether PESQ/STOI apply: speech clips, and unlabelled ones (paired corpora are speech-enhancement sets)."""
+    """Whether PESQ/STOI apply: speech clips, and unlabelled ones (paired corpora are speech-enhancement
+    sets)."""
     return content in UNLABELLED or "speech" in content  # speech, real_speech
 
 

@@ -158,7 +158,8 @@ class ContentMeans(nn.Module):
         counts: dict[str, torch.Tensor] | None = None,
         contents: list | None = None,
     ) -> None:
-        """``scores`` and ``counts`` hold one value per clip; ``contents`` one label per clip (None: not labelled)."""
+        """``scores`` and ``counts`` hold one value per clip; ``contents`` one label per clip (None: not
+        labelled)."""
         counts = counts or {}
         self.overall.update(scores, {k: float(v.sum()) for k, v in counts.items()})
         if contents is None:
@@ -176,7 +177,8 @@ class ContentMeans(nn.Module):
             )
 
     def compute(self) -> dict[str, float]:
-        """Overall values, then ``<metric>/<content>`` for each content that had clips (all NaN and zero: none)."""
+        """Overall values, then ``<metric>/<content>`` for each content that had clips (all NaN and zero:
+        none)."""
         values = self.overall.compute()
         for content, means in self.per_content.items():
             got = means.compute()

@@ -15,16 +15,19 @@ Keys of :func:`figures` (every value a float; NaN where a figure does not apply)
     noise_floor_db_before, noise_floor_db_after   noise floor (dBFS), :func:`noise_floor_db`
     noise_floor_change_db                         after - before (dB; negative = quieter floor)
     click_rate_before, click_rate_after           impulsive events per second, :func:`click_rate`
-    level_change_db                               RMS level change after vs before (dB), :func:`level_change_db`
+    level_change_db                               RMS level change after vs before (dB),
+                                                  :func:`level_change_db`
     removed_<band>                                share of the input's energy in <band> that the restoration
                                                   removed, :func:`band_energy_removed`; <band> is one of
-                                                  0_100, 100_500, 500_2k, 2k_6k, 6k_nyq (Hz; a band that starts
-                                                  at or above Nyquist is left out, so at rates of 12 kHz and
-                                                  below the key set is smaller); negative = energy added
-    dnsmos_{sig,bak,ovrl}_{before,after}          DNSMOS P.835 (1..5) for speech and unlabelled content; NaN for
-                                                  music (a speech measure), without the ``dnsmos`` extra, on a
-                                                  clip error, or with ``dnsmos=False`` — the reason is logged,
-                                                  and :func:`lightning_app.metrics.dnsmos.skip_reason` says it
+                                                  0_100, 100_500, 500_2k, 2k_6k, 6k_nyq (Hz; a band that
+                                                  starts at or above Nyquist is left out, so at rates of
+                                                  12 kHz and below the key set is smaller); negative =
+                                                  energy added
+    dnsmos_{sig,bak,ovrl}_{before,after}          DNSMOS P.835 (1..5) for speech and unlabelled content;
+                                                  NaN for music (a speech measure), without the ``dnsmos``
+                                                  extra, on a clip error, or with ``dnsmos=False`` — the
+                                                  reason is logged, and
+                                                  :func:`lightning_app.metrics.dnsmos.skip_reason` says it
 """
 
 from __future__ import annotations
@@ -104,7 +107,8 @@ def _trim_edge_silence(a: np.ndarray) -> np.ndarray:
 def noise_floor_db(
     x: np.ndarray, rate: int, frame_s: float = NOISE_FRAME_S, percentile: float = NOISE_PERCENTILE
 ) -> float:
-    """Noise floor in dBFS: the ``percentile`` (5th) of the power of ``frame_s`` (20 ms) frames, hop half a frame.
+    """Noise floor in dBFS: the ``percentile`` (5th) of the power of ``frame_s`` (20 ms) frames, hop half a
+    frame.
 
     The floor is what is left between the words or notes, so it is read from the quietest frames. 20 ms
     frames at a 10 ms hop fit whole inside any gap of 30 ms or more (the closure of a stop, the space
@@ -163,9 +167,9 @@ def _click_events(a: np.ndarray, rate: int) -> np.ndarray:
         if full < n:
             sigma = np.r_[sigma, np.median(y[full:])]
         sigma /= 0.6745
-        # The scale at a block is the largest of it and its two neighbours: a musical attack (broadband, tens of
-        # ms) lifts the median of the blocks it spans, and the max carries that to its onset; a click (well under
-        # a block) barely moves any median.
+        # The scale at a block is the largest of it and its two neighbours: a musical attack (broadband,
+        # tens of ms) lifts the median of the blocks it spans, and the max carries that to its onset; a
+        # click (well under a block) barely moves any median.
         local = np.maximum(sigma, np.maximum(np.r_[sigma[0], sigma[:-1]], np.r_[sigma[1:], sigma[-1]]))
         limit = CLICK_THRESHOLD * np.maximum(local, CLICK_SCALE_FLOOR).astype(np.float32)
         outlier |= y > np.repeat(limit, block)[:n]
@@ -177,8 +181,8 @@ def _click_events(a: np.ndarray, rate: int) -> np.ndarray:
     start, end = hits[first], hits[np.r_[first[1:], hits.size] - 1]
     peak = np.maximum.reduceat(level[hits], first)
     # Comparable peaks (above peak / CLICK_PEAK_RATIO) around an event, in 1 ms blocks: "near" = 1-16 ms from
-    # its edges, "far" = the 15 ms beyond. A pulse train (the glottal pulses of a voice, a buzz) has them on both
-    # sides, or near and far on one side at its first and last pulse; a random click seldom does.
+    # its edges, "far" = the 15 ms beyond. A pulse train (the glottal pulses of a voice, a buzz) has them on
+    # both sides, or near and far on one side at its first and last pulse; a random click seldom does.
     b = max(1, int(round(0.001 * rate)))
     span = CLICK_NEIGHBOUR_BLOCKS
     nb = -(-n // b)
@@ -225,7 +229,8 @@ def click_rate(x: np.ndarray, rate: int) -> float:
 
 
 def level_change_db(before: np.ndarray, after: np.ndarray) -> float:
-    """RMS level of ``after`` relative to ``before`` in dB (channels pooled by power; each level clamped at -120 dBFS)."""
+    """RMS level of ``after`` relative to ``before`` in dB (channels pooled by power; each level clamped at
+    -120 dBFS)."""
     return _db(_mean_power(_frames_channels(after))) - _db(_mean_power(_frames_channels(before)))
 
 
@@ -240,7 +245,8 @@ def band_name(low: float, high: float | None) -> str:
 
 def _power_spectrum(a: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray]:
     """Welch power spectrum summed over channels: Hann segments of ~0.1 s (~10 Hz bins), half overlapping,
-    the channel's mean (DC) removed. Unnormalised (a mean over segments): only ratios between spectra are used."""
+    the channel's mean (DC) removed. Unnormalised (a mean over segments): only ratios between spectra are
+    used."""
     nperseg = min(a.shape[0], 1 << int(math.ceil(math.log2(rate / 10.0))))
     hop = max(1, nperseg // 2)
     window = np.hanning(nperseg).astype(np.float32)

@@ -1,4 +1,5 @@
-"""The signal measures that losses and metrics share: one definition of each, on (batch, ..., samples) tensors.
+"""The signal measures that losses and metrics share: one definition of each, on (batch, ..., samples)
+tensors.
 
 Losses call them in float32 (SI-SDR and log-spectra lose too much in bf16, and float32 keeps the gradient
 cheap); metrics call them in float64 where a clip's energy spans more than float32 can subtract.

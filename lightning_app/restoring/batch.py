@@ -198,7 +198,8 @@ def report_batch(plan: BatchPlan, result: BatchResult, args: argparse.Namespace,
 
 
 def run(args: argparse.Namespace, tally: dict[str, int]) -> int:
-    """Plan -> execute -> report; ``tally`` counts files planned and restored, for an interruption's message."""
+    """Plan -> execute -> report; ``tally`` counts files planned and restored, for an interruption's
+    message."""
     record = summary_recorder(args.summary, args.task)
     try:
         plan = plan_batch(args)
@@ -238,7 +239,8 @@ def is_complete(dst: Path, residual: bool) -> bool:
 
 
 def summary_recorder(path: str | None, task: int | None):
-    """record(src, dst, status, reason, audio seconds, compute seconds): one --summary row (none without it)."""
+    """record(src, dst, status, reason, audio seconds, compute seconds): one --summary row (none without
+    it)."""
 
     def record(src, dst, status, reason="", audio_seconds=0.0, compute_seconds=0.0):
         if path:

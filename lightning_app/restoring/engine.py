@@ -218,7 +218,8 @@ def model_length(frames: int, rate: int, model_rate: int) -> int:
     return math.ceil(frames * model_rate / rate)  # what resampling the whole signal gives
 
 
-#: file samples a resampling filter reaches beyond a block (its taps reach a few dozen; rounded up to grid units)
+#: file samples a resampling filter reaches beyond a block (its taps reach a few dozen; rounded up to grid
+#: units)
 RESAMPLING_MARGIN = 2048
 
 
@@ -433,7 +434,8 @@ class Restorer:
         return self.from_signals(out).cpu().numpy(), raw[start_f - p.read0_f : stop_f - p.read0_f]
 
     def _back(self, wave_m: torch.Tensor, rate: int) -> torch.Tensor:
-        """Model-rate samples starting on the shared grid -> file-rate samples (float64) from the matching position."""
+        """Model-rate samples starting on the shared grid -> file-rate samples (float64) from the matching
+        position."""
         return audio_io.resample(wave_m.float(), self.model_rate, rate).double()
 
     def _high_band(

@@ -83,9 +83,10 @@ def _power(spectrum: torch.Tensor) -> torch.Tensor:
 
 
 def box_mean(values: torch.Tensor, bins: int, frames: int) -> torch.Tensor:
-    """Mean of each cell's ``bins`` x ``frames`` neighbourhood (odd sizes; cut at the edges) of a (batch, bins,
-    frames) tensor of powers. A box is separable, and each 1-D mean is a difference of running sums (in double
-    precision: a spectrum spans far more than float32 can subtract), so its cost does not grow with the box."""
+    """Mean of each cell's ``bins`` x ``frames`` neighbourhood (odd sizes; cut at the edges) of a (batch,
+    bins, frames) tensor of powers. A box is separable, and each 1-D mean is a difference of running sums
+    (in double precision: a spectrum spans far more than float32 can subtract), so its cost does not grow
+    with the box."""
 
     def along_last(x: torch.Tensor, size: int) -> torch.Tensor:
         if size <= 1:
@@ -103,8 +104,8 @@ def box_mean(values: torch.Tensor, bins: int, frames: int) -> torch.Tensor:
 
 
 class GuardPass:
-    """One resolution of the guard: ``guard_pass(x, removed)`` -> the part of ``removed`` that looks like noise
-    in ``x``'s short-time spectrum at this pass's window; (batch, time) float tensors."""
+    """One resolution of the guard: ``guard_pass(x, removed)`` -> the part of ``removed`` that looks like
+    noise in ``x``'s short-time spectrum at this pass's window; (batch, time) float tensors."""
 
     def __init__(self, sample_rate: int, settings: GuardSettings):
         self.settings = settings
@@ -135,14 +136,16 @@ class GuardPass:
         floor = low
         w = s.neighbour_bins
         if w > 0 and floor.shape[1] > 2 * w:
-            # Music keeps sounding in its own bins but leaves gaps between its partials, where the noise shows;
-            # noise is smooth across frequency. A bin that varies over time takes its neighbourhood's low floor;
-            # a steady bin (hum, a constant whistle) keeps its own, so steady lines stay removable.
+            # Music keeps sounding in its own bins but leaves gaps between its partials, where the noise
+            # shows; noise is smooth across frequency. A bin that varies over time takes its
+            # neighbourhood's low floor; a steady bin (hum, a constant whistle) keeps its own, so steady
+            # lines stay removable.
             around = F.pad(floor[..., 0], (w, w), mode="replicate").unfold(-1, 2 * w + 1, 1)
             if s.neighbour_sides:
-                # A partial has gaps on both sides; noise with a steep slope (rumble, brown) is quieter on one
-                # side only. The quietest bin of each side, then the higher of the two: a slope keeps about its
-                # own level, a partial still finds a gap on both sides, even beside a dense chord on one.
+                # A partial has gaps on both sides; noise with a steep slope (rumble, brown) is quieter on
+                # one side only. The quietest bin of each side, then the higher of the two: a slope keeps
+                # about its own level, a partial still finds a gap on both sides, even beside a dense chord
+                # on one.
                 local = torch.maximum(around[..., :w].amin(-1), around[..., w + 1 :].amin(-1))[..., None]
             else:
                 local = around.kthvalue(max(1, round(0.25 * (2 * w + 1))), dim=-1).values[..., None]
@@ -152,9 +155,10 @@ class GuardPass:
         magnitude = power.sqrt()
         k = s.transient_frames
         if k > 0 and magnitude.shape[-1] > 2 * k:
-            # What the cell's surroundings hold: the larger of the mean of the k frames before it and of the k
-            # after, leaving out the frame next to it on each side (at half overlap a click sounds in two frames).
-            # A click is short, so both are low; a note's onset has its note after it, its release before.
+            # What the cell's surroundings hold: the larger of the mean of the k frames before it and of the
+            # k after, leaving out the frame next to it on each side (at half overlap a click sounds in two
+            # frames). A click is short, so both are low; a note's onset has its note after it, its release
+            # before.
             padded = F.pad(magnitude, (k + 1, k + 1), mode="replicate")
             means = F.avg_pool1d(padded.flatten(0, 1)[:, None], k, stride=1)[:, 0].unflatten(
                 0, padded.shape[:2]
@@ -176,8 +180,9 @@ class GuardPass:
         ):  # too short to tell noise from signal at this resolution: nothing is held back
             return removed
         removal = self._stft(removed)
-        # Noise the model removes is Rayleigh-distributed cell by cell (a tenth of its cells lie 3.6 dB above its
-        # mean); the floor describes its mean. Its local mean over removal_cells, not each cell, is what is compared.
+        # Noise the model removes is Rayleigh-distributed cell by cell (a tenth of its cells lie 3.6 dB above
+        # its mean); the floor describes its mean. Its local mean over removal_cells, not each cell, is what
+        # is compared.
         r = self.settings.removal_cells
         level = box_mean(_power(removal), r, r).sqrt()
         keep = torch.clamp(self.allowance(self._stft(x)) / level.clamp_min(1e-12), max=1.0)

@@ -1,8 +1,8 @@
 """The shared training logic of every variant.
 
 A variant overrides ``shared_step`` (batch -> loss terms with the total under "loss", and the network outputs
-they came from) and, when its inference path is not ``self.net(noisy)``, ``enhance``. Everything else — logging,
-the non-finite guard, validation outputs for the metric callbacks, optimisers — lives here.
+they came from) and, when its inference path is not ``self.net(noisy)``, ``enhance``. Everything else —
+logging, the non-finite guard, validation outputs for the metric callbacks, optimisers — lives here.
 """
 
 from __future__ import annotations
@@ -96,8 +96,8 @@ class DenoiseSystem(L.LightningModule):
             return sum(p.sum() * 0.0 for p in self.parameters())
         batch_size = batch["noisy"].shape[0]
         named = {("loss" if k == "loss" else f"loss_{k}"): v.detach() for k, v in terms.items()}
-        # Epoch means under the names validation uses (train/loss_mrstft next to val/loss_mrstft, one chart each
-        # in the custom-scalars layout); every step's values apart, under train_step/.
+        # Epoch means under the names validation uses (train/loss_mrstft next to val/loss_mrstft, one chart
+        # each in the custom-scalars layout); every step's values apart, under train_step/.
         self.log_dict(
             {f"train/{k}": v for k, v in named.items()}, on_step=False, on_epoch=True, batch_size=batch_size
         )

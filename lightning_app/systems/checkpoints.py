@@ -240,5 +240,6 @@ def load_system(checkpoint: str | Path, device: str | torch.device = "cpu") -> D
 
 def for_inference(system: nn.Module, device: str | torch.device = "cpu") -> nn.Module:
     """Eval mode on ``device``, convolution weights channels-last: oneDNN then picks its NHWC kernels
-    and the layout carries through every layer — the same numbers, 1.35x faster on a 2-core CPU at 44.1 kHz."""
+    and the layout carries through every layer — the same numbers, 1.35x faster on a 2-core CPU at
+    44.1 kHz."""
     return system.to(device=device, memory_format=torch.channels_last).eval()

@@ -2,9 +2,9 @@
 
 - HParams: five readable columns first (experiment, variant, loss, budget, data), then the network's and
   the loss's settings and every key the experiment, its blocks, a sweep or the command line changed from
-  configs/defaults.yaml — not the hundred defaults every run shares. The metrics declared next to them are the ones a run is
-  judged by (SI-SDR gain overall and per content, retention, PESQ/STOI when there is speech, ViSQOL when
-  it runs, leakage for Noise2Noise); TensorBoard shows each one's latest logged value.
+  configs/defaults.yaml — not the hundred defaults every run shares. The metrics declared next to them are
+  the ones a run is judged by (SI-SDR gain overall and per content, retention, PESQ/STOI when there is
+  speech, ViSQOL when it runs, leakage for Noise2Noise); TensorBoard shows each one's latest logged value.
 - Custom scalars: one chart of output vs input SI-SDR, then the other quality curves, the Noise2Noise
   diagnostics, each loss term's train and validation curves on one chart, and the bookkeeping last.
 """

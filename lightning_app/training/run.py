@@ -80,7 +80,8 @@ class TrainingInterrupted(SystemExit):
 
 
 def resolve_resume(target: str, cfg: DictConfig) -> tuple[Path, Path]:
-    """(run_dir, checkpoint) to continue: 'latest' (--resume), a run directory or a .ckpt file (--resume-from).
+    """(run_dir, checkpoint) to continue: 'latest' (--resume), a run directory or a .ckpt file
+    (--resume-from).
 
     The checkpoint is read and checked here, before anything in the run directory is touched.
     """
@@ -377,7 +378,8 @@ def train(
         raise TrainingInterrupted(run_dir, cfg.experiment) from None
     if _distributed():
         # Whoever called train() (main, a test worker, a notebook): gloo's threads must be stopped before the
-        # interpreter's teardown, or the process aborts at exit ('terminate called without an active exception').
+        # interpreter's teardown, or the process aborts at exit ('terminate called without an active
+        # exception').
         atexit.register(_destroy_process_group)
     # Global rank 0's run directory is the run's, on every rank and node. A fresh run's other ranks chose
     # theirs before the processes could talk and may have seen rank 0's new version_N (they named N+1);
@@ -406,11 +408,13 @@ def print_summary(result: dict, cfg: DictConfig) -> None:
 
     print(f"\n{cfg.experiment} finished: {result['run_dir']}")
     print(
-        f"  SI-SDR {fmt('val/si_sdr', ' dB')} (input {fmt('val/si_sdr_input', ' dB')}, gain {fmt('val/si_sdr_i', ' dB')})"
+        f"  SI-SDR {fmt('val/si_sdr', ' dB')} (input {fmt('val/si_sdr_input', ' dB')}, "
+        f"gain {fmt('val/si_sdr_i', ' dB')})"
         f"   LSD {fmt('val/lsd', ' dB')} (input {fmt('val/lsd_input', ' dB')})"
     )
     print(
-        f"  PESQ {fmt('val/pesq')} (input {fmt('val/pesq_input')})   STOI {fmt('val/stoi')} (input {fmt('val/stoi_input')})"
+        f"  PESQ {fmt('val/pesq')} (input {fmt('val/pesq_input')})   "
+        f"STOI {fmt('val/stoi')} (input {fmt('val/stoi_input')})"
         f"   (speech clips)"
     )
     print(f"  ViSQOL {fmt('val/visqol')} (input {fmt('val/visqol_input')}; level-blind)")
@@ -485,7 +489,8 @@ def resolve_experiment(
     resume_from: str | None = None,
     resume_if_exists: bool = False,
 ) -> tuple[DictConfig, str | None]:
-    """(config, what to resume) for a command line: with a resume, the saved run's config plus the overrides."""
+    """(config, what to resume) for a command line: with a resume, the saved run's config plus the
+    overrides."""
     cfg = C.compose(experiment, overrides, blocks=blocks)
     target = resume_from or ("latest" if resume else None)
     if resume_if_exists:

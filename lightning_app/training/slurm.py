@@ -101,7 +101,8 @@ def render_sweep(
     directory: Path,
     python: str,
 ) -> str:
-    """A job array of ``workers`` sweep workers sharing one Optuna study; each runs trials one after another."""
+    """A job array of ``workers`` sweep workers sharing one Optuna study; each runs trials one after
+    another."""
     gpus = min(int(cluster.gpus_per_node), 1)
     if gpus and not any(b.startswith("trainer/") for b in blocks):
         blocks = ["trainer/gpu", *blocks]

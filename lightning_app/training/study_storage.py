@@ -187,7 +187,8 @@ def _reason(exc: BaseException) -> str:
 
 
 def open_storage(storage: StudyStorage, heartbeat_s: int) -> optuna.storages.BaseStorage:
-    """The Optuna storage, heartbeats on: a running trial silent for 2 x heartbeat_s is failed and queued again."""
+    """The Optuna storage, heartbeats on: a running trial silent for 2 x heartbeat_s is failed and queued
+    again."""
     retry = RetryHeartbeatStaleTrialCallback(max_retry=RETRIES)
     if storage.kind == "journal":
         return HeartbeatJournalStorage(storage.url, heartbeat_s, retry)
@@ -268,7 +269,8 @@ class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
     """
 
     def __init__(self, path: str, interval: int, stale_callback) -> None:
-        # Open lock: O_EXCL creation is atomic on NFSv3+ and on Lustre/GPFS/BeeGFS (symlinks are not everywhere).
+        # Open lock: O_EXCL creation is atomic on NFSv3+ and on Lustre/GPFS/BeeGFS (symlinks are not
+        # everywhere).
         super().__init__(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
         self._interval = interval
         self._stale_callback = stale_callback

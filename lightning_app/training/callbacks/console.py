@@ -16,7 +16,9 @@ def _value(metrics: dict, key: str) -> float | None:
 
 
 def summary_line(metrics: dict, epoch: int, max_epochs: int | None, contents: tuple[str, ...] = ()) -> str:
-    """``epoch 3/8 · SI-SDR 9.12 dB (input 4.80, gain +4.32) · music +4.0 · speech +4.6 · retention 0.99 · ...``"""
+    """
+    ``epoch 3/8 · SI-SDR 9.12 dB (input 4.80, gain +4.32) · music +4.0 · speech +4.6 · retention 0.99 · ...``
+    """
     parts = [f"epoch {epoch + 1}/{max_epochs}" if max_epochs else f"epoch {epoch + 1}"]
     si, si_in, gain = (_value(metrics, f"val/{k}") for k in ("si_sdr", "si_sdr_input", "si_sdr_i"))
     if si is not None:

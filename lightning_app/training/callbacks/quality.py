@@ -230,7 +230,8 @@ class PerceptualQuality(L.Callback):
         self.metrics.update(scores, counts, [p[1] for p in pending])
         values = self.metrics.compute()  # on every rank, every content: each compute is a collective
         self.metrics.reset()
-        # A measure that ran on no clip at all (no speech in the set, ViSQOL off) is left out, not logged as NaN.
+        # A measure that ran on no clip at all (no speech in the set, ViSQOL off) is left out, not logged as
+        # NaN.
         skipped = {
             n
             for n, c in (("pesq", "speech_clips"), ("stoi", "speech_clips"), ("visqol", "visqol_clips"))
@@ -310,7 +311,7 @@ class OverSuppressionAlarm(L.Callback):
             level = f"{overall:.2f}" if overall is not None else "n/a"
             rank_zero_warn(
                 f"OVER-SUPPRESSION{which}: amplitude retention {level}{f' ({shown})' if shown else ''} < "
-                f"{self.threshold} at epoch {trainer.current_epoch}: the model is muting the signal (output RMS / "
-                f"clean RMS). A low loss does not mean good audio; check the loss weights (system.supervised.energy, si_sdr) "
-                f"or use --mix."
+                f"{self.threshold} at epoch {trainer.current_epoch}: the model is muting the signal "
+                "(output RMS / clean RMS). A low loss does not mean good audio; check the loss weights "
+                "(system.supervised.energy, si_sdr) or use --mix."
             )
