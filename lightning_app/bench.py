@@ -49,7 +49,7 @@ def main(argv=None) -> int:
         type=int,
         default=48000,
         help="its sample rate (default 48000, a transfer resampled for a 44.1 kHz model; "
-        "44100 is the archive model's own rate, issue 13's target)",
+        "44100 is the archive model's own rate)",
     )
     p.add_argument("overrides", nargs="*")
     args = p.parse_args(argv)

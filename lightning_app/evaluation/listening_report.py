@@ -1,4 +1,4 @@
-"""The listening report (issue 13, item 2): one HTML page to hear and see what a restoration did.
+"""The listening report: one HTML page to hear and see what a restoration did.
 
     from lightning_app.evaluation.listening_report import ReportEntry, write_listening_report
     write_listening_report(

@@ -113,7 +113,7 @@ def write_test_recording(
 
 # Appended to a child's code: its own peak RSS (VmHWM, the peak of this program's memory, not ru_maxrss,
 # which Linux carries over from the parent at fork and exec), before the interpreter exits (/usr/bin/time
-# also counts the exit, where the CUDA build of torch reads about 130 MB of its libraries' pages back in).
+# also counts the exit, where the CUDA build of torch reads pages of its libraries back in).
 _REPORT_PEAK = """
 import re, resource
 try:

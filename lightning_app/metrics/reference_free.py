@@ -1,4 +1,4 @@
-"""Reference-free figures for real archive files that have no clean reference (issue 13, item 3).
+"""Reference-free figures for real archive files that have no clean reference.
 
 What a restoration did to a file, measured on the file alone, before and after: the noise floor, the
 rate of clicks, the level change, the share of energy removed per band and, for speech, DNSMOS P.835
@@ -115,12 +115,9 @@ def noise_floor_db(
     between words, a breath), and still measure steady noise to a fraction of a dB (320 samples at 16 kHz).
     The 5th percentile rather than the minimum: the minimum follows chance dips, fades and the odd dropout,
     while the lowest 5 % of a 10 s clip is still 50 frames; and rather than the 10th: the floor then needs
-    only 5 % of the time to be gaps, which fairly continuous speech still has. Measured: speech-like bursts
-    with gaps over white noise read within 0.6 dB of the noise level from -30 to -70 dBFS; the suite's
-    procedural speech mostly within 0.3 dB, but its most continuous clips (under 5 % pauses) read up to
-    +5 dB (noise at -50 dBFS) or +23 dB (-70 dBFS) high — where too few frames are pauses (dense speech
-    or music) the figure is an upper bound on the floor. On steady Gaussian noise it reads slightly low
-    (the spread of a frame's power: -0.6 dB at 16 kHz mono, -0.2 dB at 48 kHz stereo); uncorrected.
+    only 5 % of the time to be gaps, which fairly continuous speech still has. Where too few frames are
+    pauses (dense speech or music) the figure is an upper bound on the floor; on steady Gaussian noise it
+    reads slightly low (the spread of a frame's power), uncorrected. docs/measurements.md has the figures.
 
     Channels are pooled by power (a frame's power over all its channels). Exactly-zero samples at the start
     and end (digital padding) are not counted; zeros inside the file are, so a restoration that gates the
@@ -216,13 +213,10 @@ def click_rate(x: np.ndarray, rate: int) -> float:
 
     Channels are searched separately; a click on any channel counts once.
 
-    Measured on the suite's procedural audio (10 s clips at 16/44.1/48 kHz): its scratch clicks alone are
-    counted within 1 of 38-66; clean procedural speech and music give 0-0.1 false clicks/s, and so do
-    hum, rumble and every hiss; white noise gives none. Limits: dense crackle (a click every few ms) lifts
-    the scale and reads as a few clicks per second (it is noise, which the noise floor measures); clicks
-    under 1 ms apart count once and two similar ones under ~16 ms apart not at all (at 20 random clicks/s
-    ~10-15 % are missed); faint clicks under loud speech are missed; a very sharp isolated percussive
-    attack on a quiet background can count.
+    Limits (docs/measurements.md has the figures): dense crackle (a click every few ms) lifts the scale and
+    reads as a few clicks per second (it is noise, which the noise floor measures); clicks under 1 ms apart
+    count once and two similar ones under ~16 ms apart not at all; faint clicks under loud speech are
+    missed; a very sharp isolated percussive attack on a quiet background can count.
     """
     a = _frames_channels(x)
     return float(_click_events(a, rate).size / (a.shape[0] / rate))

@@ -165,7 +165,7 @@ def report_batch(plan: BatchPlan, result: BatchResult, args: argparse.Namespace,
     for src, reason in result.failures.items():
         print(f"FAILED {src}: {reason}", file=sys.stderr)
     if args.report:
-        # imported here: the report's scipy costs every start 0.9 s and 70 MB, and most restores write none
+        # imported here: the report's scipy would slow every start, and most restores write none
         from lightning_app.evaluation.listening_report import ReportEntry, write_listening_report
 
         entries = [

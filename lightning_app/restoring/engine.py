@@ -296,7 +296,7 @@ def plan_block(
     )
 
 
-# Model input level: the median RMS of the default training mixtures (measured: -29.7 dBFS).
+# Model input level: about the median RMS of the default training mixtures.
 TARGET_RMS_DBFS = -30.0
 
 CHANNEL_MODES = ("independent", "mid_side")
@@ -328,9 +328,7 @@ class Restorer:
     channel_mode: str = "independent"
     high_band: str = "pass"
     # restore_file hands the chunks two blocks share from one to the next (process_block's carry), so
-    # short blocks cost no extra model time; memory grows with the block. The CLI's peak RSS on 10 minutes
-    # of 44.1 kHz stereo (2 cores, when its imports took 890 MiB): 10-s blocks 1065 MiB, 20-s 1080,
-    # 120-s 1635; the real-time factor the same.
+    # short blocks cost no extra model time; memory grows with the block (`make bench` measures both).
     block_seconds: float = 10.0
     # The do-no-harm guard (restoring/guard.py) holds back removals that do not look like noise; off: the
     # model's output as it is.
@@ -475,11 +473,3 @@ class Restorer:
         block = (0, frames)
         restored, _ = self.process_block(lambda a, b: audio[a:b], frames, sample_rate, block, gains)
         return restored.astype(np.float32)
-
-
-# glibc's malloc defaults suit this loop badly: a buffer above its mmap threshold (which rises only as such
-# buffers are freed, up to 32 MiB) is mapped and unmapped each time, and the heap is trimmed whenever its top
-# is free, so every forward pass faults its activations in afresh. Measured on 10 minutes of 44.1 kHz stereo:
-# 2.9 million page faults and 8 s of system time (a fifth of the compute). Every block needs the same sizes
-# again, so keeping freed memory for reuse costs little at the peak and cuts that to 0.2 million and 1 s;
-# the memory goes back after each file, the settings stay for the process. Elsewhere than glibc: no-ops.

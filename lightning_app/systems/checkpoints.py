@@ -5,7 +5,7 @@ goes through ``read_checkpoint``. Loading is always ``weights_only``: a checkpoi
 a message never suggests loading it any other way.
 
 Restoring needs only the network: ``load_model`` builds a ``Denoiser`` without importing Lightning,
-which the command line would otherwise spend 3.7 s and about 300 MB on at every start (each task of a
+whose import would cost every start of the command line seconds and hundreds of MB (each task of a
 cluster restore starts one). ``load_system`` gives the whole LightningModule, for training and validation.
 """
 
@@ -240,6 +240,5 @@ def load_system(checkpoint: str | Path, device: str | torch.device = "cpu") -> D
 
 def for_inference(system: nn.Module, device: str | torch.device = "cpu") -> nn.Module:
     """Eval mode on ``device``, convolution weights channels-last: oneDNN then picks its NHWC kernels
-    and the layout carries through every layer — the same numbers, 1.35x faster on a 2-core CPU at
-    44.1 kHz."""
+    and the layout carries through every layer: the same numbers, faster on a CPU."""
     return system.to(device=device, memory_format=torch.channels_last).eval()

@@ -555,7 +555,7 @@ def close_process_group() -> None:
 
     Lightning leaves the process group open. A rank that exits while a peer is still finishing tears the
     peer's connections down under it (gloo aborts that peer with 'terminate called without an active
-    exception', seen on two nodes of a loaded machine), and the launcher reports a finished run as failed.
+    exception'), and the launcher reports a finished run as failed.
     """
     if _distributed():
         torch.distributed.barrier()
