@@ -154,6 +154,97 @@ def evaluate_chains(
 
 
 # ----------------------------------------------------------------------------- entry point
+def checkpoint_systems(checkpoints: list[Path], device: str, ablation: bool) -> tuple[list, list]:
+    """(models as (name, process, rate), systems as (name, process)); a bad checkpoint fails here, early.
+    With ``ablation``, each model without the guard and the guard over a model that removes everything."""
+    models = [(checkpoint_name(p), *model_process(p, device)) for p in checkpoints]
+    systems = [(name, process) for name, process, _ in models]
+    if ablation:
+        systems += [
+            (f"{checkpoint_name(p)} (no guard)", model_process(p, device, guard=False)[0])
+            for p in checkpoints
+        ]
+        if models:
+            systems.append(("guard alone", guard_alone_process(models[0][2])))
+    return models, systems
+
+
+def paired_or_synthetic(
+    data: Path | None,
+    clips: int | None,
+    seconds: float,
+    overrides,
+    experiment: str | None,
+    model_rate: int | None,
+    output_dir: Path,
+) -> tuple[list[dict], int, list[dict], str]:
+    """(clips, rate, skipped pairs, description): a paired corpus when ``data`` is given, else the built-in
+    synthetic test set of ``experiment``. A corpus whose every pair is skipped still gets its report."""
+    if data is None:
+        experiment = experiment or DEFAULT_EXPERIMENT
+        test_clips, rate = synthetic_test_set(clips or 48, seconds, list(overrides), experiment)
+        description = (
+            f"built-in synthetic test set of {experiment} "
+            f"({len(test_clips)} clips of {seconds:g} s at {rate} Hz)"
+        )
+        return test_clips, rate, [], description
+    if model_rate is None or experiment is not None:
+        model_rate = C.compose(experiment or DEFAULT_EXPERIMENT, list(overrides)).data.sample_rate
+    test_clips, rate, skipped = paired_test_set(
+        Path(data), model_rate, clips, silent_clean_rms(experiment, overrides)
+    )
+    left_out = f", {len(skipped)} skipped" if skipped else ""
+    description = f"paired corpus {data} at {rate} Hz ({len(test_clips)} files{left_out})"
+    if not test_clips:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        write_csv(output_dir / "report.csv", ["group", "system", "clips", *COLUMNS], [])
+        write_csv(output_dir / "skipped.csv", ["file", "reason"], skipped)
+        text = [f"# Evaluation: {description}", "", *skipped_section(skipped, 0)]
+        (output_dir / "report.md").write_text("\n".join(text) + "\n")
+        raise FileNotFoundError(
+            f"nothing evaluated in {data}: all {len(skipped)} pairs skipped "
+            f"(see {output_dir / 'report.md'}#skipped)"
+        )
+    return test_clips, rate, skipped, description
+
+
+def run_systems(processes, systems, test_clips: list[dict], rate: int, mixes) -> tuple[dict, dict]:
+    """(outputs, real-time factors) per system name; each checkpoint also at every ``mixes`` blend."""
+    outputs, rtf = {NOISY: [c["noisy"] for c in test_clips]}, {NOISY: 0.0}
+    for name, process in processes:
+        estimates, rtf[name] = run_system(process, test_clips, rate, name)
+        log.info("ran %s on %d clips (real-time factor %.4f)", name, len(test_clips), rtf[name])
+        if name not in dict(systems):
+            outputs[name] = estimates
+            continue
+        # The mix is linear, so each blend comes from the one model pass (and costs what it costs).
+        for mix in mixes:
+            label = f"{name} (mix {mix:g})"
+            outputs[label] = [
+                mix * e + (1 - mix) * c["noisy"] for e, c in zip(estimates, test_clips, strict=True)
+            ]
+            rtf[label] = rtf[name]
+        del rtf[name]
+    return outputs, rtf
+
+
+def measure_notes(test_clips: list[dict], visqol_clips: int, missing: str | None) -> list[str]:
+    speech = sum(speech_content(c["content"]) for c in test_clips)
+    scope = (
+        f"the first {visqol_clips} clips"
+        if visqol_clips
+        else f"not computed: {missing or '--visqol-clips 0'}"
+    )
+    return [
+        "PESQ and STOI are speech measures: computed on the speech clips only "
+        f"({speech} of {len(test_clips)} "
+        f"clips). ViSQOL (v3 audio mode, MOS-LQO 1-5, music and speech; {scope}) is level-blind: it rescales "
+        "the output to the clean level before comparing, so read it next to amplitude retention, "
+        "never instead. "
+        "LSD: log-spectral distance in dB (lower is better)."
+    ]
+
+
 def evaluate(
     checkpoints: list[Path],
     output_dir: Path,
@@ -171,101 +262,34 @@ def evaluate(
     real_corpus: Path | None = None,
     real_clips: int = 36,
 ) -> dict:
-    """Score every system and write the reports; returns {"rows", "report", "plots"}. The checkpoints run
-    on ``device`` (cpu, cuda, auto); the baselines and the scoring on the CPU."""
-    models = [
-        (checkpoint_name(p), *model_process(p, device)) for p in checkpoints
-    ]  # fail early on a bad checkpoint
-    systems = [(name, process) for name, process, _ in models]
-    if (
-        ablation
-    ):  # the guard's effect: each model without it, and the guard over a model that removes everything
-        systems += [
-            (f"{checkpoint_name(p)} (no guard)", model_process(p, device, guard=False)[0])
-            for p in checkpoints
-        ]
-        if models:
-            systems.append(("guard alone", guard_alone_process(models[0][2])))
-    if data is not None:
-        if models and experiment is None:
-            rate = models[0][2]  # the rate the (first) model works at
-        else:
-            rate = C.compose(experiment or DEFAULT_EXPERIMENT, list(overrides)).data.sample_rate
-        test_clips, rate, skipped = paired_test_set(
-            Path(data), rate, clips, silent_clean_rms(experiment, overrides)
-        )
-        left_out = f", {len(skipped)} skipped" if skipped else ""
-        description = f"paired corpus {data} at {rate} Hz ({len(test_clips)} files{left_out})"
-        if not test_clips:  # the report still says why, pair by pair
-            output_dir.mkdir(parents=True, exist_ok=True)
-            write_csv(output_dir / "report.csv", ["group", "system", "clips", *COLUMNS], [])
-            write_csv(output_dir / "skipped.csv", ["file", "reason"], skipped)
-            (output_dir / "report.md").write_text(
-                "\n".join([f"# Evaluation: {description}", "", *skipped_section(skipped, 0)]) + "\n"
-            )
-            raise FileNotFoundError(
-                f"nothing evaluated in {data}: all {len(skipped)} pairs skipped "
-                f"(see {output_dir / 'report.md'}#skipped)"
-            )
-    else:
+    """Score every system and write the reports; returns {"rows", "report", "plots", ...}. The checkpoints
+    run on ``device`` (cpu, cuda, auto); the baselines and the scoring on the CPU."""
+    models, systems = checkpoint_systems(checkpoints, device, ablation)
+    model_rate = models[0][2] if models else None  # the rate the (first) model works at
+    test_clips, rate, skipped, description = paired_or_synthetic(
+        data, clips, seconds, overrides, experiment, model_rate, output_dir
+    )
+    if data is None:
         experiment = experiment or DEFAULT_EXPERIMENT
-        test_clips, rate = synthetic_test_set(clips or 48, seconds, list(overrides), experiment)
-        skipped = []
-        description = (
-            f"built-in synthetic test set of {experiment} "
-            f"({len(test_clips)} clips of {seconds:g} s at {rate} Hz)"
-        )
     missing = visqol_missing() if visqol_clips else None
     if missing:
         log.warning("ViSQOL skipped: %s", missing)
     visqol_clips = 0 if missing else min(visqol_clips, len(test_clips))
-    outputs, rtf = {NOISY: [c["noisy"] for c in test_clips]}, {NOISY: 0.0}
     baselines_ = list(baselines().items()) if with_baselines else []
     processes = [*baselines_, *systems]  # built once: DFN3 loads a library
-    for name, process in processes:
-        estimates, rtf[name] = run_system(process, test_clips, rate, name)
-        log.info("ran %s on %d clips (real-time factor %.4f)", name, len(test_clips), rtf[name])
-        if name in dict(systems):
-            # The mix is linear, so each blend comes from the one model pass (and costs what it costs).
-            for mix in mixes:
-                label = f"{name} (mix {mix:g})"
-                outputs[label] = [
-                    mix * e + (1 - mix) * c["noisy"] for e, c in zip(estimates, test_clips, strict=True)
-                ]
-                rtf[label] = rtf[name]
-            del rtf[name]
-        else:
-            outputs[name] = estimates
+    outputs, rtf = run_systems(processes, systems, test_clips, rate, mixes)
     scores = score(test_clips, outputs, rate, workers, silent_clean_rms(experiment, overrides), visqol_clips)
     rows = summarise(scores, test_clips, rtf)
     untouched = clean_input_scores(test_clips, processes, rate)
     output_dir.mkdir(parents=True, exist_ok=True)
     panel = [s for s in outputs if "(mix" not in s or "(mix 1)" in s]
     plots = write_plots(rows, test_clips, outputs, rate, output_dir, panel, description=description)
-    speech = sum(speech_content(c["content"]) for c in test_clips)
-    scope = (
-        f"the first {visqol_clips} clips"
-        if visqol_clips
-        else f"not computed: {missing or '--visqol-clips 0'}"
-    )
-    notes = [
-        f"PESQ and STOI are speech measures: computed on the speech clips only "
-        f"({speech} of {len(test_clips)} "
-        f"clips). ViSQOL (v3 audio mode, MOS-LQO 1-5, music and speech; {scope}) is level-blind: it rescales "
-        "the output to the clean level before comparing, so read it next to amplitude retention, "
-        "never instead. "
-        f"LSD: log-spectral distance in dB (lower is better)."
-    ]
+    notes = measure_notes(test_clips, visqol_clips, missing)
     report = write_reports(rows, output_dir, description, plots, notes, untouched, skipped, len(test_clips))
     real = None
     if real_corpus is not None:
-        real = evaluate_real(
-            real_corpus,
-            [(n, p) for n, p in processes if n in dict(systems) or n in dict(baselines_)],
-            output_dir,
-            experiment or DEFAULT_EXPERIMENT,
-            real_clips,
-        )
+        scored = [(n, p) for n, p in processes if n in dict(systems) or n in dict(baselines_)]
+        real = evaluate_real(real_corpus, scored, output_dir, experiment or DEFAULT_EXPERIMENT, real_clips)
         report += "\n" + real["report"]
         (output_dir / "report.md").write_text(report)
     return {
