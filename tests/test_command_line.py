@@ -33,6 +33,7 @@ def test_a_misspelt_make_variable_is_refused_naming_the_real_ones():
     assert " EXP " in done.stderr
 
 
+@pytest.mark.slow
 def test_every_variable_the_makefile_reads_is_documented_in_help():
     used = set(re.findall(r"\$\(([A-Z][A-Z_0-9]*)\)", (REPO / "Makefile").read_text()))
     internal = {
@@ -64,6 +65,7 @@ def test_make_denoise_without_inputs_says_so_and_names_with_spaces_can_be_quoted
     assert "'side a.wav' b.wav" in quoted.stdout and "--checkpoint" not in quoted.stdout, quoted.stdout
 
 
+@pytest.mark.slow
 def test_a_txt_list_gives_files_whose_names_have_spaces(tmp_path, trained_run):
     write_tone_file(tmp_path / "in" / "side a.wav", 0.4, 16000)
     write_tone_file(tmp_path / "in" / "b side.flac", 0.4, 16000)

@@ -149,6 +149,7 @@ def test_schema_1_cosine_annealing_state_continues_as_the_same_cosine():
     assert checkpoint["lr_schedulers"][1]["lr_lambdas"] == [{"end": 5}], "today's plan is left alone"
 
 
+@pytest.mark.slow
 def test_training_stamps_checkpoints_and_config(trained_run):
     best = torch.load(trained_run["best"], map_location="cpu", weights_only=True)
     assert best[compat.CHECKPOINT_KEY] == compat.SCHEMA

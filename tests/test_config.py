@@ -7,6 +7,7 @@ import pytest
 from lightning_app import config as C
 
 
+@pytest.mark.slow
 def test_every_experiment_composes_and_keeps_defaults():
     for name in C.available_experiments():
         cfg = C.compose(name)

@@ -484,6 +484,7 @@ def _check_contract(case: Case, tmp: Path, before: dict, code: int, err: str, ou
     assert expected <= set(after), f"missing outputs: {expected - set(after)}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASES))
 def test_fault(name, tmp_path, trained_run, capsys, caplog):
     case = CASES[name]

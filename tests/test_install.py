@@ -62,6 +62,7 @@ def installed(tmp_path_factory):
     return venv / "bin"
 
 
+@pytest.mark.slow
 def test_an_installed_wheel_composes_experiments_outside_a_checkout(installed, tmp_path):
     done = _run(installed / "c2c-train", "archive_fullband", "--print-config", cwd=tmp_path)
     assert "experiment: archive_fullband" in done.stdout and "sample_rate: 44100" in done.stdout
@@ -75,6 +76,7 @@ def test_an_installed_wheel_composes_experiments_outside_a_checkout(installed, t
     assert where[1].endswith("lightning_app/_data/configs")
 
 
+@pytest.mark.slow
 def test_an_installed_wheel_restores_with_its_bundled_model(installed, tmp_path):
     write_tone_file(tmp_path / "take.wav", 0.5, 44100, channels=2)
     done = _run(installed / "c2c-denoise", "take.wav", "-o", "out", "--no-progress", cwd=tmp_path)
@@ -82,6 +84,7 @@ def test_an_installed_wheel_restores_with_its_bundled_model(installed, tmp_path)
     assert (tmp_path / "out" / "take.wav").is_file()
 
 
+@pytest.mark.slow
 def test_a_project_folder_of_experiments_is_found_from_the_working_directory(installed, tmp_path):
     (tmp_path / "experiments").mkdir()
     (tmp_path / "experiments" / "my_tape.yaml").write_text(

@@ -176,6 +176,7 @@ def test_audio_io_errors_name_the_file_and_the_problem(tmp_path):
     assert audio_io.read(silent, allow_silence=True)[0].shape == (100, 1)
 
 
+@pytest.mark.slow
 def test_source_bank_trains_on_crops_of_a_fixed_bank_and_leaves_validation_alone(tmp_path):
     plain = _datamodule(tmp_path)
     banked = _datamodule(tmp_path, "data.source_bank=6")

@@ -62,6 +62,7 @@ def test_generator_is_finite_unit_rms_and_a_pure_function_of_the_seed(name, samp
     assert not np.allclose(x, fn(np.random.default_rng(12), n, sample_rate))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sample_rate", FULL_BAND)
 @pytest.mark.parametrize("name", sorted(GENERATORS))
 def test_spectrum_below_7_khz_is_the_same_in_hz_at_16_khz_and_full_band(name, sample_rate):

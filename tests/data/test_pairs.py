@@ -118,6 +118,7 @@ def test_no_usable_pair_is_a_clear_error(tmp_path):
         _index((a, b), tmp_path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "experiment", ["pure_noise2noise", "noise2noise_fullband"]
 )  # 16 kHz speech; 44.1 kHz music

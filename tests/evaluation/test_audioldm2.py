@@ -91,6 +91,7 @@ def test_each_chain_returns_the_input_length_and_uses_its_steps(model_dir, rate)
     assert differs(outputs["HiFi-GAN"], outputs["VAE -> HiFi-GAN"])
 
 
+@pytest.mark.slow
 def test_chains_report_has_a_row_per_step(model_dir, tmp_path):
     out = tmp_path / "chains"
     assert (
@@ -127,6 +128,7 @@ def test_chains_report_has_a_row_per_step(model_dir, tmp_path):
     assert f"| {setting} -> VAE -> HiFi-GAN |" in (out / "chains.md").read_text()
 
 
+@pytest.mark.slow
 def test_bad_model_folders_are_named(model_dir, tmp_path, capsys):
     assert evaluate.main(["--audioldm2-dir", str(tmp_path / "nowhere"), "--output-dir", str(tmp_path)]) == 2
     assert f"{tmp_path / 'nowhere'} does not exist" in capsys.readouterr().err
@@ -147,6 +149,7 @@ def test_bad_model_folders_are_named(model_dir, tmp_path, capsys):
         AudioLDM2Codec.load(broken)
 
 
+@pytest.mark.slow
 def test_missing_extra_says_how_to_install(model_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "diffusers", None)  # import diffusers now raises ImportError
     assert evaluate.main(["--audioldm2-dir", str(model_dir), "--output-dir", str(tmp_path)]) == 2

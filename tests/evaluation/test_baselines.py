@@ -50,6 +50,7 @@ def score(estimate: np.ndarray, clean: np.ndarray) -> float:
     return float(si_sdr(torch.from_numpy(estimate)[None], torch.from_numpy(clean)[None]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rate", RATES)
 def test_output_is_aligned_with_the_input_and_as_long(enhancer, rate):
     # Above 300 Hz only: RNNoise's own DC-blocking high-pass leads the low harmonics in phase, which
@@ -65,6 +66,7 @@ def test_output_is_aligned_with_the_input_and_as_long(enhancer, rate):
     assert abs(lag) <= 1  # one frame of uncompensated latency would put it at >= 160 samples
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rate", RATES)
 def test_enhancer_removes_white_noise_from_speech(enhancer, rate):
     clean = speech(rate)

@@ -6,6 +6,7 @@ import csv
 import math
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from lightning_app import evaluate
@@ -47,6 +48,7 @@ def _bad_pairs(root):
     }
 
 
+@pytest.mark.slow
 def test_bad_pairs_are_skipped_with_reasons_and_the_good_ones_are_scored(tmp_path, capsys):
     corpus = _corpus(tmp_path / "corpus")
     expected = _bad_pairs(corpus)
@@ -84,6 +86,7 @@ def test_bad_pairs_are_skipped_with_reasons_and_the_good_ones_are_scored(tmp_pat
     )
 
 
+@pytest.mark.slow
 def test_a_clean_corpus_writes_an_empty_skipped_table_and_exits_0(tmp_path, capsys):
     corpus = _corpus(tmp_path / "corpus", good=("a.wav", "b.wav"))
     out = tmp_path / "eval"
@@ -93,6 +96,7 @@ def test_a_clean_corpus_writes_an_empty_skipped_table_and_exits_0(tmp_path, caps
     assert "## Skipped" not in (out / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_nothing_evaluable_exits_2_and_the_report_still_lists_why(tmp_path, capsys):
     corpus = tmp_path / "corpus"
     expected = _bad_pairs(corpus)

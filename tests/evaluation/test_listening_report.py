@@ -163,6 +163,7 @@ window.addEventListener('load', async () => {
 </script></body>"""
 
 
+@pytest.mark.slow
 def test_images_and_audio_load_in_headless_chromium(report, tmp_path):
     # The page itself plus a script that waits for every image and every player's metadata, in the
     # page's own folder so every relative link resolves as it does for the real page.
@@ -311,6 +312,7 @@ def test_report_files_folder_not_made_by_a_report_is_left_alone(tmp_path):
 
 # ----------------------------------------------------------------------------- evaluate on a folder without
 # clean/
+@pytest.mark.slow
 def test_evaluate_folder_without_clean_restores_and_writes_the_listening_report(
     tmp_path, trained_run, monkeypatch
 ):

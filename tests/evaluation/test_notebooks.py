@@ -82,6 +82,7 @@ def test_leakage_notebook_shows_the_three_strategies_and_cross_panels(monkeypatc
     assert "logged no example pictures" not in out
 
 
+@pytest.mark.slow
 def test_chains_notebook_runs_the_analysis(monkeypatch, tmp_path):
     out = execute(
         "03_reconstruction_chains.ipynb",
@@ -94,6 +95,7 @@ def test_chains_notebook_runs_the_analysis(monkeypatch, tmp_path):
     assert (tmp_path / "tiny" / "chains" / "chains.csv").is_file()
 
 
+@pytest.mark.slow
 def test_chains_notebook_shows_a_saved_report(monkeypatch, tmp_path):
     from lightning_app.evaluation.chains import ChainSpec, build_chain
     from lightning_app.evaluation.pipeline import evaluate_chains
@@ -109,6 +111,7 @@ def test_chains_notebook_shows_a_saved_report(monkeypatch, tmp_path):
     assert not (tmp_path / "tiny" / "chains").exists(), "a saved report must not be recomputed"
 
 
+@pytest.mark.slow
 def test_compare_notebook_reads_given_runs(trained_run, monkeypatch, tmp_path):
     run_dir = trained_run["run_dir"]
     out = execute("04_compare_runs.ipynb", monkeypatch, tmp_path, C2C_RUNS=run_dir)

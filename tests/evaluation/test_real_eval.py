@@ -57,6 +57,7 @@ def test_real_test_set_draws_the_test_split_at_spread_snrs(tmp_path):
     assert not np.allclose(val[0]["clean"][:1000], clips[0]["clean"][:1000]), "val and test must differ"
 
 
+@pytest.mark.slow
 def test_real_report_counts_the_clips_a_system_made_worse(tmp_path):
     root = make_corpus(tmp_path / "real")
     rng = np.random.default_rng(0)

@@ -4,6 +4,8 @@ import csv
 import math
 from pathlib import Path
 
+import pytest
+
 from lightning_app import bench, evaluate
 from lightning_app.evaluation.baselines import baselines
 from lightning_app.evaluation.pipeline import CHAIN_COLUMNS
@@ -15,6 +17,7 @@ def _report_rows(out):
     return list(csv.DictReader(open(out / "report.csv")))
 
 
+@pytest.mark.slow
 def test_evaluation_report_holds_every_system_metric_group_and_plot(trained_run, tmp_path):
     out = tmp_path / "eval"
     args = [
@@ -68,6 +71,7 @@ def test_evaluation_report_holds_every_system_metric_group_and_plot(trained_run,
         assert f"]({plot})" in report
 
 
+@pytest.mark.slow
 def test_evaluation_of_music_and_speech_reports_each_content(tmp_path):
     out = tmp_path / "eval"
     args = [
@@ -108,6 +112,7 @@ def test_evaluation_of_music_and_speech_reports_each_content(tmp_path):
     assert "speech clips only (2 of 4 clips)" in report
 
 
+@pytest.mark.slow
 def test_half_mix_sits_between_the_model_and_the_input(trained_run, tmp_path):
     out = tmp_path / "eval"
     assert (
@@ -167,6 +172,7 @@ def test_classic_baselines_run_and_the_wiener_filter_removes_stationary_hiss():
     assert score(outputs["Wiener (decision-directed)"]) > score(noisy) + 6.0
 
 
+@pytest.mark.slow
 def test_evaluation_on_a_paired_corpus_names_its_files(trained_run, tmp_path):
     import numpy as np
     import soundfile as sf
@@ -207,6 +213,7 @@ def test_evaluation_on_a_paired_corpus_names_its_files(trained_run, tmp_path):
     assert clips == 3 and math.isfinite(median) and p10 <= median and 0.3 < retention < 3.0
 
 
+@pytest.mark.slow
 def test_bench_prints_throughput_step_time_and_real_time_factor(capsys):
     assert bench.main(["--steps", "1", "--audio-seconds", "2", "use=[model/tiny,data/smoke]"]) == 0
     out = capsys.readouterr().out
@@ -214,6 +221,7 @@ def test_bench_prints_throughput_step_time_and_real_time_factor(capsys):
         assert phrase in out
 
 
+@pytest.mark.slow
 def test_reconstruction_chains_show_each_steps_loss(tmp_path, capsys):
     out = tmp_path / "chains"
     args = [

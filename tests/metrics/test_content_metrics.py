@@ -149,6 +149,7 @@ def validate_once(callback, module, outputs, batch):
         callback.teardown(None, module, "validate")
 
 
+@pytest.mark.slow
 def test_pesq_and_stoi_score_speech_clips_only_and_visqol_every_content():
     cleans = [speech(1.0, 0), chord(1.0), speech(1.0, 2)]
     batch, outputs = batch_of(cleans, ["speech", "music", "speech"])

@@ -27,6 +27,7 @@ def test_the_bundled_model_is_small_and_loads_with_weights_only():
     assert not system.training
 
 
+@pytest.mark.slow
 def test_the_cards_spot_check_matches_a_re_evaluation():
     card = json.loads(CARD.read_text())
     check = card["spot_check"]
@@ -42,6 +43,7 @@ def test_the_cards_spot_check_matches_a_re_evaluation():
         assert measured[key] == pytest.approx(value, abs=tolerance), key
 
 
+@pytest.mark.slow
 def test_denoise_without_a_checkpoint_uses_the_bundled_model_and_says_so(tmp_path, caplog):
     src = tmp_path / "take.wav"
     write_tone_file(src, 1.0, 44100, channels=2)

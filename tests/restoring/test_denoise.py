@@ -42,6 +42,7 @@ def _run(args):
     return denoise.main([str(a) for a in args])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "rate,channels,subtype",
     [
@@ -72,6 +73,7 @@ def test_outputs_keep_name_rate_channels_length_and_format(tmp_path, trained_run
     assert src.read_bytes() == before, "the input must be untouched"
 
 
+@pytest.mark.slow
 def test_folders_keep_their_layout_and_flac_stays_flac(tmp_path, trained_run):
     write_tone_file(tmp_path / "side_a" / "disc1" / "track.flac", 0.7, 22050)
     write_tone_file(tmp_path / "side_a" / "intro.wav", 0.7, 48000, channels=2)
@@ -118,6 +120,7 @@ def test_chunked_processing_matches_whole_signal_processing(system):
     assert err < 0.05, f"chunk seams changed the output by {err:.3f} (relative RMS)"
 
 
+@pytest.mark.slow
 def test_bad_files_are_reported_by_name_and_the_rest_are_done(tmp_path, trained_run, capsys):
     good = tmp_path / "in" / "good.wav"
     write_tone_file(good, 0.5, 16000)
@@ -140,6 +143,7 @@ def test_bad_files_are_reported_by_name_and_the_rest_are_done(tmp_path, trained_
     assert not list((tmp_path / "out").glob(".*partial")), "no half-written files"
 
 
+@pytest.mark.slow
 def test_never_overwrites_inputs_or_existing_outputs(tmp_path, trained_run, capsys):
     src = tmp_path / "a.wav"
     write_tone_file(src, 0.5, 16000)
@@ -220,6 +224,7 @@ def test_the_band_above_the_models_nyquist_is_passed_through_or_dropped(system, 
     assert _band_energy(dropped, rate, 9000) < 1e-3 * above
 
 
+@pytest.mark.slow
 def test_cli_writes_the_residual_and_a_chosen_sample_format(tmp_path, trained_run, capsys, caplog):
     caplog.set_level(logging.INFO, logger="lightning_app")
     src = tmp_path / "in" / "take.wav"
@@ -269,6 +274,7 @@ def test_an_interrupted_restoration_leaves_no_output_under_the_final_name(system
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav"]
 
 
+@pytest.mark.slow
 def test_the_same_input_reached_twice_is_restored_once(tmp_path, trained_run, capsys):
     folder = tmp_path / "d"
     write_tone_file(folder / "x.wav", 0.5, 16000)
@@ -294,6 +300,7 @@ def test_the_same_input_reached_twice_is_restored_once(tmp_path, trained_run, ca
     assert code == 1 and "is also the output of" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("suffix,subtype,container", [(".flac", "FLOAT", "FLAC"), (".wav", "VORBIS", "WAV")])
 def test_a_subtype_the_container_cannot_hold_is_refused_before_any_work(
     tmp_path, trained_run, capsys, suffix, subtype, container
@@ -353,6 +360,7 @@ def short_and_long(tmp_path_factory):
     return folder / "short.wav", folder / "long.wav"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "signum,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"]
 )
@@ -373,6 +381,7 @@ def test_sigterm_and_sigint_stop_in_one_line_and_leave_nothing_half_written(
     assert sorted(p.name for p in out.iterdir()) == ["short.wav"], "no partial file, no long.wav"
 
 
+@pytest.mark.slow
 def test_a_killed_runs_partial_is_removed_at_the_next_run_but_a_live_writers_is_kept(
     tmp_path, trained_run, short_and_long
 ):
@@ -398,6 +407,7 @@ def test_a_killed_runs_partial_is_removed_at_the_next_run_but_a_live_writers_is_
     assert live.exists() and elsewhere.exists(), "a file that may still be written is never deleted"
 
 
+@pytest.mark.slow
 def test_a_255_byte_file_name_is_restored_under_its_full_name(tmp_path, trained_run):
     name = "ä" * 125 + "x.wav"  # 255 bytes in UTF-8: the longest name a file system allows
     assert len(name.encode()) == 255
@@ -411,6 +421,7 @@ def test_a_255_byte_file_name_is_restored_under_its_full_name(tmp_path, trained_
     assert sf.info(tmp_path / "out" / name).frames == sf.info(src).frames
 
 
+@pytest.mark.slow
 def test_clipping_to_an_integer_format_is_counted_and_reported_never_silent(tmp_path, trained_run, caplog):
     caplog.set_level(logging.INFO, logger="lightning_app")
     rate = 16000
@@ -440,6 +451,7 @@ def test_clipping_to_an_integer_format_is_counted_and_reported_never_silent(tmp_
     )
 
 
+@pytest.mark.slow
 def test_report_flag_writes_the_listening_page_beside_the_outputs(tmp_path, trained_run):
     src = tmp_path / "in" / "take.wav"
     write_tone_file(src, 10.0, 16000, channels=2)  # long enough for two separate 4-s excerpts
@@ -531,6 +543,7 @@ def test_every_variant_denoises_through_its_network_alone():
         assert cls.enhance is DenoiseSystem.enhance, f"system {kind!r} overrides enhance"
 
 
+@pytest.mark.slow
 def test_restoring_imports_no_lightning(tmp_path, trained_run):
     """Lightning costs each start of the command (every task of a cluster restore) 3.7 s and 300 MB."""
     src = tmp_path / "take.wav"

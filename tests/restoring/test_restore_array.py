@@ -49,6 +49,7 @@ def test_balance_shares_puts_the_costliest_first_on_the_least_loaded_task():
     assert balance_shares([1.0] * 6, 2) == [0, 1, 0, 1, 0, 1], "equal costs: ties go to the lower task"
 
 
+@pytest.mark.slow
 def test_dry_run_prints_the_array_and_its_merge_job_and_creates_nothing(
     tmp_path, trained_run, monkeypatch, capsys
 ):
@@ -124,6 +125,7 @@ def test_dry_run_prints_the_array_and_its_merge_job_and_creates_nothing(
         )
 
 
+@pytest.mark.slow
 def test_a_submission_fixes_the_file_list_and_submits_the_merge_after_the_array(
     tmp_path, trained_run, monkeypatch
 ):
@@ -144,6 +146,7 @@ def test_a_submission_fixes_the_file_list_and_submits_the_merge_after_the_array(
     assert shares == [3, 3]
 
 
+@pytest.mark.slow
 def test_tasks_restore_their_share_skip_complete_outputs_and_the_merge_counts_each_file_once(
     tmp_path, trained_run, capsys
 ):

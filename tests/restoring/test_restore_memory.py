@@ -30,6 +30,7 @@ def _count_chunks(monkeypatch, system):
     return runs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("batch_size", [1, 2, 3])
 def test_each_chunk_runs_once_and_blocks_equal_the_whole_file_pass_exactly(
     system, tmp_path, monkeypatch, batch_size

@@ -111,6 +111,7 @@ def test_noise2noise_mse_is_minimised_by_the_clean_signal_on_average():
     assert mean(clean) < mean(x_b) and mean(clean) < mean(0.5 * clean)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("experiment", ["pure_noise2noise", "extreme_denoising", "progressive_stage1"])
 def test_each_noise2noise_experiment_trains_a_tiny_run(tmp_path, experiment):
     result = train(smoke_config(tmp_path, "trainer.max_epochs=1", experiment=experiment))
@@ -152,6 +153,7 @@ class _Capture(L.Callback):
         self.optimizer_state = dict(trainer.optimizers[0].state)
 
 
+@pytest.mark.slow
 def test_stage2_starts_from_stage1_weights_with_a_fresh_optimizer_and_resumes_as_stage2(
     tmp_path, monkeypatch
 ):
@@ -181,6 +183,7 @@ def test_stage2_starts_from_stage1_weights_with_a_fresh_optimizer_and_resumes_as
         torch.testing.assert_close(capture.weights[name], tensor, rtol=0, atol=0, msg=name)
 
 
+@pytest.mark.slow
 def test_incompatible_stage1_checkpoint_is_a_clear_error(tmp_path):
     stage1 = train(
         smoke_config(
@@ -194,6 +197,7 @@ def test_incompatible_stage1_checkpoint_is_a_clear_error(tmp_path):
         train(_stage2(tmp_path, f"system.init_from={stage1['best']}"))
 
 
+@pytest.mark.slow
 def test_sequence_experiment_runs_stages_in_order_and_skips_finished_ones_on_resume(tmp_path, capsys):
     args = [
         f"run.root={tmp_path / 'runs'}",
@@ -226,6 +230,7 @@ def test_content_loss_cannot_be_gamed_by_shrinking_or_shifting_the_latent():
     assert float(losses.content(blind_a, blind_b)) > 10 * base
 
 
+@pytest.mark.slow
 def test_side_by_side_experiment_trains_both_on_one_budget_and_the_command_line_wins(tmp_path, capsys):
     args = [
         f"run.root={tmp_path / 'runs'}",
@@ -262,7 +267,8 @@ def test_source_skip_cross_path_reads_the_source_copys_skips_and_never_the_targe
 
 
 def test_a_shared_decoder_is_one_module_and_old_checkpoints_build_with_two():
-    from lightning_app.nets import build_net
+    from lightning_app import compat
+    from lightning_app.nets import build_net, settings_read_by
 
     shared = CrossDomainNet(**{**TINY, "shared_decoder": True})
     separate = CrossDomainNet(**TINY)
@@ -274,7 +280,8 @@ def test_a_shared_decoder_is_one_module_and_old_checkpoints_build_with_two():
     )
     # a checkpoint saved before the setting existed carries no shared_decoder: it was trained with two
     earlier = {k: v for k, v in TINY.items() if k != "shared_decoder"}
-    rebuilt = build_net("cross_domain", **earlier)
+    settings = compat.upgrade_model_settings("cross_domain", earlier, 1, settings_read_by("cross_domain"))
+    rebuilt = build_net("cross_domain", **settings)
     assert rebuilt.decoder_b is not rebuilt.decoder_a
     rebuilt.load_state_dict(separate.state_dict())
 

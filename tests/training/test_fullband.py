@@ -34,6 +34,7 @@ def test_archive_fullband_composes_as_documented():
     assert cfg.model.spectral_unet.n_fft == 2048 and cfg.model.spectral_unet.freq_patch == 4
 
 
+@pytest.mark.slow
 def test_a_tiny_training_run_at_44k_labels_contents(fullband_run):
     cfg, result = fullband_run
     system = load_system(result["best"])
@@ -46,6 +47,7 @@ def test_a_tiny_training_run_at_44k_labels_contents(fullband_run):
     assert np.isfinite(result["metrics"]["val/si_sdr"])
 
 
+@pytest.mark.slow
 def test_a_48k_stereo_transfer_is_restored_by_the_44k_model(tmp_path, fullband_run):
     _, result = fullband_run
     rate, seconds = 48000, 1.2
@@ -85,6 +87,7 @@ def test_a_48k_stereo_transfer_is_restored_by_the_44k_model(tmp_path, fullband_r
     assert not torch.allclose(torch.from_numpy(passed), torch.from_numpy(audio), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_noise2noise_with_music_composes_and_steps_at_44k_with_leakage_measured(tmp_path):
     from lightning_app.training.run import train
 

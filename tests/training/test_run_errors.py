@@ -48,6 +48,7 @@ def _snapshot(root: Path) -> dict:
 
 
 # ----------------------------------------------------------------------------- config values (item 9, 10)
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "override, message",
     [
@@ -131,6 +132,7 @@ def _bad_checkpoints(tmp_path: Path, good: str) -> dict[str, tuple[Path, str]]:
     }
 
 
+@pytest.mark.slow
 def test_every_unusable_checkpoint_is_one_line_naming_it(tmp_path, trained_run):
     for name, (path, reason) in _bad_checkpoints(tmp_path, trained_run["best"]).items():
         with pytest.raises(CheckpointError, match=reason) as caught:
@@ -143,6 +145,7 @@ def test_every_unusable_checkpoint_is_one_line_naming_it(tmp_path, trained_run):
     assert load_system(trained_run["best"]).kind == "supervised"
 
 
+@pytest.mark.slow
 def test_init_from_a_broken_checkpoint_is_a_config_error(tmp_path, trained_run, capsys):
     bad = _bad_checkpoints(tmp_path, trained_run["best"])["junk"][0]
     assert train_mod.main(_cli(tmp_path, f"system.init_from={bad}")) == 2
@@ -156,6 +159,7 @@ def finished_run(tmp_path):
     return tmp_path / "runs" / "supervised_unet" / "version_0"
 
 
+@pytest.mark.slow
 def test_a_corrupt_last_checkpoint_is_named_and_the_run_left_untouched(tmp_path, finished_run, capsys):
     last = finished_run / "checkpoints" / "last.ckpt"
     last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
@@ -168,6 +172,7 @@ def test_a_corrupt_last_checkpoint_is_named_and_the_run_left_untouched(tmp_path,
     assert _snapshot(finished_run) == before, "config.yaml, events and checkpoints must not change"
 
 
+@pytest.mark.slow
 def test_resume_takes_no_path_and_resume_from_does(tmp_path, finished_run, capsys):
     # --resume followed by an override: the override is an override, not a path to resume from
     assert train_mod.main(_cli(tmp_path, "--resume", "trainer.max_epochs=2")) == 0
@@ -180,6 +185,7 @@ def test_resume_takes_no_path_and_resume_from_does(tmp_path, finished_run, capsy
     assert f"--resume-from {last}" in _one_line_error(capsys)
 
 
+@pytest.mark.slow
 def test_resume_from_a_checkpoint_outside_a_run_points_to_init_from(tmp_path, finished_run, capsys):
     loose = tmp_path / "loose.ckpt"
     loose.write_bytes((finished_run / "checkpoints" / "best.ckpt").read_bytes())
@@ -205,6 +211,7 @@ class _LearningRates(L.Callback):
         self.seen.append((trainer.global_step, trainer.optimizers[0].param_groups[0]["lr"]))
 
 
+@pytest.mark.slow
 def test_a_longer_resumed_cosine_run_is_re_planned_continuously_to_its_floor(tmp_path, monkeypatch):
     lr = 1e-3
     args = (*FAST, "optim.scheduler=cosine", f"optim.lr={lr}", "data.train_examples_per_epoch=16")

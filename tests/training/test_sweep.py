@@ -29,6 +29,7 @@ def _study(tmp_path):
     return optuna.load_study(study_name="supervised_unet-learning_rate", storage=url)
 
 
+@pytest.mark.slow
 def test_four_trial_sweep_ranks_its_trials_and_a_rerun_redoes_nothing(tmp_path, monkeypatch, capsys):
     real_train = S.train
     calls = []

@@ -67,6 +67,7 @@ def test_storage_shapes_name_sqlite_journal_and_postgresql(tmp_path):
     assert ST.masked("weird://u:s3cret@") == "weird://u:***@", "masked even where the URL cannot be parsed"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "storage, expected",
     [
@@ -124,6 +125,7 @@ def test_submit_sweep_checks_the_storage_before_queueing(tmp_path, monkeypatch):
     assert not (tmp_path / "sweeps").exists(), "no sweep folder, no job script"
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
 def test_journal_heartbeat_fails_a_silent_trial_and_queues_its_values_again(tmp_path):
     storage = ST.open_storage(ST.parse(f"journal://{tmp_path}/study.journal", tmp_path), heartbeat_s=1)
@@ -141,6 +143,7 @@ def test_journal_heartbeat_fails_a_silent_trial_and_queues_its_values_again(tmp_
     assert len(retry) == 1 and retry[0].params == silent.params, "the silent trial's values are queued again"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["sqlite", "journal", "postgresql"])
 def test_workers_racing_for_the_last_trials_never_overshoot_and_draw_their_own_values(
     kind, tmp_path, request
@@ -186,6 +189,7 @@ def test_workers_racing_for_the_last_trials_never_overshoot_and_draw_their_own_v
     assert len({t.params["x"] for t in trials}) == target, "workers drew the same values (one seed for all)"
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
 def test_a_worker_with_nothing_to_start_checks_that_the_last_trial_is_alive_before_leaving(tmp_path):
     """The last trial's worker died a moment ago (its beat is still fresh): the last worker standing notices
@@ -327,6 +331,7 @@ def test_submit_sweep_warns_when_the_password_would_land_in_the_job_script(
     assert "password" not in caplog.text, "no warning for a URL without a password"
 
 
+@pytest.mark.slow
 def test_password_from_pgpassword_and_a_rerun_adds_nothing(postgres_url, tmp_path, monkeypatch):
     """The recommended shape: no password in the URL, libpq reads PGPASSWORD (or ~/.pgpass)."""
     import sqlalchemy

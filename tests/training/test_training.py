@@ -22,6 +22,7 @@ def _events(run_dir: Path) -> EventAccumulator:
     return acc
 
 
+@pytest.mark.slow
 def test_run_writes_config_events_checkpoints_and_every_quality_metric(trained_run):
     run_dir = Path(trained_run["run_dir"])
     assert run_dir.name == "version_0" and run_dir.parent.name == "supervised_unet"
@@ -79,6 +80,7 @@ def test_run_writes_config_events_checkpoints_and_every_quality_metric(trained_r
     assert metrics["val_status/clips"] == 4 and metrics["val_status/silent_clips"] == 0
 
 
+@pytest.mark.slow
 def test_checkpoint_loads_with_weights_only(trained_run):
     ckpt = torch.load(trained_run["best"], weights_only=True, map_location="cpu")
     assert ckpt["system_kind"] == "supervised"
@@ -90,6 +92,7 @@ class _StopAfterFirstEpoch(L.Callback):
         trainer.should_stop = True
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly_as_an_uninterrupted_run(tmp_path, monkeypatch):
     args = ("trainer.max_epochs=2", "optim.scheduler=onecycle")
     straight = train(smoke_config(tmp_path / "a", *args))
@@ -130,6 +133,7 @@ class _KeepFirstEpochCheckpoint(L.Callback):
             last.with_name("first_epoch.ckpt").write_bytes(last.read_bytes())
 
 
+@pytest.mark.slow
 def test_a_resumed_run_shows_each_step_once_in_tensorboard(tmp_path, monkeypatch):
     args = ("trainer.max_epochs=2", "trainer.log_every_n_steps=1")
     straight = _events(Path(train(smoke_config(tmp_path / "straight", *args))["run_dir"]))
@@ -154,6 +158,7 @@ def test_a_resumed_run_shows_each_step_once_in_tensorboard(tmp_path, monkeypatch
         )
 
 
+@pytest.mark.slow
 def test_resuming_a_finished_run_changes_nothing(tmp_path, capsys):
     cfg = smoke_config(tmp_path, "trainer.max_epochs=1")
     first = train(cfg)
@@ -167,6 +172,7 @@ def test_resuming_a_finished_run_changes_nothing(tmp_path, capsys):
     assert after == before, "no file of a finished run may change when it is resumed"
 
 
+@pytest.mark.slow
 def test_last_checkpoint_is_written_every_epoch_even_without_a_new_best(tmp_path):
     # lr 0: the score never improves after the first epoch, so best.ckpt stays at epoch 0 and
     # last.ckpt must still follow every epoch (what a preempted job resumes from).
@@ -186,6 +192,7 @@ def test_resume_without_a_run_says_what_to_do(tmp_path):
         train(smoke_config(tmp_path), resume="latest")
 
 
+@pytest.mark.slow
 def test_a_muting_model_raises_the_over_suppression_alarm(tmp_path, capsys):
     cfg = smoke_config(tmp_path, "trainer.max_epochs=1", "model.spectral_unet.mask_max=0.05", "optim.lr=1e-7")
     with pytest.warns(UserWarning, match="OVER-SUPPRESSION"):
@@ -198,6 +205,7 @@ def test_a_muting_model_raises_the_over_suppression_alarm(tmp_path, capsys):
     assert "MUTING ALARM" in out and "TensorBoard: make tensorboard RUNS=" in out
 
 
+@pytest.mark.slow
 def test_train_cli_rejects_unknown_keys_before_doing_anything(tmp_path, capsys):
     code = train_mod.main(["supervised_unet", "trainer.max_epoch=3", f"run.root={tmp_path}"])
     assert code == 2
@@ -205,6 +213,7 @@ def test_train_cli_rejects_unknown_keys_before_doing_anything(tmp_path, capsys):
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_resuming_with_a_longer_one_cycle_schedule_is_refused_clearly(tmp_path, capsys):
     args = [
         "supervised_unet",
