@@ -134,8 +134,9 @@ test: $(STAMP) ## the test suite (CPU, data made by the tests)
 test-fast: $(STAMP) ## the test suite without tests marked slow
 	$(PY) -m pytest -m "not slow"
 
-lint: $(STAMP) ## ruff
-	$(VENV)/bin/ruff check lightning_app tests
+lint: $(STAMP) ## ruff: lint and format check (line length 110)
+	$(VENV)/bin/ruff check lightning_app tests scripts setup.py
+	$(VENV)/bin/ruff format --check lightning_app tests scripts setup.py
 
 clean-runs: ## delete runs/ (all checkpoints and logs!)
 	rm -rf $(RUNS)

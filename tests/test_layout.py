@@ -1,7 +1,11 @@
-"""The layout rules that keep one obvious place for each thing."""
+"""The layout rules that keep one obvious place for each thing, and the style the code is written in."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "lightning_app"
 #: modules that parse a command line and call a library; they alone sit at the top with config and compat
@@ -68,3 +72,14 @@ def test_command_lines_stay_thin():
 def test_markdown_tables_are_drawn_in_one_place():
     drawers = [p.name for p in PACKAGE.rglob("*.py") if '"|---"' in p.read_text() and p.name != "tables.py"]
     assert not drawers, f"tables drawn by hand in {drawers}: use lightning_app.evaluation.tables"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", [["check"], ["format", "--check"]], ids=["lint", "format"])
+def test_the_code_passes_ruff(command):
+    """What make lint runs: ruff's rules and format at the line length in pyproject.toml."""
+    paths = ["lightning_app", "tests", "scripts", "setup.py"]
+    done = subprocess.run(
+        [sys.executable, "-m", "ruff", *command, *paths], cwd=PACKAGE.parent, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-1000:]
