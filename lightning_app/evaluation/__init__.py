@@ -1,0 +1,1 @@
+"""Evaluation: test sets, scoring, reports, baselines, the listening report, chains, speed."""

@@ -1,0 +1,1 @@
+"""What a listener hears, in numbers: signal measures, metrics, PESQ/STOI/ViSQOL, reference-free."""
