@@ -10,6 +10,8 @@ import numpy as np
 import soundfile as sf
 
 from lightning_app import config as C
+from lightning_app.data import audio_io
+from lightning_app.data import corpus as K
 
 SMOKE = ["data/smoke", "model/tiny"]
 
@@ -57,3 +59,32 @@ def wait_until(condition, timeout: float, what: str) -> None:
             return
         time.sleep(1)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def make_corpus(root: Path, seconds: float = 3.0, rate: int = 44100) -> Path:
+    """A stand-in corpus: two 'tracks' and two 'speakers' per split, tones with a moving envelope."""
+    rows = []
+    t = np.arange(int(seconds * rate)) / rate
+    for s, split in enumerate(K.SPLITS):
+        for content in K.CONTENTS:
+            for g in range(2):
+                f0 = 150 + 60 * g + 20 * s + (300 if content == "music" else 0)
+                audio = 0.2 * np.sin(2 * np.pi * f0 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * (1 + g) * t))
+                rel = f"{split}/{content}/pkg/{content}{g}.flac"
+                (root / rel).parent.mkdir(parents=True, exist_ok=True)
+                audio_io.write(root / rel, audio.astype(np.float32), rate, subtype="PCM_16")
+                rows.append(
+                    {
+                        "file": rel,
+                        "split": split,
+                        "content": content,
+                        "package": "pkg",
+                        "licence": "CC0-1.0",
+                        "group": f"pkg:{split}{content}{g}",
+                        "seconds": f"{seconds:.2f}",
+                        "sample_rate": rate,
+                        "sources": rel,
+                    }
+                )
+    K._write_manifest(root / K.MANIFEST, rows)
+    return root

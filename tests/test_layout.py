@@ -55,6 +55,17 @@ def test_tests_mirror_the_package():
     assert not stray, f"tests of a wing's module belong in its folder: {stray}"
 
 
+def test_tests_share_code_only_through_the_helpers_module():
+    tests = PACKAGE.parent / "tests"
+    offenders = [
+        f"{path.relative_to(tests)} imports {name}"
+        for path in sorted(tests.rglob("*.py"))
+        for name in _imported_modules(path)
+        if name.startswith("tests.") and name.split(".")[1] not in ("helpers", "conftest")
+    ]
+    assert not offenders, offenders
+
+
 def test_command_lines_stay_thin():
     """A command line parses, calls a library and summarises: no class, and no function but the parser
     (as long as its options) over 100 lines."""

@@ -54,7 +54,7 @@ def test_every_notebook_is_tested():
 
 @pytest.mark.slow
 def test_muting_notebook_makes_and_compares_two_runs(monkeypatch, tmp_path):
-    from tests.test_real_eval import make_corpus
+    from tests.helpers import make_corpus
 
     corpus = make_corpus(tmp_path / "real")
     out = execute(

@@ -1,46 +1,15 @@
 """The real-recordings test set: composed from a (test-made) corpus, reported per content and SNR bucket."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from lightning_app import config as C
-from lightning_app.data import audio_io
 from lightning_app.data import corpus as K
 from lightning_app.evaluation.pipeline import evaluate_real
 from lightning_app.evaluation.test_sets import REAL_SNR_BUCKETS, real_test_set
+from tests.helpers import make_corpus
 
 RATE = 44100
-
-
-def make_corpus(root: Path, seconds: float = 3.0) -> Path:
-    """A stand-in corpus: two 'tracks' and two 'speakers' per split, tones with a moving envelope."""
-    rows = []
-    t = np.arange(int(seconds * RATE)) / RATE
-    for s, split in enumerate(K.SPLITS):
-        for content in K.CONTENTS:
-            for g in range(2):
-                f0 = 150 + 60 * g + 20 * s + (300 if content == "music" else 0)
-                audio = 0.2 * np.sin(2 * np.pi * f0 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * (1 + g) * t))
-                rel = f"{split}/{content}/pkg/{content}{g}.flac"
-                (root / rel).parent.mkdir(parents=True, exist_ok=True)
-                audio_io.write(root / rel, audio.astype(np.float32), RATE, subtype="PCM_16")
-                rows.append(
-                    {
-                        "file": rel,
-                        "split": split,
-                        "content": content,
-                        "package": "pkg",
-                        "licence": "CC0-1.0",
-                        "group": f"pkg:{split}{content}{g}",
-                        "seconds": f"{seconds:.2f}",
-                        "sample_rate": RATE,
-                        "sources": rel,
-                    }
-                )
-    K._write_manifest(root / K.MANIFEST, rows)
-    return root
 
 
 def test_real_test_set_draws_the_test_split_at_spread_snrs(tmp_path):
