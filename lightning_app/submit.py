@@ -24,7 +24,6 @@ the same command again skips the complete outputs and retries the rest."""
 from __future__ import annotations
 
 import argparse
-import logging
 import math
 import sys
 from pathlib import Path
@@ -39,8 +38,6 @@ from lightning_app.restoring.cluster import (
     write_summary,
 )
 from lightning_app.training.slurm import submit, submit_sweep
-
-log = logging.getLogger(__name__)
 
 
 def merge_denoise(job_dir: str | Path) -> int:

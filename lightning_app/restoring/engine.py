@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import logging
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -25,9 +24,6 @@ from lightning_app.restoring.guard import GuardedDenoiser
 
 if TYPE_CHECKING:
     from lightning_app.systems.checkpoints import Denoiser
-
-
-log = logging.getLogger(__name__)
 
 
 def resolve_device(name: str) -> torch.device:
