@@ -39,6 +39,7 @@ import sys
 
 from lightning_app.restoring.batch import Interrupted, run, stop_on_signals
 from lightning_app.restoring.engine import HIGH_BAND, Restorer
+from lightning_app.restoring.networks import ENGINES
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -51,8 +52,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--checkpoint",
         default=None,
-        help="a .ckpt from runs/<experiment>/<version>/checkpoints/ (default: the bundled archive model, "
-        "models/archive_fullband.ckpt; see models/README.md)",
+        help="a .ckpt from runs/<experiment>/<version>/checkpoints/, or a .onnx from c2c-export (default: "
+        "the bundled archive model, models/archive_fullband.ckpt and its export beside it; see "
+        "models/README.md)",
+    )
+    p.add_argument(
+        "--engine",
+        default="auto",
+        choices=ENGINES,
+        help="what runs the network: onnx (ONNX Runtime on the CPU; needs an exported model, given or "
+        "beside the checkpoint as NAME.onnx) or torch (a checkpoint, on --device). auto: onnx when an "
+        "export is there and no GPU is asked for or found, torch otherwise. The rest of the restore is "
+        "the same numpy code",
     )
     p.add_argument(
         "-o", "--output-dir", required=True, help="where the restored files go (created if needed)"
@@ -91,7 +102,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="output sample format, e.g. PCM_16, PCM_24, FLOAT (default: the input's)",
     )
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument(
+        "--device", default="auto", choices=["auto", "cpu", "cuda"], help="where the torch engine runs"
+    )
     p.add_argument(
         "--chunk-seconds", type=float, default=Restorer.chunk_seconds, help="model input length per chunk"
     )

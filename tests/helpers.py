@@ -88,3 +88,27 @@ def make_corpus(root: Path, seconds: float = 3.0, rate: int = 44100) -> Path:
                 )
     K._write_manifest(root / K.MANIFEST, rows)
     return root
+
+
+def perturbed_checkpoint(tmp_path: Path, experiment: str, *overrides: str) -> Path:
+    """A checkpoint of ``experiment``'s tiny system with every weight moved off its initial value (the mask
+    head starts at zero, which would hide weights a loader or an export dropped)."""
+    import torch
+
+    from lightning_app.training.run import build_system
+
+    system = build_system(smoke_config(tmp_path, *overrides, experiment=experiment))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in system.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    path = tmp_path / f"{experiment}.ckpt"
+    torch.save(
+        {
+            "state_dict": system.state_dict(),
+            "hyper_parameters": dict(system.hparams),
+            "system_kind": system.kind,
+        },
+        path,
+    )
+    return path

@@ -9,7 +9,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "lightning_app"
 #: modules that parse a command line and call a library; they alone sit at the top with config and compat
-COMMAND_LINES = {"train", "denoise", "evaluate", "sweep", "submit", "bench", "corpus"}
+COMMAND_LINES = {"train", "denoise", "evaluate", "sweep", "submit", "bench", "corpus", "export"}
 #: the libraries, grouped by concern (shared/DESIGN.md)
 WINGS = {"data", "nets", "systems", "training", "restoring", "evaluation", "metrics"}
 

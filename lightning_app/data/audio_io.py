@@ -1,6 +1,7 @@
 """Audio file reading and writing with errors that name the file and the problem.
 
-soundfile (libsndfile) does the I/O; torchaudio resamples.
+soundfile (libsndfile) does the I/O; torchaudio resamples for training and evaluation (imported there only:
+the restore engine resamples in numpy, and the light install has no torch).
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import torch
-import torchaudio.functional as AF
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 
@@ -121,10 +120,14 @@ def to_mono(audio: np.ndarray) -> np.ndarray:
     return audio.mean(axis=1) if audio.ndim == 2 else audio
 
 
-def resample(audio: np.ndarray | torch.Tensor, orig_sr: int, new_sr: int) -> np.ndarray | torch.Tensor:
-    """Band-limited resampling along the last axis (torchaudio's windowed sinc)."""
+def resample(audio, orig_sr: int, new_sr: int):
+    """Band-limited resampling along the last axis (torchaudio's windowed sinc) of a numpy array or a
+    tensor, giving the same kind."""
     if orig_sr == new_sr:
         return audio
+    import torch
+    import torchaudio.functional as AF
+
     if isinstance(audio, np.ndarray):
         return AF.resample(torch.from_numpy(np.ascontiguousarray(audio)), orig_sr, new_sr).numpy()
     return AF.resample(audio, orig_sr, new_sr)

@@ -6,38 +6,52 @@ from math import gcd
 
 import numpy as np
 from scipy import fft as sfft
-from scipy.signal import resample_poly
+
+
+def hann(n_fft: int) -> np.ndarray:
+    """The periodic Hann window (float32), as the networks' STFT uses it."""
+    return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
+
+
+def spectrogram(x: np.ndarray, n_fft: int, hop: int, pad_mode: str = "constant") -> np.ndarray:
+    """Hann-windowed STFT of (..., samples) with centred frames -> complex64 (..., n_fft // 2 + 1, frames),
+    ``samples // hop + 1`` frames; the edges padded with zeros (``constant``) or mirrored (``reflect``).
+    The same numbers as the networks' torch STFT, in numpy, for the torch-free restore engine."""
+    pad = n_fft // 2
+    mode = "reflect" if pad_mode == "reflect" and x.shape[-1] > pad else "constant"
+    widths = [(0, 0)] * (x.ndim - 1) + [(pad, pad)]
+    padded = np.pad(np.asarray(x, dtype=np.float32), widths, mode=mode)
+    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft, axis=-1)[..., ::hop, :]
+    return np.swapaxes(sfft.rfft(frames * hann(n_fft), axis=-1), -1, -2)
+
+
+def resynthesis(spec: np.ndarray, n_fft: int, hop: int, length: int) -> np.ndarray:
+    """Inverse of :func:`spectrogram` (weighted overlap-add; exact for an unmodified spectrum): complex
+    (..., bins, frames) -> float32 (..., length)."""
+    window = hann(n_fft)
+    frames = sfft.irfft(np.swapaxes(spec, -1, -2), n=n_fft, axis=-1).astype(np.float32) * window
+    count, overlap = frames.shape[-2], n_fft // hop
+    total = hop * (count - 1) + n_fft
+    out = np.zeros((*frames.shape[:-2], total), dtype=np.float32)
+    norm = np.zeros(total, dtype=np.float32)
+    for i in range(overlap):
+        # Frames i, i + overlap, ... do not overlap each other, so they add in one reshape.
+        part = frames[..., i::overlap, :]
+        start, size = i * hop, part.shape[-2] * n_fft
+        out[..., start : start + size] += part.reshape(*part.shape[:-2], size)
+        norm[start : start + size] += np.tile(window**2, part.shape[-2])
+    pad = n_fft // 2
+    return out[..., pad : pad + length] / np.maximum(norm[pad : pad + length], 1e-11)
 
 
 def stft(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
-    """Hann-windowed STFT, centred frames; returns (frames, n_fft // 2 + 1)."""
-    pad = n_fft // 2
-    padded = np.pad(x, (pad, pad + n_fft))
-    n_frames = len(x) // hop + 1
-    idx = np.arange(n_fft)[None, :] + hop * np.arange(n_frames)[:, None]
-    window = np.hanning(n_fft + 1)[:-1].astype(np.float32)
-    return sfft.rfft(padded[idx].astype(np.float32) * window, axis=1)
+    """Hann-windowed STFT of one signal, centred frames; returns (frames, n_fft // 2 + 1)."""
+    return spectrogram(x, n_fft, hop).T
 
 
 def istft(spec: np.ndarray, n_fft: int, hop: int, length: int) -> np.ndarray:
-    """Weighted overlap-add inverse of :func:`stft` (exact for an unmodified spectrum)."""
-    window = np.hanning(n_fft + 1)[:-1].astype(np.float32)
-    frames = sfft.irfft(spec.astype(np.complex64), n=n_fft, axis=1) * window
-    n_frames = frames.shape[0]
-    total = hop * (n_frames - 1) + n_fft
-    out = np.zeros(total)
-    norm = np.zeros(total)
-    for i in range(n_fft // hop):
-        # Frames i, i + k, ... do not overlap each other, so they add in one reshape.
-        sel = frames[i :: n_fft // hop]
-        start = i * hop
-        chunk = sel.reshape(-1)
-        out[start : start + chunk.size] += chunk
-        norm[start : start + chunk.size] += np.tile(window**2, sel.shape[0])
-    pad = n_fft // 2
-    out = out[pad : pad + length]
-    norm = norm[pad : pad + length]
-    return out / np.maximum(norm, 1e-8)
+    """Inverse of :func:`stft` (exact for an unmodified spectrum)."""
+    return resynthesis(np.asarray(spec).T, n_fft, hop, length)
 
 
 def shape_spectrum(
@@ -56,8 +70,11 @@ def rms(x: np.ndarray) -> float:
 
 
 def resample_to(x: np.ndarray, sample_rate: int, target: int) -> np.ndarray:
-    """Polyphase resampling to ``target`` (what PESQ and ViSQOL score at); unchanged if already there."""
+    """Polyphase resampling to ``target`` (the restore engine's way to the model's rate and back; what PESQ
+    and ViSQOL score at); unchanged if already there."""
     if sample_rate == target:
         return x
+    from scipy.signal import resample_poly  # a second's import: paid only by files that need resampling
+
     g = gcd(target, sample_rate)
     return resample_poly(x, target // g, sample_rate // g)

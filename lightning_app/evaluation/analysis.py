@@ -258,7 +258,8 @@ def real_music_lesson(
     from lightning_app.evaluation.test_sets import real_segment
     from lightning_app.metrics import functional as MF
     from lightning_app.restoring.engine import Restorer
-    from lightning_app.systems.checkpoints import bundled_model, load_model
+    from lightning_app.restoring.networks import bundled_model
+    from lightning_app.systems.checkpoints import load_model
 
     model = load_model(checkpoint or bundled_model())
     rate = int(model.sample_rate)

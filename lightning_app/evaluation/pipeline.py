@@ -55,7 +55,8 @@ from lightning_app.metrics.quality import waveform_scores
 from lightning_app.metrics.visqol import visqol_missing
 from lightning_app.restoring.engine import Restorer
 from lightning_app.restoring.files import residual_path, restore_file
-from lightning_app.systems.checkpoints import bundled_model, load_model
+from lightning_app.restoring.networks import bundled_model
+from lightning_app.systems.checkpoints import load_model
 
 log = logging.getLogger(__name__)
 

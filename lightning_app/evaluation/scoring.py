@@ -17,8 +17,9 @@ from tqdm.auto import tqdm
 from lightning_app.evaluation.test_sets import silent_clean_rms, synthetic_test_set
 from lightning_app.metrics.perceptual import UNLABELLED, score_signal, speech_content
 from lightning_app.metrics.quality import waveform_scores
-from lightning_app.restoring.engine import Restorer, resolve_device
+from lightning_app.restoring.engine import Restorer
 from lightning_app.restoring.guard import guard_alone
+from lightning_app.restoring.torch_network import resolve_device
 from lightning_app.systems.checkpoints import load_model
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from lightning_app.nets.unet import Decoder, Encoder, SpectralMaskNet, TemporalContext
+from lightning_app.nets.unet import Decoder, Encoder, SpectralMaskNet, TemporalContext, bounded_mask
 
 STRATEGIES = ("no_skip", "skip", "source_skip")
 INFERENCE = ("a", "b", "mean")
@@ -113,17 +113,19 @@ class CrossDomainNet(SpectralMaskNet):
             out["recon_b"] = self.decode(self.decoder_b, b, x_b, b.skips)
         return out
 
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        """Inference: the no-skip path of decoder a, b, or the mean of both.
+    def inference_mask(self, features: torch.Tensor) -> torch.Tensor:
+        """Inference: the no-skip path of decoder a, b, or the mean of both (the mean of their masks is the
+        mean of their waveforms: resynthesis is linear).
 
         Under ``skip`` and ``source_skip`` the decoders were trained with skip features, so those
         models are run the way they were trained: through the input's own skips.
         """
-        enc = self.encode(wave)
-        skips = enc.skips if self.cross_domain_strategy in ("skip", "source_skip") else None
-        outputs = []
-        if self.inference_decoder in ("a", "mean"):
-            outputs.append(self.decode(self.decoder_a, enc, wave, skips))
-        if self.inference_decoder in ("b", "mean"):
-            outputs.append(self.decode(self.decoder_b, enc, wave, skips))
-        return outputs[0] if len(outputs) == 1 else 0.5 * (outputs[0] + outputs[1])
+        all_skips = self.encoder(features)
+        z = self.to_latent(self.context(all_skips[-1]))
+        skips = all_skips if self.cross_domain_strategy in ("skip", "source_skip") else None
+        masks = [
+            bounded_mask(decoder(z, skips), self.mask_max)
+            for name, decoder in (("a", self.decoder_a), ("b", self.decoder_b))
+            if self.inference_decoder in (name, "mean")
+        ]
+        return masks[0] if len(masks) == 1 else 0.5 * (masks[0] + masks[1])

@@ -137,11 +137,12 @@ class Decoder(nn.Module):
         return self.head(x)
 
 
-def bounded_complex_mask(logits: torch.Tensor, mask_max: float) -> torch.Tensor:
-    """(B, 2, F, T) logits -> complex mask with magnitude below ``mask_max`` (tanh-bounded)."""
-    m = torch.complex(logits[:, 0].float(), logits[:, 1].float())
-    mag = m.abs()
-    return m * (mask_max * torch.tanh(mag / mask_max) / mag.clamp_min(1e-8))
+def bounded_mask(logits: torch.Tensor, mask_max: float) -> torch.Tensor:
+    """(B, 2, F, T) logits -> (B, 2, F, T) real and imaginary parts of a complex mask with magnitude below
+    ``mask_max`` (tanh-bounded). Real arithmetic only, so it exports to ONNX with the network."""
+    logits = logits.float()
+    mag = logits.square().sum(1, keepdim=True).sqrt()
+    return logits * (mask_max * torch.tanh(mag / mask_max) / mag.clamp_min(1e-8))
 
 
 class SpectralMaskNet(nn.Module):
@@ -203,11 +204,24 @@ class SpectralMaskNet(nn.Module):
 
     def synthesise(self, spec: torch.Tensor, logits: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """Apply the mask from ``logits`` and return a waveform shaped like ``like``."""
-        mask = bounded_complex_mask(logits, self.mask_max)
+        return self.apply_mask(spec, bounded_mask(logits, self.mask_max), like)
+
+    def apply_mask(self, spec: torch.Tensor, mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """Apply a (B, 2, F, T) real/imaginary mask and return a waveform shaped like ``like``."""
+        mask = torch.complex(mask[:, 0], mask[:, 1])
         mask = torch.cat([mask, mask[:, -1:]], dim=1)  # the top bin's mask serves Nyquist too
         n = like.shape[-1]
         wave = self.stft.inverse(spec * mask, self.valid_length(n))
         return wave[..., :n].reshape(like.shape).to(like.dtype)
+
+    def inference_mask(self, features: torch.Tensor) -> torch.Tensor:
+        """Features -> the (B, 2, F, T) mask the network restores with: its whole learned part, which an
+        export to ONNX holds (restoring/export.py); the STFT around it is fixed arithmetic."""
+        raise NotImplementedError
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        spec, feats = self.analyse(wave)
+        return self.apply_mask(spec, self.inference_mask(feats), wave)
 
 
 class SpectralUNet(SpectralMaskNet):
@@ -231,8 +245,6 @@ class SpectralUNet(SpectralMaskNet):
         self.context = TemporalContext(channels[-1], tuple(context_dilations))
         self.decoder = Decoder(channels, time_strides, freq_patch=freq_patch)
 
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        spec, feats = self.analyse(wave)
-        skips = self.encoder(feats)
-        logits = self.decoder(self.context(skips[-1]), skips)
-        return self.synthesise(spec, logits, wave)
+    def inference_mask(self, features: torch.Tensor) -> torch.Tensor:
+        skips = self.encoder(features)
+        return bounded_mask(self.decoder(self.context(skips[-1]), skips), self.mask_max)

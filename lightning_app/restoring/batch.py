@@ -19,7 +19,7 @@ from pathlib import Path
 
 from lightning_app.data import audio_io
 from lightning_app.restoring.cluster import append_summary_row, read_file_list, summary_row
-from lightning_app.restoring.engine import Restorer, resolve_device
+from lightning_app.restoring.engine import Restorer
 from lightning_app.restoring.files import (
     check_output_dir,
     check_plan,
@@ -28,11 +28,12 @@ from lightning_app.restoring.files import (
     residual_path,
     restore_file,
 )
-from lightning_app.systems.checkpoints import CheckpointError, bundled_model, load_model
+from lightning_app.restoring.networks import bundled_model, open_network
 
 log = logging.getLogger(__name__)
-#: what a plan cannot go on from: one ``error:`` line and exit status 2, before any model is loaded
-PLAN_ERRORS = (FileNotFoundError, ValueError, CheckpointError, audio_io.AudioFileError)
+#: what a plan cannot go on from: one ``error:`` line and exit status 2, before any output is created (a
+#: model or checkpoint that cannot be used is a ValueError)
+PLAN_ERRORS = (FileNotFoundError, ValueError, audio_io.AudioFileError)
 
 
 class Interrupted(BaseException):
@@ -160,7 +161,7 @@ def execute_batch(
     return result
 
 
-def report_batch(plan: BatchPlan, result: BatchResult, args: argparse.Namespace, device) -> int:
+def report_batch(plan: BatchPlan, result: BatchResult, args: argparse.Namespace, engine: str) -> int:
     """Failures on stderr, the listening report if asked, one summary line; the exit status."""
     for src, reason in result.failures.items():
         print(f"FAILED {src}: {reason}", file=sys.stderr)
@@ -188,7 +189,7 @@ def report_batch(plan: BatchPlan, result: BatchResult, args: argparse.Namespace,
     speed = (
         (
             f"; real-time factor {result.compute_seconds / result.audio_seconds:.3f} (seconds of compute per "
-            f"second of audio, on {device})"
+            f"second of audio; {engine})"
         )
         if result.audio_seconds
         else ""
@@ -204,25 +205,26 @@ def run(args: argparse.Namespace, tally: dict[str, int]) -> int:
     try:
         plan = plan_batch(args)
         tally["files"] = len(plan.pairs)
-        device = resolve_device(args.device)
-        restorer = build_restorer(args, device) if plan.todo else None  # all complete: no model to load
+        restorer = build_restorer(args) if plan.todo else None  # all complete: no model to load
     except PLAN_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return report_batch(plan, execute_batch(plan, restorer, args, record, tally), args, device)
+    engine = restorer.model.engine if restorer else "nothing to run"
+    return report_batch(plan, execute_batch(plan, restorer, args, record, tally), args, engine)
 
 
-def build_restorer(args: argparse.Namespace, device) -> Restorer:
+def build_restorer(args: argparse.Namespace) -> Restorer:
     checkpoint = args.checkpoint or bundled_model()
-    model = load_model(checkpoint, device)
+    network = open_network(checkpoint, args.engine, args.device)
     log.info(
-        "model: %s%s",
-        checkpoint,
+        "model: %s%s; %s",
+        getattr(network, "path", checkpoint),
         "" if args.checkpoint else " (the bundled archive model; --checkpoint picks another)",
+        network.engine,
     )
-    batch_size = args.batch_size or (16 if device.type == "cuda" else 2)
+    batch_size = args.batch_size or (16 if "cuda" in network.engine else 2)
     return Restorer(
-        model,
+        network,
         mix=args.mix,
         chunk_seconds=args.chunk_seconds,
         batch_size=batch_size,

@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 
 from lightning_app.data import audio_io
 from lightning_app.restoring.files import check_plan, plan_outputs
-from lightning_app.systems.checkpoints import bundled_model, read_checkpoint
+from lightning_app.restoring.networks import bundled_model, check_model
 from lightning_app.training.slurm import cluster_config, sbatch, site_and_preamble
 
 # ----------------------------------------------------------------------------- batches split over tasks
@@ -281,7 +281,7 @@ def submit_denoise(
     cluster = cluster_config(cluster_overrides)
     output_dir = Path(output_dir).absolute()
     checkpoint = Path(checkpoint).absolute() if checkpoint else bundled_model()
-    read_checkpoint(checkpoint)  # a missing or broken model fails here, not in every task
+    check_model(checkpoint)  # a missing or broken model fails here, not in every task
     pairs = plan_outputs(list(inputs), output_dir)
     if not pairs:
         raise ValueError(f"no audio files found in {' '.join(inputs)}")

@@ -13,34 +13,21 @@ import functools
 import itertools
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch.nn import functional as F
 
-from lightning_app.data import audio_io
+from lightning_app.data.dsp import resample_to
 from lightning_app.restoring.guard import GuardedDenoiser
-
-if TYPE_CHECKING:
-    from lightning_app.systems.checkpoints import Denoiser
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda asked for, but no CUDA device is available")
-    return torch.device(name)
+from lightning_app.restoring.networks import Network, as_network
 
 
 # ----------------------------------------------------------------------------- signal path
-# Everything from the block read to the block written runs in torch on the model's device: resampling,
-# level, chunk batches, the cross-fade sums and the high band. On a GPU nothing but the block's samples
-# crosses the bus (in, and out once per block); on the CPU the same code is what numpy did before.
-def _columns(columns: list) -> np.ndarray | torch.Tensor:
-    """1-D columns side by side as (frames, n), numpy or torch alike."""
-    return torch.stack(columns, dim=1) if torch.is_tensor(columns[0]) else np.stack(columns, axis=1)
+# Everything from the block read to the block written is numpy on the CPU: resampling, level, chunk
+# batches, the cross-fade sums, the guard and the high band. The network call is the one step an engine
+# does its own way (restoring/networks.py): ONNX Runtime on the CPU, or torch on a CPU or a GPU.
+def _columns(columns: list) -> np.ndarray:
+    """1-D columns side by side as (frames, n)."""
+    return np.stack(columns, axis=1)
 
 
 def chunk_grid(length: int, chunk: int, overlap: int) -> tuple[int, int, int]:
@@ -93,40 +80,41 @@ def crossfade_windows(
 
 
 @functools.lru_cache(maxsize=32)
-def _window_on(device: torch.device, fades: tuple[bool, bool], size: int, overlap: int) -> torch.Tensor:
-    """A chunk's weight (float64) on ``device``: a grid has at most four kinds (fade in, out, both, none)."""
+def _window(fades: tuple[bool, bool], size: int, overlap: int) -> np.ndarray:
+    """A chunk's weight (float64): a grid has at most four kinds (fade in, out, both, none)."""
     index, count = (1, 3) if fades == (True, True) else (1, 2) if fades[0] else (0, 2) if fades[1] else (0, 1)
-    return torch.from_numpy(chunk_window(index, count, size, overlap)).to(device)
+    window = chunk_window(index, count, size, overlap)
+    window.flags.writeable = False  # shared by every chunk of its kind
+    return window
 
 
-@torch.inference_mode()  # no_grad still records versions and views for autograd; nothing here needs them
 def enhance_mono(
-    model: Denoiser,
-    audio: np.ndarray | torch.Tensor,
+    network: Network,
+    audio: np.ndarray,
     chunk: int,
     overlap: int,
     batch_size: int = 8,
     span: tuple[int, int, int] | None = None,
     offset: int = 0,
     gain: float = 1.0,
-    carry: dict[int, torch.Tensor] | None = None,
+    carry: dict[int, np.ndarray] | None = None,
     keep_from: int | None = None,
-) -> torch.Tensor:
+) -> np.ndarray:
     """Denoise one channel at the model's rate in cross-faded chunks (bounded model memory).
 
     ``audio`` holds samples [offset, offset + len) of a signal whose chunk grid starts at 0;
     with ``span`` = (first, last, total), ``total`` the whole signal's length, only the chunks
     that reach into [first, last) are run, and the result is exact there: the same chunks with the
-    same weights as a pass over the whole signal. Default: the whole of ``audio``. The model sees
+    same weights as a pass over the whole signal. Default: the whole of ``audio``. The network sees
     ``audio * gain`` (the product in float64, rounded once to float32); the result is divided by it again.
-    Returns float64 on the model's device.
+    Returns float64.
 
     ``carry`` (with ``span``) maps a chunk's start to its weighted output: those chunks are not run
     again and need no input, and afterwards it holds this call's chunks that reach past ``keep_from``
     (the next block's first needed sample), so consecutive blocks run each chunk of the file once.
     """
-    device = next(model.parameters()).device
-    audio = torch.as_tensor(audio, device=device)
+    network = as_network(network)
+    audio = np.asarray(audio)
     first, last, total = (0, None, offset + len(audio)) if span is None else span
     padded_total, count, step = chunk_grid(total, chunk, overlap)
     size = chunk if count > 1 else padded_total
@@ -134,12 +122,10 @@ def enhance_mono(
     carried = carry if carry is not None and span is not None else {}
     todo = [i for i in indices if i * step not in carried]
     lo, hi = indices[0] * step, indices[-1] * step + size
-    out = torch.zeros(
-        hi - lo, dtype=torch.float64, device=device
-    )  # float64: the cross-fade sums, as one pass does them
+    out = np.zeros(hi - lo)  # float64: the cross-fade sums, as one pass does them
     keep = {}  # this call's weighted chunk outputs that the next block needs
 
-    def add(s: int, piece: torch.Tensor) -> None:
+    def add(s: int, piece: np.ndarray) -> None:
         out[s - lo : s - lo + len(piece)] += piece
         if keep_from is not None and s + len(piece) > keep_from:
             keep[s] = piece
@@ -150,18 +136,18 @@ def enhance_mono(
         in0, in1 = todo[0] * step, todo[-1] * step + size
         if in0 < offset:
             raise ValueError(f"input starts at {offset} but the first chunk needs sample {in0}")
-        padded = torch.zeros(in1 - in0, dtype=torch.float32, device=device)
+        padded = np.zeros(in1 - in0, dtype=np.float32)
         have = audio[in0 - offset : in1 - offset]
-        padded[: len(have)] = have if gain == 1.0 else have.double() * gain
+        padded[: len(have)] = have if gain == 1.0 else have.astype(np.float64) * gain
         # Batches are fixed groups of the file's chunk grid (chunks 0..b-1, b..2b-1, ...), as in one pass over
         # the whole signal: a chunk's result varies with the batch it is in (by float32 rounding), so it must
         # not depend on where a block starts.
         for _, batch in itertools.groupby(todo, key=lambda i: i // batch_size):
             group = list(batch)
-            pieces = torch.stack([padded[i * step - in0 : i * step - in0 + size] for i in group]).unsqueeze(1)
-            enhanced = model.enhance(pieces).float()[:, 0]
+            pieces = np.stack([padded[i * step - in0 : i * step - in0 + size] for i in group])
+            enhanced = network.enhance(pieces)
             for i, piece in zip(group, enhanced, strict=True):
-                add(i * step, _window_on(device, (i > 0, i < count - 1), size, overlap) * piece)
+                add(i * step, _window((i > 0, i < count - 1), size, overlap) * piece)
             del pieces, enhanced  # freed before the next forward, which reuses the memory
     if carry is not None and span is not None:
         carry.clear()
@@ -315,7 +301,9 @@ class Restorer:
     through untouched (``high_band='pass'``) or dropped; ``mix`` blends the result with the input.
     """
 
-    model: Denoiser
+    #: the network: an exported model (restoring/networks.py), or a torch module (a checkpoint's Denoiser, a
+    #: system), which is run by the torch engine on its own device
+    model: Network
     mix: float = 1.0
     chunk_seconds: float = 5.0
     overlap_seconds: float = 0.5
@@ -337,10 +325,10 @@ class Restorer:
             raise ValueError(f"channel mode must be one of {CHANNEL_MODES}, got {self.channel_mode!r}")
         if self.high_band not in HIGH_BAND:
             raise ValueError(f"high band must be one of {HIGH_BAND}, got {self.high_band!r}")
+        self.model = as_network(self.model)
         self.model_rate = int(self.model.sample_rate)
         if self.guard and not isinstance(self.model, GuardedDenoiser):
             self.model = GuardedDenoiser(self.model)
-        self.device = next(self.model.parameters()).device
 
     # ------------------------------------------------------------------ grids
     def grid(self, rate: int) -> Grid:
@@ -361,7 +349,7 @@ class Restorer:
         return gains
 
     def to_signals(self, audio):
-        """(frames, channels) -> (frames, signals): channels, or mid and side (numpy or torch)."""
+        """(frames, channels) -> (frames, signals): channels, or mid and side."""
         if self.channel_mode == "mid_side" and audio.shape[1] == 2:
             return _columns([0.5 * (audio[:, 0] + audio[:, 1]), 0.5 * (audio[:, 0] - audio[:, 1])])
         return audio
@@ -378,24 +366,23 @@ class Restorer:
         rate: int,
         block: tuple[int, int],
         gains: np.ndarray,
-        carry: dict[int, dict[int, torch.Tensor]] | None = None,
+        carry: dict[int, dict[int, np.ndarray]] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(denoised, input) file samples [block) as (n, channels); ``read(start, stop)`` gives input frames.
 
         ``carry`` (one per file, given to each of its blocks in order) keeps the model outputs of the
         chunks a block shares with the next one, so they are run once: blocks then cost what one pass
-        does, whatever their length, and the output is the same. The block is computed on the model's
-        device; only its input and its result cross to it and back.
+        does, whatever their length, and the output is the same.
         """
         g = self.grid(rate)
         carried = None if carry is None else set(carry.get(0, {}))  # the same chunks for every signal
         p = plan_block(g, frames, rate, self.model_rate, block, self.batch_size, carried)
         start_f, stop_f = block
         raw = np.asarray(read(p.read0_f, p.read1_f), dtype=np.float64)  # no copy when read gives float64
-        x = self.to_signals(torch.from_numpy(raw).to(self.device))
-        out = torch.empty((stop_f - start_f, x.shape[1]), dtype=torch.float64, device=self.device)
+        x = self.to_signals(raw)
+        out = np.empty((stop_f - start_f, x.shape[1]))
         for i in range(x.shape[1]):
-            low = audio_io.resample(x[:, i].float(), rate, self.model_rate)
+            low = resample_to(x[:, i], rate, self.model_rate)
             if p.read1_f == frames:  # the whole signal's resampled length ends here
                 low = low[: p.total - p.offset]
             enhanced = enhance_mono(
@@ -418,28 +405,26 @@ class Restorer:
             wet = wet[p.first_f : p.first_f + stop_f - start_f]
             dry = x[start_f - p.read0_f : stop_f - p.read0_f, i]
             if len(wet) < len(dry):
-                wet = F.pad(wet, (0, len(dry) - len(wet)))
+                wet = np.pad(wet, (0, len(dry) - len(wet)))
             if (
                 self.mix == 1.0
             ):  # the usual case: 1.0 * wet + 0.0 * dry is wet, without two block-long temporaries
                 out[:, i] = wet
             else:
                 out[:, i] = self.mix * wet + (1.0 - self.mix) * dry
-        return self.from_signals(out).cpu().numpy(), raw[start_f - p.read0_f : stop_f - p.read0_f]
+        return self.from_signals(out), raw[start_f - p.read0_f : stop_f - p.read0_f]
 
-    def _back(self, wave_m: torch.Tensor, rate: int) -> torch.Tensor:
+    def _back(self, wave_m: np.ndarray, rate: int) -> np.ndarray:
         """Model-rate samples starting on the shared grid -> file-rate samples (float64) from the matching
         position."""
-        return audio_io.resample(wave_m.float(), self.model_rate, rate).double()
+        return np.asarray(resample_to(wave_m, self.model_rate, rate), dtype=np.float64)
 
-    def _high_band(
-        self, x: torch.Tensor, low: torch.Tensor, p: BlockPlan, rate: int, g: Grid
-    ) -> torch.Tensor:
+    def _high_band(self, x: np.ndarray, low: np.ndarray, p: BlockPlan, rate: int, g: Grid) -> np.ndarray:
         """What the model cannot see: the input minus its band-limited (model-rate) version."""
         band_limited = self._back(low[p.need0 - p.offset : p.need1 - p.offset], rate)
         first = p.need0 // g.unit_model * g.unit_file - p.read0_f
         original = x[first : first + len(band_limited)]
-        return F.pad(original, (0, len(band_limited) - len(original))) - band_limited
+        return np.pad(original, (0, len(band_limited) - len(original))) - band_limited
 
     def reset_guard(self) -> None:
         if isinstance(self.model, GuardedDenoiser):

@@ -27,8 +27,9 @@ steep slope of rumble or brown noise is not taken for one. The short pass follow
 than the long window (speech, onsets) and lets clicks go whole; it has no neighbour rule, since in 43-Hz
 bins a steep slope leaves no room for a gap on its far side.
 
-``GuardedDenoiser`` wraps any denoiser the restore engine runs; ``guard_alone`` is the guard over a
-model that removes everything (an ablation: what the guard's own noise estimate would take away).
+``GuardedDenoiser`` wraps any network the restore engine runs (restoring/networks.py); ``guard_alone`` is
+the guard over a model that removes everything (an ablation: what the guard's own noise estimate would take
+away). numpy only: both restore engines, torch and ONNX Runtime, run this one guard.
 """
 
 from __future__ import annotations
@@ -36,9 +37,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import torch
-from torch import nn
-from torch.nn import functional as F
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from lightning_app.data.dsp import resynthesis, spectrogram
 
 
 @dataclass(frozen=True)
@@ -78,34 +80,61 @@ DEFAULT_PASSES = (
 )
 
 
-def _power(spectrum: torch.Tensor) -> torch.Tensor:
-    return spectrum.real.square() + spectrum.imag.square()
+def _power(spectrum: np.ndarray) -> np.ndarray:
+    return spectrum.real**2 + spectrum.imag**2
 
 
-def box_mean(values: torch.Tensor, bins: int, frames: int) -> torch.Tensor:
+def _window_sum(x: np.ndarray, size: int, axis: int) -> np.ndarray:
+    """Sum of each value's ``size`` neighbours along ``axis`` (odd size; zeros beyond the ends). The boxes
+    are a few cells wide, so shifted adds beat running sums; and with no running total nothing large is
+    subtracted, so float32 keeps its precision however far a spectrum spans."""
+    half, n = size // 2, x.shape[axis]
+    widths = [(0, 0)] * x.ndim
+    widths[axis] = (half, half)
+    padded = np.pad(x, widths)
+    before = (slice(None),) * axis
+    total = padded[(*before, slice(0, n))].copy()
+    for shift in range(1, size):
+        total += padded[(*before, slice(shift, shift + n))]
+    return total
+
+
+def _running_mean(x: np.ndarray, size: int, axis: int = -1) -> np.ndarray:
+    """Mean of each value's ``size`` neighbours along ``axis`` (odd size; the window cut at the ends)."""
+    if size <= 1:
+        return x
+    axis = axis % x.ndim
+    n, half = x.shape[axis], size // 2
+    index = np.arange(n)
+    count = (np.minimum(index + half + 1, n) - np.maximum(index - half, 0)).astype(x.dtype)
+    shape = [1] * x.ndim
+    shape[axis] = n
+    return _window_sum(x, size, axis) / count.reshape(shape)
+
+
+def box_mean(values: np.ndarray, bins: int, frames: int) -> np.ndarray:
     """Mean of each cell's ``bins`` x ``frames`` neighbourhood (odd sizes; cut at the edges) of a (batch,
-    bins, frames) tensor of powers. A box is separable, and each 1-D mean is a difference of running sums
-    (in double precision: a spectrum spans far more than float32 can subtract), so its cost does not grow
-    with the box."""
+    bins, frames) array of powers; a box is separable, so two running means."""
+    return _running_mean(_running_mean(values, frames, axis=-1), bins, axis=-2)
 
-    def along_last(x: torch.Tensor, size: int) -> torch.Tensor:
-        if size <= 1:
-            return x
-        n, half = x.shape[-1], size // 2
-        sums = x.double().cumsum(-1)
-        # running sums with `half` zeros before (the box's start clipped at 0) and the total repeated after
-        rows = sums.shape[:-1]
-        sums = torch.cat([sums.new_zeros(*rows, half + 1), sums, sums[..., -1:].expand(*rows, half)], -1)
-        index = torch.arange(n, device=x.device, dtype=torch.float64)
-        count = (index + half + 1).clamp(max=n) - (index - half).clamp(min=0)
-        return ((sums[..., 2 * half + 1 :] - sums[..., :n]) / count).clamp_min(0.0).to(x.dtype)
 
-    return along_last(along_last(values, frames).transpose(1, 2), bins).transpose(1, 2)
+def _kth_smallest(values: np.ndarray, k: int) -> np.ndarray:
+    """The k-th smallest (1-based) along the last axis, kept as an axis of length one."""
+    return np.partition(values, k - 1, axis=-1)[..., k - 1 : k]
+
+
+def _moving_mean(x: np.ndarray, size: int) -> np.ndarray:
+    """Means of every ``size`` consecutive values along the last axis (len - size + 1 of them)."""
+    n = x.shape[-1] - size + 1
+    total = x[..., :n].copy()
+    for shift in range(1, size):
+        total += x[..., shift : shift + n]
+    return total / np.float32(size)
 
 
 class GuardPass:
     """One resolution of the guard: ``guard_pass(x, removed)`` -> the part of ``removed`` that looks like
-    noise in ``x``'s short-time spectrum at this pass's window; (batch, time) float tensors."""
+    noise in ``x``'s short-time spectrum at this pass's window; (batch, time) float32 arrays."""
 
     def __init__(self, sample_rate: int, settings: GuardSettings):
         self.settings = settings
@@ -113,26 +142,18 @@ class GuardPass:
         self.hop = (
             self.n_fft // 2
         )  # hann at half overlap resynthesises exactly, at half the cost of a quarter
-        self._windows: dict = {}
 
-    def _window(self, x: torch.Tensor) -> torch.Tensor:
-        key = (x.device, x.dtype)
-        if key not in self._windows:
-            self._windows[key] = torch.hann_window(self.n_fft, device=x.device, dtype=x.dtype)
-        return self._windows[key]
+    def _stft(self, x: np.ndarray) -> np.ndarray:
+        return spectrogram(x, self.n_fft, self.hop, pad_mode="reflect")
 
-    def _stft(self, x: torch.Tensor) -> torch.Tensor:
-        window = self._window(x)
-        return torch.stft(x, self.n_fft, self.hop, window=window, center=True, return_complex=True)
-
-    def allowance(self, spectrum: torch.Tensor) -> torch.Tensor:
+    def allowance(self, spectrum: np.ndarray) -> np.ndarray:
         """Magnitude the model may remove in each cell of the input's spectrum (batch, bins, frames)."""
         s = self.settings
         power = _power(spectrum)
         smooth = box_mean(power, 3, s.floor_frames)
         frames = smooth.shape[-1]
-        low = smooth.kthvalue(max(1, round(s.floor_percentile * frames)), dim=-1, keepdim=True).values
-        high = smooth.kthvalue(max(1, round(0.9 * frames)), dim=-1, keepdim=True).values
+        low = _kth_smallest(smooth, max(1, round(s.floor_percentile * frames)))
+        high = _kth_smallest(smooth, max(1, round(0.9 * frames)))
         floor = low
         w = s.neighbour_bins
         if w > 0 and floor.shape[1] > 2 * w:
@@ -140,59 +161,54 @@ class GuardPass:
             # shows; noise is smooth across frequency. A bin that varies over time takes its
             # neighbourhood's low floor; a steady bin (hum, a constant whistle) keeps its own, so steady
             # lines stay removable.
-            around = F.pad(floor[..., 0], (w, w), mode="replicate").unfold(-1, 2 * w + 1, 1)
+            around = sliding_window_view(np.pad(floor[..., 0], ((0, 0), (w, w)), mode="edge"), 2 * w + 1, -1)
             if s.neighbour_sides:
                 # A partial has gaps on both sides; noise with a steep slope (rumble, brown) is quieter on
                 # one side only. The quietest bin of each side, then the higher of the two: a slope keeps
                 # about its own level, a partial still finds a gap on both sides, even beside a dense chord
                 # on one.
-                local = torch.maximum(around[..., :w].amin(-1), around[..., w + 1 :].amin(-1))[..., None]
+                local = np.maximum(around[..., :w].min(-1), around[..., w + 1 :].min(-1))[..., None]
             else:
-                local = around.kthvalue(max(1, round(0.25 * (2 * w + 1))), dim=-1).values[..., None]
+                local = _kth_smallest(around, max(1, round(0.25 * (2 * w + 1))))
             steady = high <= low * 10 ** (s.steady_db / 10)
-            floor = torch.where(steady, floor, torch.minimum(floor, local))
-        allowed = torch.sqrt(floor * 10 ** (s.floor_margin_db / 10))
-        magnitude = power.sqrt()
+            floor = np.where(steady, floor, np.minimum(floor, local))
+        allowed = np.sqrt(floor * 10 ** (s.floor_margin_db / 10))
+        magnitude = np.sqrt(power)
         k = s.transient_frames
         if k > 0 and magnitude.shape[-1] > 2 * k:
             # What the cell's surroundings hold: the larger of the mean of the k frames before it and of the
             # k after, leaving out the frame next to it on each side (at half overlap a click sounds in two
             # frames). A click is short, so both are low; a note's onset has its note after it, its release
             # before.
-            padded = F.pad(magnitude, (k + 1, k + 1), mode="replicate")
-            means = F.avg_pool1d(padded.flatten(0, 1)[:, None], k, stride=1)[:, 0].unflatten(
-                0, padded.shape[:2]
-            )
+            means = _moving_mean(np.pad(magnitude, ((0, 0), (0, 0), (k + 1, k + 1)), mode="edge"), k)
             frames = magnitude.shape[-1]
-            typical = torch.maximum(means[..., :frames], means[..., k + 3 : k + 3 + frames])
-            transient = (magnitude > typical * 10 ** (s.transient_db / 20)).float()
+            typical = np.maximum(means[..., :frames], means[..., k + 3 : k + 3 + frames])
+            found = magnitude > typical * 10 ** (s.transient_db / 20)
             # A click near a frame's edge shows weakly in that frame: the frames beside a transient share it.
-            transient = F.max_pool1d(transient.flatten(0, 1)[:, None], 3, stride=1, padding=1)[:, 0]
-            transient = transient.unflatten(0, magnitude.shape[:2]) > 0
+            transient = found.copy()
+            transient[..., 1:] |= found[..., :-1]
+            transient[..., :-1] |= found[..., 1:]
             # a transient may go whole: all of it above its surroundings
-            allowed = allowed + torch.where(transient, F.relu(magnitude - typical), 0.0)
+            allowed = allowed + np.where(transient, np.maximum(magnitude - typical, 0.0), 0.0)
         return allowed
 
-    def __call__(self, x: torch.Tensor, removed: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: np.ndarray, removed: np.ndarray) -> np.ndarray:
         length = x.shape[-1]
-        if (
-            length < self.n_fft
-        ):  # too short to tell noise from signal at this resolution: nothing is held back
+        if length < self.n_fft:  # too short to tell noise from signal at this resolution: nothing held back
             return removed
         removal = self._stft(removed)
         # Noise the model removes is Rayleigh-distributed cell by cell (a tenth of its cells lie 3.6 dB above
         # its mean); the floor describes its mean. Its local mean over removal_cells, not each cell, is what
         # is compared.
         r = self.settings.removal_cells
-        level = box_mean(_power(removal), r, r).sqrt()
-        keep = torch.clamp(self.allowance(self._stft(x)) / level.clamp_min(1e-12), max=1.0)
-        return torch.istft(
-            removal * keep, self.n_fft, self.hop, window=self._window(x), center=True, length=length
-        )
+        level = np.sqrt(box_mean(_power(removal), r, r))
+        keep = np.minimum(self.allowance(self._stft(x)) / np.maximum(level, 1e-12), 1.0)
+        return resynthesis(removal * keep.astype(np.float32), self.n_fft, self.hop, length)
 
 
 class Guard:
-    """``guard(x, y)`` -> y with the removal x - y held back where it is not noise; (batch, 1, time) tensors.
+    """``guard(x, y)`` -> y with the removal x - y held back where it is not noise; arrays of any shape whose
+    last axis is time.
     ``settings``: one pass or several, made in order (default ``DEFAULT_PASSES``)."""
 
     def __init__(self, sample_rate: int, settings: GuardSettings | tuple[GuardSettings, ...] | None = None):
@@ -211,51 +227,51 @@ class Guard:
         """Share of the removed energy the guard put back since the last reset (0: it changed nothing)."""
         return self.restored / self.removed if self.removed > 0 else 0.0
 
-    def __call__(self, noisy: torch.Tensor, denoised: torch.Tensor) -> torch.Tensor:
-        shape, length = noisy.shape, noisy.shape[-1]
-        x = noisy.reshape(-1, length).float()
-        removed = x - denoised.reshape(-1, length).float()
+    def __call__(self, noisy: np.ndarray, denoised: np.ndarray) -> np.ndarray:
+        shape, length = np.shape(noisy), np.shape(noisy)[-1]
+        x = np.asarray(noisy, dtype=np.float32).reshape(-1, length)
+        removed = x - np.asarray(denoised, dtype=np.float32).reshape(-1, length)
         guarded = removed
         for guard_pass in self.passes:
             guarded = guard_pass(x, guarded)
         if guarded is removed:  # every pass was too short to judge: the model's output as it is
             return denoised
-        self.removed += float(removed.square().sum())
-        self.restored += float((removed - guarded).square().sum())
-        return (x - guarded).reshape(shape).to(denoised.dtype)
+        self.removed += float(np.sum(np.square(removed, dtype=np.float64)))
+        self.restored += float(np.sum(np.square(removed - guarded, dtype=np.float64)))
+        return (x - guarded).astype(np.float32).reshape(shape)
 
 
-class GuardedDenoiser(nn.Module):
-    """A denoiser whose every output passes the guard; the restore engine runs it like the model itself."""
+class GuardedDenoiser:
+    """A network whose every output passes the guard; the restore engine runs it like the network itself."""
 
-    def __init__(self, model: nn.Module, settings: GuardSettings | tuple[GuardSettings, ...] | None = None):
-        super().__init__()
-        self.model = model
-        self.sample_rate = int(model.sample_rate)
-        self.kind = getattr(model, "kind", "")
-        self.card = getattr(model, "card", {})
+    def __init__(self, network, settings: GuardSettings | tuple[GuardSettings, ...] | None = None):
+        self.network = network
+        self.sample_rate = int(network.sample_rate)
         self.guard = Guard(self.sample_rate, settings)
 
-    def enhance(self, noisy: torch.Tensor) -> torch.Tensor:
-        return self.guard(noisy, self.model.enhance(noisy))
+    def __getattr__(self, name: str):  # kind, card, engine, ...: the network's
+        if name == "network":
+            raise AttributeError(name)
+        return getattr(self.network, name)
 
-    forward = enhance
+    def enhance(self, noisy: np.ndarray) -> np.ndarray:
+        return self.guard(noisy, self.network.enhance(noisy))
 
 
-class _RemoveEverything(nn.Module):
-    """A stand-in model that removes the whole input (its output is silence)."""
+class RemoveEverything:
+    """A stand-in network that removes the whole input (its output is silence)."""
+
+    engine = "none (removes everything)"
 
     def __init__(self, sample_rate: int):
-        super().__init__()
         self.sample_rate = sample_rate
-        self.anchor = nn.Parameter(torch.zeros(()), requires_grad=False)  # gives the engine a device
 
-    def enhance(self, noisy: torch.Tensor) -> torch.Tensor:
-        return torch.zeros_like(noisy)
+    def enhance(self, noisy: np.ndarray) -> np.ndarray:
+        return np.zeros_like(noisy, dtype=np.float32)
 
 
 def guard_alone(
     sample_rate: int, settings: GuardSettings | tuple[GuardSettings, ...] | None = None
 ) -> GuardedDenoiser:
     """The guard over a model that removes everything: it takes away floor-level noise and transients only."""
-    return GuardedDenoiser(_RemoveEverything(sample_rate), settings)
+    return GuardedDenoiser(RemoveEverything(sample_rate), settings)

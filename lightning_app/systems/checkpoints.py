@@ -20,7 +20,6 @@ import torch
 from torch import nn
 
 from lightning_app import compat
-from lightning_app import config as C
 from lightning_app.config import CHOICES
 from lightning_app.nets import NETS, build_net, settings_read_by
 
@@ -29,9 +28,6 @@ if TYPE_CHECKING:
 
 #: the system kinds a checkpoint may name (a test keeps this equal to lightning_app.systems.SYSTEMS)
 SYSTEM_KINDS = CHOICES["system.kind"]
-
-#: the archive model that ships with the suite (models/README.md is its card)
-BUNDLED_MODEL = C.folder("models") / "archive_fullband.ckpt"
 
 #: what Lightning needs to continue a run, beyond the weights
 TRAINING_STATE = ("epoch", "global_step", "optimizer_states", "loops")
@@ -198,16 +194,6 @@ def denoiser_from_checkpoint(ckpt: dict, path: str | Path) -> Denoiser:
     model = Denoiser(net, rate, ckpt["system_kind"], ckpt.get("card"))
     _load_weights(model, weights, path)
     return model
-
-
-def bundled_model() -> Path:
-    """The shipped archive model, or one line saying it is not there (a partial checkout)."""
-    if not BUNDLED_MODEL.is_file():
-        raise CheckpointError(
-            f"{BUNDLED_MODEL}: the bundled archive model is missing from this checkout; "
-            "give a model with --checkpoint"
-        )
-    return BUNDLED_MODEL
 
 
 def export_for_inference(source: str | Path, destination: str | Path, **card) -> Path:

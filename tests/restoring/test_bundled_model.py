@@ -11,7 +11,8 @@ import torch
 
 from lightning_app import denoise
 from lightning_app.evaluation.scoring import spot_check
-from lightning_app.systems.checkpoints import BUNDLED_MODEL, load_system
+from lightning_app.restoring.networks import BUNDLED_MODEL
+from lightning_app.systems.checkpoints import load_system
 from tests.helpers import write_tone_file
 
 CARD = BUNDLED_MODEL.with_suffix(".json")

@@ -12,10 +12,9 @@ import soundfile as sf
 
 from lightning_app import denoise
 from lightning_app import submit as S
-from lightning_app.restoring import cluster
+from lightning_app.restoring import cluster, networks
 from lightning_app.restoring.cluster import balance_shares, read_file_list, restore_cost, write_file_list
 from lightning_app.restoring.files import plan_outputs
-from lightning_app.systems import checkpoints
 from tests.helpers import slurm_job_state, wait_until, write_tone_file
 
 CPU_CLUSTER = ["gpus_per_node=0", "cpus_per_task=1", "time=00:10:00"]
@@ -57,7 +56,7 @@ def test_dry_run_prints_the_array_and_its_merge_job_and_creates_nothing(
     (tmp_path / "in" / "list.txt").write_text(
         "# one per line, relative to this list\ntake_0.wav\ntake_1.wav\n"
     )
-    monkeypatch.setattr(checkpoints, "BUNDLED_MODEL", Path(trained_run["best"]))  # no CKPT: the bundled model
+    monkeypatch.setattr(networks, "BUNDLED_MODEL", Path(trained_run["best"]))  # no CKPT: the bundled model
     out = tmp_path / "out"
     code = S.main(
         [
