@@ -76,7 +76,7 @@ setup: $(STAMP) ## create .venv and install the pinned dependencies (idempotent)
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=24"
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,audioldm2,baselines,visqol,dnsmos,postgres]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[train,dev,audioldm2,baselines,visqol,dnsmos,postgres]"
 	@touch $(STAMP)
 
 corpus: $(STAMP) ## real recordings (free music and voices from Debian packages) into data/real/ with manifest.csv and a train/val/test split by source

@@ -43,9 +43,10 @@ def main(argv: list[str] | None = None) -> int:
 
         checkpoint = Path(args.checkpoint) if args.checkpoint else bundled_model()
         path, agreement = export_model(checkpoint, args.output or checkpoint.parent)
-    except ImportError as exc:
+    except ModuleNotFoundError as exc:
         print(
-            f"error: exporting needs the full install (pip install c2c-denoise[train]): {exc}",
+            f"error: c2c-export needs the full suite, which this install lacks ({exc.name}): "
+            "pip install 'c2c-denoise[train]'",
             file=sys.stderr,
         )
         return 2

@@ -5,9 +5,12 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 from tests.helpers import write_tone_file
 
@@ -24,9 +27,8 @@ def _run(*args, cwd=None, check=True) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory):
-    """A wheel built from this checkout's files, installed into a fresh venv that borrows the test venv's
-    dependencies (a .pth line) so nothing is downloaded; returns the venv's bin folder."""
+def wheel(tmp_path_factory) -> Path:
+    """A wheel built from this checkout's files."""
     if shutil.which("git") is None or not (REPO / ".git").exists():
         pytest.skip("needs a git checkout to know which files belong to the project")
     tmp = tmp_path_factory.mktemp("wheel")
@@ -50,16 +52,73 @@ def installed(tmp_path_factory):
         tmp / "dist",
         source,
     )
-    venv = tmp / "venv"
+    return next((tmp / "dist").glob("c2c_denoise-*.whl"))
+
+
+def _venv_with(wheel: Path, venv: Path, dependencies: Path) -> Path:
+    """``wheel`` installed into a fresh venv whose dependencies are the packages in ``dependencies`` (a .pth
+    line), so nothing is downloaded; returns the venv's bin folder."""
     _run(sys.executable, "-m", "venv", "--without-pip", venv)
     python = venv / "bin" / "python"
     site = Path(
         _run(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])").stdout.strip()
     )
-    (site / "borrowed_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    wheel = next((tmp / "dist").glob("c2c_denoise-*.whl"))
+    (site / "borrowed_dependencies.pth").write_text(f"{dependencies}\n")
     _run(sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-deps", "--no-index", wheel)
     return venv / "bin"
+
+
+@pytest.fixture(scope="module")
+def installed(wheel, tmp_path_factory):
+    """The wheel in a fresh venv that borrows every package of the test venv (the full install)."""
+    return _venv_with(wheel, tmp_path_factory.mktemp("full") / "venv", Path(sysconfig.get_paths()["purelib"]))
+
+
+def _light_closure() -> dict:
+    """The distributions the light install pulls in: pyproject's dependencies and theirs, as installed."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    with open(REPO / "pyproject.toml", "rb") as f:
+        todo = list(tomllib.load(f)["project"]["dependencies"])
+    found = {}
+    while todo:
+        requirement = Requirement(todo.pop())
+        if requirement.marker and not requirement.marker.evaluate({"extra": ""}):
+            continue
+        dist = metadata.distribution(requirement.name)
+        if dist.metadata["Name"].lower() not in found:
+            found[dist.metadata["Name"].lower()] = dist
+            todo += dist.requires or []
+    return found
+
+
+@pytest.fixture(scope="module")
+def light(wheel, tmp_path_factory):
+    """The wheel in a fresh venv with only the light install's dependencies (linked from the test venv):
+    (bin folder, MiB on disk of the dependencies and the installed package)."""
+    tmp = tmp_path_factory.mktemp("light")
+    packages = tmp / "packages"
+    packages.mkdir()
+    size = 0
+    for dist in _light_closure().values():
+        for file in dist.files or []:
+            if file.parts[0] == "..":  # scripts outside site-packages
+                continue
+            top, where = packages / file.parts[0], Path(dist.locate_file(file.parts[0]))
+            if not top.exists() and where.exists():
+                top.symlink_to(where)
+            size += (
+                Path(dist.locate_file(file)).stat().st_size if Path(dist.locate_file(file)).is_file() else 0
+            )
+    assert "torch" not in _light_closure(), "the light install pulls in torch"
+    bin_dir = _venv_with(wheel, tmp / "venv", packages)
+    package = Path(
+        _run(bin_dir / "python", "-c", "import lightning_app; print(lightning_app.__file__)").stdout.strip()
+    )
+    size += sum(f.stat().st_size for f in package.parent.rglob("*") if f.is_file())
+    return bin_dir, size / 2**20
 
 
 @pytest.mark.slow
@@ -92,3 +151,28 @@ def test_a_project_folder_of_experiments_is_found_from_the_working_directory(ins
     )
     done = _run(installed / "c2c-train", "my_tape", "--print-config", cwd=tmp_path)
     assert "experiment: my_tape" in done.stdout and "- 0" in done.stdout
+
+
+@pytest.mark.slow
+def test_the_light_install_restores_and_reports_without_torch(light, tmp_path):
+    bin_dir, megabytes = light
+    done = _run(bin_dir / "python", "-c", "import torch", check=False)
+    assert done.returncode != 0 and "No module named 'torch'" in done.stderr, "torch is importable"
+    write_tone_file(tmp_path / "take.wav", 2.0, 48000, channels=2)
+    done = _run(bin_dir / "c2c-denoise", "take.wav", "-o", "out", "--no-progress", "--report", cwd=tmp_path)
+    assert "ONNX Runtime" in done.stderr and (tmp_path / "out" / "take.wav").is_file()
+    assert (tmp_path / "out" / "report.html").is_file(), done.stderr
+    restored, rate = sf.read(tmp_path / "out" / "take.wav")
+    assert rate == 48000 and restored.shape == (96000, 2) and np.all(np.isfinite(restored))
+    print(f"light install: {megabytes:.0f} MiB on disk")  # the closing figure; -s shows it
+    assert megabytes <= 400, f"the light install takes {megabytes:.0f} MiB"
+
+
+@pytest.mark.slow
+def test_the_light_install_says_which_extra_a_suite_command_needs(light, tmp_path):
+    bin_dir, _ = light
+    for command in ("c2c-train --help", "c2c-export"):
+        name, *args = command.split()
+        done = _run(bin_dir / name, *args, check=False, cwd=tmp_path)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1 and "c2c-denoise[train]" in lines[0], done.stderr
