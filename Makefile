@@ -11,7 +11,7 @@ ARGS   ?=
 #: TRAINER       train/submit: a block of configs/trainer/ (cpu, gpu, ddp, multinode)
 #: DEVICES       train: trainer.devices (GPUs per node)
 #: NODES         train/submit: trainer.num_nodes / Slurm nodes
-#: CKPT          denoise/submit-denoise: the checkpoint to restore with (default: the bundled archive model)
+#: CKPT          denoise/submit-denoise/export: the checkpoint to restore with or export (default: the bundled archive model)
 #: CKPTS         evaluate: checkpoints to score, quoted if several
 #: DATA          evaluate/chains: a folder with noisy/ and clean/, or noisy files only (listening report)
 #: REPORT        evaluate/chains: output folder (default evaluation)
@@ -62,7 +62,7 @@ TRAIN_FLAGS := $(if $(filter 1 yes true,$(RESUME)),--resume,$(if $(RESUME),--res
                $(if $(DEVICES),trainer.devices=$(DEVICES)) $(if $(NODES),trainer.num_nodes=$(NODES))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup corpus train submit submit-sweep submit-denoise sweep evaluate chains notebooks denoise tensorboard bench test test-fast lint clean-runs
+.PHONY: help setup corpus train submit submit-sweep submit-denoise sweep evaluate chains notebooks denoise export tensorboard bench test test-fast lint clean-runs
 
 help: ## list the targets and variables
 	@echo "targets:"
@@ -124,6 +124,9 @@ denoise: $(STAMP) ## restore files: INPUTS="a.wav dir/" [CKPT=... (default: the 
 
 tensorboard: $(STAMP) ## TensorBoard over every run in runs/ (TB_HOST=0.0.0.0 to reach it from elsewhere)
 	$(VENV)/bin/tensorboard --logdir $(RUNS) --host $(TB_HOST) --port $(TB_PORT)
+
+export: $(STAMP) ## export CKPT (default: the bundled model) for the ONNX engine: NAME.onnx beside it, or into OUT=
+	$(PY) -m lightning_app.export $(CKPT) $(if $(filter command line,$(origin OUT)),-o $(OUT))
 
 bench: $(STAMP) ## data, training step, real-time factor of archive_fullband (or EXP=); restores a LONG_MINUTES (120) 48 kHz stereo file for peak memory
 	$(PY) -m lightning_app.bench $(if $(filter command line,$(origin EXP)),--experiment $(EXP)) --long-file-minutes $(LONG_MINUTES) $(ARGS)

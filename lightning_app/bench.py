@@ -15,6 +15,7 @@ import torch
 from lightning_app import config as C
 from lightning_app.evaluation.speed import (
     bench_data,
+    bench_engines,
     bench_fed_training,
     bench_restore,
     bench_restore_file,
@@ -51,6 +52,14 @@ def main(argv=None) -> int:
         help="its sample rate (default 48000, a transfer resampled for a 44.1 kHz model; "
         "44100 is the archive model's own rate)",
     )
+    p.add_argument(
+        "--engine-file-minutes",
+        type=float,
+        default=10.0,
+        help="restore a generated 44.1 kHz stereo file this long with the bundled model through the CLI, "
+        "once per engine (onnx, torch on --device), beside DeepFilterNet3's C runtime on the same file "
+        "(0: skip)",
+    )
     p.add_argument("overrides", nargs="*")
     args = p.parse_args(argv)
 
@@ -68,6 +77,8 @@ def main(argv=None) -> int:
             f"real-time factor {long['rtf']:.3f} ({long['restore_rtf']:.3f} restoring only), peak RSS "
             f"{long['peak_rss_mb']:.0f} MB (its imports alone: {long['import_rss_mb']:.0f} MB)"
         )
+    if args.engine_file_minutes:
+        _print_engines(bench_engines(args.engine_file_minutes * 60, device=args.device), args)
     datamodule = build_datamodule(cfg, system)
     data = bench_data(datamodule, examples=30)
     mix = ", ".join(f"{k} {w:g}" for k, w in cfg.data.clean.mix.items() if w > 0)
@@ -111,6 +122,32 @@ def main(argv=None) -> int:
             f"{1 / value:.0f}x faster than real time)"
         )
     return 0
+
+
+def _print_engines(results: dict, args) -> None:
+    print(
+        f"  engines:  the bundled model on a {args.engine_file_minutes:g}-min 44.1 kHz stereo file, CLI in a "
+        "child process (real-time factor from the process's start, i.e. with start-up; restoring only in "
+        "brackets)"
+    )
+    for engine in ("onnx", "torch"):
+        r = results[engine]
+        where = "ONNX Runtime, CPU" if engine == "onnx" else f"torch, {args.device}"
+        print(
+            f"            {engine:5s} ({where}): real-time factor {r['rtf']:.4f} ({r['restore_rtf']:.4f}), "
+            f"peak RSS {r['peak_rss_mb']:.0f} MB, first block written {r['first_block_s']:.2f} s after start"
+        )
+    print(f"            the two engines' outputs agree to {results['agreement_db']:.1f} dB SI-SDR")
+    df = results.get("deepfilternet3", {})
+    if "missing" in df:
+        print(f"            DeepFilterNet3: not measured ({df['missing']})")
+    elif df:
+        onnx = results["onnx"]
+        print(
+            f"            DeepFilterNet3 (C runtime, streamed): real-time factor {df['rtf']:.4f}, peak RSS "
+            f"{df['peak_rss_mb']:.0f} MB; the ONNX engine is {df['rtf'] / onnx['rtf']:.2f}x its speed "
+            f"at {onnx['peak_rss_mb'] / df['peak_rss_mb']:.2f}x its peak memory"
+        )
 
 
 if __name__ == "__main__":

@@ -118,8 +118,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--batch-size",
         type=int,
         default=None,
-        help="chunks per forward pass (default: 2 on the CPU, where bigger batches only cost memory; "
-        "16 on a GPU)",
+        help="chunks per forward pass (default: 1 with ONNX Runtime, 2 with torch on the CPU, where bigger "
+        "batches only cost memory; 16 on a GPU)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="channels restored at once, one thread each, sharing the cores (default 1; 2 restores stereo "
+        "~18 %% faster on 2 cores with ONNX Runtime, at ~110 MB more memory)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
@@ -164,6 +171,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("give INPUTS or --file-list, not both" if args.inputs else "give INPUTS or --file-list")
     if args.task is not None and not args.file_list:
         p.error("--task picks rows of a --file-list")
+    if args.workers < 1:
+        p.error(f"--workers must be at least 1, got {args.workers}")
     if args.skip_complete and args.overwrite:
         p.error("--skip-complete keeps existing outputs, --overwrite replaces them: give one")
     return args

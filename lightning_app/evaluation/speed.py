@@ -178,6 +178,91 @@ def bench_restore_file(system, seconds: float, rate: int, channels: int, device:
     }
 
 
+# Prepended to a child's code: prints the seconds from the process's start (the kernel's clock, so the
+# interpreter's own start-up counts) to the first restored block written.
+_FIRST_BLOCK_PROBE = """
+import os
+import lightning_app.data.audio_io as _io
+def _since_process_start():
+    started = int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
+    return float(open("/proc/uptime").read().split()[0]) - started
+_write = _io.write_block
+def _first_write(*args, **kwargs):
+    if not _first_write.seen:
+        _first_write.seen = True
+        print("FIRST_BLOCK_S", _since_process_start(), flush=True)
+    return _write(*args, **kwargs)
+_first_write.seen = False
+_io.write_block = _first_write
+"""
+
+
+def _si_sdr_of_files(reference: Path, estimate: Path, block: int = 1 << 20) -> float:
+    """SI-SDR (dB) of one file against another of the same shape, over all channels, read block by block."""
+    dot = ref_energy = est_energy = 0.0
+    with sf.SoundFile(str(reference)) as a, sf.SoundFile(str(estimate)) as b:
+        for x, y in zip(a.blocks(block, dtype="float64"), b.blocks(block, dtype="float64"), strict=True):
+            dot += float(np.sum(x * y))
+            ref_energy += float(np.sum(x * x))
+            est_energy += float(np.sum(y * y))
+    scale = dot / ref_energy
+    target = scale**2 * ref_energy
+    return 10 * math.log10(target / max(est_energy - 2 * scale * dot + target, 1e-30))
+
+
+def bench_engines(
+    seconds: float,
+    rate: int = 44100,
+    channels: int = 2,
+    engines: tuple[str, ...] = ("onnx", "torch"),
+    device: str = "cpu",
+    deepfilternet: bool = True,
+) -> dict:
+    """The bundled model through the real CLI on one generated file, once per engine, each in a child
+    process: wall time from the start of the process (real-time factor including start-up), the CLI's own
+    real-time factor (restoring only), peak RSS, seconds to the first block written; the SI-SDR of the
+    engines' outputs against each other; and DeepFilterNet3's C runtime streaming the same file."""
+    results: dict = {}
+    with tempfile.TemporaryDirectory(prefix="c2c-engines-") as tmp:
+        tmp = Path(tmp)
+        src = tmp / "in" / f"long_{rate}.wav"
+        src.parent.mkdir()
+        write_test_recording(src, seconds, rate, channels)
+        for engine in engines:
+            start = time.perf_counter()
+            peak_kib, out = _child_peak_kib(
+                _FIRST_BLOCK_PROBE + "from lightning_app import denoise; status = denoise.main(sys.argv[1:])",
+                [str(src), "-o", str(tmp / engine), "--no-progress", "--engine", engine, "--device", device],
+            )
+            took = time.perf_counter() - start
+            restoring = re.search(r"real-time factor ([0-9.]+)", out)
+            results[engine] = {
+                "rtf": took / seconds,
+                "restore_rtf": float(restoring.group(1)) if restoring else math.nan,
+                "peak_rss_mb": peak_kib / 1024,
+                "first_block_s": float(out.split("FIRST_BLOCK_S")[1].split()[0]),
+            }
+        if len(engines) == 2:
+            outputs = [tmp / engine / src.name for engine in engines]
+            results["agreement_db"] = _si_sdr_of_files(*outputs)
+        if deepfilternet:
+            try:
+                start = time.perf_counter()
+                peak_kib, _ = _child_peak_kib(
+                    "from lightning_app.evaluation.baselines import DeepFilterNet3, stream_file; "
+                    "stream_file(DeepFilterNet3(), sys.argv[1], sys.argv[2]); status = 0",
+                    [str(src), str(tmp / "deepfilternet3.wav")],
+                )
+                results["deepfilternet3"] = {
+                    "rtf": (time.perf_counter() - start) / seconds,
+                    "peak_rss_mb": peak_kib / 1024,
+                }
+            except subprocess.CalledProcessError as error:  # the optional extra is not installed
+                lines = error.stderr.strip().splitlines()
+                results["deepfilternet3"] = {"missing": lines[-1] if lines else "failed"}
+    return results
+
+
 def bench_restore(
     system, device: torch.device, seconds: float, inputs=((16000, 1), (44100, 2), (48000, 2))
 ) -> dict:

@@ -28,7 +28,7 @@ from lightning_app.restoring.files import (
     residual_path,
     restore_file,
 )
-from lightning_app.restoring.networks import bundled_model, open_network
+from lightning_app.restoring.networks import bundled_model, cpu_cores, open_network
 
 log = logging.getLogger(__name__)
 #: what a plan cannot go on from: one ``error:`` line and exit status 2, before any output is created (a
@@ -215,14 +215,16 @@ def run(args: argparse.Namespace, tally: dict[str, int]) -> int:
 
 def build_restorer(args: argparse.Namespace) -> Restorer:
     checkpoint = args.checkpoint or bundled_model()
-    network = open_network(checkpoint, args.engine, args.device)
+    # Each worker thread runs the network on its own share of the cores.
+    threads = max(1, cpu_cores() // args.workers) if args.workers > 1 else None
+    network = open_network(checkpoint, args.engine, args.device, threads)
     log.info(
         "model: %s%s; %s",
         getattr(network, "path", checkpoint),
         "" if args.checkpoint else " (the bundled archive model; --checkpoint picks another)",
         network.engine,
     )
-    batch_size = args.batch_size or (16 if "cuda" in network.engine else 2)
+    batch_size = args.batch_size or network.batch_size
     return Restorer(
         network,
         mix=args.mix,
@@ -232,6 +234,7 @@ def build_restorer(args: argparse.Namespace) -> Restorer:
         high_band=args.high_band,
         block_seconds=args.block_seconds,
         guard=not args.no_guard,
+        workers=args.workers,
     )
 
 

@@ -35,6 +35,7 @@ away). numpy only: both restore engines, torch and ONNX Runtime, run this one gu
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -218,6 +219,7 @@ class Guard:
         self.passes = [GuardPass(sample_rate, s) for s in self.settings]
         self.removed = 0.0  # energy the model removed, summed over calls
         self.restored = 0.0  # energy of what the guard put back
+        self._sums = threading.Lock()  # the restore engine guards channels in parallel threads
 
     def reset(self) -> None:
         self.removed = self.restored = 0.0
@@ -236,8 +238,11 @@ class Guard:
             guarded = guard_pass(x, guarded)
         if guarded is removed:  # every pass was too short to judge: the model's output as it is
             return denoised
-        self.removed += float(np.sum(np.square(removed, dtype=np.float64)))
-        self.restored += float(np.sum(np.square(removed - guarded, dtype=np.float64)))
+        removed_energy = float(np.sum(np.square(removed, dtype=np.float64)))
+        restored_energy = float(np.sum(np.square(removed - guarded, dtype=np.float64)))
+        with self._sums:
+            self.removed += removed_energy
+            self.restored += restored_energy
         return (x - guarded).astype(np.float32).reshape(shape)
 
 
@@ -262,6 +267,7 @@ class RemoveEverything:
     """A stand-in network that removes the whole input (its output is silence)."""
 
     engine = "none (removes everything)"
+    batch_size = 2
 
     def __init__(self, sample_rate: int):
         self.sample_rate = sample_rate

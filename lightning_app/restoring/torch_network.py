@@ -30,6 +30,8 @@ class TorchNetwork:
         self.card = getattr(model, "card", {})
         self.device = next(model.parameters()).device
         self.engine = f"torch on {self.device}"
+        # a GPU is fed in bulk; on a CPU bigger batches only cost memory
+        self.batch_size = 16 if self.device.type == "cuda" else 2
 
     @torch.inference_mode()  # no_grad still records versions and views for autograd; nothing here needs them
     def enhance(self, batch: np.ndarray) -> np.ndarray:
