@@ -169,7 +169,7 @@ def test_the_export_command_writes_a_checked_file_and_refuses_what_is_not_a_chec
 @pytest.mark.slow
 @pytest.mark.parametrize("given", [True, False], ids=["an export given", "the bundled model, engine auto"])
 def test_restoring_with_an_export_imports_no_torch(tmp_path, exported, given):
-    """torch alone costs a restore 645 MB: choosing the engine on a machine without a GPU must not import it."""
+    """torch alone costs a restore 645 MB: choosing the engine where there is no GPU must not import it."""
     _, path = exported
     src = tmp_path / "take.wav"
     write_tone_file(src, 0.5, 22050)
