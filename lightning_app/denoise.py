@@ -122,11 +122,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "batches only cost memory; 16 on a GPU)",
     )
     p.add_argument(
-        "--workers",
+        "--parallel-channels",
         type=int,
         default=1,
         help="channels restored at once, one thread each, sharing the cores (default 1; 2 restores stereo "
-        "~18 %% faster on 2 cores with ONNX Runtime, at ~110 MB more memory)",
+        "~18 %% faster on 2 cores with ONNX Runtime, at more peak memory; the output is the same)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
@@ -171,8 +171,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("give INPUTS or --file-list, not both" if args.inputs else "give INPUTS or --file-list")
     if args.task is not None and not args.file_list:
         p.error("--task picks rows of a --file-list")
-    if args.workers < 1:
-        p.error(f"--workers must be at least 1, got {args.workers}")
+    if args.parallel_channels < 1:
+        p.error(f"--parallel-channels must be at least 1, got {args.parallel_channels}")
     if args.skip_complete and args.overwrite:
         p.error("--skip-complete keeps existing outputs, --overwrite replaces them: give one")
     return args

@@ -216,7 +216,7 @@ def run(args: argparse.Namespace, tally: dict[str, int]) -> int:
 def build_restorer(args: argparse.Namespace) -> Restorer:
     checkpoint = args.checkpoint or bundled_model()
     # Each worker thread runs the network on its own share of the cores.
-    threads = max(1, cpu_cores() // args.workers) if args.workers > 1 else None
+    threads = max(1, cpu_cores() // args.parallel_channels) if args.parallel_channels > 1 else None
     network = open_network(checkpoint, args.engine, args.device, threads)
     log.info(
         "model: %s%s; %s",
@@ -234,7 +234,7 @@ def build_restorer(args: argparse.Namespace) -> Restorer:
         high_band=args.high_band,
         block_seconds=args.block_seconds,
         guard=not args.no_guard,
-        workers=args.workers,
+        parallel_channels=args.parallel_channels,
     )
 
 

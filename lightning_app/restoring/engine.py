@@ -316,10 +316,10 @@ class Restorer:
     # short blocks cost no extra model time; memory grows with the block (`make bench` measures both).
     block_seconds: float = 10.0
     # Signals (channels) restored at once, one thread each (None: as many as this process has cores). On 2
-    # cores with ONNX Runtime, 2 workers of 1 network thread each restore stereo ~18 % faster than 1 worker of
-    # 2 threads (numpy's single-threaded parts overlap the other channel's network), at ~110 MB more peak
-    # memory (a second set of activations): the default keeps memory low. `make bench` measures both.
-    workers: int | None = 1
+    # cores with ONNX Runtime, 2 channels of 1 network thread each restore stereo ~18 % faster than 1 of 2
+    # threads (numpy's single-threaded parts overlap the other channel's network), at more peak memory (a
+    # second set of activations): the default keeps memory low.
+    parallel_channels: int | None = 1
     # The do-no-harm guard (restoring/guard.py) holds back removals that do not look like noise; off: the
     # model's output as it is.
     guard: bool = True
@@ -424,7 +424,7 @@ class Restorer:
         # The signals (channels, or mid and side) are independent: one thread each, up to the cores. numpy,
         # the FFTs and the network release the GIL, so one signal's numpy work runs while another's network
         # runs, and a stereo block takes about what its slower channel does.
-        workers = min(x.shape[1], self.workers or cpu_cores())
+        workers = min(x.shape[1], self.parallel_channels or cpu_cores())
         if workers > 1:
             with ThreadPoolExecutor(workers) as pool:
                 list(pool.map(signal, range(x.shape[1])))  # list(): an exception in a thread is raised here

@@ -193,7 +193,8 @@ def test_channels_in_parallel_threads_restore_exactly_what_one_thread_does(expor
     network = OnnxNetwork(path, threads=1)
     audio = (0.1 * np.random.default_rng(4).standard_normal((int(1.5 * 22050), 3))).astype(np.float32)
     settings = {"chunk_seconds": 0.5, "overlap_seconds": 0.1, "batch_size": 1}
-    one, three = Restorer(network, workers=1, **settings), Restorer(network, workers=3, **settings)
+    one = Restorer(network, parallel_channels=1, **settings)
+    three = Restorer(network, parallel_channels=3, **settings)
     one.reset_guard(), three.reset_guard()
     np.testing.assert_array_equal(one(audio, 22050), three(audio, 22050))
     assert one.guard_share() == pytest.approx(three.guard_share(), rel=1e-12), "the guard's sums lost updates"
