@@ -101,8 +101,9 @@ def light(wheel, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("light")
     packages = tmp / "packages"
     packages.mkdir()
-    size = 0
-    for dist in _light_closure().values():
+    size, closure = 0, _light_closure()
+    assert "torch" not in closure, "the light install pulls in torch"
+    for dist in closure.values():
         for file in dist.files or []:
             if file.parts[0] == "..":  # scripts outside site-packages
                 continue
@@ -112,7 +113,6 @@ def light(wheel, tmp_path_factory):
             size += (
                 Path(dist.locate_file(file)).stat().st_size if Path(dist.locate_file(file)).is_file() else 0
             )
-    assert "torch" not in _light_closure(), "the light install pulls in torch"
     bin_dir = _venv_with(wheel, tmp / "venv", packages)
     package = Path(
         _run(bin_dir / "python", "-c", "import lightning_app; print(lightning_app.__file__)").stdout.strip()

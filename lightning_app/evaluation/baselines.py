@@ -140,12 +140,16 @@ class FrameEnhancer:
         out = np.empty_like(padded)
         state = self.open_state()
         try:
-            for start in range(0, len(padded), self.frame_length):
-                stop = start + self.frame_length
-                self.process_frame(state, padded[start:stop], out[start:stop])  # contiguous views
+            self.process_frames(state, padded, out)
         finally:
             self.close_state(state)
         return out[self.delay : self.delay + len(audio)]
+
+    def process_frames(self, state, samples_in: np.ndarray, samples_out: np.ndarray) -> None:
+        """Whole frames of contiguous float32 samples through ``state``, frame by frame."""
+        for start in range(0, len(samples_in), self.frame_length):
+            stop = start + self.frame_length
+            self.process_frame(state, samples_in[start:stop], samples_out[start:stop])  # contiguous views
 
 
 def stream_file(enhancer: FrameEnhancer, src: str, dst: str, block_seconds: float = 10.0) -> float:
@@ -171,9 +175,7 @@ def stream_file(enhancer: FrameEnhancer, src: str, dst: str, block_seconds: floa
                     whole = len(todo) // enhancer.frame_length * enhancer.frame_length
                     frames_in = np.ascontiguousarray(todo[:whole], dtype=np.float32)
                     frames_out = np.empty_like(frames_in)
-                    for start in range(0, whole, enhancer.frame_length):
-                        stop = start + enhancer.frame_length
-                        enhancer.process_frame(states[c], frames_in[start:stop], frames_out[start:stop])
+                    enhancer.process_frames(states[c], frames_in, frames_out)
                     pending[c] = todo[whole:]
                     restored.append(resample_to(frames_out / enhancer.scale, ENHANCER_RATE, rate))
                 length = min(len(r) for r in restored)

@@ -401,7 +401,7 @@ class Restorer:
                 span=(p.need0, p.run1, p.total),
                 offset=p.offset,
                 gain=float(gains[i]),
-                carry=None if carry is None else carry[i],
+                carry=None if carry is None else carry.setdefault(i, {}),  # one key per thread
                 keep_from=p.keep_from,
             )
             wet = self._back(enhanced[p.need0 - p.chunk_start : p.need1 - p.chunk_start], rate)
@@ -418,9 +418,6 @@ class Restorer:
             else:
                 out[:, i] = self.mix * wet + (1.0 - self.mix) * dry
 
-        if carry is not None:
-            for i in range(x.shape[1]):
-                carry.setdefault(i, {})
         # The signals (channels, or mid and side) are independent: one thread each, up to the cores. numpy,
         # the FFTs and the network release the GIL, so one signal's numpy work runs while another's network
         # runs, and a stereo block takes about what its slower channel does.

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lightning_app.data.dsp import si_sdr_db
 from lightning_app.nets.unet import SpectralMaskNet
 from lightning_app.nets.wave_unet import WaveUNet
 from lightning_app.restoring.networks import FORMAT, SETTINGS_KEY, ModelError, OnnxNetwork, sha256
@@ -147,13 +148,6 @@ def _graph(net: nn.Module, settings: dict) -> tuple[nn.Module, tuple, list[str],
     raise ModelError(f"a {type(net).__name__} has no ONNX export yet (spectral and waveform U-Nets do)")
 
 
-def _si_sdr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
-    reference, estimate = reference.astype(np.float64).ravel(), estimate.astype(np.float64).ravel()
-    scale = np.dot(estimate, reference) / max(np.dot(reference, reference), 1e-20)
-    target = scale * reference
-    return float(10 * np.log10(max(np.sum(target**2), 1e-20) / max(np.sum((estimate - target) ** 2), 1e-20)))
-
-
 def check_export(path: Path, model: nn.Module) -> float:
     """SI-SDR (dB) of the exported model's output against the checkpoint network's on noise chunks of two
     lengths; a ModelError below ``TOLERANCE_DB``."""
@@ -164,7 +158,7 @@ def check_export(path: Path, model: nn.Module) -> float:
         chunks = (0.05 * rng.standard_normal((2, int(seconds * network.sample_rate)))).astype(np.float32)
         with torch.inference_mode():
             expected = model.enhance(torch.from_numpy(chunks)[:, None])[:, 0].numpy()
-        worst = min(worst, _si_sdr_db(expected, network.enhance(chunks)))
+        worst = min(worst, si_sdr_db(expected, network.enhance(chunks)))
     if worst < TOLERANCE_DB:
         raise ModelError(
             f"{path}: the export restores differently from its checkpoint ({worst:.1f} dB SI-SDR against "

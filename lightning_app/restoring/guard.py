@@ -85,19 +85,23 @@ def _power(spectrum: np.ndarray) -> np.ndarray:
     return spectrum.real**2 + spectrum.imag**2
 
 
-def _window_sum(x: np.ndarray, size: int, axis: int) -> np.ndarray:
-    """Sum of each value's ``size`` neighbours along ``axis`` (odd size; zeros beyond the ends). The boxes
-    are a few cells wide, so shifted adds beat running sums; and with no running total nothing large is
+def _sliding_sum(x: np.ndarray, size: int, axis: int) -> np.ndarray:
+    """Sums of every ``size`` consecutive values along ``axis`` (len - size + 1 of them). The windows are a
+    few cells wide, so shifted adds beat running sums; and with no running total nothing large is
     subtracted, so float32 keeps its precision however far a spectrum spans."""
-    half, n = size // 2, x.shape[axis]
-    widths = [(0, 0)] * x.ndim
-    widths[axis] = (half, half)
-    padded = np.pad(x, widths)
-    before = (slice(None),) * axis
-    total = padded[(*before, slice(0, n))].copy()
+    axis = axis % x.ndim
+    n, before = x.shape[axis] - size + 1, (slice(None),) * axis
+    total = x[(*before, slice(0, n))].copy()
     for shift in range(1, size):
-        total += padded[(*before, slice(shift, shift + n))]
+        total += x[(*before, slice(shift, shift + n))]
     return total
+
+
+def _window_sum(x: np.ndarray, size: int, axis: int) -> np.ndarray:
+    """Sum of each value's ``size`` neighbours along ``axis`` (odd size; zeros beyond the ends)."""
+    widths = [(0, 0)] * x.ndim
+    widths[axis] = (size // 2, size // 2)
+    return _sliding_sum(np.pad(x, widths), size, axis)
 
 
 def _running_mean(x: np.ndarray, size: int, axis: int = -1) -> np.ndarray:
@@ -126,11 +130,7 @@ def _kth_smallest(values: np.ndarray, k: int) -> np.ndarray:
 
 def _moving_mean(x: np.ndarray, size: int) -> np.ndarray:
     """Means of every ``size`` consecutive values along the last axis (len - size + 1 of them)."""
-    n = x.shape[-1] - size + 1
-    total = x[..., :n].copy()
-    for shift in range(1, size):
-        total += x[..., shift : shift + n]
-    return total / np.float32(size)
+    return _sliding_sum(x, size, -1) / np.float32(size)
 
 
 class GuardPass:

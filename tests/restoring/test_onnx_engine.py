@@ -12,18 +12,13 @@ import soundfile as sf
 import torch
 
 from lightning_app import denoise, export
+from lightning_app.data.dsp import si_sdr_db
 from lightning_app.restoring import networks
 from lightning_app.restoring.engine import Restorer
 from lightning_app.restoring.export import SubPixelConvTranspose2d, export_model
 from lightning_app.restoring.networks import BUNDLED_MODEL, ModelError, OnnxNetwork, open_network, sha256
 from lightning_app.systems.checkpoints import load_model
 from tests.helpers import perturbed_checkpoint, write_tone_file
-
-
-def _si_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
-    reference, estimate = reference.ravel().astype(np.float64), estimate.ravel().astype(np.float64)
-    target = np.dot(estimate, reference) / np.dot(reference, reference) * reference
-    return float(10 * np.log10(np.sum(target**2) / max(np.sum((estimate - target) ** 2), 1e-30)))
 
 
 @pytest.mark.parametrize(
@@ -53,8 +48,8 @@ def test_an_export_restores_as_its_checkpoint_does_through_the_same_pipeline(tmp
     settings = {"chunk_seconds": 0.5, "overlap_seconds": 0.1}
     by_torch = Restorer(model, **settings)(audio, 22050)
     by_onnx = Restorer(exported, **settings)(audio, 22050)
-    assert _si_sdr(by_torch, by_onnx) >= 60.0, "the two engines restore the same file differently"
-    assert _si_sdr(by_torch, audio) < 40.0, "the model did nothing: the comparison would prove nothing"
+    assert si_sdr_db(by_torch, by_onnx) >= 60.0, "the two engines restore the same file differently"
+    assert si_sdr_db(by_torch, audio) < 40.0, "the model did nothing: the comparison would prove nothing"
 
 
 def test_the_bundled_export_is_the_bundled_checkpoints(tmp_path):
@@ -69,7 +64,7 @@ def test_the_bundled_export_is_the_bundled_checkpoints(tmp_path):
     audio, rate = sf.read(src)
     torch_out = Restorer(load_model(BUNDLED_MODEL))(audio, rate)
     onnx_out = Restorer(network)(audio, rate)
-    assert _si_sdr(torch_out, onnx_out) >= 60.0
+    assert si_sdr_db(torch_out, onnx_out) >= 60.0
 
 
 def test_auto_runs_the_export_beside_a_checkpoint_and_torch_without_one(tmp_path):
