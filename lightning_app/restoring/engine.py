@@ -89,6 +89,18 @@ def _window(fades: tuple[bool, bool], size: int, overlap: int) -> np.ndarray:
     return window
 
 
+def _pad_with_reflection(chunks: np.ndarray, last_start: int, end: int) -> None:
+    """Fill ``chunks[end:]`` (past the signal's end) with the last chunk's own samples, mirrored.
+
+    Zeros there made the last chunk mostly digital silence: the guard's noise floor (a low percentile of
+    the chunk) fell to nothing, so it put back everything the model removed, and the network itself removed
+    less music; a file's last seconds came out barely restored. The last chunk always holds more than the
+    overlap of real signal, and mirroring only its own samples keeps the result independent of where a
+    block starts."""
+    tail = chunks[last_start:end]
+    chunks[end:] = np.pad(tail, (0, len(chunks) - end), mode="symmetric")[len(tail) :]
+
+
 def enhance_mono(
     network: Network,
     audio: np.ndarray,
@@ -140,6 +152,8 @@ def enhance_mono(
         padded = np.zeros(in1 - in0, dtype=np.float32)
         have = audio[in0 - offset : in1 - offset]
         padded[: len(have)] = have if gain == 1.0 else have.astype(np.float64) * gain
+        if in1 > total:  # the last chunk reaches past the end of the signal
+            _pad_with_reflection(padded, (count - 1) * step - in0, total - in0)
         # Batches are fixed groups of the file's chunk grid (chunks 0..b-1, b..2b-1, ...), as in one pass over
         # the whole signal: a chunk's result varies with the batch it is in (by float32 rounding), so it must
         # not depend on where a block starts.

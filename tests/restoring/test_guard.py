@@ -178,3 +178,17 @@ def test_box_mean_is_the_mean_of_each_cells_neighbourhood_cut_at_the_edges(bins,
             ]
             expected[:, b, f] = box.mean(axis=(1, 2))
     np.testing.assert_allclose(box_mean(power, bins, frames), expected, rtol=1e-6)
+
+
+def test_the_last_chunk_of_a_file_is_restored_like_the_rest():
+    """The last chunk reaches past the file's end. Filled with zeros, it was mostly digital silence: its noise
+    floor fell to nothing and the guard put back all the removed noise of the file's last seconds."""
+    noise = _tone_and_noise(seconds=6.0, tone_db=-90.0, noise_db=-40.0)[1]  # steady noise, 5-s chunks
+    audio = noise[:, None].astype(np.float64)
+    out = Restorer(_Fixed(np.zeros_like))(audio, RATE)[
+        :, 0
+    ]  # a model that removes everything: the guard decides
+    removed = audio[:, 0] - out
+    middle, tail = removed[2 * RATE : 4 * RATE], removed[int(5.2 * RATE) :]
+    ratio_db = 10 * np.log10(_energy(tail) / len(tail) / (_energy(middle) / len(middle)))
+    assert abs(ratio_db) < 1.0, f"the file's tail had {ratio_db:+.1f} dB of the removal the middle had"
