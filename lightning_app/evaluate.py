@@ -1,7 +1,8 @@
 """Score checkpoints and classic baselines side by side on one test set.
 
     python -m lightning_app.evaluate [CKPT ...] [--experiment NAME] [--data DIR] [--clips N]
-                                     [--mix 1.0 0.5 0.3] [--output-dir DIR] [key=value ...]
+                                     [--content auto|speech|music] [--mix 1.0 0.5 0.3]
+                                     [--output-dir DIR] [key=value ...]
 
 The test set is the built-in fixed synthetic one, built from the data settings of --experiment
 (default supervised_unet: 16 kHz procedural speech; archive_fullband: 44.1 kHz music and speech)
@@ -17,12 +18,23 @@ the same clips:
 - spectral gating (noisereduce, stationary and non-stationary) and a decision-directed Wiener filter,
 - each checkpoint at each --mix value (dry/wet blend; mix 1 is the model alone).
 
+Content: the synthetic set's clips are labelled by its generator; a paired corpus's files by their
+speech/ or music/ folder, else by --content speech|music, else (--content auto, the default) guessed
+from each clean file (lightning_app.metrics.content: spectral stability, pauses, fricatives). The
+report's first line and the console say which content, and whether it was labelled, set or guessed.
+
 Scores per clip: SI-SDR, SNR (and their gain over the input), PESQ (wideband, at 16 kHz) and
-STOI on speech clips only (they are speech measures), ViSQOL (v3 audio mode, MOS-LQO, every
-content, the first --visqol-clips clips; level-blind), log-spectral distance, amplitude retention,
-speech removed, spectral correlation; processing time gives the real-time factor. The output
-folder gets report.md, report.csv (overall, per content, per noise type and per input-SNR bucket)
-and PNG plots (and skipped.csv: file, reason).
+STOI on speech clips only (they are speech measures: with no speech clip their columns are left
+out), ViSQOL (v3 audio mode, MOS-LQO, every content, the first --visqol-clips clips; level-blind),
+log-spectral distance, amplitude retention (out/clean RMS: 0.9-1.1 is the target; under 0.5 the
+report says MUTING, over 1.25 LOUDER than the reference), removed-vs-clean corr (report.csv:
+speech_removed; |correlation| between what was removed and the clean signal: 0 = only noise
+removed), spectral correlation; processing time gives the real-time factor. A measure that fails
+on a clip (PESQ on a clip with no utterance) leaves it out of its means: one console line, the
+report counts the failures, and a mean over fewer clips than its table row says "n=". The output
+folder gets report.md, report.csv (overall, per content, per noise type and per input-SNR bucket;
+pesq_clips, stoi_clips, visqol_clips: the clips behind each mean) and PNG plots (and skipped.csv:
+file, reason).
 
 Beside the synthetic set, the real-recordings test set: clips of the corpus's test split (--real-corpus,
 default data/real, built by `make corpus`) degraded by the experiment's noise generators at 0-30 dB,
@@ -31,12 +43,13 @@ than their input, retention) with a clean-input table; real.md and real.csv. Che
 the do-no-harm guard, as denoise does; --ablation adds each without it, and the guard alone.
 
 A --data folder without a clean/ subfolder holds real noisy files with no reference (DIR/noisy/ or DIR
-itself; music/ and speech/ subfolders label the content): each checkpoint (none given: the bundled
-archive model) restores every file, at the first --mix value, into OUTPUT/restored/<checkpoint>/ with
-its residual, and the listening report (lightning_app.evaluation.listening_report) is written:
-report.html with before/after/removed excerpts and spectrograms, and report.csv with the reference-free
-figures. A file that cannot be restored or reported is a row with its reason; exit status 1 (2 when
-none could be).
+itself; music/ and speech/ subfolders label the content, --content labels the rest; --content auto
+leaves them unlabelled, and DNSMOS, a speech measure, is shown for speech only): each checkpoint (none
+given: the bundled archive model) restores every file, at the first --mix value, into
+OUTPUT/restored/<checkpoint>/ with its residual, and the listening report
+(lightning_app.evaluation.listening_report) is written: report.html, opening with a one-line verdict,
+with before/after/removed excerpts and spectrograms, and report.csv with the reference-free figures. A
+file that cannot be restored or reported is a row with its reason; exit status 1 (2 when none could be).
 """
 
 from __future__ import annotations
@@ -50,6 +63,7 @@ from lightning_app import config as C
 from lightning_app.data.corpus import CorpusError, read_manifest
 from lightning_app.evaluation.pipeline import evaluate, evaluate_chains, evaluate_folder, reference_free
 from lightning_app.evaluation.test_sets import DEFAULT_EXPERIMENT
+from lightning_app.metrics.content import CHOICES as CONTENT_CHOICES
 
 
 def parse_args(argv=None):
@@ -125,6 +139,15 @@ def parse_args(argv=None):
         "--real-clips", type=int, default=36, help="real test clips per content (default 36, of 6 s)"
     )
     p.add_argument("--no-real", action="store_true", help="leave the real-recordings test set out")
+    p.add_argument(
+        "--content",
+        choices=CONTENT_CHOICES,
+        default="auto",
+        help="content of --data files in no speech/ or music/ folder (those folders label their files): "
+        "speech or music; auto (default) guesses each paired file from its clean reference and the report "
+        "says so; without clean references, auto leaves them unlabelled (DNSMOS not shown). PESQ/STOI/DNSMOS "
+        "are speech measures: computed on speech only",
+    )
     p.add_argument("overrides", nargs="*", default=[], help=argparse.SUPPRESS)
     return p.parse_intermixed_args(argv)
 
@@ -146,7 +169,13 @@ def main(argv=None) -> int:
 
                 chains += AudioLDM2Codec.load(args.audioldm2_dir, args.device).chains()
             result = evaluate_chains(
-                Path(args.output_dir), chains, args.data, args.clips, args.seconds, args.workers
+                Path(args.output_dir),
+                chains,
+                args.data,
+                args.clips,
+                args.seconds,
+                args.workers,
+                content=args.content,
             )
         except (FileNotFoundError, ValueError, ImportError) as exc:
             print(f"error: {exc}", file=sys.stderr)
@@ -161,6 +190,7 @@ def main(argv=None) -> int:
                 Path(args.output_dir),
                 args.mix[0],
                 args.clips,
+                content=args.content,
             )
         except (FileNotFoundError, ValueError) as exc:  # CheckpointError is a ValueError
             print(f"error: {exc}", file=sys.stderr)
@@ -170,6 +200,7 @@ def main(argv=None) -> int:
             f"listening report: {result['page']} (+ {result['page'].with_name('report.csv')}): "
             f"{len(result['rows']) - len(skipped)} of {len(result['rows'])} file(s) reported"
         )
+        print(result["content"])
         for row in skipped:
             print(f"skipped {row['label']}: {row['reason']}", file=sys.stderr)
         return 0 if not skipped else 2 if len(skipped) == len(result["rows"]) else 1
@@ -197,6 +228,7 @@ def main(argv=None) -> int:
             args.ablation,
             real,
             args.real_clips,
+            content=args.content,
         )
     except (FileNotFoundError, ValueError, C.ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -171,7 +171,9 @@ def plot_curves(runs: dict[str, Path], tags: Sequence[str], columns: int = 3, se
         raise ValueError(f"none of {list(tags)} was logged by {list(runs)}")
     width = min(columns, len(panels))
     rows = -(-len(panels) // columns)
-    fig, axes = plt.subplots(rows, width, figsize=(4.2 * width, 3.0 * rows), squeeze=False)
+    fig, axes = plt.subplots(
+        rows, width, figsize=(4.2 * width, 3.0 * rows + 0.4), squeeze=False, layout="constrained"
+    )
     for ax, (tag, only) in zip(axes.flat, panels, strict=False):
         for i, (label, scalars) in enumerate(curves.items()):
             if tag in scalars and only in (None, label):
@@ -185,15 +187,15 @@ def plot_curves(runs: dict[str, Path], tags: Sequence[str], columns: int = 3, se
     for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     handles = {h.get_label(): h for ax in axes.flat for h in ax.get_lines()}
+    # above the panels, inside the figure (the constrained layout makes room): a legend placed beyond the
+    # figure's edge is cut off when the figure is saved, one inside a panel covers its curves
     fig.legend(
         list(handles.values()),
         list(handles),
         fontsize=7,
-        loc="lower center",
+        loc="outside upper center",
         ncol=min(4, len(handles)),
-        bbox_to_anchor=(0.5, 1.0),
     )
-    fig.tight_layout()
     return fig
 
 
@@ -220,7 +222,7 @@ def tiny_run(
     run_dir = root / experiment / name
     if (run_dir / "metrics.json").is_file():
         return run_dir
-    return Path(train(cfg)["run_dir"])
+    return Path(train(cfg, quiet=True)["run_dir"])
 
 
 def config_differences(run_dirs: Sequence[Path], ignore: tuple[str, ...] = ("run.", "data.cache_dir")) -> str:

@@ -5,7 +5,10 @@
         [ReportEntry("in/a.wav", "out/a.wav", "out/a.residual.wav")], "out"
     )  # -> out/report.html
 
-For each file the page holds, for its loudest and its quietest passage (``excerpt_seconds``, 4 s, chosen from
+The page opens with a one-line verdict in plain words (:func:`verdict`: files restored, the mean change of
+the noise floor, clicks, the level after vs before, the files where the guard held the model back); the
+definitions follow in a collapsed "How to read this page". For each file the page holds, for its loudest
+and its quietest passage (``excerpt_seconds``, 4 s, chosen from
 the input's short-term RMS in 100 ms frames; the same span cut from all three): players for before / after /
 removed (16-bit PCM wav files at the file's rate and channel count, in ``report_files/``) and their
 spectrograms side by side on ONE dB scale with one colour bar (the limits are on the image as ``data-vmin``,
@@ -65,6 +68,8 @@ RANGE_DB = (
     spectrograms.RANGE_DB
 )  # each excerpt's colour scale: its loudest band (rounded up to 5 dB) down to this
 TRACKS = ("before", "after", "removed")
+LEVEL_MUTED = 0.5  # output / input RMS under this: the verdict warns of muting
+LEVEL_LOUDER = 1.25  # over this: LOUDER than the input
 INFO_COLUMNS = (
     "index",
     "label",
@@ -72,6 +77,7 @@ INFO_COLUMNS = (
     "restored",
     "residual",
     "content",
+    "content_source",
     "status",
     "reason",
     "sample_rate",
@@ -91,8 +97,8 @@ class ReportSkip(Exception):
 @dataclass(frozen=True)
 class ReportEntry:
     """One restored file: its input, the restored file, optionally the residual (input − restored) file,
-    the content label ("speech", "music", None = unknown: DNSMOS is computed for speech and unknown content,
-    never music) and the label shown on the page (default: the input's name)."""
+    the content label ("speech", "music", None = not labelled: DNSMOS, a speech measure, is computed for
+    speech only) and the label shown on the page (default: the input's name)."""
 
     input: Path
     restored: Path
@@ -100,6 +106,7 @@ class ReportEntry:
     content: str | None = None
     label: str | None = None
     guard_share: float | None = None  # share of the model's removal the do-no-harm guard put back (None: off)
+    content_source: str | None = None  # where the content label came from, shown beside it ("music/ folder")
 
     def __post_init__(self):
         object.__setattr__(self, "input", Path(self.input))
@@ -211,13 +218,28 @@ def read_spans(path: Path, spans: list[tuple[int, int]], rate: int) -> np.ndarra
 
 
 # ----------------------------------------------------------------------------- measuring
+def dnsmos_refusal(content: str | None) -> str | None:
+    """Why the page shows no DNSMOS for a file of this content, or None: it is a speech measure, shown for
+    files labelled speech only (an unlabelled file may be music)."""
+    if content is None:
+        return (
+            "DNSMOS is a speech measure; not shown for a file with no content label (put speech files in a "
+            "speech/ folder, or pass --content speech)"
+        )
+    if "speech" not in content:
+        return f"DNSMOS is a speech measure; not shown for {content}"
+    return None
+
+
 def dnsmos_figures(
     before: np.ndarray, after: np.ndarray, rate: int, content: str | None, windows: int
 ) -> tuple[dict[str, float], str | None]:
     """DNSMOS before and after, the mean of ``windows`` single 9-s model windows spread over the signals,
-    and the reason it is not computed (music, the extra missing, ``windows`` 0), or None."""
+    and the reason it is not computed (not labelled speech, the extra missing, ``windows`` 0), or None."""
     out = {f"{k}_{when}": math.nan for when in ("before", "after") for k in D.KEYS}
-    reason = D.skip_reason(content) or (None if windows > 0 else "DNSMOS not asked for")
+    reason = (
+        dnsmos_refusal(content) or D.dnsmos_missing() or (None if windows > 0 else "DNSMOS not asked for")
+    )
     if reason:
         return out, reason
     win = math.ceil(D.WINDOW_S * rate)
@@ -390,7 +412,12 @@ def _figures_table(values: dict[str, float], dnsmos_reason: str | None) -> str:
             _num(v("click_rate_after"), 2),
             _num(v("click_rate_after", math.nan) - v("click_rate_before", math.nan), 2, signed=True),
         ),
-        row("level (RMS)", "", "", _num(v("level_change_db"), unit=" dB", signed=True)),
+        row(
+            "level (RMS, dBFS)",
+            _num(v("level_db_before")),
+            _num(v("level_db_after")),
+            _num(v("level_change_db"), unit=" dB", signed=True),
+        ),
     ]
     if "guard_restored_share" in values:
         rows.append(
@@ -403,7 +430,7 @@ def _figures_table(values: dict[str, float], dnsmos_reason: str | None) -> str:
         if dnsmos_reason:
             rows.append(
                 f"<tr class='na'><th>DNSMOS SIG / BAK / OVRL</th>"
-                f"<td colspan='3'>not shown: {html.escape(dnsmos_reason)}</td></tr>"
+                f"<td colspan='3'>{html.escape(dnsmos_reason)}</td></tr>"
             )
             break
         rows.append(
@@ -420,6 +447,8 @@ def _figures_table(values: dict[str, float], dnsmos_reason: str | None) -> str:
         "noise_floor_change_db",
         "click_rate_before",
         "click_rate_after",
+        "level_db_before",
+        "level_db_after",
         "level_change_db",
         "guard_restored_share",
         *bands,
@@ -467,7 +496,9 @@ body{font:15px/1.45 system-ui,sans-serif;margin:1.5em auto;max-width:1320px;padd
 h1{margin-bottom:.2em} h2{margin:1.6em 0 .3em;border-top:2px solid #ccc;padding-top:.6em} \
 h3{margin:1em 0 .3em;font-size:1em}
 .meta,.facts,.scale{color:#555;font-size:.9em;margin:.2em 0}
-.notes{background:#f4f4f0;border-left:4px solid #b90;padding:.5em 1em;font-size:.92em}
+.verdict{font-size:1.1em;font-weight:600;margin:.3em 0 .5em}
+.notes{background:#f4f4f0;border-left:4px solid #b90;padding:.5em 1em;font-size:.92em;margin:.8em 0}
+.notes summary{cursor:pointer;font-weight:600}
 table{border-collapse:collapse;margin:.5em 1.5em .5em 0;font-size:.9em;\
 display:inline-table;vertical-align:top}
 th,td{border:1px solid #ddd;padding:.2em .6em;text-align:right} th{background:#f6f6f6;text-align:left}
@@ -477,6 +508,69 @@ tr.na td{text-align:left;color:#777;font-style:italic} td.reason{text-align:left
 img.spectrogram{width:100%;height:auto;display:block;margin-top:.3em}
 .skipped .reason{color:#a00}
 """
+
+
+GUARD_HELD_BACK = 0.1  # a file where the guard put back at least this share of the model's removal
+
+
+def verdict(rows: list[dict], results: list[dict | None]) -> str:
+    """The page's first line, in plain words, from the figures it shows: files restored, the mean noise-floor
+    change, clicks before and after, the level after vs before (with the level alarms), the files where the
+    guard held the model back, and the files not reported."""
+    done = [r["figures"] for r in results if r is not None]
+    skipped = len(rows) - len(done)
+    if not done:
+        return f"No file could be reported ({skipped} skipped: the reasons are below)."
+
+    def mean(key):
+        values = [f.get(key, math.nan) for f in done]
+        values = [v for v in values if math.isfinite(v)]
+        return float(np.mean(values)) if values else math.nan
+
+    parts = []
+    floor = mean("noise_floor_change_db")
+    if math.isfinite(floor):
+        if abs(floor) < 0.5:
+            parts.append("noise floor unchanged (within 0.5 dB) on average")
+        else:
+            parts.append(f"noise floor {'down' if floor < 0 else 'UP'} {abs(floor):.1f} dB on average")
+    before, after = mean("click_rate_before"), mean("click_rate_after")
+    if math.isfinite(before) and math.isfinite(after):
+        parts.append(f"clicks {before:.2f} → {after:.2f} per second")
+    ratios = [
+        10 ** (f["level_change_db"] / 20) for f in done if math.isfinite(f.get("level_change_db", math.nan))
+    ]
+    if ratios:
+        level = float(np.mean(ratios))
+        muted = sum(r < LEVEL_MUTED for r in ratios)
+        louder = sum(r > LEVEL_LOUDER for r in ratios)
+        if level < LEVEL_MUTED:
+            words = f"level DOWN to x{level:.2f} of the input: check for muting"
+        elif level > LEVEL_LOUDER:
+            words = f"LOUDER than the input (x{level:.2f})"
+        elif level < 0.9:
+            words = f"level x{level:.2f} of the input (noise removed takes some level with it)"
+        else:
+            words = f"level kept (x{level:.2f} of the input)"
+        flags = [
+            f"{n} file{'s' if n > 1 else ''} {what}"
+            for n, what in ((muted, "under half the input's level"), (louder, "LOUDER than the input"))
+            if n and len(done) > 1
+        ]
+        parts.append(words + (f" ({'; '.join(flags)})" if flags else ""))
+    text = f"Restored {len(done)} file{'s' if len(done) > 1 else ''}: " + ", ".join(parts)
+    shares = [f["guard_restored_share"] for f in done if "guard_restored_share" in f]
+    if shares:
+        held = sum(x >= GUARD_HELD_BACK for x in shares)
+        text += (
+            f"; {held} file{'s' if held != 1 else ''} where the guard held the model back (put back "
+            f"{100 * GUARD_HELD_BACK:g} % or more of what it removed)"
+            if held
+            else f"; the guard put back under {100 * GUARD_HELD_BACK:g} % of the removal on every file"
+        )
+    if skipped:
+        text += f"; {skipped} file{'s' if skipped > 1 else ''} not reported (the reasons are below)"
+    return text + "."
 
 
 def _page(
@@ -523,6 +617,8 @@ def _page(
         else:
             measured = "figures measured on the whole file"
         content = row["content"] or "not labelled"
+        if row.get("content_source"):
+            content += f" ({row['content_source']})"
         facts = (
             f"{html.escape(row['input'])} → {html.escape(row['restored'])} · {_clock(result['seconds'])}, "
             f"{result['sample_rate']} Hz, {result['channels']} channel(s), content: {html.escape(content)} · "
@@ -541,10 +637,12 @@ def _page(
     return (
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
+        f"<p class='verdict'>{html.escape(verdict(rows, results))}</p>"
         f"<p class='meta'>{ok} of {len(rows)} file(s) reported · "
         f"written {time.strftime('%Y-%m-%d %H:%M')} in "
         f"{elapsed:.0f} s · figures also in <a href='{TABLE}'>{TABLE}</a></p>"
-        f"<section class='notes'>{note_html}</section>{''.join(index)}{''.join(body)}</body></html>\n"
+        f"{''.join(index)}<details class='notes'><summary>How to read this page: the excerpts, the figures, "
+        f"DNSMOS</summary>{note_html}</details>{''.join(body)}</body></html>\n"
     )
 
 
@@ -563,9 +661,14 @@ def _notes(excerpt_seconds: float, measure_seconds: float, dnsmos_windows: int) 
         f"are computed on at most {measure_seconds:g} s of each file: the whole file when it is shorter, "
         f"else spans of up to {SEGMENT_S:g} s spread evenly over it (joined with 10 ms fades).",
         "<b>DNSMOS is a speech measure</b> (ITU-T P.835 ratings predicted by a model trained on speech: "
-        "SIG speech, BAK background, OVRL overall, 1–5). It is not shown for music; for files with no "
-        "content label it is shown but means something only if the file is speech. Computed on "
-        f"{dnsmos_windows} 9-s windows spread over the measured span.",
+        "SIG speech, BAK background, OVRL overall, 1–5). It is shown for files labelled speech only (a "
+        "speech/ folder, or evaluate --content speech): not for music, nor for files with no content label, "
+        f"which may be music. Computed on {dnsmos_windows} 9-s windows spread over the measured span.",
+        "<b>Level</b> is the RMS level of the measured span in dBFS, before and after; the first line gives "
+        "it as a ratio, after / before (removing loud noise lowers it a little; under "
+        f"{LEVEL_MUTED:g} the output may be muted, over {LEVEL_LOUDER:g} it is LOUDER than the input). "
+        "The do-no-harm guard puts back what the model removed that did not look like noise; the first line "
+        f"counts the files where it put back {100 * GUARD_HELD_BACK:g} % or more.",
     ]
 
 
@@ -596,6 +699,7 @@ def write_listening_report(
             "restored": str(entry.restored),
             "residual": str(entry.residual or ""),
             "content": entry.content or "",
+            "content_source": entry.content_source or "",
             "status": "ok",
             "reason": "",
         }
@@ -651,5 +755,6 @@ def write_listening_report(
         encoding="utf-8",
     )
     partial.replace(page)
+    log.info("listening report: %s", verdict(rows, results))
     log.info("listening report: %s (%d file(s), %.1f s)", page, len(rows), time.perf_counter() - started)
     return page

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import logging
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from lightning_app.evaluation import tables
 from lightning_app.evaluation.baselines import baselines
 from lightning_app.evaluation.chains import Chain
 from lightning_app.evaluation.reports import (
+    annotated,
     markdown_table,
     skipped_section,
     spectrogram_panel,
@@ -45,6 +47,7 @@ from lightning_app.evaluation.test_sets import (
     DEFAULT_EXPERIMENT,
     REAL_SNR_BUCKETS,
     REAL_SNR_DB,
+    label_contents,
     paired_test_set,
     real_test_set,
     silent_clean_rms,
@@ -72,12 +75,15 @@ def evaluate_chains(
     seconds: float = 3.0,
     workers: int = 2,
     panel_clips: int = 2,
+    content: str = "auto",
 ) -> dict:
     """Each chain, ``(name, fn(audio, sample_rate) -> audio)``, reconstructs the *clean* clips and is
-    scored against them with the model metrics. Writes chains.md, chains.csv and chains_spectrograms.png."""
+    scored against them with the model metrics (PESQ/STOI on the speech clips: a paired corpus's unlabelled
+    files are labelled by ``content``, "auto": guessed). Writes chains.md, chains.csv and
+    chains_spectrograms.png."""
     from lightning_app.metrics import functional as MF
 
-    skipped = []
+    skipped, contents = [], None
     if data is not None:
         # the chains are the research's speech chains: at the default experiment's rate
         test_clips, rate, skipped = paired_test_set(
@@ -88,6 +94,7 @@ def evaluate_chains(
                 f"nothing to reconstruct in {data}: all {len(skipped)} pairs skipped: "
                 + "; ".join(s["reason"] for s in skipped[:5])
             )
+        contents = label_contents(test_clips, rate, content, "the speech/ and music/ folders")
     else:
         test_clips, rate = synthetic_test_set(clips or 48, seconds, [])
     rows, jobs, keys = [], [], []
@@ -127,6 +134,8 @@ def evaluate_chains(
     spectrogram_panel(
         panel, [c["name"] for c in shown], rate, output_dir / "chains_spectrograms.png", titles_fontsize=6
     )
+    speech = any(speech_content(c["content"]) for c in test_clips)  # PESQ/STOI: speech measures
+    table_columns = [c for c in CHAIN_COLUMNS if speech or c not in ("pesq", "stoi")]
     report = (
         "\n".join(
             [
@@ -134,7 +143,8 @@ def evaluate_chains(
                 "",
                 "Each chain reconstructs the clean signal; scores are against it.",
                 "",
-                *markdown_table(rows, CHAIN_COLUMNS),
+                *([contents["note"], ""] if contents else []),
+                *markdown_table(rows, table_columns),
                 "",
                 "![spectrograms of the first clips](chains_spectrograms.png)",
                 "",
@@ -236,14 +246,29 @@ def measure_notes(test_clips: list[dict], visqol_clips: int, missing: str | None
         if visqol_clips
         else f"not computed: {missing or '--visqol-clips 0'}"
     )
+    pesq = (
+        f"computed on the speech clips only ({speech} of {len(test_clips)} clips)"
+        if speech
+        else f"computed on the speech clips only: none of the {len(test_clips)} clips is speech, so they are "
+        "left out of the tables"
+    )
     return [
-        "PESQ and STOI are speech measures: computed on the speech clips only "
-        f"({speech} of {len(test_clips)} "
-        f"clips). ViSQOL (v3 audio mode, MOS-LQO 1-5, music and speech; {scope}) is level-blind: it rescales "
+        f"PESQ and STOI are speech measures: {pesq}. ViSQOL (v3 audio mode, MOS-LQO 1-5, music and speech; "
+        f"{scope}) is level-blind: it rescales "
         "the output to the clean level before comparing, so read it next to amplitude retention, "
         "never instead. "
         "LSD: log-spectral distance in dB (lower is better)."
     ]
+
+
+def shown_columns(test_clips: list[dict], visqol_clips: int) -> tuple[str, ...]:
+    """The report tables' columns: PESQ/STOI only when some clip is speech, ViSQOL only when computed."""
+    dropped = set()
+    if not any(speech_content(c["content"]) for c in test_clips):
+        dropped |= {"pesq", "pesq_i", "stoi", "stoi_i"}
+    if not visqol_clips:
+        dropped |= {"visqol", "visqol_i"}
+    return tuple(c for c in COLUMNS if c not in dropped)
 
 
 def evaluate(
@@ -262,9 +287,12 @@ def evaluate(
     ablation: bool = False,
     real_corpus: Path | None = None,
     real_clips: int = 36,
+    content: str = "auto",
 ) -> dict:
-    """Score every system and write the reports; returns {"rows", "report", "plots", ...}. The checkpoints
-    run on ``device`` (cpu, cuda, auto); the baselines and the scoring on the CPU."""
+    """Score every system and write the reports; returns {"rows", "report", "plots", "content", ...}. The
+    checkpoints run on ``device`` (cpu, cuda, auto); the baselines and the scoring on the CPU. A paired
+    corpus's files in no speech/ or music/ folder get ``content`` ("speech", "music"; "auto": guessed from
+    each clean file, metrics/content.py), and the report says which and how."""
     models, systems = checkpoint_systems(checkpoints, device, ablation)
     model_rate = models[0][2] if models else None  # the rate the (first) model works at
     test_clips, rate, skipped, description = paired_or_synthetic(
@@ -272,6 +300,12 @@ def evaluate(
     )
     if data is None:
         experiment = experiment or DEFAULT_EXPERIMENT
+    contents = label_contents(
+        test_clips,
+        rate,
+        content,
+        "the test set's generator" if data is None else "the speech/ and music/ folders",
+    )
     missing = visqol_missing() if visqol_clips else None
     if missing:
         log.warning("ViSQOL skipped: %s", missing)
@@ -279,14 +313,31 @@ def evaluate(
     baselines_ = list(baselines().items()) if with_baselines else []
     processes = [*baselines_, *systems]  # built once: DFN3 loads a library
     outputs, rtf = run_systems(processes, systems, test_clips, rate, mixes)
-    scores = score(test_clips, outputs, rate, workers, silent_clean_rms(experiment, overrides), visqol_clips)
+    scores, failures = score(
+        test_clips, outputs, rate, workers, silent_clean_rms(experiment, overrides), visqol_clips
+    )
     rows = summarise(scores, test_clips, rtf)
     untouched = clean_input_scores(test_clips, processes, rate)
     output_dir.mkdir(parents=True, exist_ok=True)
     panel = [s for s in outputs if "(mix" not in s or "(mix 1)" in s]
-    plots = write_plots(rows, test_clips, outputs, rate, output_dir, panel, description=description)
+    columns = shown_columns(test_clips, visqol_clips)
+    plots = write_plots(
+        rows, test_clips, outputs, rate, output_dir, panel, description=description, pesq="pesq" in columns
+    )
     notes = measure_notes(test_clips, visqol_clips, missing)
-    report = write_reports(rows, output_dir, description, plots, notes, untouched, skipped, len(test_clips))
+    report = write_reports(
+        rows,
+        output_dir,
+        description,
+        plots,
+        notes,
+        untouched,
+        skipped,
+        len(test_clips),
+        columns=columns,
+        failures=failures,
+        content=contents,
+    )
     real = None
     if real_corpus is not None:
         scored = [(n, p) for n, p in processes if n in dict(systems) or n in dict(baselines_)]
@@ -301,6 +352,8 @@ def evaluate(
         "skipped": skipped,
         "evaluated": len(test_clips),
         "real": real,
+        "content": contents,
+        "failures": failures,
     }
 
 
@@ -378,7 +431,8 @@ def evaluate_real(
     for group in groups_:
         selected = [r for r in rows if r["group"] == group]
         if selected:
-            text += [f"## {group}", "", *tables.records(selected, REAL_COLUMNS, "system", labels=labels), ""]
+            shown, _ = annotated(selected, REAL_COLUMNS)  # a retention cell carries its alarm
+            text += [f"## {group}", "", *tables.records(shown, REAL_COLUMNS, "system", labels=labels), ""]
     text += [
         "## Clean input (real): does it leave clean recordings alone?",
         "",
@@ -404,11 +458,19 @@ def reference_free(folder: Path) -> bool:
 
 
 def evaluate_folder(
-    checkpoints: list[Path], folder: Path, output_dir: Path, mix: float = 1.0, clips: int | None = None
+    checkpoints: list[Path],
+    folder: Path,
+    output_dir: Path,
+    mix: float = 1.0,
+    clips: int | None = None,
+    content: str = "auto",
 ) -> dict:
     """Restore every file of ``folder`` (its noisy/ subfolder if it has one) with each checkpoint (none: the
     bundled model) into ``output_dir/restored/<checkpoint>/`` and write the listening report there;
-    {"page", "rows"} (rows: report.csv's). A file that cannot be restored is reported with the reason."""
+    {"page", "rows" (report.csv's), "content" (one line: the files' contents and where they came from)}.
+    A file's content is its speech/ or music/ folder, else ``content`` ("auto": not labelled — with no clean
+    reference there is nothing to guess from honestly, and DNSMOS, a speech measure, is then not shown).
+    A file that cannot be restored is reported with the reason."""
     from lightning_app.evaluation.listening_report import TABLE, ReportEntry, write_listening_report
 
     root = folder / "noisy" if (folder / "noisy").is_dir() else folder
@@ -441,12 +503,33 @@ def evaluate_folder(
                 log.warning("not restored: %s", exc)
             top = rel.parts[0] if len(rel.parts) > 1 else None
             label = rel.as_posix() if len(checkpoints) == 1 else f"{rel.as_posix()} · {name}"
-            entries.append(
-                ReportEntry(src, dst, residual_path(dst), top if top in CONTENTS else None, label, share)
-            )
+            if top in CONTENTS:
+                kind, source = top, f"its {top}/ folder"
+            elif content != "auto":
+                kind, source = content, f"--content {content}"
+            else:
+                kind, source = None, None
+            entries.append(ReportEntry(src, dst, residual_path(dst), kind, label, share, source))
         log.info("restored %d file(s) with %s (mix %g)", len(files), name, mix)
     names = ", ".join(checkpoint_name(c) for c in checkpoints)
     page = write_listening_report(entries, output_dir, title=f"Listening report: {root} restored by {names}")
     with open(output_dir / TABLE, newline="") as f:
         rows = list(csv.DictReader(f))
-    return {"page": page, "rows": rows}
+    return {"page": page, "rows": rows, "content": folder_content_note(entries[: len(files)], content)}
+
+
+def folder_content_note(entries: list, content: str) -> str:
+    """ "Content: music 2 (their music/ folder), not labelled 1 (...)": the listening report's files by
+    content and where each label came from."""
+    found = Counter((e.content, e.content_source) for e in entries)
+    parts = []
+    for (kind, source), n in sorted(found.items(), key=lambda x: (x[0][0] is None, str(x[0]))):
+        if kind is None:
+            parts.append(
+                f"not labelled {n} (DNSMOS, a speech measure, not shown for them; put files in speech/ or "
+                "music/ folders, or pass --content speech|music)"
+            )
+        else:
+            where = "their folder" if source.endswith("folder") else source
+            parts.append(f"{kind} {n} ({where})")
+    return "Content: " + ", ".join(parts) + "."

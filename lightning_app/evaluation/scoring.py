@@ -6,7 +6,7 @@ import logging
 import math
 import multiprocessing
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from lightning_app.evaluation.test_sets import silent_clean_rms, synthetic_test_set
 from lightning_app.metrics.perceptual import UNLABELLED, score_signal, speech_content
-from lightning_app.metrics.quality import waveform_scores
+from lightning_app.metrics.quality import SPEECH_REMOVED_LABEL, waveform_scores
 from lightning_app.restoring.engine import Restorer
 from lightning_app.restoring.guard import guard_alone
 from lightning_app.restoring.torch_network import resolve_device
@@ -67,6 +67,13 @@ UNITS = {
 }
 
 LABELS = {name: f"{name} ({unit})" if unit else name for name, unit in UNITS.items()}
+LABELS["speech_removed"] = f"{SPEECH_REMOVED_LABEL} (0–1, 0 = only noise removed)"
+
+#: the measures computed in worker processes, on some clips only (PESQ/STOI: speech; ViSQOL: the first N);
+#: report.csv counts the clips behind each mean in ``<measure>_clips``
+PERCEPTUAL = ("pesq", "stoi", "visqol")
+PERCEPTUAL_COLUMNS = tuple(c for m in PERCEPTUAL for c in (m, f"{m}_i"))
+COUNT_COLUMNS = tuple(f"{m}_clips" for m in PERCEPTUAL)
 
 SNR_BUCKETS = ((-math.inf, 5.0), (5.0, 10.0), (10.0, 15.0), (15.0, math.inf))
 
@@ -106,7 +113,10 @@ def _perceptual(job: tuple[np.ndarray, np.ndarray, int, bool, bool]) -> dict:
 
 
 def perceptual_scores(jobs: list[tuple[np.ndarray, np.ndarray, int, bool, bool]], workers: int) -> list[dict]:
-    """``_perceptual`` of every (clean, estimate, rate, speech, visqol) job, in spawned worker processes."""
+    """``_perceptual`` of every (clean, estimate, rate, speech, visqol) job, in spawned worker processes (none
+    when no job asks for a measure: then every result is NaN with no reason, at once)."""
+    if not any(job[3] or job[4] for job in jobs):
+        return [_perceptual(job) for job in jobs]
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=context) as pool:
         return list(
@@ -128,9 +138,11 @@ def score(
     workers: int,
     silent_rms: float,
     visqol_clips: int = 0,
-) -> dict:
-    """{system: [per-clip dict of metrics]}; PESQ/STOI (speech clips) and ViSQOL (the first ``visqol_clips``)
-    computed in worker processes."""
+) -> tuple[dict, dict]:
+    """({system: [per-clip dict of metrics]}, failures); PESQ/STOI (speech clips) and ViSQOL (the first
+    ``visqol_clips``) computed in worker processes. A clip a measure fails on is NaN, left out of its means,
+    and counted: failures[measure] = {"asked": clips it was asked for, "failed": {system: {reason: count}}};
+    one log line sums them up (the report lists them)."""
 
     def t(x):
         return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None, None]
@@ -152,19 +164,46 @@ def score(
                 (clip["clean"], estimate, sample_rate, speech_content(clip["content"]), i < visqol_clips)
             )
             keys.append((system, i))
-    failures = defaultdict(lambda: defaultdict(int))
+    speech = sum(speech_content(c["content"]) for c in clips)
+    asked = {"pesq": speech, "stoi": speech, "visqol": min(visqol_clips, len(clips))}
+    failures = {
+        m: {"asked": asked[m], "systems": list(outputs), "failed": defaultdict(Counter)} for m in PERCEPTUAL
+    }
     for (system, i), result in zip(keys, perceptual_scores(jobs, workers), strict=True):
-        scores[system][i].update({k: result[k] for k in ("pesq", "stoi", "visqol")})
-        for name in ("pesq", "stoi", "visqol"):
-            failures[system][name] += result[f"{name}_error"] is not None
-    for system, per_clip in scores.items():
+        scores[system][i].update({k: result[k] for k in PERCEPTUAL})
+        for name in PERCEPTUAL:
+            if result[f"{name}_error"] is not None:
+                failures[name]["failed"][system][_reason(result[f"{name}_error"])] += 1
+    for per_clip in scores.values():
         for i, row in enumerate(per_clip):
-            for name in ("pesq", "stoi", "visqol"):
+            for name in PERCEPTUAL:
                 row[f"{name}_i"] = row[name] - scores[NOISY][i][name]
-        for name, count in failures[system].items():
-            if count:
-                log.warning("%s: %s failed on %d clip(s); left out of its means", system, name.upper(), count)
-    return scores
+    summary = failure_summary(failures)
+    if summary:
+        log.warning("%s; left out of their means (counted in report.md)", "; ".join(summary))
+    return scores, failures
+
+
+def _reason(error: str) -> str:
+    """A failure's reason, short: its first line, without pesq's long explanations."""
+    return error.splitlines()[0].split(". ")[0][:80]
+
+
+def failure_summary(failures: dict) -> list[str]:
+    """One phrase per measure that failed on some clips: "PESQ failed on 3 of 4 clips (reason)" (the most
+    any system lost; "for every system" when they all lost the same clips)."""
+    out = []
+    for name, f in failures.items():
+        lost = {system: sum(reasons.values()) for system, reasons in f["failed"].items()}
+        if not lost:
+            continue
+        reasons = Counter()
+        for per_system in f["failed"].values():
+            reasons.update(per_system)
+        worst = max(lost.values())
+        why = "; ".join(reason for reason, _ in reasons.most_common(2))
+        out.append(f"{name.upper()} failed on {worst} of {f['asked']} clips ({why})")
+    return out
 
 
 def spot_check(
@@ -233,6 +272,8 @@ def summarise(scores: dict, clips: list[dict], rtf: dict[str, float]) -> list[di
                 row[column] = (
                     rtf[system] if column == "rtf" else finite_mean(per_clip[i][column] for i in members)
                 )
+            for name in PERCEPTUAL_COLUMNS:  # the clips behind each perceptual mean
+                row[f"{name}_clips"] = sum(math.isfinite(per_clip[i].get(name, math.nan)) for i in members)
             rows.append(row)
     return rows
 

@@ -91,8 +91,10 @@ def figure(
     fig = Figure(figsize=(width, total), dpi=dpi)  # fixed axes: a layout engine costs more than the drawing
     if title:
         fig.text(0.5, 1 - 0.5 * head / total, title, ha="center", va="center", fontsize=title_size + 1)
-    # fixed margins in inches: the frequency labels on the left, the colour bar and its label on the right
-    left, right, gap = 0.8 / width, 1 - 0.95 / width, 0.35 / width
+    # fixed margins in inches: the frequency labels on the left; on the right the colour bar (0.14 in, 0.12 in
+    # from the last panel), its tick labels ("-100") and its label, which must stay inside the figure
+    left, right, gap = 0.8 / width, 1 - 1.3 / width, 0.35 / width
+    bar_gap, bar_width = 0.12 / width, 0.14 / width
     width_each = (right - left - gap * (n_cols - 1)) / n_cols
     scales = []
     for r, tracks in enumerate(examples):
@@ -131,7 +133,7 @@ def figure(
         for ax in axes[1:]:
             ax.set_yticks(axes[0].get_yticks(), [])
         bar = fig.colorbar(
-            images[next(iter(images))], cax=fig.add_axes((right + 0.008, bottom, 0.01, top - bottom))
+            images[next(iter(images))], cax=fig.add_axes((right + bar_gap, bottom, bar_width, top - bottom))
         )
         bar.set_label("dB (full-scale sine = 0)", fontsize=9)
         bar.ax.tick_params(labelsize=8)

@@ -6,7 +6,7 @@ A clip is a dict with ``noisy``, ``clean`` (or None), ``name``, ``content`` and,
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -214,3 +214,49 @@ def clip_from_example(example: dict, name: str) -> dict:
         "noise_types": example["noise_type"].split("+"),
         "content": example.get("content"),
     }
+
+
+def label_contents(
+    clips: list[dict], rate: int, content: str = "auto", labelled_by: str = "their folder"
+) -> dict:
+    """Give each clip without a content label (a paired file in no speech/ or music/ folder) one, in place:
+    ``content`` "speech" or "music" sets it, "auto" guesses it from the clip's clean reference (at ``rate``)
+    (:func:`lightning_app.metrics.content.guess_content`). Returns {"note": the sentence the report and the
+    console show (which content, and where it came from), "guesses": [{"file", "content", "why"}]}."""
+    from lightning_app.metrics.content import guess_content
+
+    def counts(labels) -> str:
+        return ", ".join(f"{k} {n}" for k, n in sorted(Counter(labels).items()))
+
+    known = [c["content"] for c in clips if c["content"] in CONTENTS]
+    unlabelled = [c for c in clips if c["content"] not in CONTENTS]
+    guesses = []
+    for clip in unlabelled:
+        if content == "auto":
+            guess = guess_content(clip["clean"], rate)
+            clip["content"] = guess.content
+            guesses.append({"file": clip["name"], "content": guess.content, "why": guess.why()})
+        else:
+            clip["content"] = content
+    parts = [f"{counts(known)} (labelled by {labelled_by})"] if known else []
+    if unlabelled and content != "auto":
+        parts.append(f"{content} (set by --content {content}) for {len(unlabelled)} unlabelled file(s)")
+    elif unlabelled:
+        found = Counter(g["content"] for g in guesses)
+        if len(found) == 1:
+            kind = next(iter(found))
+            parts.append(
+                f"{kind} (guessed from the clean files: {len(guesses)} of {len(guesses)} unlabelled file(s) "
+                f"look like {kind}; pass --content speech|music to set it)"
+            )
+        else:
+            parts.append(
+                f"guessed per file from the clean files: {found['speech']} unlabelled file(s) look like "
+                f"speech, {found['music']} like music (pass --content speech|music to set them)"
+            )
+        log.info(
+            "content of %d unlabelled file(s) guessed from the clean references: %s",
+            len(guesses),
+            counts(found),
+        )
+    return {"note": "Content: " + "; ".join(parts) + ".", "guesses": guesses}

@@ -1,8 +1,9 @@
 """Per-clip quality metrics on (batch, ..., samples) tensors; each returns (batch,) floats.
 
 These are the research's measures of what a listener hears, next to the loss:
-SI-SDR and SNR (in dB), amplitude retention (is the model muting?), speech removed
-(did the removed part contain speech?), spectral correlation and log-spectral distance.
+SI-SDR and SNR (in dB), amplitude retention (is the model muting, or making it louder?), speech removed
+(does what was removed follow the clean signal? reports call it "removed-vs-clean corr"), spectral
+correlation and log-spectral distance.
 """
 
 from __future__ import annotations
@@ -33,7 +34,12 @@ def pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def speech_removed(estimate: torch.Tensor, noisy: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """|corr(noisy - estimate, clean)|: 0 when only noise was removed, towards 1 when speech was."""
+    """|corr(noisy - estimate, clean)|: the absolute Pearson correlation between what was removed and the
+    clean signal. 0 when what was removed is unrelated to the signal (only noise removed); towards 1 when it
+    follows the signal. It is not the share of the signal removed: taking away 10 % of the signal and none of
+    the noise reads 1. Its square is the share of the removed part's energy that a scaled copy of the clean
+    signal accounts for. Reports show it as "removed-vs-clean corr"
+    (:data:`lightning_app.metrics.quality.SPEECH_REMOVED_MEANING`)."""
     return pearson(noisy - estimate, target).abs()
 
 

@@ -63,7 +63,8 @@ def safe_stoi(clean: np.ndarray, other: np.ndarray, sample_rate: int) -> tuple[f
 
 def speech_content(content: str | None) -> bool:
     """Whether PESQ/STOI apply: speech clips, and unlabelled ones (paired corpora are speech-enhancement
-    sets)."""
+    sets). ``evaluate`` labels its paired clips before scoring (their speech/ or music/ folder, --content, or
+    a guess from the clean file: metrics/content.py), so there every clip it scores is labelled."""
     return content in UNLABELLED or "speech" in content  # speech, real_speech
 
 

@@ -44,6 +44,48 @@ PERCEPTUAL_METRICS = (
 )
 
 
+#: plain words for ``speech_removed`` (reports and consoles show these; the metric keeps its name).
+#: It is |corr(input - output, clean)|: a correlation, not a share of the signal removed.
+SPEECH_REMOVED_LABEL = "removed-vs-clean corr"
+SPEECH_REMOVED_MEANING = (
+    "|correlation| between what was removed (input - output) and the clean signal: 0 = only noise was "
+    "removed, 1 = what was removed is a scaled copy of the signal, however little of it; not the share of "
+    "the signal removed (its square is the share of the removed energy that follows the clean signal)"
+)
+
+#: amplitude retention (RMS output / RMS clean): the target band, the muting alarm (the default of
+#: ``metrics.retention_alarm``) and the level above which an output is flagged as louder than its reference
+RETENTION_TARGET = (0.9, 1.1)
+RETENTION_MUTING = 0.5
+RETENTION_LOUD = 1.25
+
+
+def retention_warning(value: float) -> str | None:
+    """The alarm for an amplitude retention outside the safe range, or None: ``MUTING (x0.12 of the reference
+    level)`` under RETENTION_MUTING, ``LOUDER than the reference (x3.85)`` over RETENTION_LOUD."""
+    if value is None or not math.isfinite(value):
+        return None
+    if value < RETENTION_MUTING:
+        return f"MUTING (x{value:.2f} of the reference level)"
+    if value > RETENTION_LOUD:
+        return f"LOUDER than the reference (x{value:.2f})"
+    return None
+
+
+def retention_words(value: float) -> str:
+    """Plain words for any amplitude retention: the alarm of :func:`retention_warning`, else where it sits
+    against the RETENTION_TARGET band (0.9-1.1)."""
+    alarm = retention_warning(value)
+    if alarm or value is None or not math.isfinite(value):
+        return alarm or "not measured"
+    low, high = RETENTION_TARGET
+    if value < low:
+        return f"quieter than the reference (x{value:.2f})"
+    if value > high:
+        return f"a little louder than the reference (x{value:.2f})"
+    return f"level kept (x{value:.2f})"
+
+
 def metric_contents(mode: str, mix: dict | None) -> tuple[str, ...]:
     """The content names the metrics are broken down by: ``data.clean.mix``'s keys of weight > 0 for the
     synthetic modes (real_pairs validates on synthetic clips too); none for paired folders (their clean

@@ -15,6 +15,7 @@ Keys of :func:`figures` (every value a float; NaN where a figure does not apply)
     noise_floor_db_before, noise_floor_db_after   noise floor (dBFS), :func:`noise_floor_db`
     noise_floor_change_db                         after - before (dB; negative = quieter floor)
     click_rate_before, click_rate_after           impulsive events per second, :func:`click_rate`
+    level_db_before, level_db_after               RMS level (dBFS, channels pooled by power)
     level_change_db                               RMS level change after vs before (dB),
                                                   :func:`level_change_db`
     removed_<band>                                share of the input's energy in <band> that the restoration
@@ -304,7 +305,8 @@ def figures(
     out["noise_floor_change_db"] = out["noise_floor_db_after"] - out["noise_floor_db_before"]
     out["click_rate_before"] = _click_events(b, rate).size / (b.shape[0] / rate)
     out["click_rate_after"] = _click_events(a, rate).size / (a.shape[0] / rate)
-    out["level_change_db"] = _db(_mean_power(a)) - _db(_mean_power(b))
+    out["level_db_before"], out["level_db_after"] = _db(_mean_power(b)), _db(_mean_power(a))
+    out["level_change_db"] = out["level_db_after"] - out["level_db_before"]
     out.update({f"removed_{k}": v for k, v in _removed(b, a, rate).items()})
     reason = D.skip_reason(content) if dnsmos else "DNSMOS not asked for"
     if dnsmos and reason:  # a caller that scores DNSMOS its own way (the listening report) asked for none

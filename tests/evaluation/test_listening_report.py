@@ -80,7 +80,7 @@ def make_recording(
 
 FILES = {  # name: (seconds, rate, channels, content, loud_at, quiet_at, residual file)
     "stereo44": (10.0, 44100, 2, "music", 1.0, 6.0, True),
-    "mono48": (10.0, 48000, 1, None, 5.5, 0.5, False),  # unlabelled: DNSMOS computed
+    "mono48": (10.0, 48000, 1, "speech", 5.5, 0.5, False),  # labelled speech: DNSMOS computed
     "stereo48": (9.0, 48000, 2, "music", 4.5, 0.2, True),
 }
 
@@ -257,9 +257,9 @@ def test_csv_has_a_row_per_file_with_finite_figures(report):
 
 def test_page_says_what_dnsmos_is_and_why_files_were_skipped(report):
     text = report["html"]
-    assert "DNSMOS is a speech measure" in text and "not shown for music" in text
-    assert "not shown: DNSMOS is a speech measure" in text  # in the music files' tables
-    assert "DNSMOS SIG (1–5)" in text  # the unlabelled file's
+    assert "DNSMOS is a speech measure" in text and "not for music" in text
+    assert text.count("DNSMOS is a speech measure; not shown for music") == 2  # the music files' tables
+    assert "DNSMOS SIG (1–5)" in text  # the speech file's
     assert text.count("data-status='skipped'") == 2
     assert "digital silence (every sample is zero)" in text and "not a readable audio file" in text
     assert "figures measured on the whole file" in text
@@ -314,7 +314,7 @@ def test_report_files_folder_not_made_by_a_report_is_left_alone(tmp_path):
 # clean/
 @pytest.mark.slow
 def test_evaluate_folder_without_clean_restores_and_writes_the_listening_report(
-    tmp_path, trained_run, monkeypatch
+    tmp_path, trained_run, monkeypatch, capsys
 ):
     from lightning_app import evaluate as E
 
@@ -326,6 +326,7 @@ def test_evaluate_folder_without_clean_restores_and_writes_the_listening_report(
     assert (
         E.main(["--data", str(data), str(trained_run["best"]), "--output-dir", str(out)]) == 1
     )  # one skipped
+    assert "Content: music 1 (their folder), not labelled 1 (" in capsys.readouterr().out
     rows = list(csv.DictReader(open(out / "report.csv")))
     by_label = {r["label"]: r for r in rows}
     assert set(by_label) == {"music/side_a.wav", "broken.wav"}
@@ -357,10 +358,84 @@ def test_the_guards_share_is_shown_per_file_and_in_the_csv(tmp_path):
         tmp_path / "out",
     )
     text = page.read_text()
-    assert text.count("do-no-harm guard") == 1, "one file restored with the guard, one without"
+    assert text.count("<tr class='guard'>") == 1, "one file restored with the guard, one without"
     assert "put back 25.0 % of what the model removed" in text
     rows = list(csv.DictReader(open(tmp_path / "out" / "report.csv")))
     assert (
         float(rows[0]["guard_restored_share"]) == pytest.approx(0.25)
         and rows[1]["guard_restored_share"] == ""
     )
+
+
+# ----------------------------------------------------------------------------- the verdict, the level, DNSMOS
+def test_the_page_opens_with_a_plain_verdict_and_folds_the_definitions(report):
+    text = report["html"]
+    first = re.search(r"<p class='verdict'>(.*?)</p>", text)
+    assert first and text.index("class='verdict'") < text.index("<table") < text.index("<details")
+    line = html.unescape(first.group(1))
+    # three files restored, the hiss 20 dB down in each (the floor figure), clicks gone, level about kept
+    floors = [float(r["noise_floor_change_db"]) for r in report["rows"][:3]]
+    assert f"Restored 3 files: noise floor down {abs(sum(floors) / 3):.1f} dB on average" in line, line
+    assert re.search(r"clicks \d+\.\d\d → 0\.\d\d per second", line), line
+    assert re.search(r"level (kept|x0\.\d\d of the input)", line), line
+    assert "2 files not reported" in line
+    assert "<summary>How to read this page" in text and "Excerpts.</b>" in text.split("<details")[1]
+
+
+def test_the_level_row_shows_the_level_before_and_after(report):
+    cells = re.findall(
+        r"<tr><th>level \(RMS, dBFS\)</th><td>(.*?)</td><td>(.*?)</td><td>(.*?)</td></tr>", report["html"]
+    )
+    assert len(cells) == 3
+    for (before, after, change), row in zip(cells, report["rows"], strict=False):
+        assert float(before) == pytest.approx(float(row["level_db_before"]), abs=0.06)
+        assert float(after) == pytest.approx(float(row["level_db_after"]), abs=0.06)
+        assert float(change.replace(" dB", "").replace("±", "")) == pytest.approx(
+            float(row["level_db_after"]) - float(row["level_db_before"]), abs=0.11
+        )
+
+
+def test_dnsmos_is_shown_for_speech_only_and_says_why_elsewhere(tmp_path, monkeypatch):
+    from lightning_app.metrics import dnsmos as D
+
+    monkeypatch.setattr(
+        D, "score", lambda *a: pytest.fail("DNSMOS must not run on music or unlabelled files")
+    )
+    paths = make_recording(tmp_path, "tones", 6.0, 16000, 1, 4, loud_at=1.0, quiet_at=4.0)
+    page = write_listening_report(
+        [
+            ReportEntry(paths["input"], paths["restored"], paths["residual"], None),
+            ReportEntry(paths["input"], paths["restored"], paths["residual"], "music", "as music"),
+        ],
+        tmp_path / "out",
+    )
+    text = page.read_text()
+    assert "DNSMOS is a speech measure; not shown for a file with no content label" in text
+    assert "pass --content speech" in text
+    assert "DNSMOS is a speech measure; not shown for music" in text
+    assert "DNSMOS SIG (1–5)" not in text
+    rows = list(csv.DictReader(open(tmp_path / "out" / "report.csv")))
+    assert all(r[k] == "" for r in rows for k in DNSMOS)
+
+
+def test_the_verdict_counts_files_the_guard_held_back_and_flags_a_louder_output(tmp_path):
+    paths = make_recording(tmp_path, "g", 6.0, 16000, 1, 5, loud_at=1.0, quiet_at=4.0)
+    loud = tmp_path / "restored" / "loud.wav"
+    audio, rate = sf.read(paths["input"])
+    sf.write(loud, np.clip(4.0 * audio, -1, 1), rate)
+    entries = [
+        ReportEntry(paths["input"], paths["restored"], paths["residual"], "music", "a", guard_share=0.3),
+        ReportEntry(paths["input"], paths["restored"], paths["residual"], "music", "b", guard_share=0.02),
+    ]
+    line = LR.verdict(
+        [{"status": "ok"}] * 2,
+        [LR.analyse(e, tmp_path / f"f{i}", dnsmos_windows=0) for i, e in enumerate(entries)],
+    )
+    assert "1 file where the guard held the model back (put back 10 % or more of what it removed)" in line
+    page = write_listening_report(
+        [ReportEntry(paths["input"], loud, None, "music", guard_share=0.0)], tmp_path / "out"
+    )
+    line = html.unescape(re.search(r"<p class='verdict'>(.*?)</p>", page.read_text()).group(1))
+    assert re.search(r"LOUDER than the input \(x[23]\.\d\d\)", line), line
+    assert "the guard put back under 10 % of the removal on every file" in line
+    assert "put back 0.0 % of what the model removed" in page.read_text()  # the guard's row stays

@@ -203,6 +203,8 @@ def test_figures_of_a_restoration(monkeypatch):
         "noise_floor_change_db",
         "click_rate_before",
         "click_rate_after",
+        "level_db_before",
+        "level_db_after",
         "level_change_db",
         *[f"removed_{b}" for b in bands],
         *[f"dnsmos_{m}_{w}" for w in ("before", "after") for m in ("sig", "bak", "ovrl")],
@@ -212,6 +214,8 @@ def test_figures_of_a_restoration(monkeypatch):
     assert out["noise_floor_change_db"] == pytest.approx(20 * math.log10(0.05), abs=1.5)
     assert out["click_rate_before"] == pytest.approx(3.0, abs=0.3) and out["click_rate_after"] == 0.0
     assert -0.5 < out["level_change_db"] < 0.0
+    assert out["level_db_after"] - out["level_db_before"] == pytest.approx(out["level_change_db"])
+    assert -40.0 < out["level_db_after"] < 0.0
     assert (
         out["removed_6k_nyq"] > 0.9
     )  # above 6 kHz the bursts have almost nothing: hiss and clicks were removed
