@@ -10,7 +10,6 @@ from __future__ import annotations
 import atexit
 import json
 import logging
-import math
 import warnings
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from lightning_app import config as C
@@ -40,7 +40,14 @@ from lightning_app.training.callbacks import (
     RNGState,
     WaveformQuality,
 )
-from lightning_app.training.console import quiet_third_party, tensorboard_hint
+from lightning_app.training.callbacks.console import (
+    EpochProgressBar,
+    LayerSummary,
+    ResultsText,
+    final_lines,
+    result_line,
+)
+from lightning_app.training.console import quiet_output, quiet_third_party, smoothing_note, tensorboard_hint
 from lightning_app.training.run_dirs import (
     BEST,
     LAST,
@@ -170,6 +177,17 @@ def load_initial_weights(system: DenoiseSystem, checkpoint: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- builders
+class RunLogger(TensorBoardLogger):
+    """Lightning's TensorBoard logger with its ``epoch`` scalar counted from 1, as the epoch line, the
+    progress bar and the spectrogram titles count (Lightning logs its 0-based ``current_epoch``)."""
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+        if "epoch" in metrics:
+            metrics = {**metrics, "epoch": metrics["epoch"] + 1}
+        super().log_metrics(metrics, step)
+
+
 def build_system(cfg: DictConfig) -> DenoiseSystem:
     cls = system_class(cfg.system.kind)
     return cls(**cls.arguments_from_config(cfg))
@@ -253,7 +271,6 @@ def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[L.Callback]:
         ),
         # after WaveformQuality: it reads its result
         OverSuppressionAlarm(threshold=m.retention_alarm, contents=contents),
-        EpochSummary(contents=contents),
         AudioExamples(cfg.data.sample_rate, every_n_epochs=cfg.media.every_n_epochs, clips=cfg.media.clips),
         ModelCheckpoint(
             dirpath=run_dir / "checkpoints",
@@ -279,7 +296,20 @@ def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[L.Callback]:
     ]
 
 
-def build_trainer(cfg: DictConfig, run_dir: Path, logger: TensorBoardLogger, callbacks: list) -> L.Trainer:
+def display_callbacks(cfg: DictConfig, quiet: bool = False) -> list[L.Callback]:
+    """What the terminal and TensorBoard's Text tab show besides the metrics: the epoch line, the progress
+    bar and the model summary in our words (epochs counted from 1, no ``v_num``, no FLOPs that were never
+    counted), the exact final values. ``quiet``: the final values only (``train`` prints one line)."""
+    contents = metric_contents(cfg.data.mode, cfg.data.clean.mix)
+    if quiet:
+        return [ResultsText(contents)]
+    bar = [EpochProgressBar()] if cfg.trainer.enable_progress_bar else []
+    return [EpochSummary(contents=contents), ResultsText(contents), *bar, LayerSummary()]
+
+
+def build_trainer(
+    cfg: DictConfig, run_dir: Path, logger: TensorBoardLogger, callbacks: list, quiet: bool = False
+) -> L.Trainer:
     # Our epoch metrics are torchmetrics states already reduced across ranks; Lightning cannot tell.
     warnings.filterwarnings("ignore", message=".*when logging on epoch level in distributed setting.*")
     plugins = []
@@ -287,8 +317,11 @@ def build_trainer(cfg: DictConfig, run_dir: Path, logger: TensorBoardLogger, cal
         # Preemption is handled by the job script (requeue, then resume from last.ckpt), not by
         # saving inside Lightning's signal handler, which has been seen to hang.
         plugins.append(SLURMEnvironment(auto_requeue=False))
+    settings = C.to_container(cfg.trainer)
+    if quiet:
+        settings.update(enable_progress_bar=False, enable_model_summary=False)
     return L.Trainer(
-        **C.to_container(cfg.trainer),
+        **settings,
         default_root_dir=run_dir,
         logger=logger,
         callbacks=callbacks,
@@ -297,7 +330,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, logger: TensorBoardLogger, cal
     )  # our samplers shard by rank themselves
 
 
-def finished_result(run_dir: Path, checkpoint: Path, cfg: DictConfig) -> dict | None:
+def finished_result(run_dir: Path, checkpoint: Path, cfg: DictConfig, quiet: bool = False) -> dict | None:
     """The saved result of a run whose checkpoint already holds every epoch, else None.
 
     Resuming such a run (a scheduler requeue after the end, or RESUME=1 twice) must change nothing:
@@ -309,10 +342,11 @@ def finished_result(run_dir: Path, checkpoint: Path, cfg: DictConfig) -> dict | 
     epoch = int(check_resumable(checkpoint)["epoch"])
     if epoch + 1 < cfg.trainer.max_epochs:
         return None
-    print(
-        f"{run_dir} already finished ({epoch + 1} of {cfg.trainer.max_epochs} epochs): nothing to do; "
-        f"its results are in {results}"
-    )
+    if not quiet:  # quiet: train() says it in its one line
+        print(
+            f"{run_dir} already finished ({epoch + 1} of {cfg.trainer.max_epochs} epochs): nothing to do; "
+            f"its results are in {results}"
+        )
     return json.loads(results.read_text())
 
 
@@ -330,15 +364,35 @@ def train(
     resume: str | None = None,
     ckpt_path: Path | None = None,
     extra_callbacks: list[L.Callback] = (),
+    quiet: bool = False,
 ) -> dict:
-    """Fit one experiment; returns {'run_dir', 'best', 'last', 'metrics'}."""
+    """Fit one experiment; returns {'run_dir', 'best', 'last', 'metrics'}.
+
+    ``quiet=True`` (notebooks): no progress bar, model summary, epoch lines, Lightning information lines or
+    warnings; one line at the end says what the run reached (and how many warnings were held back). The
+    run's files are the same.
+    """
     quiet_third_party()
+    with quiet_output(quiet) as held:
+        result = _train(cfg, resume, ckpt_path, extra_callbacks, quiet)
+    if quiet and rank_zero_only.rank == 0:
+        print(quiet_line(result, cfg, len(held)), flush=True)
+    return result
+
+
+def _train(
+    cfg: DictConfig,
+    resume: str | None,
+    ckpt_path: Path | None,
+    extra_callbacks: list[L.Callback],
+    quiet: bool,
+) -> dict:
     C.check_folder(cfg.run.root, "run.root")  # before anything is made there
     if cfg.data.cache_dir:
         C.check_folder(cfg.data.cache_dir, "data.cache_dir")
     if resume:
         run_dir, ckpt_path = resolve_resume(resume, cfg)
-        finished = finished_result(run_dir, ckpt_path, cfg)
+        finished = finished_result(run_dir, ckpt_path, cfg, quiet)
         if finished is not None:
             return finished
     else:
@@ -358,15 +412,15 @@ def train(
     # A resumed run redoes the steps after its checkpoint: TensorBoard hides what the earlier event files hold
     # from that step on, so each step shows once.
     resumed_at = {"purge_step": int(check_resumable(ckpt_path)["global_step"])} if ckpt_path else {}
-    logger = TensorBoardLogger(
+    logger = RunLogger(
         save_dir=str(run_dir.parent.parent),
         name=run_dir.parent.name,
         version=run_dir.name,
         default_hp_metric=False,
         **resumed_at,
     )
-    callbacks = build_callbacks(cfg, run_dir) + list(extra_callbacks)
-    trainer = build_trainer(cfg, run_dir, logger, callbacks)
+    callbacks = build_callbacks(cfg, run_dir) + display_callbacks(cfg, quiet) + list(extra_callbacks)
+    trainer = build_trainer(cfg, run_dir, logger, callbacks, quiet)
     if trainer.is_global_zero:
         C.save(cfg, run_dir / "config.yaml")
         # HParams and the custom-scalars layout: what TensorBoard shows first (a resumed run has them already)
@@ -395,42 +449,36 @@ def train(
     }
     if trainer.is_global_zero:
         (run_dir / "metrics.json").write_text(json.dumps(result, indent=2, sort_keys=True))
-        print_summary(result, cfg)
+        if not quiet:
+            print_summary(result, cfg)
     return result
 
 
 def print_summary(result: dict, cfg: DictConfig) -> None:
-    m = result["metrics"]
-
-    def fmt(key, unit=""):
-        v = m.get(key)
-        return "n/a" if v is None or not math.isfinite(v) else f"{v:.2f}{unit}"
-
+    """The end of a run: the exact final values (TensorBoard's curves are smoothed), where the best
+    checkpoint is and how to open TensorBoard on unsmoothed curves."""
+    contents = metric_contents(cfg.data.mode, cfg.data.clean.mix)
     print(f"\n{cfg.experiment} finished: {result['run_dir']}")
-    print(
-        f"  SI-SDR {fmt('val/si_sdr', ' dB')} (input {fmt('val/si_sdr_input', ' dB')}, "
-        f"gain {fmt('val/si_sdr_i', ' dB')})"
-        f"   LSD {fmt('val/lsd', ' dB')} (input {fmt('val/lsd_input', ' dB')})"
-    )
-    print(
-        f"  PESQ {fmt('val/pesq')} (input {fmt('val/pesq_input')})   "
-        f"STOI {fmt('val/stoi')} (input {fmt('val/stoi_input')})"
-        f"   (speech clips)"
-    )
-    print(f"  ViSQOL {fmt('val/visqol')} (input {fmt('val/visqol_input')}; level-blind)")
-    alarm = m.get("val_status/muting_alarm")
-    print(
-        f"  amplitude retention {fmt('val/amplitude_retention')}   speech removed {fmt('val/speech_removed')}"
-        f"{'   MUTING ALARM (retention below metrics.retention_alarm)' if alarm else ''}"
-    )
-    # Per content: the overall mean can hide a model that keeps speech and mutes music.
-    for content in sorted({k.rsplit("/", 1)[1] for k in m if k.startswith("val/si_sdr_i/")}):
-        print(
-            f"  {content}: SI-SDR gain {fmt(f'val/si_sdr_i/{content}', ' dB')}   retention "
-            f"{fmt(f'val/amplitude_retention/{content}')}   ViSQOL {fmt(f'val/visqol/{content}')}"
-        )
+    for line in final_lines(result["metrics"], contents):
+        print(f"  {line}")
     print(f"  best checkpoint: {result['best']}")
     print(f"  TensorBoard: {tensorboard_hint(Path(cfg.run.root))}")
+    for line in smoothing_note():
+        print(f"    {line}")
+
+
+def quiet_line(result: dict, cfg: DictConfig, held_warnings: int = 0) -> str:
+    """``train(..., quiet=True)``'s one line: which run, what it reached, where it is."""
+    contents = metric_contents(cfg.data.mode, cfg.data.clean.mix)
+    held = (
+        f" ({held_warnings} warning{'s' * (held_warnings != 1)} held back: quiet=True)"
+        if held_warnings
+        else ""
+    )
+    return (
+        f"{cfg.experiment} {Path(result['run_dir']).name}: {result_line(result['metrics'], contents)} "
+        f"· {result['run_dir']}{held}"
+    )
 
 
 def check_schedule_unchanged(saved: DictConfig, new: DictConfig) -> None:

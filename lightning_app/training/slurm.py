@@ -163,7 +163,7 @@ def submit_sweep(
     if any(o.startswith("storage=") and study_storage.masked(o) != o for o in sweep_fields):
         log.warning(
             "warning: the storage URL's password is written into %s and shows in the process list; "
-            "keep it in ~/.pgpass or PGPASSWORD instead (README, Sweeps)",
+            "keep it in ~/.pgpass or PGPASSWORD instead (docs/cluster.md, Sweeps)",
             directory / "submit-sweep.sbatch",
         )
     directory.mkdir(parents=True, exist_ok=True)

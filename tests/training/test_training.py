@@ -56,11 +56,13 @@ def test_run_writes_config_events_checkpoints_and_every_quality_metric(trained_r
     # bookkeeping apart from quality, so val/ holds what a listener hears
     assert {"val_status/muting_alarm", "val_status/clips", "val_status/si_sdr_best"} <= set(tags["scalars"])
     assert not {t for t in tags["scalars"] if t.startswith("val/") and t.split("/")[1] in STATUS}
-    # every example: one group named by its content, noise and input SNR; players noisy -> denoised -> clean
+    # every example of every run: one group named by its content, noise, input SNR and run; players noisy ->
+    # denoised -> clean
     groups = {t.rsplit("/", 1)[0] for t in tags["audio"]}
-    assert any(re.fullmatch(r"clip_0 · speech · [a-z_+]+ · input SNR -?\d+\.\d dB", g) for g in groups), (
-        groups
-    )
+    assert any(
+        re.fullmatch(r"clip_0 · speech · [a-z_+]+ · input SNR -?\d+\.\d dB · supervised_unet version_0", g)
+        for g in groups
+    ), groups
     group = sorted(groups)[0]
     assert sorted(t for t in tags["audio"] if t.startswith(group + "/")) == [
         f"{group}/1 noisy",
@@ -200,7 +202,7 @@ def test_a_muting_model_raises_the_over_suppression_alarm(tmp_path, capsys):
     assert result["metrics"]["val/amplitude_retention"] < 0.1
     assert result["metrics"]["val_status/muting_alarm"] == 1.0
     out = capsys.readouterr().out
-    epoch_lines = [line for line in out.splitlines() if line.startswith("epoch 1/1 · SI-SDR")]
+    epoch_lines = [line for line in out.splitlines() if line.startswith("epoch 1 of 1 · SI-SDR")]
     assert len(epoch_lines) == 1 and "MUTING (speech)" in epoch_lines[0], out
     assert "MUTING ALARM" in out and "TensorBoard: make tensorboard RUNS=" in out
 

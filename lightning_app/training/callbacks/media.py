@@ -1,9 +1,15 @@
 """TensorBoard audio and spectrograms of a few fixed validation clips (rank 0 only).
 
-Each clip is one group, named with what it holds (``clip_0 · music · crackle+hum · input SNR 4.3 dB``), so
-the noise that was added is read next to what the model did: players in a fixed order (noisy, denoised,
-clean) and one picture of the three spectrograms on one dB scale, with axes and a colour bar. Variants
-may add tracks of their own (Noise2Noise: what each cross path got wrong), drawn as a second row.
+Each clip of each run is one group, named with what it holds and whose it is
+(``clip_0 · music · crackle+hum · input SNR 4.3 dB · supervised_unet version_0``), so the noise that was
+added is read next to what the model did: players in a fixed order (noisy, denoised, clean) and one picture
+of the three spectrograms on one dB scale, with axes and a colour bar. Variants may add tracks of their own
+(Noise2Noise: what each cross path got wrong), drawn as a second row.
+
+Why the run is in the group: TensorBoard's Audio and Images dashboards make one section per group (the tag
+up to its first "/") and sort the cards in it by tag, then by run. With the same tags in every run, two runs'
+players interleave (noisy A, noisy B, denoised A, ...) and no row is a run; with the run in the group, each
+section holds one run's clip, and the same clip of each run sits in adjacent sections.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from lightning_app.evaluation import spectrograms
+from lightning_app.training.callbacks.console import epoch_label
 
 #: the players' order; TensorBoard sorts a group's tags, hence the numbers
 TRACKS = ("noisy", "denoised", "clean")
@@ -30,6 +37,15 @@ def clip_label(batch: dict, row: int, clip: int) -> str:
     return " · ".join(parts)
 
 
+def run_label(logger: TensorBoardLogger) -> str:
+    """``supervised_unet version_0``: the run's folder and version as the logger names them (a stage of a
+    sequence, runs/progressive/stage1/version_0, is ``stage1 version_0``). No "/": TensorBoard groups tags
+    by what comes before the first one."""
+    name = str(logger.name or "").replace("/", " ")
+    version = logger.version if isinstance(logger.version, str) else f"version_{logger.version}"
+    return f"{name} {version}".strip()
+
+
 def _wave(tensor: torch.Tensor, row: int):
     return tensor[row].detach().float().reshape(-1).cpu().numpy()
 
@@ -40,10 +56,10 @@ class AudioExamples(L.Callback):
         self.every_n_epochs = max(1, every_n_epochs)
         self.clips = clips
 
-    def _tensorboard(self, trainer):
+    def _tensorboard(self, trainer) -> TensorBoardLogger | None:
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
-                return logger.experiment
+                return logger
         return None
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
@@ -53,9 +69,10 @@ class AudioExamples(L.Callback):
             or trainer.current_epoch % self.every_n_epochs
         ):
             return
-        writer = self._tensorboard(trainer)
-        if writer is None:
+        logger = self._tensorboard(trainer)
+        if logger is None:
             return
+        writer, run = logger.experiment, run_label(logger)
         index = batch["index"].reshape(-1).tolist()
         if min(index) >= self.clips:
             return
@@ -66,7 +83,7 @@ class AudioExamples(L.Callback):
         for row, clip in enumerate(index):
             if clip >= self.clips:
                 continue
-            group = clip_label(batch, row, clip)
+            group = f"{clip_label(batch, row, clip)} · {run}"
             waves = {name: _wave(tracks[name], row) for name in TRACKS}
             for number, (name, audio) in enumerate(waves.items(), start=1):
                 peak = float(abs(audio).max(initial=0.0))
@@ -84,6 +101,6 @@ class AudioExamples(L.Callback):
                 row_height=3.0,
                 dpi=80,
                 row_labels=["noisy → denoised → clean", "diagnostics"][: len(examples)],
-                title=f"{group}   (epoch {trainer.current_epoch}, step {step})",
+                title=f"{group}   ({epoch_label(trainer.current_epoch, trainer.max_epochs)}, step {step})",
             )
             writer.add_image(f"{group}/spectrograms", spectrograms.rgb(fig), step, dataformats="HWC")

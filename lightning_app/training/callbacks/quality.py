@@ -21,8 +21,16 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from lightning_app.metrics.perceptual import score_clip, speech_content
-from lightning_app.metrics.quality import PERCEPTUAL_METRICS, WAVEFORM_METRICS, ContentMeans, waveform_scores
+from lightning_app.metrics.quality import (
+    PERCEPTUAL_METRICS,
+    RETENTION_LOUD,
+    RETENTION_TARGET,
+    WAVEFORM_METRICS,
+    ContentMeans,
+    waveform_scores,
+)
 from lightning_app.metrics.visqol import visqol_missing
+from lightning_app.training.callbacks.console import epoch_label
 
 
 def _prefix(trainer: L.Trainer) -> str:
@@ -49,12 +57,26 @@ def metric_tag(prefix: str, name: str) -> str:
     return f"{prefix}_status/{name}" if name.split("/")[0] in STATUS else f"{prefix}/{name}"
 
 
+#: output-vs-input pairs (``<m>``, ``<m>_input``) also logged under names that say which is which,
+#: ``<prefix>_compare/<m>_denoised`` and ``<prefix>_compare/<m>_noisy_input``: a custom-scalars chart has no
+#: legend, its series are named by their tags
+COMPARED = ("si_sdr", "pesq", "stoi", "visqol", "lsd")
+
+
+def compare_tags(prefix: str, name: str) -> tuple[str, str]:
+    """(denoised, noisy input) tags of one of ``COMPARED``."""
+    return f"{prefix}_compare/{name}_denoised", f"{prefix}_compare/{name}_noisy_input"
+
+
 def _log(pl_module, prefix: str, values: dict[str, float]) -> None:
-    """Overall values as they are; per-content ones (``metric/content``) only when finite."""
-    pl_module.log_dict(
-        {metric_tag(prefix, k): v for k, v in values.items() if "/" not in k or math.isfinite(v)},
-        sync_dist=False,
-    )
+    """Overall values as they are; per-content ones (``metric/content``) only when finite; the overall
+    output-vs-input pairs once more under ``compare_tags``."""
+    logged = {metric_tag(prefix, k): v for k, v in values.items() if "/" not in k or math.isfinite(v)}
+    for name in COMPARED:
+        if name in values and f"{name}_input" in values:
+            denoised, noisy = compare_tags(prefix, name)
+            logged[denoised], logged[noisy] = values[name], values[f"{name}_input"]
+    pl_module.log_dict(logged, sync_dist=False)
 
 
 class WaveformQuality(L.Callback):
@@ -272,7 +294,8 @@ class PerceptualQuality(L.Callback):
 
 class OverSuppressionAlarm(L.Callback):
     """Warns, and logs ``val_status/muting_alarm`` = 1, when amplitude retention falls below a threshold,
-    overall or for any one content (``val_status/muting_alarm/<content>`` says which).
+    overall or for any one content (``val_status/muting_alarm/<content>`` says which); warns too when it is
+    above ``RETENTION_LOUD`` (the output LOUDER than the reference: SI-SDR, scale-invariant, does not see it).
 
     The research's supervised U-Net reached a low loss while keeping ~10 % of the signal:
     this is the check that would have caught it on the first validation. Speech enhancers
@@ -304,14 +327,25 @@ class OverSuppressionAlarm(L.Callback):
         pl_module.log(metric_tag("val", "muting_alarm"), float(muting))
         for content, value in per_content.items():
             pl_module.log(metric_tag("val", f"muting_alarm/{content}"), float(value < self.threshold))
+        shown = ", ".join(f"{c} {v:.2f}" for c, v in per_content.items())
+        level = f"{overall:.2f}" if overall is not None else "n/a"
+        when = f"after {epoch_label(trainer.current_epoch, trainer.max_epochs)}"
         if muting:
             self.alarms += 1
             which = f" of {' and '.join(muted)}" if muted else ""
-            shown = ", ".join(f"{c} {v:.2f}" for c, v in per_content.items())
-            level = f"{overall:.2f}" if overall is not None else "n/a"
             rank_zero_warn(
                 f"OVER-SUPPRESSION{which}: amplitude retention {level}{f' ({shown})' if shown else ''} < "
-                f"{self.threshold} at epoch {trainer.current_epoch}: the model is muting the signal "
+                f"{self.threshold} {when}: the model is muting the signal "
                 "(output RMS / clean RMS). A low loss does not mean good audio; check the loss weights "
                 "(system.supervised.energy, si_sdr) or use --mix."
+            )
+        loud = [c for c, v in per_content.items() if v > RETENTION_LOUD]
+        if loud or (overall is not None and overall > RETENTION_LOUD):
+            which = f" ({' and '.join(loud)})" if loud and len(per_content) > 1 else ""
+            rank_zero_warn(
+                f"LOUDER than the reference{which}: amplitude retention {level}"
+                f"{f' ({shown})' if shown else ''} > {RETENTION_LOUD:g} {when} (target "
+                f"{RETENTION_TARGET[0]:g}-{RETENTION_TARGET[1]:g}): the output is louder than the clean "
+                "signal, which SI-SDR (scale-invariant) does not show. Check the level terms of the loss "
+                "(system.supervised.energy, snr) and the mask limit (model.*.mask_max)."
             )
