@@ -1,16 +1,14 @@
 """The analysis notebooks run end to end (tiny settings), and the run-reading functions behind them."""
 
-import json
 import math
-import sys
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
 from torch.utils.tensorboard import SummaryWriter
 
 from lightning_app.config import PROJECT_ROOT
 from lightning_app.evaluation import analysis as A
+from lightning_app.evaluation import notebooks as N
 
 NOTEBOOKS = PROJECT_ROOT / "notebooks"
 TINY = "trainer.max_epochs=1 data.train_examples_per_epoch=8"
@@ -18,28 +16,8 @@ TINY = "trainer.max_epochs=1 data.train_examples_per_epoch=8"
 
 def execute(name: str, monkeypatch, tmp_path, **env) -> str:
     """Runs notebooks/<name> in a fresh kernel with C2C_* settings; returns all its outputs as text."""
-    monkeypatch.setenv("C2C_TINY_ROOT", str(tmp_path / "tiny"))
-    monkeypatch.setenv("C2C_TINY_OVERRIDES", TINY)
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    # A kernel spec for this interpreter, found first: a system-wide "python3" spec could point elsewhere.
-    spec = tmp_path / "jupyter" / "kernels" / "c2c-test"
-    spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(
-        json.dumps(
-            {
-                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-                "display_name": "c2c",
-                "language": "python",
-            }
-        )
-    )
-    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
-    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-    NotebookClient(
-        nb, timeout=600, kernel_name="c2c-test", resources={"metadata": {"path": str(tmp_path)}}
-    ).execute()
-    return json.dumps([o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs])
+    settings = {"C2C_TINY_ROOT": str(tmp_path / "tiny"), "C2C_TINY_OVERRIDES": TINY, **env}
+    return N.outputs_text(N.execute(NOTEBOOKS / name, settings, cwd=tmp_path, timeout=600))
 
 
 def test_every_notebook_is_tested():
@@ -50,6 +28,67 @@ def test_every_notebook_is_tested():
         "04_compare_runs.ipynb",
     }
     assert {p.name for p in NOTEBOOKS.glob("*.ipynb")} == tested
+
+
+@pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.ipynb")), ids=lambda p: p.name)
+def test_stored_notebooks_show_their_figures_without_noise(path):
+    """make notebooks-run stores every notebook executed, so a code host shows its figures: every code cell
+    ran, at least one figure, no stderr (library warnings), no audio blobs, small enough for git."""
+    nb = nbformat.read(path, as_version=4)
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    assert all(cell.execution_count for cell in code), f"{path.name}: not executed; run make notebooks-run"
+    assert N.figures(nb) >= 1, f"{path.name}: no stored figure"
+    outputs = [o for cell in code for o in cell.outputs]
+    assert not [o for o in outputs if o.get("name") == "stderr"], f"{path.name}: stderr stored"
+    assert "<audio" not in N.outputs_text(nb), f"{path.name}: an audio player is stored"
+    assert path.stat().st_size < 1_500_000, f"{path.name}: {path.stat().st_size} bytes"
+    for cell in code:  # a training cell says one line per run, not a model summary and a progress bar
+        text = "".join(o.get("text", "") for o in cell.outputs if o.get("output_type") == "stream")
+        assert "Total params" not in text and "it/s]" not in text, f"{path.name}: a noisy cell: {text[:300]}"
+
+
+def _png() -> str:
+    """A spectrogram-like figure, base64 PNG as a notebook stores it."""
+    import base64
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.imshow(
+        np.random.default_rng(0).standard_normal((120, 400)).cumsum(axis=1), cmap="magma", aspect="auto"
+    )
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_storage_form_drops_audio_and_stderr_and_keeps_figures():
+    nb, figure = nbformat.v4.new_notebook(), _png()
+    cell = nbformat.v4.new_code_cell("x")
+    cell.outputs = [
+        nbformat.v4.new_output("stream", name="stderr", text="UserWarning: something\n"),
+        nbformat.v4.new_output("stream", name="stdout", text="one line per run\n"),
+        nbformat.v4.new_output("display_data", data={"image/png": figure}),
+        nbformat.v4.new_output("stream", name="stdout", text="1 noisy\n"),
+        nbformat.v4.new_output("display_data", data={"text/html": "<audio controls></audio>"}),
+        nbformat.v4.new_output("stream", name="stdout", text="2 denoised\n"),
+        nbformat.v4.new_output("display_data", data={"text/html": "<audio controls></audio>"}),
+    ]
+    nb.cells.append(cell)
+    stored = N.for_storage(nb)
+    kinds = [o.get("name") or next(iter(o.get("data", {})), "") for o in stored.cells[0].outputs]
+    assert kinds == ["stdout", "image/png", "stdout"], kinds  # the players' captions went with them
+    assert stored.cells[0].outputs[-1]["text"] == N.AUDIO_NOTE.format(2)  # two players, one note
+    assert N.figures(stored) == 1
+    assert len(stored.cells[0].outputs[1]["data"]["image/png"]) < len(figure), (
+        "the figure was not made smaller"
+    )
 
 
 @pytest.mark.slow
