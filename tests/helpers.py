@@ -112,3 +112,19 @@ def perturbed_checkpoint(tmp_path: Path, experiment: str, *overrides: str) -> Pa
         path,
     )
     return path
+
+
+class Recorder:
+    """Stands in for the LightningModule: records what the callbacks log."""
+
+    def __init__(self):
+        import torch
+
+        self.device = torch.device("cpu")
+        self.logged = {}
+
+    def log(self, name, value, **_):
+        self.logged[name] = float(value)
+
+    def log_dict(self, values, **_):
+        self.logged.update({k: float(v) for k, v in values.items()})

@@ -13,6 +13,7 @@ from torchmetrics.functional.audio import scale_invariant_signal_distortion_rati
 from lightning_app.data.speech import synthesize_speech
 from lightning_app.metrics import visqol as V
 from lightning_app.training.callbacks.quality import OverSuppressionAlarm, PerceptualQuality, WaveformQuality
+from tests.helpers import Recorder
 
 SR = 16000
 
@@ -29,21 +30,6 @@ def chord(seconds: float, rate: int = SR, seed: int = 0) -> np.ndarray:
 
 def speech(seconds: float, seed: int) -> np.ndarray:
     return synthesize_speech(np.random.default_rng(seed), int(seconds * SR), SR).astype(np.float32)
-
-
-class Recorder:
-    """Stands in for the LightningModule: records what the callbacks log."""
-
-    device = torch.device("cpu")
-
-    def __init__(self):
-        self.logged = {}
-
-    def log(self, name, value, **_):
-        self.logged[name] = float(value)
-
-    def log_dict(self, values, **_):
-        self.logged.update({k: float(v) for k, v in values.items()})
 
 
 def trainer(fn="validate", **metrics):

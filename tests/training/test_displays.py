@@ -33,7 +33,7 @@ from lightning_app.training.callbacks.console import (
 )
 from lightning_app.training.callbacks.quality import OverSuppressionAlarm, WaveformQuality
 from lightning_app.training.run import train
-from tests.helpers import smoke_config
+from tests.helpers import Recorder, smoke_config
 
 
 # ----------------------------------------------------------------------------- HParams
@@ -127,19 +127,6 @@ def test_the_summary_columns_open_on_what_tells_runs_apart_in_few_characters():
 
 
 # ----------------------------------------------------------------------------- custom scalars, smoothing
-class _Recorder:
-    device = torch.device("cpu")
-
-    def __init__(self):
-        self.logged = {}
-
-    def log(self, name, value, **_):
-        self.logged[name] = float(value)
-
-    def log_dict(self, values, **_):
-        self.logged.update({k: float(v) for k, v in values.items()})
-
-
 def _fake_trainer(**metrics):
     return SimpleNamespace(
         state=SimpleNamespace(fn="fit"),
@@ -163,7 +150,7 @@ def test_every_output_vs_input_chart_draws_series_named_denoised_and_noisy_input
     rng = np.random.default_rng(0)
     clean = torch.from_numpy(rng.standard_normal((2, 1, 8000)).astype(np.float32))
     noisy = clean + 0.3 * torch.randn_like(clean)
-    callback, module = WaveformQuality(), _Recorder()
+    callback, module = WaveformQuality(), Recorder()
     batch = {"noisy": noisy, "clean": clean}
     callback.on_validation_batch_end(None, module, {"estimate": 0.5 * (noisy + clean)}, batch, 0)
     callback.on_validation_epoch_end(_fake_trainer(), module)
@@ -206,12 +193,12 @@ def test_the_level_alarms_say_muting_and_louder_in_the_line_and_the_warning():
     louder = r"LOUDER than the reference: amplitude retention 3\.85 > 1\.25 after epoch 3 of 3 "
     louder += r"\(target 0\.9-1\.1\)"
     with pytest.warns(UserWarning, match=louder):
-        alarm.on_validation_epoch_end(_fake_trainer(**{"val/amplitude_retention": 3.85}), _Recorder())
+        alarm.on_validation_epoch_end(_fake_trainer(**{"val/amplitude_retention": 3.85}), Recorder())
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        alarm.on_validation_epoch_end(_fake_trainer(**{"val/amplitude_retention": 1.0}), _Recorder())
+        alarm.on_validation_epoch_end(_fake_trainer(**{"val/amplitude_retention": 1.0}), Recorder())
     with pytest.warns(UserWarning, match=r"OVER-SUPPRESSION.* after epoch 3 of 3"):
-        alarm.on_validation_epoch_end(_fake_trainer(**{"val/amplitude_retention": 0.1}), _Recorder())
+        alarm.on_validation_epoch_end(_fake_trainer(**{"val/amplitude_retention": 0.1}), Recorder())
 
 
 def test_the_final_summary_words_removed_vs_clean_and_shows_leakage_for_noise2noise():
