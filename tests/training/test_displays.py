@@ -271,6 +271,18 @@ def test_the_progress_bar_counts_epochs_from_one_without_v_num_and_the_summary_h
     assert "Total params" in summary and "FLOP" not in summary.upper()
 
 
+def _media_trainer(logger, epoch: int, step: int) -> SimpleNamespace:
+    """What the media callback reads of a Trainer: rank 0, past the sanity check, epoch `epoch` of 3."""
+    return SimpleNamespace(
+        sanity_checking=False,
+        is_global_zero=True,
+        current_epoch=epoch,
+        max_epochs=3,
+        global_step=step,
+        loggers=[logger],
+    )
+
+
 def test_the_audio_grid_gives_each_run_its_own_section(tmp_path):
     """TensorBoard's Audio and Images dashboards make a section of each tag's part before the first "/" and
     sort its cards by tag, then run: each run's clip must be a section of its own, not interleaved."""
@@ -286,14 +298,7 @@ def test_the_audio_grid_gives_each_run_its_own_section(tmp_path):
     tags = {}
     for run in ("supervised_unet", "pure_noise2noise"):
         logger = TensorBoardLogger(tmp_path, name=run, version="version_0")
-        trainer = SimpleNamespace(
-            sanity_checking=False,
-            is_global_zero=True,
-            current_epoch=0,
-            max_epochs=3,
-            global_step=4,
-            loggers=[logger],
-        )
+        trainer = _media_trainer(logger, epoch=0, step=4)
         media.AudioExamples(16000, clips=1).on_validation_batch_end(
             trainer, SimpleNamespace(), {"estimate": clean}, batch, 0
         )
@@ -322,14 +327,7 @@ def test_the_spectrogram_title_counts_epochs_from_one(tmp_path, monkeypatch):
         lambda *a, **k: titles.append(k["title"]) or original(*a, **k),
     )
     logger = TensorBoardLogger(tmp_path, name="run", version="version_0")
-    trainer = SimpleNamespace(
-        sanity_checking=False,
-        is_global_zero=True,
-        current_epoch=2,
-        max_epochs=3,
-        global_step=12,
-        loggers=[logger],
-    )
+    trainer = _media_trainer(logger, epoch=2, step=12)
     clean = torch.zeros(1, 1, 4000) + 0.1
     batch = {"noisy": clean, "clean": clean, "index": torch.tensor([0])}
     media.AudioExamples(16000, clips=1).on_validation_batch_end(

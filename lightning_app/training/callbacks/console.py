@@ -203,37 +203,17 @@ class LayerSummary(ModelSummary):
     ``example_input_array`` (none here), so the column and the ``Total Flops`` line read 0."""
 
     @staticmethod
-    def summarize(
-        summary_data,
-        total_parameters,
-        trainable_parameters,
-        model_size,
-        total_training_modes,
-        total_flops,
-        **summarize_kwargs,
-    ) -> None:
+    def summarize(summary_data, *totals, total_flops: int = 0, **summarize_kwargs) -> None:
+        # totals: parameters, trainable parameters, model size, training modes (Lightning passes the FLOPs by
+        # keyword)
         if total_flops:
-            ModelSummary.summarize(
-                summary_data,
-                total_parameters,
-                trainable_parameters,
-                model_size,
-                total_training_modes,
-                total_flops,
-                **summarize_kwargs,
-            )
+            ModelSummary.summarize(summary_data, *totals, total_flops=total_flops, **summarize_kwargs)
             return
         from lightning.pytorch.callbacks.model_summary import log
         from lightning.pytorch.utilities.model_summary.model_summary import _format_summary_table
 
-        table = _format_summary_table(
-            total_parameters,
-            trainable_parameters,
-            model_size,
-            total_training_modes,
-            total_flops,
-            *[(name, column) for name, column in summary_data if name != "FLOPs"],
-        )
+        columns = [(name, column) for name, column in summary_data if name != "FLOPs"]
+        table = _format_summary_table(*totals, total_flops, *columns)
         log.info("\n" + "\n".join(line for line in table.splitlines() if not line.endswith("Total Flops")))
 
 
