@@ -134,8 +134,7 @@ def evaluate_chains(
     spectrogram_panel(
         panel, [c["name"] for c in shown], rate, output_dir / "chains_spectrograms.png", titles_fontsize=6
     )
-    speech = any(speech_content(c["content"]) for c in test_clips)  # PESQ/STOI: speech measures
-    table_columns = [c for c in CHAIN_COLUMNS if speech or c not in ("pesq", "stoi")]
+    table_columns = shown_columns(test_clips, visqol_clips=0, columns=CHAIN_COLUMNS)
     report = (
         "\n".join(
             [
@@ -261,14 +260,14 @@ def measure_notes(test_clips: list[dict], visqol_clips: int, missing: str | None
     ]
 
 
-def shown_columns(test_clips: list[dict], visqol_clips: int) -> tuple[str, ...]:
-    """The report tables' columns: PESQ/STOI only when some clip is speech, ViSQOL only when computed."""
+def shown_columns(test_clips: list[dict], visqol_clips: int, columns=COLUMNS) -> tuple[str, ...]:
+    """The report tables' ``columns``: PESQ/STOI only when some clip is speech, ViSQOL only when computed."""
     dropped = set()
     if not any(speech_content(c["content"]) for c in test_clips):
         dropped |= {"pesq", "pesq_i", "stoi", "stoi_i"}
     if not visqol_clips:
         dropped |= {"visqol", "visqol_i"}
-    return tuple(c for c in COLUMNS if c not in dropped)
+    return tuple(c for c in columns if c not in dropped)
 
 
 def evaluate(

@@ -5,13 +5,19 @@ from __future__ import annotations
 import csv
 import math
 import textwrap
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from lightning_app.evaluation import spectrograms, tables
-from lightning_app.evaluation.scoring import COLUMNS, COUNT_COLUMNS, LABELS, NOISY, PERCEPTUAL_COLUMNS
+from lightning_app.evaluation.scoring import (
+    COLUMNS,
+    COUNT_COLUMNS,
+    LABELS,
+    NOISY,
+    PERCEPTUAL_COLUMNS,
+    failed_clips,
+)
 from lightning_app.metrics.quality import (
     RETENTION_LOUD,
     RETENTION_MUTING,
@@ -120,12 +126,9 @@ def failure_lines(failures: dict) -> list[str]:
     every system lost the same number, else the count per system."""
     lines = []
     for name, f in (failures or {}).items():
-        failed = {s: sum(reasons.values()) for s, reasons in f["failed"].items() if reasons}
+        failed, reasons = failed_clips(f)
         if not failed:
             continue
-        reasons = Counter()
-        for per_system in f["failed"].values():
-            reasons.update(per_system)
         why = "; ".join(f"{reason} ×{n}" for reason, n in reasons.most_common(3))
         asked = f["asked"]
         if len(failed) == len(f["systems"]) and len(set(failed.values())) == 1:

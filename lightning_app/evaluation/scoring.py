@@ -189,17 +189,24 @@ def _reason(error: str) -> str:
     return error.splitlines()[0].split(". ")[0][:80]
 
 
+def failed_clips(failure: dict) -> tuple[dict[str, int], Counter]:
+    """Of one measure's ``failures`` entry: the clips each system lost to it (only systems that lost some),
+    and its reasons counted over every system."""
+    lost = {system: sum(reasons.values()) for system, reasons in failure["failed"].items() if reasons}
+    reasons = Counter()
+    for per_system in failure["failed"].values():
+        reasons.update(per_system)
+    return lost, reasons
+
+
 def failure_summary(failures: dict) -> list[str]:
     """One phrase per measure that failed on some clips: "PESQ failed on 3 of 4 clips (reason)" (the most
     any system lost; "for every system" when they all lost the same clips)."""
     out = []
     for name, f in failures.items():
-        lost = {system: sum(reasons.values()) for system, reasons in f["failed"].items()}
+        lost, reasons = failed_clips(f)
         if not lost:
             continue
-        reasons = Counter()
-        for per_system in f["failed"].values():
-            reasons.update(per_system)
         worst = max(lost.values())
         why = "; ".join(reason for reason, _ in reasons.most_common(2))
         out.append(f"{name.upper()} failed on {worst} of {f['asked']} clips ({why})")

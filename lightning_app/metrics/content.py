@@ -71,7 +71,10 @@ def _mono16k(x: np.ndarray, rate: int) -> np.ndarray:
 
 def pause_share(x: np.ndarray, rate: int) -> float:
     """Share of 20 ms frames (hop 10 ms) more than PAUSE_DB below the 95th percentile frame level."""
-    y = _mono16k(x, rate)
+    return _pause_share(_mono16k(x, rate))
+
+
+def _pause_share(y: np.ndarray) -> float:
     frame, hop = RATE // 50, RATE // 100
     if len(y) < frame:
         return 0.0
@@ -83,7 +86,10 @@ def pause_share(x: np.ndarray, rate: int) -> float:
 def spectral_stability(x: np.ndarray, rate: int) -> float:
     """Median correlation of 2048-point magnitude spectra (0.16-4 kHz) 32 ms apart, over loud frames; NaN
     for clips too short to hold two frames."""
-    y = _mono16k(x, rate)
+    return _spectral_stability(_mono16k(x, rate))
+
+
+def _spectral_stability(y: np.ndarray) -> float:
     n_fft, hop = 2048, 512
     if len(y) < n_fft + hop:
         return math.nan
@@ -103,7 +109,10 @@ def spectral_stability(x: np.ndarray, rate: int) -> float:
 def fricative_share(x: np.ndarray, rate: int) -> float:
     """Share of 32 ms frames (hop 10 ms) within 30 dB of the loudest that hold over 30 % of their energy
     above 3 kHz."""
-    y = _mono16k(x, rate)
+    return _fricative_share(_mono16k(x, rate))
+
+
+def _fricative_share(y: np.ndarray) -> float:
     n_fft, hop = 512, RATE // 100
     if len(y) < n_fft:
         return 0.0
@@ -118,7 +127,7 @@ def fricative_share(x: np.ndarray, rate: int) -> float:
 def guess_content(clean: np.ndarray, rate: int) -> ContentGuess:
     """ "speech" or "music" for a clean reference ((frames,) or (frames, channels) at ``rate``), with the
     measures the guess rests on (module docstring): speech when at least two of the three say so."""
-    stability = spectral_stability(clean, rate)
-    pauses, hiss = pause_share(clean, rate), fricative_share(clean, rate)
+    y = _mono16k(clean, rate)  # once: each measure reads the same mono 16 kHz signal
+    stability, pauses, hiss = _spectral_stability(y), _pause_share(y), _fricative_share(y)
     votes = (stability < STABLE) + (pauses > PAUSED) + (hiss > HISSING)  # NaN stability: no vote
     return ContentGuess("speech" if votes >= 2 else "music", stability, pauses, hiss)
