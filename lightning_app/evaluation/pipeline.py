@@ -287,6 +287,7 @@ def evaluate(
     real_corpus: Path | None = None,
     real_clips: int = 36,
     content: str = "auto",
+    real_split: str = "test",
 ) -> dict:
     """Score every system and write the reports; returns {"rows", "report", "plots", "content", ...}. The
     checkpoints run on ``device`` (cpu, cuda, auto); the baselines and the scoring on the CPU. A paired
@@ -340,7 +341,9 @@ def evaluate(
     real = None
     if real_corpus is not None:
         scored = [(n, p) for n, p in processes if n in dict(systems) or n in dict(baselines_)]
-        real = evaluate_real(real_corpus, scored, output_dir, experiment or DEFAULT_EXPERIMENT, real_clips)
+        real = evaluate_real(
+            real_corpus, scored, output_dir, experiment or DEFAULT_EXPERIMENT, real_clips, split=real_split
+        )
         report += "\n" + real["report"]
         (output_dir / "report.md").write_text(report)
     return {
@@ -373,16 +376,18 @@ def evaluate_real(
     experiment: str,
     clips_per_content: int = 36,
     seconds: float = 6.0,
+    split: str = "test",
 ) -> dict:
-    """The real-recordings test set (``real_test_set`` on the corpus's test split): every system restores
+    """The real-recordings test set (``real_test_set`` on the corpus's ``split``: test, or val to tune on,
+    since the test split is only reported): every system restores
     each degraded clip and each clean clip; per content and per 5-dB input-SNR bucket the mean SI-SDR
     gain, the worst clip, the clips made worse than their input, retention; and the clean-input table.
     Writes real.md, real.csv."""
-    clips, rate = real_test_set(Path(root), "test", clips_per_content, seconds, experiment)
+    clips, rate = real_test_set(Path(root), split, clips_per_content, seconds, experiment)
     outputs = {NOISY: [c["noisy"] for c in clips]}
     for name, process in systems:
         outputs[name], _ = run_system(process, clips, rate, f"{name} (real)")
-        log.info("ran %s on the real test set (%d clips)", name, len(clips))
+        log.info("ran %s on the real set of the corpus's %s split (%d clips)", name, split, len(clips))
 
     def t(signals):  # the clips share one length: one (clips, 1, samples) batch
         return torch.from_numpy(np.stack([np.asarray(x, dtype=np.float32) for x in signals]))[:, None]
@@ -420,7 +425,8 @@ def evaluate_real(
     labels = {**LABELS, **REAL_LABELS}
     packages = sorted({c["origin"] for c in clips})
     text = [
-        f"# Real recordings: the corpus's test split ({Path(root)})",
+        f"# Real recordings: the corpus's {split} split ({Path(root)})"
+        + ("" if split == "test" else ": the split to tune on, not a test result"),
         "",
         f"{len(clips)} clips of {seconds:g} s at {rate} Hz from {', '.join(packages)}, degraded by the "
         f"{experiment} noise generators at input SNRs spread over {REAL_SNR_DB[0]:g}-{REAL_SNR_DB[1]:g} dB "

@@ -54,6 +54,19 @@ def test_real_report_counts_the_clips_a_system_made_worse(tmp_path):
     assert (tmp_path / "out" / "real.csv").is_file()
 
 
+def test_the_real_set_can_come_from_the_val_split_and_says_it_is_not_a_test_result(tmp_path):
+    root = make_corpus(tmp_path / "real")
+    identity = [("identity", lambda audio, rate: audio)]
+    result = evaluate_real(root, identity, tmp_path / "out", "archive_fullband", 2, 1.0, split="val")
+    val, _ = real_test_set(root, "val", clips_per_content=2, seconds=1.0)
+    assert result["clips"] == len(val) == 4
+    heading = (tmp_path / "out" / "real.md").read_text().splitlines()[0]
+    assert "val split" in heading and "not a test result" in heading, heading
+    evaluate_real(root, identity, tmp_path / "test", "archive_fullband", 2, 1.0)
+    heading = (tmp_path / "test" / "real.md").read_text().splitlines()[0]
+    assert "test split" in heading and "not a test result" not in heading, heading
+
+
 def test_without_a_corpus_the_real_set_says_how_to_build_it(tmp_path):
     with pytest.raises(K.CorpusError, match="make corpus"):
         real_test_set(tmp_path / "nothing", "test")
