@@ -31,3 +31,51 @@ def test_a_level_error_is_measured_on_the_signal():
     # Spectral convergence 0.5 plus |log 2| on the bins above the floor (most of their weight).
     assert 0.6 < float(half) < 0.5 + math.log(2) + 0.05
     assert float(multi_resolution_stft(target, target)) < 1e-6
+
+
+def test_no_harm_costs_only_the_examples_the_output_makes_worse():
+    from lightning_app.systems.losses import no_harm
+
+    clean = torch.cat([_band_limited(seed=0), _band_limited(seed=1)])
+    g = torch.Generator().manual_seed(2)
+    noise = 0.01 * torch.randn(clean.shape, generator=g)
+    noisy = clean + noise
+    improved = clean + 0.1 * noise  # 20 dB better than the input
+    assert float(no_harm(improved, clean, noisy)) == 0.0
+    # The second example's output is 10x noisier than its input: 20 dB of harm, half the batch.
+    harmed = torch.cat([improved[:1], clean[1:] + 10 * noise[1:]])
+    assert abs(float(no_harm(harmed, clean, noisy)) - 20.0 / 10.0 / 2) < 0.05
+    # Its gradient reaches only the harmed example.
+    harmed.requires_grad_(True)
+    no_harm(harmed, clean, noisy).backward()
+    assert float(harmed.grad[0].abs().sum()) == 0.0 and float(harmed.grad[1].abs().sum()) > 0.0
+
+
+class _AddsNoise(torch.nn.Module):
+    """A network that makes every example worse: its input plus noise at the input's own level."""
+
+    def forward(self, noisy):
+        return noisy + noisy.std() * torch.randn(noisy.shape, generator=torch.Generator().manual_seed(0))
+
+
+def test_the_supervised_loss_adds_no_harm_only_when_weighted(tmp_path):
+    from lightning_app.training.run import build_datamodule, build_system
+    from tests.helpers import smoke_config
+
+    def step(*overrides):
+        cfg = smoke_config(tmp_path, *overrides)
+        system = build_system(cfg)
+        dm = build_datamodule(cfg, system)
+        dm.setup("fit")
+        system.net = _AddsNoise()
+        return system.shared_step(next(iter(dm.train_dataloader())))[0]
+
+    plain = step()
+    assert "no_harm" not in plain
+    weighted = step("system.supervised.no_harm=2.0")
+    assert float(weighted["no_harm"]) > 0.1, "a network that adds noise harms every example"
+    for name, value in plain.items():
+        if name == "loss":
+            continue
+        assert torch.allclose(weighted[name], value), f"{name} changed with the no_harm weight"
+    assert torch.allclose(weighted["loss"], plain["loss"] + 2.0 * weighted["no_harm"])
