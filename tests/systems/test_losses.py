@@ -1,10 +1,12 @@
-"""Loss terms: the multi-resolution STFT term's relative log floor."""
+"""Loss terms: the multi-resolution STFT term's relative log floor; the no_harm hinge and its wiring."""
 
 import math
 
 import torch
 
-from lightning_app.systems.losses import multi_resolution_stft
+from lightning_app.systems.losses import multi_resolution_stft, no_harm
+from lightning_app.training.run import build_datamodule, build_system
+from tests.helpers import smoke_config
 
 
 def _band_limited(seconds=0.5, rate=16000, seed=0):
@@ -34,8 +36,6 @@ def test_a_level_error_is_measured_on_the_signal():
 
 
 def test_no_harm_costs_only_the_examples_the_output_makes_worse():
-    from lightning_app.systems.losses import no_harm
-
     clean = torch.cat([_band_limited(seed=0), _band_limited(seed=1)])
     g = torch.Generator().manual_seed(2)
     noise = 0.01 * torch.randn(clean.shape, generator=g)
@@ -59,9 +59,6 @@ class _AddsNoise(torch.nn.Module):
 
 
 def test_the_supervised_loss_adds_no_harm_only_when_weighted(tmp_path):
-    from lightning_app.training.run import build_datamodule, build_system
-    from tests.helpers import smoke_config
-
     def step(*overrides):
         cfg = smoke_config(tmp_path, *overrides)
         system = build_system(cfg)
@@ -74,8 +71,6 @@ def test_the_supervised_loss_adds_no_harm_only_when_weighted(tmp_path):
     assert "no_harm" not in plain
     weighted = step("system.supervised.no_harm=2.0")
     assert float(weighted["no_harm"]) > 0.1, "a network that adds noise harms every example"
-    for name, value in plain.items():
-        if name == "loss":
-            continue
-        assert torch.allclose(weighted[name], value), f"{name} changed with the no_harm weight"
+    for name in set(plain) - {"loss"}:
+        assert torch.allclose(weighted[name], plain[name]), f"{name} changed with the no_harm weight"
     assert torch.allclose(weighted["loss"], plain["loss"] + 2.0 * weighted["no_harm"])
