@@ -1,4 +1,5 @@
-"""Loss terms, each ``fn(estimate, target) -> scalar``; systems combine them by config weight.
+"""Loss terms, each ``fn(estimate, target) -> scalar`` (the INPUT_LOSSES also read the network's input);
+systems combine them by config weight.
 
 All terms are computed in float32 even under mixed precision: SI-SDR and log-spectra
 lose too much in bf16.
@@ -87,6 +88,11 @@ WAVEFORM_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]
     "energy": energy_preservation,
 }
 
+#: Terms that also read the network's input: ``fn(estimate, target, source) -> scalar``.
+INPUT_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "no_harm": no_harm,
+}
+
 
 # ----------------------------------------------------------------------------- Noise2Noise terms
 def noise2noise_mse(estimate: torch.Tensor, target: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
@@ -135,10 +141,22 @@ def weighted_sum(terms: dict[str, torch.Tensor], weights: dict[str, float]) -> t
 
 
 def waveform_loss_terms(
-    estimate: torch.Tensor, target: torch.Tensor, weights: dict[str, float]
+    estimate: torch.Tensor,
+    target: torch.Tensor,
+    weights: dict[str, float],
+    source: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Every waveform term whose weight is non-zero; unknown names are a clear error."""
-    unknown = sorted(set(weights) - set(WAVEFORM_LOSSES))
+    """Every term whose weight is non-zero; unknown names are a clear error. ``source`` is the network's
+    input, which the INPUT_LOSSES also read."""
+    unknown = sorted(set(weights) - set(WAVEFORM_LOSSES) - set(INPUT_LOSSES))
     if unknown:
-        raise ValueError(f"unknown loss term(s) {unknown}; known: {sorted(WAVEFORM_LOSSES)}")
-    return {name: WAVEFORM_LOSSES[name](estimate, target) for name, w in weights.items() if w}
+        raise ValueError(
+            f"unknown loss term(s) {unknown}; known: {sorted({**WAVEFORM_LOSSES, **INPUT_LOSSES})}"
+        )
+    terms = {name: fn(estimate, target) for name, fn in WAVEFORM_LOSSES.items() if weights.get(name)}
+    for name, fn in INPUT_LOSSES.items():
+        if weights.get(name):
+            if source is None:
+                raise ValueError(f"the {name} loss term compares the output with the input: pass source=")
+            terms[name] = fn(estimate, target, source)
+    return terms
