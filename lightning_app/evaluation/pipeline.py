@@ -54,7 +54,7 @@ from lightning_app.evaluation.test_sets import (
     synthetic_test_set,
 )
 from lightning_app.metrics.perceptual import speech_content
-from lightning_app.metrics.quality import waveform_scores
+from lightning_app.metrics.quality import WORSE_THAN_INPUT_DB, waveform_scores
 from lightning_app.metrics.visqol import visqol_missing
 from lightning_app.restoring.engine import Restorer
 from lightning_app.restoring.files import residual_path, restore_file
@@ -364,7 +364,7 @@ REAL_COLUMNS = ("clips", "si_sdr_i", "worst_si_sdr_i", "worse_than_input", "ampl
 REAL_LABELS = {
     "si_sdr_i": "mean SI-SDR gain (dB)",
     "worst_si_sdr_i": "worst clip (dB)",
-    "worse_than_input": "clips worse than input by > 0.5 dB",
+    "worse_than_input": f"clips worse than input by > {WORSE_THAN_INPUT_DB:g} dB",
     "amplitude_retention": "retention",
 }
 
@@ -415,7 +415,7 @@ def evaluate_real(
                         "clips": len(members),
                         "si_sdr_i": finite_mean(gain[i] for i in members),
                         "worst_si_sdr_i": min(gain[i] for i in members),
-                        "worse_than_input": sum(gain[i] < -0.5 for i in members),
+                        "worse_than_input": sum(gain[i] < -WORSE_THAN_INPUT_DB for i in members),
                         "amplitude_retention": finite_mean(kept[i] for i in members),
                     }
                 )

@@ -30,6 +30,7 @@ WAVEFORM_METRICS = (
     "lsd",
     "lsd_input",
     "lsd_i",
+    "worse_than_input",
 )
 PERCEPTUAL_METRICS = (
     "pesq",
@@ -52,6 +53,11 @@ SPEECH_REMOVED_MEANING = (
     "removed, 1 = what was removed is a scaled copy of the signal, however little of it; not the share of "
     "the signal removed (its square is the share of the removed energy that follows the clean signal)"
 )
+
+#: a clip counts as made worse than its input when its SI-SDR falls more than this many dB below the input's
+#: (``worse_than_input``: per clip 1 or 0, so its mean is the share of clips made worse). A mean gain can hide
+#: the few clips a model harms, and on real music those are the best-preserved recordings.
+WORSE_THAN_INPUT_DB = 0.5
 
 #: amplitude retention (RMS output / RMS clean): the target band, the muting alarm (the default of
 #: ``metrics.retention_alarm``) and the level above which an output is flagged as louder than its reference
@@ -119,6 +125,7 @@ def waveform_scores(
     scores["si_sdr_i"] = scores["si_sdr"] - scores["si_sdr_input"]
     scores["snr_i"] = scores["snr"] - scores["snr_input"]
     scores["lsd_i"] = scores["lsd_input"] - scores["lsd"]
+    scores["worse_than_input"] = (scores["si_sdr_i"] < -WORSE_THAN_INPUT_DB).double()
     nan = torch.tensor(float("nan"), dtype=torch.float64, device=clean.device)
     return {k: torch.where(silent, nan, v) for k, v in scores.items()}, silent
 

@@ -28,7 +28,7 @@ from lightning_app.restoring.files import (
     residual_path,
     restore_file,
 )
-from lightning_app.restoring.networks import bundled_model, cpu_cores, open_network
+from lightning_app.restoring.networks import bundled_model, choose_engine, cpu_cores, open_network
 
 log = logging.getLogger(__name__)
 #: what a plan cannot go on from: one ``error:`` line and exit status 2, before any output is created (a
@@ -215,8 +215,11 @@ def run(args: argparse.Namespace, tally: dict[str, int]) -> int:
 
 def build_restorer(args: argparse.Namespace) -> Restorer:
     checkpoint = args.checkpoint or bundled_model()
-    # Each worker thread runs the network on its own share of the cores.
-    threads = max(1, cpu_cores() // args.parallel_channels) if args.parallel_channels > 1 else None
+    # ONNX Runtime: one call per core at once, each on one thread (Restorer.workers says why). torch runs a
+    # call on every core itself. Each worker thread runs the network on its own share of the cores.
+    onnx = choose_engine(Path(checkpoint), args.engine, args.device) == "onnx"
+    workers = args.workers or (cpu_cores() if onnx else 1)
+    threads = max(1, cpu_cores() // workers) if workers > 1 else None
     network = open_network(checkpoint, args.engine, args.device, threads)
     log.info(
         "model: %s%s; %s",
@@ -224,7 +227,8 @@ def build_restorer(args: argparse.Namespace) -> Restorer:
         "" if args.checkpoint else " (the bundled archive model; --checkpoint picks another)",
         network.engine,
     )
-    batch_size = args.batch_size or network.batch_size
+    # A mono file's chunks run at once in batches of one row per worker.
+    batch_size = args.batch_size or (max(network.batch_size, workers) if onnx else network.batch_size)
     return Restorer(
         network,
         mix=args.mix,
@@ -234,7 +238,7 @@ def build_restorer(args: argparse.Namespace) -> Restorer:
         high_band=args.high_band,
         block_seconds=args.block_seconds,
         guard=not args.no_guard,
-        parallel_channels=args.parallel_channels,
+        workers=workers,
     )
 
 

@@ -191,7 +191,7 @@ class OnnxNetwork:
             f"ONNX Runtime on the CPU ({self.session.get_session_options().intra_op_num_threads} threads)"
         )
         # One chunk per call: as fast per chunk as two on a CPU, and ONNX Runtime's arena (which keeps the
-        # largest call's activations) stays at about half the size.
+        # largest call's activations) stays at about half the size. A larger batch is run a row at a time.
         self.batch_size = 1
 
     def valid_length(self, samples: int) -> int:
@@ -207,6 +207,8 @@ class OnnxNetwork:
 
     def enhance(self, batch: np.ndarray) -> np.ndarray:
         batch = np.asarray(batch, dtype=np.float32)
+        if len(batch) > 1:
+            return np.stack([self.enhance(row[None])[0] for row in batch])
         n = batch.shape[-1]
         padded = np.pad(batch, ((0, 0), (0, self.valid_length(n) - n)))
         if self.settings["front_end"] == "waveform":

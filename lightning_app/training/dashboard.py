@@ -34,6 +34,7 @@ from lightning_app.metrics.quality import (
     RETENTION_LOUD,
     RETENTION_TARGET,
     SPEECH_REMOVED_LABEL,
+    WORSE_THAN_INPUT_DB,
     metric_contents,
 )
 from lightning_app.training.callbacks.quality import compare_tags
@@ -191,6 +192,8 @@ def declared_metrics(cfg: DictConfig) -> list[str]:
         *[f"val/si_sdr_i/{c}" for c in contents],
         "val/amplitude_retention",
         *[f"val/amplitude_retention/{c}" for c in contents],
+        "val/worse_than_input",
+        *[f"val/worse_than_input/{c}" for c in contents],
     ]
     if has_speech(cfg):
         tags += ["val/pesq", "val/pesq_i", "val/stoi", "val/stoi_i"]
@@ -218,16 +221,22 @@ METRIC_NAMES = {
     "val/residual_noise": "residual (N2N)",
     "val/speech_removed": SPEECH_REMOVED_LABEL,
     "val/lsd": "LSD dB",
+    "val/worse_than_input": "worse than input",
     "val/loss": "val loss",
     "val_status/muting_alarm": "muting alarm",
 }
-_PER_CONTENT = {"val/si_sdr_i": "gain dB", "val/amplitude_retention": "retention", "val/visqol": "ViSQOL"}
+_PER_CONTENT = {
+    "val/si_sdr_i": "gain dB",
+    "val/amplitude_retention": "retention",
+    "val/visqol": "ViSQOL",
+    "val/worse_than_input": "worse",
+}
 
 
 def experiment_metrics(cfg: DictConfig) -> dict[str, str]:
     """{tag: column name} of every metric any run may log, the same for every run (a folder's view takes
-    one run's list): ``METRIC_NAMES``, then each content's gain, retention and ViSQOL, for the contents of
-    ``data.clean.mix`` and this run's."""
+    one run's list): ``METRIC_NAMES``, then each content's gain, retention, ViSQOL and share of clips worse
+    than the input, for the contents of ``data.clean.mix`` and this run's."""
     contents = list(C.load_defaults().data.clean.mix)
     contents += [c for c in metric_contents(cfg.data.mode, cfg.data.clean.mix) if c not in contents]
     metrics = dict(METRIC_NAMES)
@@ -264,6 +273,8 @@ def layout(cfg: DictConfig) -> dict:
             "Multiline",
             [r"^val/amplitude_retention(/[^/]+)?$"],
         ],
+        f"Share of clips worse than the input (SI-SDR more than {WORSE_THAN_INPUT_DB:g} dB below it), "
+        "overall and per content": ["Multiline", [r"^val/worse_than_input(/[^/]+)?$"]],
     }
     if has_speech(cfg):
         quality["PESQ (speech clips): denoised vs noisy input"] = _compared("pesq")

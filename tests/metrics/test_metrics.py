@@ -134,6 +134,22 @@ def test_log_spectral_distance_matches_a_numpy_reference(speech):
     assert float(scores["lsd_i"][0]) == 0.0 and float(scores["lsd"][0]) > 0
 
 
+def test_a_clip_counts_as_worse_than_its_input_only_below_the_input_by_more_than_half_a_db():
+    rng = torch.Generator().manual_seed(3)
+    clean = torch.randn(4, 1, 8000, generator=rng)
+    noise = torch.randn(4, 1, 8000, generator=rng)
+    noisy = clean + 0.3 * noise
+    # the input itself (0 dB), a little worse (-0.3 dB), much worse (more noise), better (less noise)
+    estimates = torch.stack([noisy[0], noisy[1] + 0.012 * noise[1], clean[2] + 0.9 * noise[2], clean[3]])
+    scores, _ = waveform_scores(estimates, noisy, clean, silent_rms=1e-4)
+    gains = scores["si_sdr_i"].tolist()
+    assert gains[0] == pytest.approx(0.0, abs=1e-6) and -0.5 < gains[1] < -0.05, gains
+    assert gains[2] < -5 and gains[3] > 5, gains
+    assert scores["worse_than_input"].tolist() == [0.0, 0.0, 1.0, 0.0]
+    silent, _ = waveform_scores(estimates, noisy, torch.zeros_like(clean), silent_rms=1e-4)
+    assert torch.isnan(silent["worse_than_input"]).all(), "a silent reference is left out, not counted"
+
+
 def test_content_means_take_an_epoch_with_no_clips():
     """A perceptual pass with nothing to score (metrics.perceptual_clips=0, visqol_clips=0) updates the
     per-content means with empty batches: NaN means and zero counts, not an indexing error."""

@@ -4,6 +4,8 @@ and a model file that cannot be used is one line naming it, before any output ex
 import json
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import onnx
@@ -14,7 +16,7 @@ import torch
 from lightning_app import denoise, export
 from lightning_app.data.dsp import si_sdr_db
 from lightning_app.restoring import networks
-from lightning_app.restoring.engine import Restorer
+from lightning_app.restoring.engine import Restorer, RowsAtOnce
 from lightning_app.restoring.export import SubPixelConvTranspose2d, export_model
 from lightning_app.restoring.networks import BUNDLED_MODEL, ModelError, OnnxNetwork, open_network, sha256
 from lightning_app.systems.checkpoints import load_model
@@ -183,13 +185,28 @@ def test_restoring_with_an_export_imports_no_torch(tmp_path, exported, given):
     assert (tmp_path / "out" / "take.wav").is_file()
 
 
-def test_channels_in_parallel_threads_restore_exactly_what_one_thread_does(exported):
+@pytest.mark.parametrize("channels", [3, 1])
+def test_workers_restore_exactly_what_one_thread_does(exported, channels):
+    """Three channels run one per thread; one channel runs its batches' two rows at once."""
     _, path = exported
     network = OnnxNetwork(path, threads=1)
-    audio = (0.1 * np.random.default_rng(4).standard_normal((int(1.5 * 22050), 3))).astype(np.float32)
-    settings = {"chunk_seconds": 0.5, "overlap_seconds": 0.1, "batch_size": 1}
-    one = Restorer(network, parallel_channels=1, **settings)
-    three = Restorer(network, parallel_channels=3, **settings)
+    audio = (0.1 * np.random.default_rng(4).standard_normal((int(1.5 * 22050), channels))).astype(np.float32)
+    settings = {"chunk_seconds": 0.5, "overlap_seconds": 0.1, "batch_size": 2}
+    one = Restorer(network, workers=1, **settings)
+    three = Restorer(network, workers=3, **settings)
     one.reset_guard(), three.reset_guard()
     np.testing.assert_array_equal(one(audio, 22050), three(audio, 22050))
     assert one.guard_share() == pytest.approx(three.guard_share(), rel=1e-12), "the guard's sums lost updates"
+
+
+def test_rows_at_once_runs_a_batch_s_rows_on_separate_threads():
+    meeting = threading.Barrier(2, timeout=10)  # broken unless both rows are in the network together
+
+    class MeetsItsOtherRow:
+        def enhance(self, batch):
+            meeting.wait()
+            return batch * 0.5
+
+    batch = np.arange(6, dtype=np.float32).reshape(2, 3)
+    with ThreadPoolExecutor(2) as pool:
+        np.testing.assert_array_equal(RowsAtOnce(MeetsItsOtherRow(), pool).enhance(batch), batch * 0.5)

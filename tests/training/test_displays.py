@@ -188,6 +188,8 @@ def test_the_level_alarms_say_muting_and_louder_in_the_line_and_the_warning():
         "val/amplitude_retention/speech": 0.95,
     }
     assert "LOUDER than the reference (music x2.10)" in summary_line(per_content, 0, 1, ("music", "speech"))
+    harmed = {**fine, "val/si_sdr_i": 4.0, "val/worse_than_input": 0.0417}
+    assert "· 4% of clips worse than input ·" in summary_line(harmed, 0, 1)
 
     alarm = OverSuppressionAlarm(threshold=0.5)
     louder = r"LOUDER than the reference: amplitude retention 3\.85 > 1\.25 after epoch 3 of 3 "
@@ -213,8 +215,13 @@ def test_the_final_summary_words_removed_vs_clean_and_shows_leakage_for_noise2no
         "val/residual_noise": 0.35,
         "val/cross_si_sdr_i": 3.1,
         "val_status/muting_alarm": 0.0,
+        "val/worse_than_input": 0.125,
+        "val/si_sdr_i/music": 3.0,
+        "val/worse_than_input/music": 0.25,
     }
     text = "\n".join(final_lines(metrics))
+    assert "clips worse than input (SI-SDR more than 0.5 dB below it): 12%" in text
+    assert "music: SI-SDR gain +3.00 dB" in text and "clips worse than input 25%" in text
     assert "gain +4.32 dB; best 9.20 dB" in text
     assert "removed-vs-clean corr 0.881 (|correlation| of what was removed with the clean signal" in text
     assert "speech removed" not in text

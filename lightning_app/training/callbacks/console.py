@@ -14,7 +14,12 @@ import math
 import lightning as L
 from lightning.pytorch.callbacks import ModelSummary, TQDMProgressBar
 
-from lightning_app.metrics.quality import RETENTION_LOUD, RETENTION_TARGET, SPEECH_REMOVED_LABEL
+from lightning_app.metrics.quality import (
+    RETENTION_LOUD,
+    RETENTION_TARGET,
+    SPEECH_REMOVED_LABEL,
+    WORSE_THAN_INPUT_DB,
+)
 
 
 def epoch_label(current_epoch: int, max_epochs: int | None = None) -> str:
@@ -69,6 +74,8 @@ def summary_line(metrics: dict, epoch: int, max_epochs: int | None, contents: tu
     for content in contents:
         if (g := _value(metrics, f"val/si_sdr_i/{content}")) is not None:
             parts.append(f"{content} {g:+.2f}")
+    if (worse := _value(metrics, "val/worse_than_input")) is not None:
+        parts.append(f"{worse:.0%} of clips worse than input")
     retention = _value(metrics, "val/amplitude_retention")
     if retention is not None:
         per = [
@@ -98,6 +105,11 @@ def _fmt(metrics: dict, key: str, unit: str = "", sign: bool = False, digits: in
     return f"{value:+.{digits}f}{unit}" if sign else f"{value:.{digits}f}{unit}"
 
 
+def _share(metrics: dict, key: str) -> str:
+    value = _value(metrics, key)
+    return "n/a" if value is None else f"{value:.0%}"
+
+
 def final_lines(metrics: dict, contents: tuple[str, ...] = ()) -> list[str]:
     """The end of a run, exact (dB at 2 decimals, correlations at 3): quality against the input, the level,
     what was removed, the Noise2Noise diagnostics when there are any, and each content apart."""
@@ -125,6 +137,10 @@ def final_lines(metrics: dict, contents: tuple[str, ...] = ()) -> list[str]:
         f"{RETENTION_TARGET[1]:g}){muting}{loud}"
     )
     lines.append(
+        f"clips worse than input (SI-SDR more than {WORSE_THAN_INPUT_DB:g} dB below it): "
+        f"{_share(metrics, 'val/worse_than_input')}"
+    )
+    lines.append(
         f"{SPEECH_REMOVED_LABEL} {f('val/speech_removed', digits=3)} (|correlation| of what was removed "
         "with the clean signal: 0 = only noise removed; not the share of the signal removed)"
     )
@@ -138,7 +154,8 @@ def final_lines(metrics: dict, contents: tuple[str, ...] = ()) -> list[str]:
     for content in sorted({k.rsplit("/", 1)[1] for k in metrics if k.startswith("val/si_sdr_i/")}):
         lines.append(
             f"{content}: SI-SDR gain {f(f'val/si_sdr_i/{content}', ' dB', sign=True)}   retention "
-            f"{f(f'val/amplitude_retention/{content}')}   ViSQOL {f(f'val/visqol/{content}')}"
+            f"{f(f'val/amplitude_retention/{content}')}   ViSQOL {f(f'val/visqol/{content}')}   "
+            f"clips worse than input {_share(metrics, f'val/worse_than_input/{content}')}"
         )
     return lines
 
