@@ -209,7 +209,7 @@ def run(args: argparse.Namespace, tally: dict[str, int]) -> int:
     except PLAN_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    engine = restorer.model.engine if restorer else "nothing to run"
+    engine = describe_engine(restorer) if restorer else "nothing to run"
     return report_batch(plan, execute_batch(plan, restorer, args, record, tally), args, engine)
 
 
@@ -221,15 +221,9 @@ def build_restorer(args: argparse.Namespace) -> Restorer:
     workers = args.workers or (cpu_cores() if onnx else 1)
     threads = max(1, cpu_cores() // workers) if workers > 1 else None
     network = open_network(checkpoint, args.engine, args.device, threads)
-    log.info(
-        "model: %s%s; %s",
-        getattr(network, "path", checkpoint),
-        "" if args.checkpoint else " (the bundled archive model; --checkpoint picks another)",
-        network.engine,
-    )
     # A mono file's chunks run at once in batches of one row per worker.
     batch_size = args.batch_size or (max(network.batch_size, workers) if onnx else network.batch_size)
-    return Restorer(
+    restorer = Restorer(
         network,
         mix=args.mix,
         chunk_seconds=args.chunk_seconds,
@@ -240,6 +234,20 @@ def build_restorer(args: argparse.Namespace) -> Restorer:
         guard=not args.no_guard,
         workers=workers,
     )
+    log.info(
+        "model: %s%s; %s",
+        getattr(network, "path", checkpoint),
+        "" if args.checkpoint else " (the bundled archive model; --checkpoint picks another)",
+        describe_engine(restorer),
+    )
+    return restorer
+
+
+def describe_engine(restorer: Restorer) -> str:
+    """What runs the network and how many calls at once: ``ONNX Runtime on the CPU (1 thread), 2 calls at
+    once``."""
+    at_once = restorer.workers or cpu_cores()
+    return restorer.model.engine + (f", {at_once} calls at once" if at_once > 1 else "")
 
 
 def is_complete(dst: Path, residual: bool) -> bool:

@@ -96,6 +96,10 @@ def cpu_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _threads(count: int) -> str:
+    return "1 thread" if count == 1 else f"{count} threads"
+
+
 def _session(path: Path, threads: int | None):
     try:
         import onnxruntime as ort
@@ -188,7 +192,7 @@ class OnnxNetwork:
         self.kind = self.settings.get("kind", "")
         self.card = self.settings.get("card", {})
         self.engine = (
-            f"ONNX Runtime on the CPU ({self.session.get_session_options().intra_op_num_threads} threads)"
+            f"ONNX Runtime on the CPU ({_threads(self.session.get_session_options().intra_op_num_threads)})"
         )
         # One chunk per call: as fast per chunk as two on a CPU, and ONNX Runtime's arena (which keeps the
         # largest call's activations) stays at about half the size. A larger batch is run a row at a time.
