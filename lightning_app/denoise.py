@@ -128,8 +128,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=None,
         help="threads restoring at once: the channels, then the chunks of a batch, each network call on "
-        "one core (default: one per core with ONNX Runtime, a third faster than one call on every core "
-        "for ~110 MB more; 1 with torch, which runs each call on every core); the output is the same",
+        "one core (default with ONNX Runtime: one per core, at most 8, each call on its share of the cores; "
+        "a third faster than one call on every core for ~110 MB more per call; with torch 1, which runs "
+        "each call on every core); the output is the same",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(

@@ -213,12 +213,18 @@ def run(args: argparse.Namespace, tally: dict[str, int]) -> int:
     return report_batch(plan, execute_batch(plan, restorer, args, record, tally), args, engine)
 
 
+#: the most network calls run at once by default: each holds its own activations (~110 MB for the bundled
+#: model, one 5-s chunk), so a many-core machine gives each call several threads instead of a call per core
+DEFAULT_WORKERS_MAX = 8
+
+
 def build_restorer(args: argparse.Namespace) -> Restorer:
     checkpoint = args.checkpoint or bundled_model()
-    # ONNX Runtime: one call per core at once, each on one thread (Restorer.workers says why). torch runs a
-    # call on every core itself. Each worker thread runs the network on its own share of the cores.
+    # ONNX Runtime: one call per core at once, each on one thread (Restorer.workers says why), up to
+    # DEFAULT_WORKERS_MAX; torch runs a call on every core itself. Each worker thread runs the network on its
+    # own share of the cores.
     onnx = choose_engine(Path(checkpoint), args.engine, args.device) == "onnx"
-    workers = args.workers or (cpu_cores() if onnx else 1)
+    workers = args.workers or (min(cpu_cores(), DEFAULT_WORKERS_MAX) if onnx else 1)
     threads = max(1, cpu_cores() // workers) if workers > 1 else None
     network = open_network(checkpoint, args.engine, args.device, threads)
     # A mono file's chunks run at once in batches of one row per worker.

@@ -210,3 +210,18 @@ def test_rows_at_once_runs_a_batch_s_rows_on_separate_threads():
     batch = np.arange(6, dtype=np.float32).reshape(2, 3)
     with ThreadPoolExecutor(2) as pool:
         np.testing.assert_array_equal(RowsAtOnce(MeetsItsOtherRow(), pool).enhance(batch), batch * 0.5)
+
+
+@pytest.mark.parametrize(("cores", "workers", "threads"), [(2, 2, "1 thread"), (64, 8, "8 threads")])
+def test_onnx_runtime_runs_one_call_per_core_at_once_by_default_up_to_8(monkeypatch, cores, workers, threads):
+    from lightning_app.restoring import batch
+
+    monkeypatch.setattr(batch, "cpu_cores", lambda: cores)
+    monkeypatch.setattr(networks, "cpu_cores", lambda: cores)
+    restorer = batch.build_restorer(denoise.parse_args(["take.wav", "-o", "out"]))
+    assert (restorer.workers, restorer.batch_size) == (workers, workers), "a mono batch fills the workers"
+    assert restorer.model.engine == f"ONNX Runtime on the CPU ({threads})"
+    assert batch.describe_engine(restorer).endswith(f"({threads}), {workers} calls at once")
+    alone = batch.build_restorer(denoise.parse_args(["take.wav", "-o", "out", "--workers", "1"]))
+    assert (alone.workers, alone.batch_size) == (1, 1)
+    assert batch.describe_engine(alone) == f"ONNX Runtime on the CPU ({cores} threads)"
