@@ -30,7 +30,7 @@ LONG_MINUTES ?= 120
 SWEEP  ?= loss_weights
 #: WORKERS       submit-sweep/submit-denoise: Slurm array tasks (default 4)
 #: GPUS_PER_NODE submit*: GPUs per node or task (0 for CPU-only)
-#: CPUS_PER_TASK submit-sweep: CPU cores per array task
+#: CPUS_PER_TASK submit-sweep/submit-denoise: CPU cores per array task
 #: PARTITION     submit*: Slurm partition
 #: ACCOUNT       submit*: Slurm account
 #: TIME          submit*: Slurm time limit, e.g. 12:00:00
@@ -134,7 +134,8 @@ submit-sweep: $(STAMP) ## SWEEP over EXP as a Slurm job array of WORKERS (4) wor
 submit-denoise: $(STAMP) ## restore INPUTS (folders, files, .txt lists) into OUT as a Slurm job array of WORKERS (4) tasks [CKPT=] [DRY_RUN=1]
 	$(if $(strip $(INPUTS)),,$(error make submit-denoise needs INPUTS: files, folders or .txt lists, e.g. INPUTS=/archive/transfers))
 	$(PY) -m lightning_app.submit --denoise $(INPUTS) --output-dir $(OUT) --workers $(or $(WORKERS),4) $(if $(CKPT),--checkpoint $(CKPT)) \
-	  $(if $(GPUS_PER_NODE),--gpus-per-node $(GPUS_PER_NODE)) $(if $(PARTITION),--partition $(PARTITION)) \
+	  $(if $(GPUS_PER_NODE),--gpus-per-node $(GPUS_PER_NODE)) $(if $(CPUS_PER_TASK),--cpus-per-task $(CPUS_PER_TASK)) \
+	  $(if $(PARTITION),--partition $(PARTITION)) \
 	  $(if $(ACCOUNT),--account $(ACCOUNT)) $(if $(TIME),--time $(TIME)) $(if $(filter 1 yes true,$(DRY_RUN)),--dry-run) \
 	  -- --mix $(MIX) $(ARGS)
 

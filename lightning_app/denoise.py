@@ -118,8 +118,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--batch-size",
         type=int,
         default=None,
-        help="chunks per forward pass (default: 1 with ONNX Runtime, 2 with torch on the CPU, where bigger "
-        "batches only cost memory; 16 on a GPU)",
+        help="chunks per batch (default: one per worker with ONNX Runtime, which runs each chunk as a call "
+        "of its own; with torch, chunks per forward pass: 2 on the CPU, where bigger batches only cost "
+        "memory, 16 on a GPU)",
     )
     p.add_argument(
         "--workers",
@@ -127,9 +128,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         dest="workers",
         type=int,
         default=None,
-        help="threads restoring at once: the channels, then the chunks of a batch, each network call on "
-        "one core (default with ONNX Runtime: one per core, at most 8, each call on its share of the cores; "
-        "a third faster than one call on every core for ~110 MB more per call; with torch 1, which runs "
+        help="network calls at once, one thread each: the channels, then with ONNX Runtime the chunks of "
+        "a batch (default with ONNX Runtime: one per core, at most 8, the cores shared evenly among them; on "
+        "2 cores a third faster than one call on both, for ~110 MB more per call; with torch 1, which runs "
         "each call on every core); the output is the same",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

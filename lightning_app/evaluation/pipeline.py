@@ -359,12 +359,12 @@ def evaluate(
     }
 
 
-REAL_COLUMNS = ("clips", "si_sdr_i", "worst_si_sdr_i", "worse_than_input", "amplitude_retention")
+REAL_COLUMNS = ("clips", "si_sdr_i", "worst_si_sdr_i", "clips_worse_than_input", "amplitude_retention")
 
 REAL_LABELS = {
     "si_sdr_i": "mean SI-SDR gain (dB)",
     "worst_si_sdr_i": "worst clip (dB)",
-    "worse_than_input": f"clips worse than input by > {WORSE_THAN_INPUT_DB:g} dB",
+    "clips_worse_than_input": f"clips worse than input by > {WORSE_THAN_INPUT_DB:g} dB",
     "amplitude_retention": "retention",
 }
 
@@ -415,7 +415,7 @@ def evaluate_real(
                         "clips": len(members),
                         "si_sdr_i": finite_mean(gain[i] for i in members),
                         "worst_si_sdr_i": min(gain[i] for i in members),
-                        "worse_than_input": sum(gain[i] < -WORSE_THAN_INPUT_DB for i in members),
+                        "clips_worse_than_input": sum(gain[i] < -WORSE_THAN_INPUT_DB for i in members),
                         "amplitude_retention": finite_mean(kept[i] for i in members),
                     }
                 )

@@ -125,8 +125,9 @@ def waveform_scores(
     scores["si_sdr_i"] = scores["si_sdr"] - scores["si_sdr_input"]
     scores["snr_i"] = scores["snr"] - scores["snr_input"]
     scores["lsd_i"] = scores["lsd_input"] - scores["lsd"]
-    scores["worse_than_input"] = (scores["si_sdr_i"] < -WORSE_THAN_INPUT_DB).double()
     nan = torch.tensor(float("nan"), dtype=torch.float64, device=clean.device)
+    worse = (scores["si_sdr_i"] < -WORSE_THAN_INPUT_DB).double()
+    scores["worse_than_input"] = torch.where(scores["si_sdr_i"].isnan(), nan, worse)  # unscored: not counted
     return {k: torch.where(silent, nan, v) for k, v in scores.items()}, silent
 
 

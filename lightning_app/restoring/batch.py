@@ -218,13 +218,19 @@ def run(args: argparse.Namespace, tally: dict[str, int]) -> int:
 DEFAULT_WORKERS_MAX = 8
 
 
+def default_workers(cores: int) -> int:
+    """Calls at once by default: the most, up to ``DEFAULT_WORKERS_MAX``, that share the cores evenly (12
+    cores: 6 calls of 2 threads; a prime number of cores over the maximum: one call on all of them)."""
+    return max(w for w in range(1, min(cores, DEFAULT_WORKERS_MAX) + 1) if cores % w == 0)
+
+
 def build_restorer(args: argparse.Namespace) -> Restorer:
     checkpoint = args.checkpoint or bundled_model()
     # ONNX Runtime: one call per core at once, each on one thread (Restorer.workers says why), up to
     # DEFAULT_WORKERS_MAX; torch runs a call on every core itself. Each worker thread runs the network on its
     # own share of the cores.
     onnx = choose_engine(Path(checkpoint), args.engine, args.device) == "onnx"
-    workers = args.workers or (min(cpu_cores(), DEFAULT_WORKERS_MAX) if onnx else 1)
+    workers = args.workers or (default_workers(cpu_cores()) if onnx else 1)
     threads = max(1, cpu_cores() // workers) if workers > 1 else None
     network = open_network(checkpoint, args.engine, args.device, threads)
     # A mono file's chunks run at once in batches of one row per worker.

@@ -421,7 +421,10 @@ class Restorer:
         out = np.empty((stop_f - start_f, x.shape[1]))
         workers = self.workers or cpu_cores()
         signal_workers = min(x.shape[1], workers)
-        row_workers = min(workers // signal_workers, self.batch_size)
+        # Rows in threads only where a batch is run a row at a time anyway (ONNX Runtime): a torch batch is
+        # one call, and its rows' results depend on the batch they are in.
+        rows_alone = getattr(self.model, "runs_rows_alone", False)
+        row_workers = min(workers // signal_workers, self.batch_size) if rows_alone else 1
         model = self.model
 
         def signal(i: int) -> None:
@@ -458,8 +461,9 @@ class Restorer:
         # the FFTs and the network release the GIL, so one signal's numpy work runs while another's network
         # runs, and a stereo block takes about what its slower channel does.
         with ExitStack() as threads:
-            if row_workers > 1:
-                model = RowsAtOnce(model, threads.enter_context(ThreadPoolExecutor(row_workers)))
+            if row_workers > 1:  # one pool for every signal's rows: each signal thread keeps row_workers busy
+                pool = ThreadPoolExecutor(signal_workers * row_workers)
+                model = RowsAtOnce(model, threads.enter_context(pool))
             if signal_workers > 1:
                 pool = threads.enter_context(ThreadPoolExecutor(signal_workers))
                 list(pool.map(signal, range(x.shape[1])))  # list(): an exception in a thread is raised here

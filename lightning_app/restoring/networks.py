@@ -195,8 +195,10 @@ class OnnxNetwork:
             f"ONNX Runtime on the CPU ({_threads(self.session.get_session_options().intra_op_num_threads)})"
         )
         # One chunk per call: as fast per chunk as two on a CPU, and ONNX Runtime's arena (which keeps the
-        # largest call's activations) stays at about half the size. A larger batch is run a row at a time.
+        # largest call's activations) stays at about half the size. A larger batch is run a row at a time, so
+        # the restore engine may run its rows in threads of their own with the same results.
         self.batch_size = 1
+        self.runs_rows_alone = True
 
     def valid_length(self, samples: int) -> int:
         """Smallest length >= samples whose frame count the network's time strides divide (as the network's

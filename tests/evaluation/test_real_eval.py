@@ -38,9 +38,9 @@ def test_real_report_counts_the_clips_a_system_made_worse(tmp_path):
         root, systems, tmp_path / "out", "archive_fullband", clips_per_content=6, seconds=1.0
     )
     rows = {(r["system"], r["group"]): r for r in result["rows"]}
-    assert rows[("identity", "music")]["worse_than_input"] == 0
+    assert rows[("identity", "music")]["clips_worse_than_input"] == 0
     assert abs(rows[("identity", "speech")]["si_sdr_i"]) < 1e-3
-    assert rows[("scrambler", "music")]["worse_than_input"] == 6
+    assert rows[("scrambler", "music")]["clips_worse_than_input"] == 6
     assert rows[("scrambler", "speech")]["worst_si_sdr_i"] < -10
     for content in ("music", "speech"):
         for low, high in REAL_SNR_BUCKETS:

@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -212,16 +213,54 @@ def test_rows_at_once_runs_a_batch_s_rows_on_separate_threads():
         np.testing.assert_array_equal(RowsAtOnce(MeetsItsOtherRow(), pool).enhance(batch), batch * 0.5)
 
 
-@pytest.mark.parametrize(("cores", "workers", "threads"), [(2, 2, "1 thread"), (64, 8, "8 threads")])
-def test_onnx_runtime_runs_one_call_per_core_at_once_by_default_up_to_8(monkeypatch, cores, workers, threads):
+@pytest.mark.parametrize(
+    ("cores", "workers", "threads"), [(2, 2, "1 thread"), (12, 6, "2 threads"), (64, 8, "8 threads")]
+)
+def test_onnx_runtime_runs_calls_at_once_that_share_the_cores_by_default(
+    monkeypatch, cores, workers, threads
+):
     from lightning_app.restoring import batch
 
     monkeypatch.setattr(batch, "cpu_cores", lambda: cores)
     monkeypatch.setattr(networks, "cpu_cores", lambda: cores)
-    restorer = batch.build_restorer(denoise.parse_args(["take.wav", "-o", "out"]))
+    restorer = batch.build_restorer(denoise.parse_args(["take.wav", "-o", "out", "--engine", "onnx"]))
     assert (restorer.workers, restorer.batch_size) == (workers, workers), "a mono batch fills the workers"
     assert restorer.model.engine == f"ONNX Runtime on the CPU ({threads})"
     assert batch.describe_engine(restorer).endswith(f"({threads}), {workers} calls at once")
-    alone = batch.build_restorer(denoise.parse_args(["take.wav", "-o", "out", "--workers", "1"]))
-    assert (alone.workers, alone.batch_size) == (1, 1)
-    assert batch.describe_engine(alone) == f"ONNX Runtime on the CPU ({cores} threads)"
+    if cores == 2:
+        alone = batch.build_restorer(
+            denoise.parse_args(["take.wav", "-o", "out", "--engine", "onnx", "--workers", "1"])
+        )
+        assert (alone.workers, alone.batch_size) == (1, 1)
+        assert batch.describe_engine(alone) == "ONNX Runtime on the CPU (2 threads)"
+
+
+class _CountsCallsAtOnce:
+    """A stand-in network that runs a batch a row at a time, as ONNX Runtime does; counts calls at once."""
+
+    sample_rate, engine, batch_size, runs_rows_alone = 8000, "stand-in", 1, True
+
+    def __init__(self):
+        self.running = self.most = 0
+        self.lock = threading.Lock()
+
+    def enhance(self, batch):
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        time.sleep(0.03)
+        with self.lock:
+            self.running -= 1
+        return np.asarray(batch, np.float32) * 0.5
+
+
+@pytest.mark.parametrize(("channels", "rows_alone", "most"), [(2, True, 4), (1, True, 4), (2, False, 2)])
+def test_every_worker_runs_a_call_for_stereo_too_and_batched_networks_keep_their_batches(
+    channels, rows_alone, most
+):
+    network = _CountsCallsAtOnce()
+    network.runs_rows_alone = rows_alone
+    audio = np.random.default_rng(0).standard_normal((8 * 8000, channels)).astype(np.float32)
+    restorer = Restorer(network, guard=False, workers=4, batch_size=4, chunk_seconds=0.5, overlap_seconds=0.1)
+    np.testing.assert_allclose(restorer(audio, 8000), 0.5 * audio, atol=1e-6)
+    assert network.most == most, f"{network.most} calls at once with 4 workers and {channels} channel(s)"
