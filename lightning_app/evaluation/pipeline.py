@@ -406,6 +406,7 @@ def evaluate_real(
     for name, estimates in outputs.items():
         values, _ = waveform_scores(t(estimates), noisy, clean, silent_rms=silent_rms, sample_rate=rate)
         gain, kept = values["si_sdr_i"].tolist(), values["amplitude_retention"].tolist()
+        worse = values["worse_than_input"].tolist()  # 1, 0, or NaN for a clip that was not scored
         for group, members in groups_.items():
             if members:
                 rows.append(
@@ -415,7 +416,7 @@ def evaluate_real(
                         "clips": len(members),
                         "si_sdr_i": finite_mean(gain[i] for i in members),
                         "worst_si_sdr_i": min(gain[i] for i in members),
-                        "clips_worse_than_input": sum(gain[i] < -WORSE_THAN_INPUT_DB for i in members),
+                        "clips_worse_than_input": sum(worse[i] == 1.0 for i in members),
                         "amplitude_retention": finite_mean(kept[i] for i in members),
                     }
                 )

@@ -258,7 +258,7 @@ def build_restorer(args: argparse.Namespace) -> Restorer:
 def describe_engine(restorer: Restorer) -> str:
     """What runs the network and how many calls at once: ``ONNX Runtime on the CPU (1 thread), 2 calls at
     once``."""
-    at_once = restorer.workers or cpu_cores()
+    at_once = restorer.calls_at_once
     return restorer.model.engine + (f", {at_once} calls at once" if at_once > 1 else "")
 
 

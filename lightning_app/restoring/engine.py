@@ -368,6 +368,11 @@ class Restorer:
         if self.guard and not isinstance(self.model, GuardedDenoiser):
             self.model = GuardedDenoiser(self.model)
 
+    @property
+    def calls_at_once(self) -> int:
+        """The most network calls this restorer runs at once (``workers``, or one per core)."""
+        return self.workers or cpu_cores()
+
     # ------------------------------------------------------------------ grids
     def grid(self, rate: int) -> Grid:
         return plan_grid(rate, self.model_rate, self.chunk_seconds, self.overlap_seconds, self.block_seconds)
@@ -419,7 +424,7 @@ class Restorer:
         raw = np.asarray(read(p.read0_f, p.read1_f), dtype=np.float64)  # no copy when read gives float64
         x = self.to_signals(raw)
         out = np.empty((stop_f - start_f, x.shape[1]))
-        workers = self.workers or cpu_cores()
+        workers = self.calls_at_once
         signal_workers = min(x.shape[1], workers)
         # Rows in threads only where a batch is run a row at a time anyway (ONNX Runtime): a torch batch is
         # one call, and its rows' results depend on the batch they are in.
@@ -462,8 +467,8 @@ class Restorer:
         # runs, and a stereo block takes about what its slower channel does.
         with ExitStack() as threads:
             if row_workers > 1:  # one pool for every signal's rows: each signal thread keeps row_workers busy
-                pool = ThreadPoolExecutor(signal_workers * row_workers)
-                model = RowsAtOnce(model, threads.enter_context(pool))
+                row_pool = ThreadPoolExecutor(signal_workers * row_workers)
+                model = RowsAtOnce(model, threads.enter_context(row_pool))
             if signal_workers > 1:
                 pool = threads.enter_context(ThreadPoolExecutor(signal_workers))
                 list(pool.map(signal, range(x.shape[1])))  # list(): an exception in a thread is raised here
