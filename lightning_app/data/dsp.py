@@ -30,23 +30,44 @@ def spectrogram(x: np.ndarray, n_fft: int, hop: int, pad_mode: str = "constant")
     return np.swapaxes(sfft.rfft(frames * hann(n_fft), axis=-1), -1, -2)
 
 
-def resynthesis(spec: np.ndarray, n_fft: int, hop: int, length: int) -> np.ndarray:
+@functools.lru_cache(maxsize=16)
+def _overlap_norm(n_fft: int, hop: int, count: int) -> np.ndarray:
+    """Sum of the squared windows of ``count`` frames over the samples they span (read-only)."""
+    window, overlap = hann(n_fft), n_fft // hop
+    norm = np.zeros(hop * (count - 1) + n_fft, dtype=np.float32)
+    for i in range(overlap):
+        frames = len(range(i, count, overlap))
+        norm[i * hop : i * hop + frames * n_fft] += np.tile(window**2, frames)
+    norm.flags.writeable = False
+    return norm
+
+
+def resynthesis(
+    spec: np.ndarray, n_fft: int, hop: int, length: int, frames: np.ndarray | None = None
+) -> np.ndarray:
     """Inverse of :func:`spectrogram` (weighted overlap-add; exact for an unmodified spectrum): complex
-    (..., bins, frames) -> float32 (..., length)."""
+    (..., bins, frames) -> float32 (..., length).
+    ``frames``: the indices of the frames ``spec`` holds, of the ``length // hop + 1`` a spectrogram of
+    ``length`` samples has; the others are silent (only the frames given are transformed)."""
     window = hann(n_fft)
-    frames = sfft.irfft(np.swapaxes(spec, -1, -2), n=n_fft, axis=-1).astype(np.float32) * window
-    count, overlap = frames.shape[-2], n_fft // hop
+    wave = sfft.irfft(np.swapaxes(spec, -1, -2), n=n_fft, axis=-1).astype(np.float32) * window
+    count = spec.shape[-1] if frames is None else length // hop + 1
+    if frames is not None:
+        every = np.zeros((*wave.shape[:-2], count, n_fft), dtype=np.float32)
+        every[..., frames, :] = wave
+        wave = every
+    overlap = n_fft // hop
     total = hop * (count - 1) + n_fft
-    out = np.zeros((*frames.shape[:-2], total), dtype=np.float32)
-    norm = np.zeros(total, dtype=np.float32)
+    out = np.zeros((*wave.shape[:-2], total), dtype=np.float32)
     for i in range(overlap):
         # Frames i, i + overlap, ... do not overlap each other, so they add in one reshape.
-        part = frames[..., i::overlap, :]
+        part = wave[..., i::overlap, :]
         start, size = i * hop, part.shape[-2] * n_fft
         out[..., start : start + size] += part.reshape(*part.shape[:-2], size)
-        norm[start : start + size] += np.tile(window**2, part.shape[-2])
     pad = n_fft // 2
-    return out[..., pad : pad + length] / np.maximum(norm[pad : pad + length], 1e-11)
+    return out[..., pad : pad + length] / np.maximum(
+        _overlap_norm(n_fft, hop, count)[pad : pad + length], 1e-11
+    )
 
 
 def stft(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:

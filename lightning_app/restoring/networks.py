@@ -223,9 +223,10 @@ class OnnxNetwork:
         s = self.settings
         spec = spectrogram(padded, s["n_fft"], s["hop"])
         (mask,) = self.session.run(None, {"features": spectral_features(spec, s["compress"])})
-        mask = mask[:, 0] + 1j * mask[:, 1]
-        mask = np.concatenate([mask, mask[:, -1:]], axis=1)  # the top bin's mask serves Nyquist too
-        return resynthesis(spec * mask.astype(np.complex64), s["n_fft"], s["hop"], padded.shape[-1])[..., :n]
+        complex_mask = np.empty(spec.shape, dtype=np.complex64)
+        complex_mask.real[:, :-1], complex_mask.imag[:, :-1] = mask[:, 0], mask[:, 1]
+        complex_mask[:, -1] = complex_mask[:, -2]  # the top bin's mask serves Nyquist too
+        return resynthesis(spec * complex_mask, s["n_fft"], s["hop"], padded.shape[-1])[..., :n]
 
 
 def spectral_features(spec: np.ndarray, compress: float) -> np.ndarray:

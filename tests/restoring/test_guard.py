@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 
 from lightning_app.restoring.engine import Restorer
-from lightning_app.restoring.guard import Guard, GuardedDenoiser, GuardSettings, box_mean, guard_alone
+from lightning_app.restoring.guard import (
+    Guard,
+    GuardedDenoiser,
+    GuardPass,
+    GuardSettings,
+    box_mean,
+    guard_alone,
+)
 
 RATE = 44100
 
@@ -127,6 +134,40 @@ def test_where_the_model_removes_only_noise_the_output_is_left_as_it_is():
     assert guard.share_restored < 0.05
 
 
+def test_a_removal_of_floor_level_noise_alone_leaves_the_models_output_exactly_as_it_is():
+    tone, noise = _tone_and_noise()
+    noisy = (tone + noise)[None, None]
+    model_out = (tone + 0.5 * noise)[None, None]  # a quarter of the noise's power removed, nothing else
+    guard = Guard(RATE)
+    out = guard(noisy, model_out)
+    assert np.array_equal(out, model_out), "the guard changed an output it had nothing to hold back in"
+    assert guard.share_restored == 0.0
+
+
+@pytest.mark.parametrize("held", ["some cells", "most cells"])
+def test_judging_the_few_cells_that_may_be_held_back_alone_gives_what_judging_every_cell_does(
+    monkeypatch, held
+):
+    """The guard works out the transient test and what it holds back for the cells the floor alone would
+    hold back (most of a chunk lets the removal go whole) when they are few, and for every cell at once when
+    they are many; both ways must give the same output."""
+    tone, noise = _tone_and_noise(noise_db=-60.0)
+    clicks = np.zeros_like(tone)
+    clicks[np.arange(3000, len(tone), 7919)] = 0.5  # loud enough that the transient rule decides
+    noisy = (tone + noise + clicks)[None, None]
+    # a model that removes the clicks, the noise and some of the tone (a part of it or nearly all of it)
+    model_out = ((0.9 if held == "some cells" else 0.05) * tone)[None, None]
+    outputs = []
+    for gather_below in (1.0, 0.0):  # every cell that may be held back gathered; every cell judged at once
+        monkeypatch.setattr(GuardPass, "gather_below", gather_below)
+        guard = Guard(RATE)
+        outputs.append((guard(noisy, model_out), guard.share_restored))
+    (gathered, gathered_share), (every, every_share) = outputs
+    assert every_share > 0.01, "the case holds nothing back, so it tests nothing"
+    np.testing.assert_allclose(gathered, every, rtol=0, atol=1e-6 * np.abs(every).max())
+    assert gathered_share == pytest.approx(every_share, rel=1e-5)
+
+
 def test_clicks_may_be_removed_whole():
     tone, noise = _tone_and_noise(noise_db=-60.0)
     clicks = np.zeros_like(tone)
@@ -165,7 +206,7 @@ def test_short_input_passes(length):
     assert out.shape == x.shape and np.all(np.isfinite(out))
 
 
-@pytest.mark.parametrize("bins, frames", [(1, 1), (3, 1), (1, 5), (7, 7)])
+@pytest.mark.parametrize("bins, frames", [(1, 1), (3, 1), (1, 5), (7, 7), (9, 3), (5, 9)])
 def test_box_mean_is_the_mean_of_each_cells_neighbourhood_cut_at_the_edges(bins, frames):
     rng = np.random.default_rng(3)
     # powers spanning 100 dB, as a spectrum's bins do
