@@ -30,14 +30,26 @@ def spectrogram(x: np.ndarray, n_fft: int, hop: int, pad_mode: str = "constant")
     return np.swapaxes(sfft.rfft(frames * hann(n_fft), axis=-1), -1, -2)
 
 
-@functools.lru_cache(maxsize=16)
 def _overlap_norm(n_fft: int, hop: int, count: int) -> np.ndarray:
-    """Sum of the squared windows of ``count`` frames over the samples they span (read-only)."""
+    """Sum of the squared windows of ``count`` frames over the samples they span. The restore engine's chunks
+    ask for the same few again and again: those up to 4 M samples (95 s at 44.1 kHz) are kept, read-only."""
+    if hop * count <= 1 << 22:
+        return _kept_overlap_norm(n_fft, hop, count)
+    return _sum_of_squared_windows(n_fft, hop, count)
+
+
+def _sum_of_squared_windows(n_fft: int, hop: int, count: int) -> np.ndarray:
     window, overlap = hann(n_fft), n_fft // hop
     norm = np.zeros(hop * (count - 1) + n_fft, dtype=np.float32)
     for i in range(overlap):
         frames = len(range(i, count, overlap))
         norm[i * hop : i * hop + frames * n_fft] += np.tile(window**2, frames)
+    return norm
+
+
+@functools.lru_cache(maxsize=16)
+def _kept_overlap_norm(n_fft: int, hop: int, count: int) -> np.ndarray:
+    norm = _sum_of_squared_windows(n_fft, hop, count)
     norm.flags.writeable = False
     return norm
 
