@@ -15,9 +15,9 @@ and frame of a short-time spectrum:
 
 Anything the model removes beyond that allowance is put back, with the removal's own phase. Where
 the model removed only floor-level noise and transients the guard changes nothing: the model's output is
-returned as it is, and where a chunk holds some cells back only the frames that hold them are resynthesised.
-The music the bundled model mistook for noise is
-removed far above the floor and is not a transient: that is what comes back.
+returned as it is, and where a chunk holds some cells back only the frames that hold them are
+resynthesised. The music the bundled model mistook for noise is removed far above the floor and is not a
+transient: that is what comes back.
 
 The guard looks at two resolutions in turn, and a removal must look like noise at both. At 23 ms the
 bins are 43 Hz wide: clicks, crackle and speech onsets stand out in time, but a low note's partials
@@ -100,9 +100,8 @@ def _sliding_sum(x: np.ndarray, size: int, axis: int) -> np.ndarray:
 
     total, done, sums, width = None, 0, x, 1
     while True:
-        if (
-            size & width
-        ):  # this power of two is part of the size: add its sums, from where the last part ended
+        # Is this power of two part of the size? Then its sums are added, from where the last part ended.
+        if size & width:
             total = part(sums, done).copy() if total is None else np.add(total, part(sums, done), out=total)
             done += width
         if 2 * width > size:
