@@ -32,8 +32,8 @@ def spectrogram(x: np.ndarray, n_fft: int, hop: int, pad_mode: str = "constant")
 
 def _overlap_norm(n_fft: int, hop: int, count: int) -> np.ndarray:
     """Sum of the squared windows of ``count`` frames over the samples they span. The restore engine's chunks
-    ask for the same few again and again: those up to 4 M samples (95 s at 44.1 kHz) are kept, read-only."""
-    if hop * count <= 1 << 22:
+    ask for the same few again and again: those up to 1 M samples (24 s at 44.1 kHz) are kept, read-only."""
+    if hop * count <= 1 << 20:
         return _kept_overlap_norm(n_fft, hop, count)
     return _sum_of_squared_windows(n_fft, hop, count)
 
@@ -59,8 +59,8 @@ def resynthesis(
 ) -> np.ndarray:
     """Inverse of :func:`spectrogram` (weighted overlap-add; exact for an unmodified spectrum): complex
     (..., bins, frames) -> float32 (..., length).
-    ``frames``: the indices of the frames ``spec`` holds, of the ``length // hop + 1`` a spectrogram of
-    ``length`` samples has; the others are silent (only the frames given are transformed)."""
+    ``frames``: the indices (distinct) of the frames ``spec`` holds, of the ``length // hop + 1`` a
+    spectrogram of ``length`` samples has; the others are silent (only the frames given are transformed)."""
     window = hann(n_fft)
     wave = sfft.irfft(np.swapaxes(spec, -1, -2), n=n_fft, axis=-1).astype(np.float32) * window
     count = spec.shape[-1] if frames is None else length // hop + 1

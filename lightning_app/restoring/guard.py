@@ -152,8 +152,9 @@ class GuardPass:
     """One resolution of the guard: ``guard_pass(x, removed)`` -> the part of ``removed`` that looks like
     noise in ``x``'s short-time spectrum at this pass's window; (batch, time) float32 arrays."""
 
-    #: Below this share of the cells that may be held back, those cells are gathered and judged alone; above
-    #: it, every cell is judged at once (the same result; at about 3 % of the cells both take the same time).
+    #: When fewer than this share of all cells may be held back (their removal is over the floor), those cells
+    #: are gathered and judged alone; otherwise every cell is judged at once. The result is the same; at about
+    #: 3 % both take the same time.
     gather_below = 1 / 32
 
     def __init__(self, sample_rate: int, settings: GuardSettings):
@@ -194,7 +195,9 @@ class GuardPass:
             floor = np.where(steady, floor, np.minimum(floor, local))
         return np.sqrt(floor * 10 ** (s.floor_margin_db / 10))
 
-    def transient_allowance(self, spectrum: np.ndarray, cells: tuple[np.ndarray, ...] | None = None):
+    def transient_allowance(
+        self, spectrum: np.ndarray, cells: tuple[np.ndarray, ...] | None = None
+    ) -> np.ndarray | float:
         """Magnitude the model may remove beyond the floor because a cell is a transient (all of it above
         its surroundings), at ``cells`` (index arrays into the input's spectrum) or, without them, at every
         cell."""
@@ -205,12 +208,12 @@ class GuardPass:
         # ends: for every cell at once (n = frames), or gathered for the few cells asked (n = 1).
         if cells is None:
             around = np.pad(np.sqrt(_power(spectrum)), ((0, 0), (0, 0), (k + 2, k + 2)), mode="edge")
-            t, n = np.arange(frames), frames
+            n = frames
         else:
             *rows, t = cells
             span = np.clip(t[:, None] + np.arange(-k - 2, k + 3), 0, frames - 1)
             around = np.sqrt(_power(spectrum[(*(r[:, None] for r in rows), span)]))
-            t, n = t[:, None], 1
+            n = 1
         # What a frame's surroundings hold: the larger of the mean of the k frames before it and of the k
         # after, leaving out the frame next to it on each side (at half overlap a click sounds in two frames).
         # A click is short, so both are low; a note's onset has its note after it, its release before. Worked
@@ -219,8 +222,9 @@ class GuardPass:
         typical = np.maximum(means[..., : n + 2], means[..., k + 3 : k + 5 + n])
         sound = around[..., k + 1 : k + 3 + n]
         found = sound > typical * 10 ** (self.settings.transient_db / 20)
-        # A click near a frame's edge shows weakly in that frame: the frames beside a transient share it.
-        transient = found[..., 1 : n + 1] | ((t > 0) & found[..., :n]) | ((t < frames - 1) & found[..., 2:])
+        # A click near a frame's edge shows weakly in that frame: the frames beside a transient share it. (A
+        # frame beyond the ends repeats the end frame, which its own surroundings then hold: never found.)
+        transient = found[..., 1 : n + 1] | found[..., :n] | found[..., 2:]
         extra = np.where(transient, np.maximum(sound[..., 1 : n + 1] - typical[..., 1 : n + 1], 0.0), 0.0)
         return extra if cells is None else extra[:, 0]
 
@@ -247,17 +251,19 @@ class GuardPass:
             cells = np.nonzero(over)
             allowed = floor_allowed[cells[:-1]][:, 0] + self.transient_allowance(spectrum, cells)
             held = np.zeros(level.shape, dtype=np.float32)
-            held[cells] = 1.0 - np.minimum(allowed / level[cells], 1.0)
+            held[cells] = 1.0 - np.minimum(allowed / level[cells], 1.0)  # level > allowance >= 0 there
         else:
             allowed = floor_allowed + self.transient_allowance(spectrum)
-            held = 1.0 - np.minimum(allowed / np.maximum(level, 1e-12), 1.0)
+            held = np.where(over, 1.0 - np.minimum(allowed / np.maximum(level, 1e-12), 1.0), 0.0)
         # What is held back is resynthesised and taken from the removal (the same as resynthesising what is
         # let go, since the spectrum resynthesises exactly), from the frames that hold something back only.
-        frames = np.flatnonzero(held.reshape(-1, held.shape[-1]).any(axis=0))
-        if frames.size == held.shape[-1]:
+        held_frames = np.flatnonzero(held.reshape(-1, held.shape[-1]).any(axis=0))
+        if held_frames.size == 0:  # the transients took all the cells over the floor
+            return removed
+        if held_frames.size == held.shape[-1]:
             return removed - resynthesis(removal * held, self.n_fft, self.hop, length)
-        put_back = removal[..., frames] * held[..., frames]
-        return removed - resynthesis(put_back, self.n_fft, self.hop, length, frames=frames)
+        put_back = removal[..., held_frames] * held[..., held_frames]
+        return removed - resynthesis(put_back, self.n_fft, self.hop, length, frames=held_frames)
 
 
 class Guard:
@@ -286,17 +292,20 @@ class Guard:
         shape, length = np.shape(noisy), np.shape(noisy)[-1]
         x = np.asarray(noisy, dtype=np.float32).reshape(-1, length)
         removed = x - np.asarray(denoised, dtype=np.float32).reshape(-1, length)
+        if all(length < guard_pass.n_fft for guard_pass in self.passes):
+            return denoised  # too short to judge at any resolution: the model's output as it is, uncounted
         guarded = removed
         for guard_pass in self.passes:
             guarded = guard_pass(x, guarded)
-        if guarded is removed:  # every pass was too short to judge: the model's output as it is
-            return denoised
         removed_energy = float(np.sum(np.square(removed, dtype=np.float64)))
-        restored_energy = float(np.sum(np.square(removed - guarded, dtype=np.float64)))
+        nothing_held = guarded is removed  # every pass let the removal go whole
+        restored_energy = (
+            0.0 if nothing_held else float(np.sum(np.square(removed - guarded, dtype=np.float64)))
+        )
         with self._sums:
             self.removed += removed_energy
             self.restored += restored_energy
-        return (x - guarded).astype(np.float32).reshape(shape)
+        return denoised if nothing_held else (x - guarded).astype(np.float32).reshape(shape)
 
 
 class GuardedDenoiser:

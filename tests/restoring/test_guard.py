@@ -168,6 +168,63 @@ def test_judging_the_few_cells_that_may_be_held_back_alone_gives_what_judging_ev
     assert gathered_share == pytest.approx(every_share, rel=1e-5)
 
 
+def test_the_share_put_back_counts_the_removal_of_chunks_let_go_whole():
+    """A chunk whose removal the guard lets go whole still removed energy: the file's share put back is of
+    all it removed, not of the chunks where something was held back."""
+    tone, noise = _tone_and_noise()
+    guard = Guard(RATE)
+    let_go = guard((tone + noise)[None, None], (tone + 0.5 * noise)[None, None])  # a quarter of the noise
+    assert guard.share_restored == 0.0
+    held = guard(tone[None, None], 0.5 * tone[None, None])[0, 0]  # half the tone
+    removed = _energy(0.5 * noise) + _energy(0.5 * tone)
+    restored = _energy(held - 0.5 * tone)
+    assert guard.removed == pytest.approx(removed, rel=1e-4), "a chunk let go whole was left out of the sum"
+    assert guard.share_restored == pytest.approx(restored / removed, rel=1e-3)
+    assert let_go.shape == (1, 1, len(tone))
+
+
+def _transient_room_cell_by_cell(magnitude, k, step_db):
+    """The transient rule written out cell by cell (the guard's docstring): a cell more than ``step_db`` above
+    the larger of the means of the k frames before and after it, leaving out the next frame on each side (the
+    end frames repeated beyond the ends), is found; a cell is a transient when it or a frame beside it is
+    found, and may then lose all of it above its surroundings."""
+    batch, bins, frames = magnitude.shape
+
+    def typical(b, f, t):
+        at = lambda ts: magnitude[b, f, np.clip(ts, 0, frames - 1)].mean()  # noqa: E731
+        return max(at(np.arange(t - k - 1, t - 1)), at(np.arange(t + 2, t + k + 2)))
+
+    def found(b, f, t):
+        return 0 <= t < frames and magnitude[b, f, t] > typical(b, f, t) * 10 ** (step_db / 20)
+
+    room = np.zeros(magnitude.shape)
+    for b in range(batch):
+        for f in range(bins):
+            for t in range(frames):
+                if found(b, f, t - 1) or found(b, f, t) or found(b, f, t + 1):
+                    room[b, f, t] = max(magnitude[b, f, t] - typical(b, f, t), 0.0)
+    return room
+
+
+@pytest.mark.parametrize("k, frames", [(4, 40), (2, 5), (3, 7)])
+def test_the_transient_rule_is_the_one_written_cell_by_cell_for_every_cell_and_for_cells_gathered(k, frames):
+    rng = np.random.default_rng(5)
+    spectrum = (rng.standard_normal((2, 6, frames)) + 1j * rng.standard_normal((2, 6, frames))).astype(
+        np.complex64
+    )
+    spectrum[..., frames // 2] *= 40.0  # clicks
+    spectrum[0, 2, 0] *= 60.0  # a click in the first frame
+    settings = GuardSettings(transient_frames=k, transient_db=12.0)
+    guard_pass = GuardPass(RATE, settings)
+    expected = _transient_room_cell_by_cell(np.abs(spectrum).astype(np.float64), k, settings.transient_db)
+    assert np.count_nonzero(expected) > 4, "no transient found: the case tests nothing"
+    np.testing.assert_allclose(guard_pass.transient_allowance(spectrum), expected, rtol=1e-5, atol=1e-6)
+    cells = np.nonzero(rng.random(spectrum.shape) < 0.4)
+    np.testing.assert_allclose(
+        guard_pass.transient_allowance(spectrum, cells), expected[cells], rtol=1e-5, atol=1e-6
+    )
+
+
 def test_clicks_may_be_removed_whole():
     tone, noise = _tone_and_noise(noise_db=-60.0)
     clicks = np.zeros_like(tone)
