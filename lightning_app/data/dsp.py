@@ -30,30 +30,6 @@ def spectrogram(x: np.ndarray, n_fft: int, hop: int, pad_mode: str = "constant")
     return np.swapaxes(sfft.rfft(frames * hann(n_fft), axis=-1), -1, -2)
 
 
-def _overlap_norm(n_fft: int, hop: int, count: int) -> np.ndarray:
-    """Sum of the squared windows of ``count`` frames over the samples they span. The restore engine's chunks
-    ask for the same few again and again: those up to 1 M samples (24 s at 44.1 kHz) are kept, read-only."""
-    if hop * count <= 1 << 20:
-        return _kept_overlap_norm(n_fft, hop, count)
-    return _sum_of_squared_windows(n_fft, hop, count)
-
-
-def _sum_of_squared_windows(n_fft: int, hop: int, count: int) -> np.ndarray:
-    window, overlap = hann(n_fft), n_fft // hop
-    norm = np.zeros(hop * (count - 1) + n_fft, dtype=np.float32)
-    for i in range(overlap):
-        frames = len(range(i, count, overlap))
-        norm[i * hop : i * hop + frames * n_fft] += np.tile(window**2, frames)
-    return norm
-
-
-@functools.lru_cache(maxsize=16)
-def _kept_overlap_norm(n_fft: int, hop: int, count: int) -> np.ndarray:
-    norm = _sum_of_squared_windows(n_fft, hop, count)
-    norm.flags.writeable = False
-    return norm
-
-
 def resynthesis(
     spec: np.ndarray, n_fft: int, hop: int, length: int, frames: np.ndarray | None = None
 ) -> np.ndarray:
@@ -63,23 +39,22 @@ def resynthesis(
     spectrogram of ``length`` samples has; the others are silent (only the frames given are transformed)."""
     window = hann(n_fft)
     wave = sfft.irfft(np.swapaxes(spec, -1, -2), n=n_fft, axis=-1).astype(np.float32) * window
-    count = spec.shape[-1] if frames is None else length // hop + 1
     if frames is not None:
-        every = np.zeros((*wave.shape[:-2], count, n_fft), dtype=np.float32)
+        every = np.zeros((*wave.shape[:-2], length // hop + 1, n_fft), dtype=np.float32)
         every[..., frames, :] = wave
         wave = every
-    overlap = n_fft // hop
+    count, overlap = wave.shape[-2], n_fft // hop
     total = hop * (count - 1) + n_fft
     out = np.zeros((*wave.shape[:-2], total), dtype=np.float32)
+    norm = np.zeros(total, dtype=np.float32)
     for i in range(overlap):
         # Frames i, i + overlap, ... do not overlap each other, so they add in one reshape.
         part = wave[..., i::overlap, :]
         start, size = i * hop, part.shape[-2] * n_fft
         out[..., start : start + size] += part.reshape(*part.shape[:-2], size)
+        norm[start : start + size] += np.tile(window**2, part.shape[-2])
     pad = n_fft // 2
-    return out[..., pad : pad + length] / np.maximum(
-        _overlap_norm(n_fft, hop, count)[pad : pad + length], 1e-11
-    )
+    return out[..., pad : pad + length] / np.maximum(norm[pad : pad + length], 1e-11)
 
 
 def stft(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:

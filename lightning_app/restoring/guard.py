@@ -290,10 +290,10 @@ class Guard:
 
     def __call__(self, noisy: np.ndarray, denoised: np.ndarray) -> np.ndarray:
         shape, length = np.shape(noisy), np.shape(noisy)[-1]
-        x = np.asarray(noisy, dtype=np.float32).reshape(-1, length)
-        removed = x - np.asarray(denoised, dtype=np.float32).reshape(-1, length)
         if all(length < guard_pass.n_fft for guard_pass in self.passes):
             return denoised  # too short to judge at any resolution: the model's output as it is, uncounted
+        x = np.asarray(noisy, dtype=np.float32).reshape(-1, length)
+        removed = x - np.asarray(denoised, dtype=np.float32).reshape(-1, length)
         guarded = removed
         for guard_pass in self.passes:
             guarded = guard_pass(x, guarded)
