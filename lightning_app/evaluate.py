@@ -40,7 +40,8 @@ Beside the synthetic set, the real-recordings test set: clips of the corpus's te
 default data/real, built by `make corpus`) degraded by the experiment's noise generators at 0-30 dB,
 reported per content and per 5-dB input-SNR bucket (mean SI-SDR gain, worst clip, clips made worse
 than their input, retention) with a clean-input table; real.md and real.csv. Checkpoints restore with
-the do-no-harm guard, as denoise does; --ablation adds each without it, and the guard alone.
+the do-no-harm guard, as denoise does; --ablation adds each without it, and the guard alone;
+--real-shelves-db adds the music clips mastered brighter or darker.
 
 A --data folder without a clean/ subfolder holds real noisy files with no reference (DIR/noisy/ or DIR
 itself; music/ and speech/ subfolders label the content, --content labels the rest; --content auto
@@ -145,6 +146,15 @@ def parse_args(argv=None):
         help="the corpus split the real set is drawn from: test (default; report it, never tune on it) or "
         "val, the one to tune on (with --real-clips 200 it holds the failures 36 clips miss)",
     )
+    p.add_argument(
+        "--real-shelves-db",
+        nargs="*",
+        type=float,
+        default=[],
+        metavar="DB",
+        help="also the real set's music clips brighter or darker: through a high shelf of each gain above "
+        "5 kHz, same noise and SNR (e.g. 6 12: bright music is where a denoiser takes the top for hiss)",
+    )
     p.add_argument("--no-real", action="store_true", help="leave the real-recordings test set out")
     p.add_argument(
         "--content",
@@ -237,6 +247,7 @@ def main(argv=None) -> int:
             args.real_clips,
             content=args.content,
             real_split=args.real_split,
+            real_shelves_db=tuple(args.real_shelves_db),
         )
     except (FileNotFoundError, ValueError, C.ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -74,12 +74,15 @@ class DenoiseDataModule(L.LightningDataModule):
         self.cache_dir = cache_dir
         self.train_set = self.val_set = None
 
-    def _clean_source(self, split: str = "train"):
-        """The clean source; ``split`` is the corpus split real contents draw from (train, val or test)."""
-        return build_clean_source(self.sample_rate, cache_dir=self.cache_dir, split=split, **self.clean_spec)
+    def _clean_source(self, split: str = "train", tone: bool = False):
+        """The clean source; ``split`` is the corpus split real contents draw from (train, val or test);
+        ``tone``: with the recording's tone augmentation (training only)."""
+        return build_clean_source(
+            self.sample_rate, cache_dir=self.cache_dir, split=split, tone=tone, **self.clean_spec
+        )
 
     def _sources(self):
-        return self._clean_source(), build_noise_source(
+        return self._clean_source(tone=True), build_noise_source(
             self.sample_rate, cache_dir=self.cache_dir, **self.noise_spec
         )
 
@@ -152,7 +155,10 @@ class DenoiseDataModule(L.LightningDataModule):
         # Real contents validate on the corpus's val split and test on its test split, never on what trains.
         for name, split, stream in (("val_set", "val", VAL_STREAM), ("test_set", "test", TEST_STREAM)):
             held_out = dict(
-                common, clean_source=self._clean_source(split) if corpus_contents(self.clean_spec) else clean
+                common,
+                clean_source=self._clean_source(split)
+                if corpus_contents(self.clean_spec)
+                else clean.without_tone(),
             )
             setattr(
                 self,

@@ -9,7 +9,10 @@ the era's horn or microphone could not capture.
   reverberation time RT60 drawn from a range;
 - era: the recording chain's band (acoustic horn recording roughly 200 Hz - 3 kHz with horn
   resonances; electrical microphones and cutters roughly 50 Hz - 8 kHz; later full band), drawn by
-  weight, with the edges themselves drawn around those values.
+  weight, with the edges themselves drawn around those values;
+- tone (training only, every source, real recordings too): a high shelf of a few dB up or down, as
+  mastering and transfer chains differ. Bright remasters and dark transfers both exist, and a model that
+  has only heard the corpus's own tone takes the top octave of a bright recording for hiss.
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ class RecordingConfig:
     rt60_s: tuple[float, float] = (0.2, 1.8)
     wet_db: tuple[float, float] = (-18.0, -3.0)  # reverberant tail relative to the direct sound
     era_weights: dict = field(default_factory=lambda: {"acoustic": 0.0, "electrical": 0.0, "full": 1.0})
+    tone_probability: float = 0.0  # share of training clips given a high shelf (apply_tone)
+    tone_db: tuple[float, float] = (-6.0, 9.0)  # the shelf's gain at the top of the band
+    tone_hz: tuple[float, float] = (1500.0, 8000.0)  # its corner, drawn log-uniformly
 
     @classmethod
     def from_ranges(cls, **ranges) -> RecordingConfig:
@@ -89,6 +95,27 @@ def era_response(rng: np.random.Generator, era: str, freqs: np.ndarray) -> np.nd
             width = centre * rng.uniform(0.1, 0.3)
             response *= 1.0 + rng.uniform(0.5, 2.0) / (1.0 + ((f - centre) / width) ** 2)
     return response
+
+
+def shelf_response(freqs: np.ndarray, gain_db: float, corner_hz: float) -> np.ndarray:
+    """Magnitude of a smooth high shelf: 0 dB far below ``corner_hz``, ``gain_db`` far above, half of it (in
+    dB) at the corner."""
+    weight = freqs**2 / (freqs**2 + corner_hz**2)
+    return 10 ** (gain_db * weight / 20)
+
+
+def apply_tone(
+    rng: np.random.Generator, audio: np.ndarray, sample_rate: int, config: RecordingConfig
+) -> np.ndarray:
+    """``audio`` through a high shelf drawn from ``config`` (with probability ``tone_probability``); the
+    level is left to the caller."""
+    if config.tone_probability <= 0 or rng.random() >= config.tone_probability:
+        return audio
+    gain = rng.uniform(*config.tone_db)
+    corner = np.exp(rng.uniform(np.log(config.tone_hz[0]), np.log(config.tone_hz[1])))
+    n = len(audio)
+    freqs = np.fft.rfftfreq(n, 1.0 / sample_rate)
+    return sfft.irfft(sfft.rfft(audio) * shelf_response(freqs, gain, corner), n=n)
 
 
 def apply_recording(

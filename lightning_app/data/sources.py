@@ -19,7 +19,7 @@ from lightning_app.data.cache import cached_json, fingerprint
 from lightning_app.data.dsp import rms
 from lightning_app.data.music import MusicConfig, synthesize_music
 from lightning_app.data.noise import NoiseMixture
-from lightning_app.data.recording import RecordingConfig, apply_recording
+from lightning_app.data.recording import RecordingConfig, apply_recording, apply_tone
 from lightning_app.data.speech import SpeechConfig, synthesize_speech
 
 log = logging.getLogger(__name__)
@@ -167,12 +167,20 @@ class CleanMixture:
     """Clean audio drawn from weighted content sources; the label of each draw is its content's name.
 
     Procedural sources go through the recording chain (room, era band limit); folders of real
-    recordings are used as they were recorded. Evaluation sets ask for a given content
+    recordings are used as they were recorded. With ``tone`` (training) every source, real ones too, may
+    then get a high shelf (recording.apply_tone). Evaluation sets ask for a given content
     (``content=``), so they can be stratified; training draws the content by weight.
     """
 
-    def __init__(self, sources: dict, weights: dict[str, float], recording: RecordingConfig | None = None):
+    def __init__(
+        self,
+        sources: dict,
+        weights: dict[str, float],
+        recording: RecordingConfig | None = None,
+        tone: bool = False,
+    ):
         self.sources = sources
+        self.tone = tone
         self.names = [name for name in sources if weights.get(name, 0.0) > 0]
         if not self.names:
             raise ValueError("data.clean.mix: every weight is 0, nothing to draw clean audio from")
@@ -201,7 +209,14 @@ class CleanMixture:
             source, AudioFolder
         ):  # recordings: as they were made
             audio, _ = apply_recording(rng, audio, source.sample_rate, self.recording)
+        if self.tone and self.recording is not None:
+            audio = apply_tone(rng, audio, source.sample_rate, self.recording)
         return np.asarray(audio, dtype=np.float32), content
+
+    def without_tone(self) -> CleanMixture:
+        """The same sources, weights and recording chain without the tone augmentation (held-out sets)."""
+        weights = dict(zip(self.names, self.probs, strict=True))
+        return CleanMixture(self.sources, weights, self.recording, tone=False)
 
     def folders(self) -> list[AudioFolder]:
         return [s for s in self.sources.values() if isinstance(s, AudioFolder)]
@@ -254,11 +269,18 @@ def corpus_contents(clean: dict) -> list[str]:
 
 
 def build_clean_source(
-    sample_rate: int, cache_dir: str | None, mix: dict, recording: dict, split: str = "train", **contents
+    sample_rate: int,
+    cache_dir: str | None,
+    mix: dict,
+    recording: dict,
+    split: str = "train",
+    tone: bool = False,
+    **contents,
 ) -> CleanMixture:
     """The clean side from ``data.clean``: {mix: {content: weight}, recording: {...}, speech: {...},
     music: {...}, real_speech: {...}, real_music: {...}}; ``split`` picks the corpus split that real
-    contents draw from."""
+    contents draw from. ``tone``: training's high-shelf augmentation (validation and test sets go without,
+    so their figures keep meaning the recordings as they are)."""
     unknown = sorted(set(mix) - set(contents))
     if unknown:
         raise ValueError(f"data.clean.mix names {unknown}; known contents: {sorted(contents)}")
@@ -267,7 +289,7 @@ def build_clean_source(
         for name, weight in mix.items()
         if weight > 0
     }
-    return CleanMixture(sources, dict(mix), RecordingConfig.from_ranges(**recording))
+    return CleanMixture(sources, dict(mix), RecordingConfig.from_ranges(**recording), tone=tone)
 
 
 def build_noise_source(sample_rate: int, kind: str, cache_dir: str | None, folder: dict, procedural: dict):

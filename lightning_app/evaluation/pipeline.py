@@ -47,11 +47,13 @@ from lightning_app.evaluation.test_sets import (
     DEFAULT_EXPERIMENT,
     REAL_SNR_BUCKETS,
     REAL_SNR_DB,
+    SHELF_CORNER_HZ,
     label_contents,
     paired_test_set,
     real_test_set,
     silent_clean_rms,
     synthetic_test_set,
+    with_high_shelf,
 )
 from lightning_app.metrics.perceptual import speech_content
 from lightning_app.metrics.quality import WORSE_THAN_INPUT_DB, waveform_scores
@@ -288,6 +290,7 @@ def evaluate(
     real_clips: int = 36,
     content: str = "auto",
     real_split: str = "test",
+    real_shelves_db: tuple[float, ...] = (),
 ) -> dict:
     """Score every system and write the reports; returns {"rows", "report", "plots", "content", ...}. The
     checkpoints run on ``device`` (cpu, cuda, auto); the baselines and the scoring on the CPU. A paired
@@ -342,7 +345,13 @@ def evaluate(
     if real_corpus is not None:
         scored = [(n, p) for n, p in processes if n in dict(systems) or n in dict(baselines_)]
         real = evaluate_real(
-            real_corpus, scored, output_dir, experiment or DEFAULT_EXPERIMENT, real_clips, split=real_split
+            real_corpus,
+            scored,
+            output_dir,
+            experiment or DEFAULT_EXPERIMENT,
+            real_clips,
+            split=real_split,
+            shelves_db=tuple(real_shelves_db),
         )
         report += "\n" + real["report"]
         (output_dir / "report.md").write_text(report)
@@ -377,13 +386,17 @@ def evaluate_real(
     clips_per_content: int = 36,
     seconds: float = 6.0,
     split: str = "test",
+    shelves_db: tuple[float, ...] = (),
 ) -> dict:
     """The real-recordings test set (``real_test_set`` on the corpus's ``split``: test, or val to tune on,
     since the test split is only reported): every system restores
     each degraded clip and each clean clip; per content and per 5-dB input-SNR bucket the mean SI-SDR
     gain, the worst clip, the clips made worse than their input, retention; and the clean-input table.
-    Writes real.md, real.csv."""
-    clips, rate = real_test_set(Path(root), split, clips_per_content, seconds, experiment)
+    ``shelves_db``: the music clips again, brighter or darker by each high shelf (``with_high_shelf``), each
+    shelf a group of its own. Writes real.md, real.csv."""
+    base, rate = real_test_set(Path(root), split, clips_per_content, seconds, experiment)
+    music = [c for c in base if c["content"] == "music"]
+    clips = base + [copy for gain in shelves_db for copy in with_high_shelf(music, rate, gain)]
     outputs = {NOISY: [c["noisy"] for c in clips]}
     for name, process in systems:
         outputs[name], _ = run_system(process, clips, rate, f"{name} (real)")
@@ -393,13 +406,17 @@ def evaluate_real(
         return torch.from_numpy(np.stack([np.asarray(x, dtype=np.float32) for x in signals]))[:, None]
 
     groups_ = {}
-    for content in sorted({c["content"] for c in clips}):
-        members = [i for i, c in enumerate(clips) if c["content"] == content]
+    for content in sorted({c["content"] for c in base}):
+        members = [i for i, c in enumerate(base) if c["content"] == content]
         groups_[content] = members
         for low, high in REAL_SNR_BUCKETS:
             groups_[f"{content}, input SNR {low:g}-{high:g} dB"] = [
                 i for i in members if low <= clips[i]["snr_db"] < high
             ]
+    for gain in shelves_db:
+        groups_[f"music through a high shelf of {gain:+g} dB above {SHELF_CORNER_HZ / 1000:g} kHz"] = [
+            i for i, c in enumerate(clips) if c.get("shelf_db") == float(gain)
+        ]
     rows = []
     noisy, clean = t(c["noisy"] for c in clips), t(c["clean"] for c in clips)
     silent_rms = silent_clean_rms(experiment)
@@ -420,16 +437,16 @@ def evaluate_real(
                         "amplitude_retention": finite_mean(kept[i] for i in members),
                     }
                 )
-    clean_rows = clean_input_scores(clips, systems, rate)
+    clean_rows = clean_input_scores(base, systems, rate)
     output_dir.mkdir(parents=True, exist_ok=True)
     write_csv(output_dir / "real.csv", ["group", "system", *REAL_COLUMNS], rows)
     labels = {**LABELS, **REAL_LABELS}
-    packages = sorted({c["origin"] for c in clips})
+    packages = sorted({c["origin"] for c in base})
     text = [
         f"# Real recordings: the corpus's {split} split ({Path(root)})"
         + ("" if split == "test" else ": the split to tune on, not a test result"),
         "",
-        f"{len(clips)} clips of {seconds:g} s at {rate} Hz from {', '.join(packages)}, degraded by the "
+        f"{len(base)} clips of {seconds:g} s at {rate} Hz from {', '.join(packages)}, degraded by the "
         f"{experiment} noise generators at input SNRs spread over {REAL_SNR_DB[0]:g}-{REAL_SNR_DB[1]:g} dB "
         "(waveform measures only; PESQ/STOI/ViSQOL are in the procedural report above).",
         "",
@@ -455,7 +472,7 @@ def evaluate_real(
     ]
     report = "\n".join(text) + "\n"
     (output_dir / "real.md").write_text(report)
-    return {"rows": rows, "clean_input": clean_rows, "report": report, "clips": len(clips)}
+    return {"rows": rows, "clean_input": clean_rows, "report": report, "clips": len(base)}
 
 
 def reference_free(folder: Path) -> bool:

@@ -15,6 +15,7 @@ from lightning_app import config as C
 from lightning_app.data import audio_io
 from lightning_app.data.datasets import CONTENTS, TEST_STREAM, MixtureDataset, PairedFolderDataset
 from lightning_app.data.dsp import rms
+from lightning_app.data.recording import shelf_response
 from lightning_app.data.sources import build_clean_source, build_noise_source, corpus_contents
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,28 @@ def real_test_set(
     if not clips:
         raise FileNotFoundError(f"{root}: the {split} split holds no usable recordings")
     return clips, rate
+
+
+SHELF_CORNER_HZ = 5000.0  # where the real set's brighter (or darker) copies turn (with_high_shelf)
+
+
+def with_high_shelf(
+    clips: list[dict], rate: int, gain_db: float, corner_hz: float = SHELF_CORNER_HZ
+) -> list[dict]:
+    """Copies of ``clips`` whose clean side went through a high shelf of ``gain_db`` above ``corner_hz``
+    (recording.shelf_response): the same recordings mastered brighter (gain > 0) or darker, under the same
+    noise at the same input SNR. Bright music is where a denoiser takes the top octave for hiss."""
+    copies = []
+    for clip in clips:
+        n = len(clip["clean"])
+        response = shelf_response(np.fft.rfftfreq(n, 1.0 / rate), gain_db, corner_hz)
+        clean = np.fft.irfft(np.fft.rfft(clip["clean"]) * response, n=n)
+        noise = (clip["noisy"] - clip["clean"]) * (rms(clean) / max(rms(clip["clean"]), 1e-12))
+        copies.append(
+            {**clip, "name": f"{clip['name']}-shelf{gain_db:+g}", "clean": clean, "noisy": clean + noise}
+            | {"shelf_db": float(gain_db)}
+        )
+    return copies
 
 
 def real_segment(

@@ -80,6 +80,37 @@ def no_harm(estimate: torch.Tensor, target: torch.Tensor, source: torch.Tensor) 
     return harm.clamp_min(0.0).mean() / 10.0
 
 
+BAND_HARM_FREE_DB = -35.0  # an error this far below a band's own signal costs nothing in band_no_harm
+
+
+def band_no_harm(
+    estimate: torch.Tensor, target: torch.Tensor, source: torch.Tensor, n_fft: int = 1024, bands: int = 24
+) -> torch.Tensor:
+    """How far the output's error rises above the input's noise, band by band, in units of 10 dB; 0 where
+    no band is made worse.
+
+    no_harm sees a whole example's SI-SDR, which the loudest band rules: a model can keep it while it
+    takes the top octave of bright music for hiss, or bends a bass line that no noise touches, each
+    20 dB below the music but far above the noise there. Here each of ``bands`` log-spaced bands (over
+    the example) is charged the dB by which its error exceeds the noise the input held in it. An error
+    more than 35 dB below the band's own clean signal is free, so bands of near silence and inaudible
+    changes do not pull the model towards an exact copy.
+    """
+    window = torch.hann_window(n_fft, device=estimate.device)
+
+    def band_power(x: torch.Tensor) -> torch.Tensor:
+        spec = torch.stft(flat(x), n_fft, n_fft // 4, window=window, center=True, return_complex=True)
+        power = (spec.real**2 + spec.imag**2).sum(-1)  # (batch, bins): over the example
+        return torch.stack([power[:, a:b].sum(1) for a, b in zip(edges[:-1], edges[1:], strict=True)], 1)
+
+    bins = n_fft // 2 + 1
+    edges = sorted({round(bins ** (i / bands)) for i in range(bands + 1)})  # bins 1 (above DC) to Nyquist
+    clean = band_power(target)
+    free = clean * 10 ** (BAND_HARM_FREE_DB / 10) + clean.sum(1, keepdim=True) * 1e-8 + EPS
+    harm = 10 * torch.log10((band_power(estimate - target) + free) / (band_power(source - target) + free))
+    return harm.clamp_min(0.0).mean() / 10.0
+
+
 WAVEFORM_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "l1": waveform_l1,
     "mrstft": multi_resolution_stft,
@@ -91,6 +122,7 @@ WAVEFORM_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]
 #: Terms that also read the network's input: ``fn(estimate, target, source) -> scalar``.
 INPUT_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "no_harm": no_harm,
+    "band_no_harm": band_no_harm,
 }
 
 

@@ -215,3 +215,16 @@ def test_two_writers_of_one_cache_file_do_not_clash(tmp_path, monkeypatch):
     monkeypatch.setattr(cache.os, "replace", other_node_writes_first)
     assert cache.cached_json(tmp_path, "index", "k", lambda: {"n": 1}) == {"n": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["index-k.json"], "no partial file left"
+
+
+def test_tone_augmentation_reaches_training_only(tmp_path):
+    toned = _datamodule(tmp_path, "data.clean.recording.tone_probability=1.0")
+    plain = _datamodule(tmp_path)
+    for dm in (toned, plain):
+        dm.setup("fit")
+    assert toned.train_set.clean_source.tone
+    assert not toned.val_set.clean_source.tone and not toned.test_set.clean_source.tone
+    # validation stays the clips it was: the augmentation changes what trains, not what is measured
+    torch.testing.assert_close(_first_val_batch(toned)["clean"], _first_val_batch(plain)["clean"])
+    key = (0, 0, 0, 0)
+    assert not torch.allclose(toned.train_set[key]["clean"], plain.train_set[key]["clean"])

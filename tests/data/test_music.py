@@ -18,7 +18,7 @@ from lightning_app.data.music import (
     render_music,
     synthesize_music,
 )
-from lightning_app.data.recording import RecordingConfig, apply_recording
+from lightning_app.data.recording import RecordingConfig, apply_recording, apply_tone, shelf_response
 from lightning_app.data.sources import CleanMixture, ProceduralNoise
 
 STEADY = MusicConfig(vibrato_cents=(4.0, 4.0))
@@ -144,6 +144,26 @@ def test_era_band_limit_is_applied_to_the_clean_reference():
         np.random.default_rng(0), white, sr, RecordingConfig(room_probability=0.0, era_weights={"full": 1.0})
     )
     assert _band_power(full, sr, 10000, 14000) > 0.5 * _band_power(white, sr, 10000, 14000)
+
+
+def test_tone_shelf_lifts_or_cuts_the_top_band_by_its_drawn_gain_and_leaves_the_bass():
+    sr = 44100
+    freqs = np.array([50.0, 3000.0, 21000.0])
+    response_db = 20 * np.log10(shelf_response(freqs, 9.0, 3000.0))
+    np.testing.assert_allclose(response_db, [0.0, 4.5, 8.8], atol=0.1)  # half the gain at the corner
+    white = np.random.default_rng(0).standard_normal(2 * sr)
+    config = RecordingConfig(tone_probability=1.0, tone_db=(-6.0, 9.0), tone_hz=(1500.0, 8000.0))
+    top = []
+    for seed in range(12):
+        out = apply_tone(np.random.default_rng(seed), white, sr, config)
+        bass_db = 10 * np.log10(_band_power(out, sr, 50, 300) / _band_power(white, sr, 50, 300))
+        top_db = 10 * np.log10(_band_power(out, sr, 18000, 21000) / _band_power(white, sr, 18000, 21000))
+        assert abs(bass_db) < 0.3, f"seed {seed}: the bass moved {bass_db:+.2f} dB"
+        assert -6.0 <= top_db <= 9.0, f"seed {seed}: the top band moved {top_db:+.2f} dB, outside the range"
+        top.append(top_db)
+    assert min(top) < -1.0 and max(top) > 3.0, f"the shelves drawn do not go both ways: {top}"
+    # Off by default, and at probability 0 the audio is returned untouched.
+    assert apply_tone(np.random.default_rng(0), white, sr, RecordingConfig()) is white
 
 
 def test_room_adds_a_decaying_tail():

@@ -5,8 +5,9 @@ import pytest
 
 from lightning_app import config as C
 from lightning_app.data import corpus as K
+from lightning_app.data.dsp import rms
 from lightning_app.evaluation.pipeline import evaluate_real
-from lightning_app.evaluation.test_sets import REAL_SNR_BUCKETS, real_test_set
+from lightning_app.evaluation.test_sets import REAL_SNR_BUCKETS, real_test_set, with_high_shelf
 from tests.helpers import make_corpus
 
 RATE = 44100
@@ -65,6 +66,38 @@ def test_the_real_set_can_come_from_the_val_split_and_says_it_is_not_a_test_resu
     evaluate_real(root, identity, tmp_path / "test", "archive_fullband", 2, 1.0)
     heading = (tmp_path / "test" / "real.md").read_text().splitlines()[0]
     assert "test split" in heading and "not a test result" not in heading, heading
+
+
+def _band_rms(x, low, high):
+    spectrum = np.fft.rfft(x)
+    freqs = np.fft.rfftfreq(len(x), 1.0 / RATE)
+    return np.sqrt(np.sum(np.abs(spectrum[(freqs >= low) & (freqs < high)]) ** 2))
+
+
+def test_brighter_copies_keep_the_noise_and_snr_and_are_reported_as_groups_of_their_own(tmp_path):
+    root = make_corpus(tmp_path / "real")
+    clips, _ = real_test_set(root, "test", clips_per_content=2, seconds=1.0)
+    music = [c for c in clips if c["content"] == "music"]
+    for clip, bright in zip(music, with_high_shelf(music, RATE, 12.0), strict=True):
+        lift_db = 20 * np.log10(
+            _band_rms(bright["clean"], 15000, 20000) / _band_rms(clip["clean"], 15000, 20000)
+        )
+        bass_db = 20 * np.log10(_band_rms(bright["clean"], 50, 500) / _band_rms(clip["clean"], 50, 500))
+        assert 10.0 < lift_db < 12.1 and abs(bass_db) < 0.2, (lift_db, bass_db)
+        snr = 20 * np.log10(rms(clip["clean"]) / rms(clip["noisy"] - clip["clean"]))
+        bright_snr = 20 * np.log10(rms(bright["clean"]) / rms(bright["noisy"] - bright["clean"]))
+        assert abs(snr - bright_snr) < 1e-6 and bright["shelf_db"] == 12.0
+    identity = [("identity", lambda audio, rate: audio)]
+    result = evaluate_real(
+        root, identity, tmp_path / "out", "archive_fullband", 2, 1.0, shelves_db=(6.0, -6.0)
+    )
+    rows = {(r["system"], r["group"]): r for r in result["rows"]}
+    for gain in ("+6", "-6"):
+        row = rows[("identity", f"music through a high shelf of {gain} dB above 5 kHz")]
+        assert row["clips"] == len(music) and abs(row["si_sdr_i"]) < 1e-3
+    assert rows[("identity", "music")]["clips"] == len(music), "the copies are not counted with the music"
+    assert result["clips"] == len(clips)
+    assert "music through a high shelf of +6 dB" in (tmp_path / "out" / "real.md").read_text()
 
 
 def test_without_a_corpus_the_real_set_says_how_to_build_it(tmp_path):

@@ -1,10 +1,12 @@
-"""Loss terms: the multi-resolution STFT term's relative log floor; the no_harm hinge and its wiring."""
+"""Loss terms: the multi-resolution STFT term's relative log floor; the no_harm hinges (whole example, band by
+band) and their wiring."""
 
 import math
 
+import pytest
 import torch
 
-from lightning_app.systems.losses import multi_resolution_stft, no_harm
+from lightning_app.systems.losses import band_no_harm, multi_resolution_stft, no_harm
 from lightning_app.training.run import build_datamodule, build_system
 from tests.helpers import smoke_config
 
@@ -51,6 +53,42 @@ def test_no_harm_costs_only_the_examples_the_output_makes_worse():
     assert float(harmed.grad[0].abs().sum()) == 0.0 and float(harmed.grad[1].abs().sum()) > 0.0
 
 
+def _band(x: torch.Tensor, low: float, high: float, rate: int) -> torch.Tensor:
+    spectrum = torch.fft.rfft(x)
+    freqs = torch.fft.rfftfreq(x.shape[-1], 1.0 / rate)
+    return torch.fft.irfft(spectrum * ((freqs >= low) & (freqs < high)), n=x.shape[-1])
+
+
+def _level(x: torch.Tensor, db: float, reference: torch.Tensor) -> torch.Tensor:
+    return x * (reference.pow(2).mean() / x.pow(2).mean()).sqrt() * 10 ** (db / 20)
+
+
+def test_band_no_harm_sees_a_band_taken_away_that_the_whole_example_does_not():
+    rate = 16000
+    g = torch.Generator().manual_seed(3)
+    tones = _band_limited(seconds=1.0, rate=rate)
+    bright = _level(_band(torch.randn(tones.shape, generator=g), 5000, 7000, rate), -35.0, tones)
+    clean = tones + bright  # loud low notes and a quiet bright top, like cymbals over an orchestra
+    rumble = _level(_band(torch.randn(tones.shape, generator=g), 20, 300, rate), -20.0, clean)
+    hiss = _level(torch.randn(tones.shape, generator=g), -70.0, clean)
+    noisy = clean + rumble + hiss
+    # The output takes the rumble away and the bright top with it: 15 dB better as a whole, so no_harm
+    # sees nothing, but in the top bands it removed music far above the noise that was there.
+    dulled = tones + hiss
+    assert float(no_harm(dulled, clean, noisy)) == 0.0
+    # 5-7 kHz spans two of the 24 log-spaced bands at 16 kHz, each harmed by about 35 dB (capped where the
+    # error is the band's whole signal): at least 2 x 30 dB / 24 bands, in units of 10 dB.
+    assert float(band_no_harm(dulled, clean, noisy)) > 2 * 30 / 24 / 10
+    # Removing only noise harms no band, and an error 60 dB below each band's own signal costs next to nothing
+    # (under 0.01 dB: it only adds to the noise within the free 35 dB).
+    assert float(band_no_harm(clean + 0.5 * (rumble + hiss), clean, noisy)) == 0.0
+    assert float(band_no_harm(clean * (1 + 1e-3) + rumble + hiss, clean, noisy)) < 1e-3
+    # Its gradient reaches the harmed output.
+    dulled.requires_grad_(True)
+    band_no_harm(dulled, clean, noisy).backward()
+    assert float(dulled.grad.abs().sum()) > 0.0
+
+
 class _AddsNoise(torch.nn.Module):
     """A network that makes every example worse: its input plus noise at the input's own level."""
 
@@ -58,7 +96,8 @@ class _AddsNoise(torch.nn.Module):
         return noisy + noisy.std() * torch.randn(noisy.shape, generator=torch.Generator().manual_seed(0))
 
 
-def test_the_supervised_loss_adds_no_harm_only_when_weighted(tmp_path):
+@pytest.mark.parametrize("term", ["no_harm", "band_no_harm"])
+def test_the_supervised_loss_adds_a_no_harm_term_only_when_weighted(tmp_path, term):
     def step(*overrides):
         cfg = smoke_config(tmp_path, *overrides)
         system = build_system(cfg)
@@ -68,9 +107,9 @@ def test_the_supervised_loss_adds_no_harm_only_when_weighted(tmp_path):
         return system.shared_step(next(iter(dm.train_dataloader())))[0]
 
     plain = step()
-    assert "no_harm" not in plain
-    weighted = step("system.supervised.no_harm=2.0")
-    assert float(weighted["no_harm"]) > 0.1, "a network that adds noise harms every example"
+    assert term not in plain
+    weighted = step(f"system.supervised.{term}=2.0")
+    assert float(weighted[term]) > 0.1, "a network that adds noise harms every example"
     for name in set(plain) - {"loss"}:
-        assert torch.allclose(weighted[name], plain[name]), f"{name} changed with the no_harm weight"
-    assert torch.allclose(weighted["loss"], plain["loss"] + 2.0 * weighted["no_harm"])
+        assert torch.allclose(weighted[name], plain[name]), f"{name} changed with the {term} weight"
+    assert torch.allclose(weighted["loss"], plain["loss"] + 2.0 * weighted[term])
