@@ -129,9 +129,9 @@ def with_high_shelf(
         response = shelf_response(np.fft.rfftfreq(n, 1.0 / rate), gain_db, corner_hz)
         clean = np.fft.irfft(np.fft.rfft(clip["clean"]) * response, n=n)
         noise = (clip["noisy"] - clip["clean"]) * (rms(clean) / max(rms(clip["clean"]), 1e-12))
+        name = f"{clip['name']}-shelf{gain_db:+g}"
         copies.append(
-            {**clip, "name": f"{clip['name']}-shelf{gain_db:+g}", "clean": clean, "noisy": clean + noise}
-            | {"shelf_db": float(gain_db)}
+            {**clip, "name": name, "clean": clean, "noisy": clean + noise, "shelf_db": float(gain_db)}
         )
     return copies
 

@@ -91,9 +91,10 @@ def band_no_harm(
 
     no_harm sees a whole example's SI-SDR, which the loudest band rules: a model can keep it while it
     takes the top octave of bright music for hiss, or bends a bass line that no noise touches, each
-    20 dB below the music but far above the noise there. Here each of ``bands`` log-spaced bands (over
-    the example) is charged the dB by which its error exceeds the noise the input held in it. An error
-    more than 35 dB below the band's own clean signal is free, so bands of near silence and inaudible
+    20 dB below the music but far above the noise there. Here each log-spaced band (over the example;
+    ``bands`` of them, fewer where the lowest would share a bin: 22 at 1024 points) is charged the dB by
+    which its error exceeds the noise the input held in it. An error more than 35 dB below the band's own
+    clean signal (or 80 dB below the whole example's) is free, so bands of near silence and inaudible
     changes do not pull the model towards an exact copy.
     """
     window = torch.hann_window(n_fft, device=estimate.device)
