@@ -104,6 +104,13 @@ def shelf_response(freqs: np.ndarray, gain_db: float, corner_hz: float) -> np.nd
     return 10 ** (gain_db * weight / 20)
 
 
+def high_shelf(audio: np.ndarray, sample_rate: int, gain_db: float, corner_hz: float) -> np.ndarray:
+    """``audio`` through the high shelf of ``shelf_response``, applied over the whole signal at once."""
+    n = len(audio)
+    freqs = np.fft.rfftfreq(n, 1.0 / sample_rate)
+    return sfft.irfft(sfft.rfft(audio) * shelf_response(freqs, gain_db, corner_hz), n=n)
+
+
 def apply_tone(
     rng: np.random.Generator, audio: np.ndarray, sample_rate: int, config: RecordingConfig
 ) -> np.ndarray:
@@ -113,9 +120,7 @@ def apply_tone(
         return audio
     gain = rng.uniform(*config.tone_db)
     corner = np.exp(rng.uniform(np.log(config.tone_hz[0]), np.log(config.tone_hz[1])))
-    n = len(audio)
-    freqs = np.fft.rfftfreq(n, 1.0 / sample_rate)
-    return sfft.irfft(sfft.rfft(audio) * shelf_response(freqs, gain, corner), n=n)
+    return high_shelf(audio, sample_rate, gain, corner)
 
 
 def apply_recording(

@@ -351,7 +351,7 @@ def evaluate(
             experiment or DEFAULT_EXPERIMENT,
             real_clips,
             split=real_split,
-            shelves_db=tuple(real_shelves_db),
+            shelves_db=real_shelves_db,
         )
         report += "\n" + real["report"]
         (output_dir / "report.md").write_text(report)

@@ -15,7 +15,7 @@ from lightning_app import config as C
 from lightning_app.data import audio_io
 from lightning_app.data.datasets import CONTENTS, TEST_STREAM, MixtureDataset, PairedFolderDataset
 from lightning_app.data.dsp import rms
-from lightning_app.data.recording import shelf_response
+from lightning_app.data.recording import high_shelf
 from lightning_app.data.sources import build_clean_source, build_noise_source, corpus_contents
 
 log = logging.getLogger(__name__)
@@ -121,13 +121,11 @@ def with_high_shelf(
     clips: list[dict], rate: int, gain_db: float, corner_hz: float = SHELF_CORNER_HZ
 ) -> list[dict]:
     """Copies of ``clips`` whose clean side went through a high shelf of ``gain_db`` above ``corner_hz``
-    (recording.shelf_response): the same recordings mastered brighter (gain > 0) or darker, under the same
+    (recording.high_shelf): the same recordings mastered brighter (gain > 0) or darker, under the same
     noise at the same input SNR. Bright music is where a denoiser takes the top octave for hiss."""
     copies = []
     for clip in clips:
-        n = len(clip["clean"])
-        response = shelf_response(np.fft.rfftfreq(n, 1.0 / rate), gain_db, corner_hz)
-        clean = np.fft.irfft(np.fft.rfft(clip["clean"]) * response, n=n)
+        clean = high_shelf(clip["clean"], rate, gain_db, corner_hz)
         noise = (clip["noisy"] - clip["clean"]) * (rms(clean) / max(rms(clip["clean"]), 1e-12))
         name = f"{clip['name']}-shelf{gain_db:+g}"
         copies.append(

@@ -97,11 +97,9 @@ def band_no_harm(
     clean signal (or 80 dB below the whole example's) is free, so bands of near silence and inaudible
     changes do not pull the model towards an exact copy.
     """
-    window = torch.hann_window(n_fft, device=estimate.device)
 
     def band_power(x: torch.Tensor) -> torch.Tensor:
-        spec = torch.stft(flat(x), n_fft, n_fft // 4, window=window, center=True, return_complex=True)
-        power = (spec.real**2 + spec.imag**2).sum(-1)  # (batch, bins): over the example
+        power = _magnitude(x, n_fft, n_fft // 4).pow(2).sum(-1)  # (batch, bins): over the example
         return torch.stack([power[:, a:b].sum(1) for a, b in zip(edges[:-1], edges[1:], strict=True)], 1)
 
     bins = n_fft // 2 + 1
