@@ -1,10 +1,14 @@
 """The do-no-harm guard: it holds back removals that do not look like noise, and only those."""
 
+import math
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from lightning_app.restoring.engine import Restorer
 from lightning_app.restoring.guard import (
+    DEFAULT_PASSES,
     Guard,
     GuardedDenoiser,
     GuardPass,
@@ -232,6 +236,72 @@ def test_clicks_may_be_removed_whole():
     noisy = (tone + noise + clicks)[None, None]
     out = Guard(RATE)(noisy, (tone + noise)[None, None])[0, 0]  # the model removed the clicks alone
     assert _energy(out - tone - noise) < 0.1 * _energy(clicks), "the guard put the clicks back"
+
+
+def _hits(length, every_s=0.25, decay_s=0.004, level=0.3, seed=3):
+    """Short bright percussion (a closed hi-hat): bursts of noise above 6 kHz that die away in a few ms. At
+    23 ms a hit fills a frame or two, as a click does."""
+    rng = np.random.default_rng(seed)
+    hits = np.zeros(length)
+    burst = rng.standard_normal(int(8 * decay_s * RATE)) * np.exp(
+        -np.arange(int(8 * decay_s * RATE)) / (decay_s * RATE)
+    )
+    for start in np.arange(int(0.1 * RATE), length - len(burst), int(every_s * RATE)):
+        hits[start : start + len(burst)] += burst
+    spectrum = np.fft.rfft(hits)
+    spectrum[np.fft.rfftfreq(length, 1 / RATE) < 6000.0] = 0.0
+    hits = np.fft.irfft(spectrum, length)
+    return (hits * level / np.abs(hits).max()).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    "passes, puts_them_back",
+    [(None, True), (tuple(replace(s, whole_above_hz=math.inf) for s in DEFAULT_PASSES), False)],
+    ids=["default guard", "transients go however thinly taken"],
+)
+def test_bright_hits_the_model_only_thinned_come_back(passes, puts_them_back):
+    """A model that takes 40 % off every hi-hat hit is unsure of them, not removing clicks: above 4 kHz a
+    transient goes only as far as the model takes it whole, so the default guard puts the hits back (without
+    that rule they pass for clicks and stay thinned)."""
+    tone, noise = _tone_and_noise(noise_db=-60.0)
+    hits = _hits(len(tone))
+    noisy = (tone + noise + hits)[None, None]
+    out = Guard(RATE, passes)(noisy, (tone + 0.6 * hits)[None, None])[0, 0]
+    back = 1.0 - _energy(out - tone - hits) / _energy(0.4 * hits)  # of the hits' thinned part (noise aside)
+    if puts_them_back:
+        assert back > 0.7, f"the guard put back only {back:.2f} of the thinned hits"
+    else:
+        assert back < 0.3, f"without the rule the hits still came back ({back:.2f}): the case tests nothing"
+
+
+def test_bright_hits_the_model_takes_whole_may_go_like_clicks():
+    tone, noise = _tone_and_noise(noise_db=-60.0)
+    hits = _hits(len(tone))
+    noisy = (tone + noise + hits)[None, None]
+    out = Guard(RATE)(noisy, (tone + noise)[None, None])[0, 0]  # the model removed the hits whole
+    assert _energy(out - tone - noise) < 0.1 * _energy(hits), "the guard put back transients taken whole"
+
+
+@pytest.mark.parametrize(
+    "passes, lets_it_go",
+    [(None, True), (tuple(replace(s, click_band_share=1.0) for s in DEFAULT_PASSES), False)],
+    ids=["default guard", "no frame taken for a click"],
+)
+def test_a_broadband_click_the_model_only_thinned_may_still_go(passes, lets_it_go):
+    """A click sounds below 2 kHz as well as above: the taken-whole rule is for bright hits alone, so a click
+    the model took 60 % off stays as the model left it (were no frame taken for a click, its top would come
+    back)."""
+    tone, noise = _tone_and_noise(noise_db=-60.0)
+    clicks = np.zeros_like(tone)
+    clicks[np.arange(5000, len(tone), 11000)] = 0.5  # single samples: flat to the top of the band
+    noisy = (tone + noise + clicks)[None, None]
+    model_out = (tone + noise + 0.4 * clicks)[None, None]
+    out = Guard(RATE, passes)(noisy, model_out)[0, 0]
+    back = _energy(out - model_out[0, 0]) / _energy(0.6 * clicks)  # of the clicks' removed part
+    if lets_it_go:
+        assert back < 0.05, f"the guard put back {back:.2f} of a click the model thinned"
+    else:
+        assert back > 0.1, f"with no frame taken for a click the thinned click stayed thinned ({back:.2f})"
 
 
 def test_the_restorer_guards_by_default_and_not_when_asked():
