@@ -559,9 +559,16 @@ def check_folder(path: str | Path, key: str) -> None:
 
 
 def save(cfg: DictConfig, path: Path) -> None:
-    """A run's config.yaml, stamped with the schema it is written in (``compat``)."""
+    """A run's config.yaml, stamped with the schema it is written in (``compat``). It is written whole under a
+    name of its own and then renamed over the old one: when a multi-node run resumes, rank 0 rewrites it while
+    the other ranks read it, and a reader of a file being rewritten in place can find it empty."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(OmegaConf.to_yaml(compat.stamp_config(cfg), resolve=True))
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        partial.write_text(OmegaConf.to_yaml(compat.stamp_config(cfg), resolve=True))
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def flatten(d: dict, prefix: str = "") -> dict:

@@ -1,6 +1,7 @@
 """Config composition: defaults <- blocks <- experiment <- command line, strictly."""
 
 import re
+import threading
 
 import pytest
 
@@ -71,6 +72,37 @@ def test_saved_config_round_trips_with_new_overrides(tmp_path):
     again = C.compose_saved(tmp_path / "config.yaml", ["trainer.max_epochs=9"])
     assert again.trainer.max_epochs == 9
     assert again.model == cfg.model
+
+
+def test_a_config_being_saved_again_is_never_read_half_written(tmp_path):
+    """A resumed multi-node run: rank 0 saves config.yaml again while the other ranks read it. A reader must
+    find the old file or the new one, whole (rewritten in place, a reader caught it empty or cut short about
+    three times per save, and that rank died on a config with no experiment)."""
+    cfg = C.compose("supervised_unet")
+    path = tmp_path / "config.yaml"
+    C.save(cfg, path)
+    whole = path.read_text()  # every save below writes the same text
+    incomplete, reads, done = [], [0], threading.Event()
+
+    def read_while_saving():
+        while not done.is_set():
+            text = path.read_text()
+            reads[0] += 1
+            if text != whole:
+                incomplete.append(len(text))
+
+    reader = threading.Thread(target=read_while_saving)
+    reader.start()
+    try:
+        for _ in range(50):
+            C.save(cfg, path)
+    finally:
+        done.set()
+        reader.join()
+    assert reads[0] > 50, "the reader hardly ran: the case tests nothing"
+    assert not incomplete, f"{len(incomplete)} of {reads[0]} reads found config.yaml incomplete"
+    assert C.compose_saved(path).experiment == "supervised_unet"
+    assert [p.name for p in tmp_path.iterdir()] == ["config.yaml"], "a partial file was left behind"
 
 
 def test_a_variant_is_declared_once_in_its_block_and_experiments_only_use_it():
