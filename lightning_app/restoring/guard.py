@@ -251,13 +251,12 @@ class GuardPass:
         extra = np.where(transient, np.maximum(sound[..., 1 : n + 1] - typical[..., 1 : n + 1], 0.0), 0.0)
         return extra if cells is None else extra[:, 0]
 
-    def click_frames(self, spectrum: np.ndarray) -> np.ndarray:
-        """(batch, frames): the frames where a transient sounds in ``click_band_hz`` too, as a click does."""
-        band = spectrum[:, self.click_bins]
-        room = self.transient_allowance(band)
-        if np.isscalar(room) or band.shape[1] == 0:  # too few frames for transients, or no such band
-            return np.zeros((spectrum.shape[0], spectrum.shape[-1]), dtype=bool)
-        return (room > 0).mean(axis=1) > self.settings.click_band_share
+    def click_frames(self, band_room: np.ndarray) -> np.ndarray:
+        """(batch, frames): the frames where a transient sounds in ``click_band_hz`` too, as a click does;
+        ``band_room``: ``transient_allowance`` of the bins of that band, (batch, bins, frames)."""
+        if band_room.shape[1] == 0:  # the model's band stops below it
+            return np.zeros((band_room.shape[0], band_room.shape[-1]), dtype=bool)
+        return (band_room > 0).mean(axis=1) > self.settings.click_band_share
 
     def taken_whole(self, removal: np.ndarray, spectrum: np.ndarray) -> np.ndarray:
         """How much of its transient room a cell keeps (0..1) as the share of the input cell's magnitude the
@@ -276,15 +275,21 @@ class GuardPass:
             return room
         if cells is None:
             keeps = self.taken_whole(removal, spectrum)
-            bins, frames = np.arange(spectrum.shape[-2])[:, None], slice(None)
+            bins = np.arange(spectrum.shape[-2])[:, None]
         else:
             keeps = self.taken_whole(removal[cells], spectrum[cells])
-            bins, frames = cells[-2], (cells[0], cells[-1])
+            bins = cells[-2]
         cut = (bins >= self.first_whole_bin) & (keeps < 1.0) & (room > 0)
         if not cut.any():
             return room
-        clicks = self.click_frames(spectrum)
-        clicks = clicks[:, None, :] if cells is None else clicks[frames]
+        # Every cell's room, the band's among them, is at hand; gathered cells need the band's worked out.
+        band_room = (
+            room[:, self.click_bins]
+            if cells is None
+            else self.transient_allowance(spectrum[:, self.click_bins])
+        )
+        clicks = self.click_frames(band_room)
+        clicks = clicks[:, None, :] if cells is None else clicks[cells[0], cells[-1]]
         return np.where(cut & ~clicks, room * keeps, room)
 
     def __call__(self, x: np.ndarray, removed: np.ndarray) -> np.ndarray:
