@@ -31,9 +31,18 @@ from tests.helpers import perturbed_checkpoint, write_tone_file
 def test_a_sub_pixel_convolution_computes_what_the_transposed_one_does(kind, stride, padding):
     up = torch.nn.ConvTranspose2d(5, 7, kind, stride=stride, padding=padding)
     x = torch.randn(2, 5, 8, 9)
-    expected, got = up(x), SubPixelConvTranspose2d(up)(x)
+    rewritten = SubPixelConvTranspose2d(up)
+    expected, got = up(x), rewritten(x)
     assert got.shape == expected.shape
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    # Each output phase multiplies by its own taps only: every weight of the transposed convolution once.
+    taps = sum(conv.weight.numel() for conv in rewritten.convs)
+    assert taps == up.weight.numel(), f"{taps} weights for {up.weight.numel()}: the phases share zero taps"
+
+
+def test_a_transposed_convolution_that_does_not_scale_by_its_stride_is_not_rewritten():
+    with pytest.raises(ValueError, match="scale by their stride"):
+        SubPixelConvTranspose2d(torch.nn.ConvTranspose2d(5, 7, 3, stride=2, padding=1))
 
 
 @pytest.mark.parametrize(
