@@ -119,8 +119,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=None,
         help="chunks per batch (default: one per worker with ONNX Runtime, which runs each chunk as a call "
-        "of its own; with torch, chunks per forward pass: 2 on the CPU, where bigger batches only cost "
-        "memory, 16 on a GPU)",
+        "of its own, and never more than run at once: a thread per channel, its chunks over the workers "
+        "left; with torch, chunks per forward pass: 2 on the CPU, where bigger batches only cost memory, 16 "
+        "on a GPU)",
     )
     p.add_argument(
         "--workers",

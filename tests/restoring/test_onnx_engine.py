@@ -273,3 +273,25 @@ def test_every_worker_runs_a_call_for_stereo_too_and_batched_networks_keep_their
     restorer = Restorer(network, guard=False, workers=4, batch_size=4, chunk_seconds=0.5, overlap_seconds=0.1)
     np.testing.assert_allclose(restorer(audio, 8000), 0.5 * audio, atol=1e-6)
     assert network.most == most, f"{network.most} calls at once with 4 workers and {channels} channel(s)"
+
+
+class _RecordsBatches(_CountsCallsAtOnce):
+    def __init__(self):
+        super().__init__()
+        self.rows = []
+
+    def enhance(self, batch):
+        self.rows.append(len(batch))
+        return super().enhance(batch)
+
+
+@pytest.mark.parametrize(("rows_alone", "most"), [(True, 1), (False, 4)])
+def test_a_network_that_runs_rows_alone_gets_only_the_rows_that_run_at_once(rows_alone, most):
+    """Stereo on 2 workers runs one chunk per channel at a time: a batch of four would run its rows one after
+    another anyway, with the guard's arrays four times as large. A batched network keeps its batches."""
+    network = _RecordsBatches()
+    network.runs_rows_alone = rows_alone
+    audio = np.random.default_rng(1).standard_normal((4 * 8000, 2)).astype(np.float32)
+    restorer = Restorer(network, guard=False, workers=2, batch_size=4, chunk_seconds=0.5, overlap_seconds=0.1)
+    np.testing.assert_allclose(restorer(audio, 8000), 0.5 * audio, atol=1e-6)
+    assert max(network.rows) == most, f"rows per call {network.rows}"
