@@ -24,6 +24,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from lightning_app import compat
+from lightning_app.data import audio_io
 
 # ----------------------------------------------------------------------------- where the files are
 PACKAGE = Path(__file__).resolve().parent
@@ -563,12 +564,8 @@ def save(cfg: DictConfig, path: Path) -> None:
     name of its own and then renamed over the old one: when a multi-node run resumes, rank 0 rewrites it while
     the other ranks read it, and a reader of a file being rewritten in place can find it empty."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        partial.write_text(OmegaConf.to_yaml(compat.stamp_config(cfg), resolve=True))
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
+    with audio_io.atomic_text(path) as f:
+        f.write(OmegaConf.to_yaml(compat.stamp_config(cfg), resolve=True))
 
 
 def flatten(d: dict, prefix: str = "") -> dict:

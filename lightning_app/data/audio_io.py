@@ -14,9 +14,11 @@ import re
 import secrets
 import shutil
 import socket
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 import soundfile as sf
@@ -263,6 +265,23 @@ def atomic_writer(path: str | os.PathLike, sample_rate: int, channels: int, subt
                 f.close()
             except (sf.LibsndfileError, OSError):
                 pass  # the file is removed next; the first error is the one reported
+        tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_text(path: str | os.PathLike, newline: str | None = None) -> Iterator[TextIO]:
+    """A text file (UTF-8) open under a temporary name (``partial_name``) in ``path``'s folder, renamed over
+    ``path`` only when the block exits cleanly. A reader finds the old file or the new one, whole, never half
+    of one (a run's config.yaml that a resuming multi-node run rewrites while other ranks read it, a table
+    that workers finishing together each rewrite); after an error the old file is left as it was. The text
+    files of the suite and its audio files are kept safe the same way, in this one module."""
+    path = Path(path)
+    tmp = path.with_name(partial_name())
+    try:
+        with open(tmp, "w", encoding="utf-8", newline=newline) as f:
+            yield f
+        os.replace(tmp, path)  # same folder: atomic
+    finally:
         tmp.unlink(missing_ok=True)
 
 

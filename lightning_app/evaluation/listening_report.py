@@ -32,7 +32,6 @@ import csv
 import html
 import logging
 import math
-import os
 import re
 import shutil
 import time
@@ -742,19 +741,17 @@ def write_listening_report(
                 {k: ("" if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()}
             )
     page = output_dir / PAGE
-    partial = page.with_name(f".{PAGE}.{os.getpid()}.partial")
-    partial.write_text(
-        _page(
-            title,
-            rows,
-            results,
-            output_dir,
-            _notes(excerpt_seconds, measure_seconds, dnsmos_windows),
-            time.perf_counter() - started,
-        ),
-        encoding="utf-8",
-    )
-    partial.replace(page)
+    with audio_io.atomic_text(page) as f:
+        f.write(
+            _page(
+                title,
+                rows,
+                results,
+                output_dir,
+                _notes(excerpt_seconds, measure_seconds, dnsmos_windows),
+                time.perf_counter() - started,
+            )
+        )
     log.info("listening report: %s", verdict(rows, results))
     log.info("listening report: %s (%d file(s), %.1f s)", page, len(rows), time.perf_counter() - started)
     return page

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import heapq
 import math
-import os
 import shlex
 import subprocess
 import sys
@@ -177,12 +176,10 @@ def write_summary(path: Path, rows: list[dict], totals: dict) -> None:
         else f"{totals['real_time_factor']:.4f}",
         "task": "",
     }
-    tmp = path.with_name(path.name + ".partial")
-    with open(tmp, "w", newline="") as f:
+    with audio_io.atomic_text(path, newline="") as f:
         writer = csv.DictWriter(f, fieldnames=SUMMARY_FIELDS)
         writer.writeheader()
         writer.writerows([*rows, total])
-    os.replace(tmp, path)
 
 
 # ----------------------------------------------------------------------------- cluster restores

@@ -26,6 +26,7 @@ from optuna.trial import TrialState
 from optuna_integration import PyTorchLightningPruningCallback
 
 from lightning_app import config as C
+from lightning_app.data import audio_io
 from lightning_app.evaluation import tables
 from lightning_app.training import study_storage
 from lightning_app.training.console import tensorboard_hint
@@ -342,12 +343,10 @@ def report(study: optuna.Study, sweep: DictConfig, directory: Path) -> list[dict
 
     rows.sort(key=rank)
     # Workers finishing together each write the table: through a file of their own, replaced at once.
-    partial = directory / f"trials.csv.{os.getpid()}.partial"
-    with open(partial, "w", newline="") as f:
+    with audio_io.atomic_text(directory / "trials.csv", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["trial"])
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(partial, directory / "trials.csv")
     columns = ["trial", "state", sweep.objective.metric, *sweep.params]
     print(
         "\n"

@@ -156,6 +156,21 @@ def test_paired_mode_trains_through_the_same_datamodule(tmp_path):
     assert batch["noisy"].shape[0] == 3 and batch["noise_type"] == ["paired"] * 3
 
 
+def test_a_text_file_is_replaced_whole_or_left_as_it_was(tmp_path):
+    table = tmp_path / "trials.csv"
+    table.write_text("old\n")
+    with audio_io.atomic_text(table) as f:
+        f.write("new, ")
+        assert table.read_text() == "old\n", "the file changed before the new one was complete"
+        f.write("whole\n")
+    assert table.read_text() == "new, whole\n"
+    with pytest.raises(RuntimeError), audio_io.atomic_text(table) as f:
+        f.write("half")
+        raise RuntimeError("interrupted")
+    assert table.read_text() == "new, whole\n", "an interrupted write replaced the file"
+    assert [p.name for p in tmp_path.iterdir()] == ["trials.csv"], "a partial file was left behind"
+
+
 def test_audio_io_errors_name_the_file_and_the_problem(tmp_path):
     empty = tmp_path / "empty.wav"
     empty.write_bytes(b"")
