@@ -162,7 +162,7 @@ docs: $(STAMP) ## build the documentation site into site/ (strict: a broken link
 docs-serve: $(STAMP) ## the documentation site, live at http://127.0.0.1:8000 while you edit docs/
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs serve --dev-addr 127.0.0.1:8000
 
-docs-figures: $(STAMP) ## remake docs/images (the restored excerpts; the gains chart from REPORT=an evaluate folder)
+docs-figures: $(STAMP) ## remake docs/images (the restored excerpts; the gains chart from REPORT="evaluate folders", the last winning)
 	$(PY) scripts/docs_figures.py $(if $(filter command line,$(origin REPORT)),--evaluation $(REPORT))
 
 clean-runs: ## delete runs/ (all checkpoints and logs!)

@@ -1,9 +1,10 @@
 """The pictures of the README and the documentation site, made by the suite (``make docs-figures``).
 
-    python scripts/docs_figures.py [--model CKPT] [--evaluation DIR] [--corpus DIR] [--out docs/images]
+    python scripts/docs_figures.py [--model CKPT] [--evaluation DIR ...] [--corpus DIR] [--out docs/images]
 
---evaluation names a folder written by ``make evaluate`` (report.csv, and real.csv when the corpus was
-there); without it the gains chart is left as it is.
+--evaluation names folders written by ``make evaluate`` (report.csv, and real.csv when the corpus was
+there); a system scored in several is drawn from the last (e.g. one run with the baselines, then one of the
+model alone with --no-baselines). Without it the gains chart is left as it is.
 """
 
 import argparse
@@ -17,7 +18,12 @@ from lightning_app.restoring.networks import BUNDLED_MODEL
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", type=Path, default=BUNDLED_MODEL, help="checkpoint or export to restore with")
-    p.add_argument("--evaluation", type=Path, help="an evaluate output folder (report.csv, real.csv)")
+    p.add_argument(
+        "--evaluation",
+        type=Path,
+        nargs="+",
+        help="evaluate output folders (report.csv, real.csv); a system in several is taken from the last",
+    )
     p.add_argument("--corpus", type=Path, default=Path("data/real"), help="the real corpus (make corpus)")
     p.add_argument("--out", type=Path, default=Path("docs/images"))
     args = p.parse_args(argv)

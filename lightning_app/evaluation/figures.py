@@ -4,8 +4,10 @@
   spectrograms on one dB scale per row; a real recording of the corpus's test split per content
   (``make corpus``), degraded by the archive experiment's noise generators, or procedural clips where
   there is no corpus (the figure's title says which).
-- ``gains_chart``: the mean SI-SDR gain per content of every system an ``evaluate`` run scored, read from its
-  report.csv (procedural test set) and real.csv (real test set); nothing in it is typed in by hand.
+- ``gains_chart``: the mean SI-SDR gain per content of every system ``evaluate`` runs scored, read from their
+  report.csv (procedural test set) and real.csv (real test set); nothing in it is typed in by hand. Several
+  runs on the same test sets may be drawn together: the baselines do not depend on a model, so one run with
+  them and a later one of the model alone (``--no-baselines``) make the chart.
 """
 
 from __future__ import annotations
@@ -74,24 +76,29 @@ def restored_excerpts(model: Path, path: Path, corpus: Path | None = None, secon
     return f"{path}: {origin}; " + ", ".join(gains)
 
 
-def read_gains(report_dir: Path) -> dict[str, dict[str, float]]:
-    """{system: {content label: mean SI-SDR gain}} from an evaluate folder's report.csv and real.csv."""
+def read_gains(*report_dirs: Path) -> dict[str, dict[str, float]]:
+    """{system: {content label: mean SI-SDR gain}} from evaluate folders' report.csv and real.csv; a system
+    that a later folder scored too is taken from the later folder, whole."""
     gains: dict[str, dict[str, float]] = {}
-    sources = (("report.csv", "procedural {}"), ("real.csv", "real {}"))
-    for name, label in sources:
-        path = Path(report_dir) / name
-        if not path.exists():
-            continue
-        with path.open(newline="") as f:
-            for row in csv.DictReader(f):
-                content = row["group"].removeprefix("content: ")
-                if content not in ("music", "speech") or row["system"] == "noisy input":
-                    continue
-                value = float(row["si_sdr_i"]) if row["si_sdr_i"] else math.nan
-                system = re.sub(r" \(mix 1(\.0*)?\)$", "", row["system"])  # the real set names mix 1 plainly
-                gains.setdefault(system, {})[label.format(content)] = value
-    if not gains:
-        raise FileNotFoundError(f"{report_dir}: no report.csv or real.csv with music/speech rows")
+    for report_dir in report_dirs:
+        found: dict[str, dict[str, float]] = {}
+        for name, label in (("report.csv", "procedural {}"), ("real.csv", "real {}")):
+            path = Path(report_dir) / name
+            if not path.exists():
+                continue
+            with path.open(newline="") as f:
+                for row in csv.DictReader(f):
+                    content = row["group"].removeprefix("content: ")
+                    if content not in ("music", "speech") or row["system"] == "noisy input":
+                        continue
+                    value = float(row["si_sdr_i"]) if row["si_sdr_i"] else math.nan
+                    system = re.sub(
+                        r" \(mix 1(\.0*)?\)$", "", row["system"]
+                    )  # the real set names mix 1 plainly
+                    found.setdefault(system, {})[label.format(content)] = value
+        if not found:
+            raise FileNotFoundError(f"{report_dir}: no report.csv or real.csv with music/speech rows")
+        gains.update(found)
     return gains
 
 
@@ -99,15 +106,16 @@ def read_gains(report_dir: Path) -> dict[str, dict[str, float]]:
 ABLATION_MARKS = ("(no guard)", "guard alone")
 
 
-def gains_chart(report_dir: Path, path: Path) -> str:
-    """Grouped bars: the mean SI-SDR gain per content of every system in ``report_dir`` (not the ablation's
-    rows)."""
+def gains_chart(report_dirs: Path | list[Path], path: Path) -> str:
+    """Grouped bars: the mean SI-SDR gain per content of every system in ``report_dirs`` (``read_gains``; not
+    the ablation's rows)."""
+    report_dirs = [report_dirs] if isinstance(report_dirs, str | Path) else list(report_dirs)
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    gains = {s: v for s, v in read_gains(report_dir).items() if not any(m in s for m in ABLATION_MARKS)}
+    gains = {s: v for s, v in read_gains(*report_dirs).items() if not any(m in s for m in ABLATION_MARKS)}
     groups = list(dict.fromkeys(label for values in gains.values() for label in values))
     systems = list(gains)
     width = 0.8 / len(systems)
@@ -130,4 +138,4 @@ def gains_chart(report_dir: Path, path: Path) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
-    return f"{path}: {len(systems)} systems x {len(groups)} contents from {report_dir}"
+    return f"{path}: {len(systems)} systems x {len(groups)} contents from {', '.join(map(str, report_dirs))}"

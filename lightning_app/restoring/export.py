@@ -47,11 +47,15 @@ def _phase_taps(kernel: int, stride: int, padding: int) -> list[list[tuple[int, 
 
 
 class SubPixelConvTranspose2d(nn.Module):
-    """A ConvTranspose2d rewritten as one ordinary Conv2d per output phase, then a pixel shuffle: the same
-    numbers, but ONNX Runtime runs ordinary convolutions far faster than transposed ones on a CPU. Each phase
-    gets only its own taps (2 x 2 of a 4 x 4 kernel at stride 2): one convolution over every phase's taps
-    at once would multiply by zeros for the other phases, 2.25 times the work of the whole network's costliest
-    layer."""
+    """A ConvTranspose2d rewritten as one ordinary Conv2d over the output phases, then a pixel shuffle: the
+    same numbers, but ONNX Runtime runs ordinary convolutions far faster than transposed ones on a CPU.
+
+    Each phase has a window of its own taps only (2 x 2 of a 4 x 4 kernel at stride 2), at an input offset
+    of its own. One convolution computes every phase's window at every offset that any phase needs, and each
+    phase's output is its slice of that. A window over every phase's taps at one offset would multiply by
+    zeros for the other phases (2.25 times the work at stride 2 x 2), and a convolution per phase with a Pad
+    before it keeps ONNX Runtime converting layouts (its blocked layout takes a convolution's own padding,
+    not a Pad)."""
 
     def __init__(self, up: nn.ConvTranspose2d):
         super().__init__()
@@ -64,28 +68,36 @@ class SubPixelConvTranspose2d(nn.Module):
         f_phases, t_phases = (
             _phase_taps(k, s, p) for k, s, p in zip(kernel, up.stride, up.padding, strict=True)
         )
-        self.strides = up.stride
+        # Per axis: the window (the most taps of a phase), each phase's first input offset, and the padding
+        # that lets every phase's window start where it must for every output sample.
+        windows = [max(len(taps) for taps in phases) for phases in (f_phases, t_phases)]
+        firsts = [[taps[0][0] for taps in phases] for phases in (f_phases, t_phases)]
+        pads = [max(-min(a), max(a) + n - 1) for a, n in zip(firsts, windows, strict=True)]
+        self.strides, self.c_out = up.stride, c_out
+        # Where each phase's slice starts in the padded convolution's output, per axis.
+        self.starts = [[a + p for a in axis] for axis, p in zip(firsts, pads, strict=True)]
         w = up.weight.detach().permute(1, 0, 2, 3)  # (c_out, c_in, kf, kt)
-        bias = up.bias.detach() if up.bias is not None else torch.zeros(c_out)
-        self.convs, self.pads = nn.ModuleList(), []
-        for f_taps in f_phases:  # phases in pixel-shuffle order: frequency phase major, time phase minor
-            for t_taps in t_phases:
-                # A phase's input offsets are consecutive (and every phase has some: kernel >= stride).
-                (f0, f1), (t0, t1) = ((taps[0][0], taps[-1][0]) for taps in (f_taps, t_taps))
-                conv = nn.Conv2d(c_in, c_out, (f1 - f0 + 1, t1 - t0 + 1))
-                with torch.no_grad():
-                    conv.weight.zero_()
-                    for jf, kf in f_taps:
-                        for jt, kt in t_taps:
-                            conv.weight[:, :, jf - f0, jt - t0] = w[:, :, kf, kt]
-                    conv.bias.copy_(bias)
-                self.convs.append(conv)
-                self.pads.append((-t0, t1, -f0, f1))  # F.pad's order: time (last axis) first
+        weight = torch.zeros(len(f_phases), len(t_phases), c_out, c_in, *windows)
+        for rf, f_taps in enumerate(f_phases):  # phases in pixel-shuffle order: frequency major, time minor
+            for rt, t_taps in enumerate(t_phases):
+                for jf, kf in f_taps:
+                    for jt, kt in t_taps:
+                        weight[rf, rt, :, :, jf - firsts[0][rf], jt - firsts[1][rt]] = w[:, :, kf, kt]
+        phases = len(f_phases) * len(t_phases)
+        self.conv = nn.Conv2d(c_in, phases * c_out, tuple(windows), padding=tuple(pads))
+        with torch.no_grad():
+            self.conv.weight.copy_(weight.flatten(0, 2))
+            bias = up.bias.detach() if up.bias is not None else torch.zeros(c_out)
+            self.conv.bias.copy_(bias.repeat(phases))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        phases = [conv(nn.functional.pad(x, pads)) for conv, pads in zip(self.convs, self.pads, strict=True)]
-        (sf, st), (b, c, f, t) = self.strides, phases[0].shape
-        y = torch.stack(phases, dim=2)  # (b, c, sf * st, f, t)
+        y = self.conv(x)
+        (sf, st), (b, _, f, t), c = self.strides, x.shape, self.c_out
+        # Each phase's slice, in the convolution's channel order, stacked as (b, c, sf * st, f, t).
+        starts = [(a, z) for a in self.starts[0] for z in self.starts[1]]
+        y = torch.stack(
+            [y[:, i * c : (i + 1) * c, a : a + f, z : z + t] for i, (a, z) in enumerate(starts)], 2
+        )
         # Whole rows of time move when only frequency is strided, and equal strides are DepthToSpace: both
         # far cheaper in ONNX Runtime than the general 6-D transpose.
         if st == 1:

@@ -41,6 +41,25 @@ def test_the_gains_chart_reads_both_test_sets_and_leaves_out_the_ablation(tmp_pa
     assert "2 systems x 3 contents" in line, line  # the no-guard row is the ablation's, not a system
 
 
+def test_a_later_run_of_the_model_alone_replaces_its_bars_and_keeps_the_baselines(tmp_path):
+    with_baselines, model_alone = tmp_path / "with_baselines", tmp_path / "model_alone"
+    with_baselines.mkdir(), model_alone.mkdir()
+    _write(
+        with_baselines / "real.csv",
+        [
+            {"group": "music", "system": "model", "clips": 3, "si_sdr_i": 2.5},
+            {"group": "speech", "system": "model", "clips": 3, "si_sdr_i": 6.0},
+            {"group": "music", "system": "Wiener", "clips": 3, "si_sdr_i": -13.0},
+        ],
+    )
+    _write(model_alone / "real.csv", [{"group": "music", "system": "model", "clips": 3, "si_sdr_i": 4.0}])
+    gains = figures.read_gains(with_baselines, model_alone)
+    assert gains["model"] == {"real music": 4.0}, "the model's bars must all come from its later run"
+    assert gains["Wiener"] == {"real music": -13.0}
+    line = figures.gains_chart([with_baselines, model_alone], tmp_path / "chart.png")
+    assert "2 systems x 1 contents" in line, line  # no stale speech bar of the model's first run
+
+
 def test_no_report_is_one_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no report.csv or real.csv"):
         figures.read_gains(tmp_path)
