@@ -80,8 +80,10 @@ def render(
     lines += [
         'echo "job $SLURM_JOB_ID (restart ${SLURM_RESTART_COUNT:-0}) on $(hostname) at $(date)"',
         "trap 'echo \"time limit near: requeueing job $SLURM_JOB_ID\"; scontrol requeue $SLURM_JOB_ID' USR1",
-        # In the background, so the shell can run its USR1 trap while training goes on.
-        f"srun {shlex.quote(python)} -m lightning_app.train {' '.join(shlex.quote(a) for a in train_args)} &",
+        # In the background, so the shell can run its USR1 trap while training goes on. A rank that fails
+        # ends the step: the others would wait in DDP for it until the time limit, holding the GPUs.
+        f"srun --kill-on-bad-exit=1 {shlex.quote(python)} -m lightning_app.train "
+        f"{' '.join(shlex.quote(a) for a in train_args)} &",
         "wait $!",
         "status=$?",
         "wait",  # a requeue interrupts the first wait; let the step wind down

@@ -294,3 +294,32 @@ def test_a_two_node_slurm_job_trains_one_run_and_resumes_after_a_requeue(two_nod
     assert torch.load(last, weights_only=True)["global_step"] == epochs * steps_per_epoch, (
         "no step lost or twice"
     )
+
+
+def test_a_two_node_slurm_job_ends_when_one_rank_fails(two_node_slurm, tmp_path):
+    """The rank that lives would wait in DDP for the dead one until the time limit: the step must end."""
+    rank = tmp_path / "rank.sh"  # stands in for the interpreter: rank 1 fails at once, rank 0 waits
+    rank.write_text(
+        '#!/bin/bash\nif [ "$SLURM_PROCID" = 1 ]; then echo "rank 1 fails"; exit 3; fi\nsleep 600\n'
+    )
+    rank.chmod(0o755)
+    path, job = S.submit(
+        "pure_noise2noise",
+        [f"run.root={tmp_path / 'runs'}", "use=[data/smoke,model/tiny]"],
+        blocks=["trainer/multinode"],
+        cluster_overrides=[
+            "nodes=2",
+            "gpus_per_node=0",
+            "tasks_per_node=1",
+            "cpus_per_task=1",
+            "time=00:15:00",
+            "setup=['export MASTER_ADDR=127.0.0.1']",
+        ],
+        python=str(rank),
+    )
+    try:
+        wait_until(lambda: not slurm_job_state(job), 120, "the job to end after rank 1 failed")
+    finally:
+        subprocess.run(["scancel", job], capture_output=True)  # a hanging step must not outlive the test
+    log = (path.parent / f"slurm-{job}.out").read_text()
+    assert "rank 1 fails" in log, log[-2000:]
