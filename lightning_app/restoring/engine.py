@@ -309,6 +309,18 @@ def plan_block(
     )
 
 
+#: The level of a whole signal is added up from blocks of this length, whatever the restore's blocks: a
+#: file's level scan and ``Restorer.__call__`` on the same audio then find the same gains to the last bit.
+#: Short enough that the buffers stay under glibc's mmap threshold (60-s blocks were mapped and faulted in
+#: afresh each time, 3x as slow).
+LEVEL_BLOCK_SECONDS = 10
+
+
+def sum_of_squares(signals: np.ndarray) -> np.ndarray:
+    """Per signal (column) of a (frames, signals) float64 block, the sum of its squares."""
+    return np.einsum("ij,ij->j", signals, signals)  # 3x faster than square-then-sum along frames
+
+
 # Model input level: about the median RMS of the default training mixtures.
 TARGET_RMS_DBFS = -30.0
 
@@ -390,6 +402,16 @@ class Restorer:
             ok = rms > 1e-7
             gains[ok] = 10 ** (TARGET_RMS_DBFS / 20) / rms[ok]
         return gains
+
+    def mean_squares(self, audio: np.ndarray, rate: int) -> np.ndarray:
+        """Per processed signal, the mean square of (frames, channels) ``audio``, added up as ``restore_file``
+        does it (``LEVEL_BLOCK_SECONDS``)."""
+        step, total = LEVEL_BLOCK_SECONDS * rate, 0.0
+        for start in range(0, len(audio), step):
+            total = total + sum_of_squares(
+                self.to_signals(np.asarray(audio[start : start + step], np.float64))
+            )
+        return total / max(len(audio), 1)
 
     def to_signals(self, audio):
         """(frames, channels) -> (frames, signals): channels, or mid and side."""
@@ -518,7 +540,7 @@ class Restorer:
     def __call__(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
         """Whole (frames, channels) array at once (one block), e.g. for evaluation."""
         frames = len(audio)
-        gains = self.levels(np.mean(np.square(self.to_signals(audio.astype(np.float64))), axis=0))
+        gains = self.levels(self.mean_squares(audio, sample_rate))
         block = (0, frames)
         restored, _ = self.process_block(lambda a, b: audio[a:b], frames, sample_rate, block, gains)
         return restored.astype(np.float32)

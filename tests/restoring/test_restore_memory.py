@@ -83,3 +83,30 @@ def test_blocks_read_little_more_than_the_file_and_carry_little(system, tmp_path
     assert len(reads) == blocks > 8
     assert sum(reads) <= frames + blocks * restorer.grid(rate).overlap
     assert max(carried) <= restorer.batch_size
+
+
+@pytest.mark.parametrize("channel_mode", ["independent", "mid_side"])
+def test_a_file_and_the_same_audio_in_memory_get_the_same_levels_to_the_last_bit(tmp_path, channel_mode):
+    """restore_file's level scan reads a file in blocks; Restorer.__call__ has the whole array: both add the
+    squares up in the same blocks, so evaluation and the CLI restore the same audio identically."""
+    from lightning_app.restoring import files
+    from lightning_app.restoring.engine import LEVEL_BLOCK_SECONDS
+
+    rate = 8000
+    src = tmp_path / "long.wav"
+    write_tone_file(src, 2.5 * LEVEL_BLOCK_SECONDS, rate, channels=2, subtype="FLOAT")
+    audio = sf.read(src, always_2d=True)[0]
+    restorer = Restorer(_Halves(rate), guard=False, channel_mode=channel_mode)
+    with sf.SoundFile(src) as f:
+        scanned = files._scan(src, f, LEVEL_BLOCK_SECONDS * rate, restorer.to_signals)
+    np.testing.assert_array_equal(scanned, restorer.mean_squares(audio, rate))
+
+
+class _Halves:
+    sample_rate, engine, batch_size = 8000, "stand-in", 1
+
+    def __init__(self, rate):
+        self.sample_rate = rate
+
+    def enhance(self, batch):
+        return np.asarray(batch, np.float32) * 0.5
