@@ -406,7 +406,8 @@ class Restorer:
     def mean_squares(self, audio: np.ndarray, rate: int) -> np.ndarray:
         """Per processed signal, the mean square of (frames, channels) ``audio``, added up as ``restore_file``
         does it (``LEVEL_BLOCK_SECONDS``)."""
-        step, total = LEVEL_BLOCK_SECONDS * rate, 0.0
+        step = LEVEL_BLOCK_SECONDS * rate
+        total = np.zeros(self.to_signals(np.zeros((0, np.shape(audio)[1]))).shape[1])  # + x is x exactly
         for start in range(0, len(audio), step):
             total = total + sum_of_squares(
                 self.to_signals(np.asarray(audio[start : start + step], np.float64))
