@@ -378,6 +378,11 @@ REAL_LABELS = {
 }
 
 
+#: Real-set clips scored at once: the spectral measures hold the spectrograms of a whole batch (800 six-second
+#: clips at once, the val split with two shelves, took over 24 GB and the process was killed).
+REAL_SCORE_BATCH = 64
+
+
 def evaluate_real(
     root: Path,
     systems: list,
@@ -418,12 +423,28 @@ def evaluate_real(
             i for i, c in enumerate(clips) if c.get("shelf_db") == float(gain)
         ]
     rows = []
-    noisy, clean = t(c["noisy"] for c in clips), t(c["clean"] for c in clips)
     silent_rms = silent_clean_rms(experiment)
+
+    def scores(estimates) -> dict[str, list]:
+        """Per-clip scores, REAL_SCORE_BATCH clips at a time (a clip's scores do not depend on the others)."""
+        values: dict[str, list] = {}
+        for i in range(0, len(clips), REAL_SCORE_BATCH):
+            part = clips[i : i + REAL_SCORE_BATCH]
+            got, _ = waveform_scores(
+                t(estimates[i : i + REAL_SCORE_BATCH]),
+                t(c["noisy"] for c in part),
+                t(c["clean"] for c in part),
+                silent_rms=silent_rms,
+                sample_rate=rate,
+            )
+            for key, v in got.items():
+                values.setdefault(key, []).extend(v.tolist())
+        return values
+
     for name, estimates in outputs.items():
-        values, _ = waveform_scores(t(estimates), noisy, clean, silent_rms=silent_rms, sample_rate=rate)
-        gain, kept = values["si_sdr_i"].tolist(), values["amplitude_retention"].tolist()
-        worse = values["worse_than_input"].tolist()  # 1, 0, or NaN for a clip that was not scored
+        values = scores(estimates)
+        gain, kept = values["si_sdr_i"], values["amplitude_retention"]
+        worse = values["worse_than_input"]  # 1, 0, or NaN for a clip that was not scored
         for group, members in groups_.items():
             if members:
                 rows.append(

@@ -140,3 +140,27 @@ def test_a_real_content_without_a_corpus_is_one_line(tmp_path):
     )
     with pytest.raises(C.ConfigError, match=r"data.clean.real_music: .* build it with: make corpus"):
         build_datamodule(cfg, build_system(cfg))
+
+
+def test_the_real_set_scored_in_batches_reports_what_one_batch_does(tmp_path, monkeypatch):
+    """Its clips are scored a batch at a time, so that hundreds of clips fit in memory; a clip's scores do not
+    depend on the batch it is in."""
+    from lightning_app.evaluation import pipeline
+
+    root = make_corpus(tmp_path / "real")
+    halves = [("halves", lambda audio, rate: 0.5 * audio + 0.01 * np.roll(audio, 7))]
+    monkeypatch.setattr(pipeline, "REAL_SCORE_BATCH", 1000)
+    whole = evaluate_real(root, halves, tmp_path / "whole", "archive_fullband", 6, 1.0)["rows"]
+    monkeypatch.setattr(pipeline, "REAL_SCORE_BATCH", 5)  # 24 clips: batches of 5, 5, 5, 5 and 4
+    batched = evaluate_real(root, halves, tmp_path / "batched", "archive_fullband", 6, 1.0)["rows"]
+    assert len(batched) == len(whole) > 2
+    for one, other in zip(whole, batched, strict=True):
+        assert (one["system"], one["group"], one["clips"]) == (
+            other["system"],
+            other["group"],
+            other["clips"],
+        )
+        numbers = [k for k, v in one.items() if isinstance(v, float)]
+        assert {k: other[k] for k in numbers} == pytest.approx(
+            {k: one[k] for k in numbers}, rel=1e-9, abs=1e-12
+        )
