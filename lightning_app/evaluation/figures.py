@@ -92,9 +92,8 @@ def read_gains(*report_dirs: Path) -> dict[str, dict[str, float]]:
                     if content not in ("music", "speech") or row["system"] == "noisy input":
                         continue
                     value = float(row["si_sdr_i"]) if row["si_sdr_i"] else math.nan
-                    system = re.sub(
-                        r" \(mix 1(\.0*)?\)$", "", row["system"]
-                    )  # the real set names mix 1 plainly
+                    # the real set names mix 1 plainly
+                    system = re.sub(r" \(mix 1(\.0*)?\)$", "", row["system"])
                     found.setdefault(system, {})[label.format(content)] = value
         if not found:
             raise FileNotFoundError(f"{report_dir}: no report.csv or real.csv with music/speech rows")

@@ -234,6 +234,18 @@ def two_node_slurm(tmp_path_factory):
     subprocess.run(["bash", str(ROOT / "scripts" / "slurm_two_nodes.sh"), "stop", str(conf_dir)], timeout=60)
 
 
+#: A job on the private cluster's two nodes, one CPU task each.
+TWO_NODES_HERE = [
+    "nodes=2",
+    "gpus_per_node=0",
+    "tasks_per_node=1",
+    "cpus_per_task=1",
+    "time=00:15:00",
+    # n1 and n2 are names for this host that nothing else resolves
+    "setup=['export MASTER_ADDR=127.0.0.1']",
+]
+
+
 def test_a_two_node_slurm_job_trains_one_run_and_resumes_after_a_requeue(two_node_slurm, tmp_path):
     epochs, examples = (
         6,
@@ -251,15 +263,7 @@ def test_a_two_node_slurm_job_trains_one_run_and_resumes_after_a_requeue(two_nod
             f"data.batch_size={BATCH}",
         ],
         blocks=["trainer/multinode"],
-        cluster_overrides=[
-            "nodes=2",
-            "gpus_per_node=0",
-            "tasks_per_node=1",
-            "cpus_per_task=1",
-            "time=00:15:00",
-            # n1 and n2 are names for this host that nothing else resolves
-            "setup=['export MASTER_ADDR=127.0.0.1']",
-        ],
+        cluster_overrides=TWO_NODES_HERE,
     )
     script = path.read_text()
     assert "#SBATCH --nodes=2" in script and "#SBATCH --ntasks-per-node=1" in script
@@ -307,14 +311,7 @@ def test_a_two_node_slurm_job_ends_when_one_rank_fails(two_node_slurm, tmp_path)
         "pure_noise2noise",
         [f"run.root={tmp_path / 'runs'}", "use=[data/smoke,model/tiny]"],
         blocks=["trainer/multinode"],
-        cluster_overrides=[
-            "nodes=2",
-            "gpus_per_node=0",
-            "tasks_per_node=1",
-            "cpus_per_task=1",
-            "time=00:15:00",
-            "setup=['export MASTER_ADDR=127.0.0.1']",
-        ],
+        cluster_overrides=TWO_NODES_HERE,
         python=str(rank),
     )
     try:
