@@ -12,7 +12,8 @@ ARGS   ?=
 #: DEVICES       train: trainer.devices (GPUs per node)
 #: NODES         train/submit: trainer.num_nodes / Slurm nodes
 #: CKPT          denoise/submit-denoise/export: the checkpoint to restore with or export (default: the bundled archive model)
-#: CKPTS         evaluate: checkpoints to score, quoted if several
+#: INT8          export: 1 quantises the convolutions to int8 (as the bundled model ships)
+#: CKPTS         evaluate: checkpoints (or .onnx exports) to score, quoted if several
 #: DATA          evaluate/chains: a folder with noisy/ and clean/, or noisy files only (listening report)
 #: REPORT        evaluate/chains: output folder (default evaluation)
 REPORT ?= evaluation
@@ -142,7 +143,7 @@ submit-denoise: $(STAMP) ## restore INPUTS (folders, files, .txt lists) into OUT
 ##@ Restoring
 
 export: $(STAMP) ## export CKPT (default: the bundled model) for the ONNX engine: NAME.onnx beside it, or into OUT=
-	$(PY) -m lightning_app.export $(CKPT) $(if $(filter command line,$(origin OUT)),-o $(OUT))
+	$(PY) -m lightning_app.export $(CKPT) $(if $(filter command line,$(origin OUT)),-o $(OUT)) $(if $(filter 1,$(INT8)),--int8)
 
 ##@ Develop
 

@@ -16,7 +16,8 @@ the same clips:
 
 - the noisy input (the floor every gain is measured from),
 - spectral gating (noisereduce, stationary and non-stationary) and a decision-directed Wiener filter,
-- each checkpoint at each --mix value (dry/wet blend; mix 1 is the model alone).
+- each checkpoint at each --mix value (dry/wet blend; mix 1 is the model alone); an export (.onnx, from
+  c2c-export) restores on ONNX Runtime, as denoise runs it on a CPU, and is named with its suffix.
 
 Content: the synthetic set's clips are labelled by its generator; a paired corpus's files by their
 speech/ or music/ folder, else by --content speech|music, else (--content auto, the default) guessed
@@ -73,7 +74,12 @@ def parse_args(argv=None):
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("checkpoints", nargs="*", help="checkpoints to score (none: baselines only)")
+    p.add_argument(
+        "checkpoints",
+        nargs="*",
+        help="checkpoints (.ckpt) or exports (.onnx, restored on ONNX Runtime as denoise does) to score "
+        "(none: baselines only)",
+    )
     p.add_argument(
         "--experiment",
         default=None,

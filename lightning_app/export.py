@@ -7,6 +7,11 @@ holds the network and its settings (sample rate, STFT, the model card, the check
 written under a temporary name and kept only once ONNX Runtime restores test chunks as the checkpoint does
 (the SI-SDR of its output against torch's is printed). `c2c-denoise --checkpoint NAME.onnx` restores with it
 in an install without torch.
+
+--int8 quantises a spectral model's convolutions (restoring/quantize.py): about a third less network time on
+a CPU with 8-bit dot products. Its activation ranges are calibrated on procedural training clips of
+--calibration EXPERIMENT, and it is kept only if its restores of procedural validation clips differ from the
+float export's by at least 20 dB below the input. The bundled archive model ships so exported.
 """
 
 from __future__ import annotations
@@ -33,6 +38,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="a folder (gets NAME.onnx) or a .onnx path (default: beside CKPT)",
     )
+    p.add_argument(
+        "--int8",
+        action="store_true",
+        help="quantise the convolutions to 8-bit integers (a spectral model): about a third less network "
+        "time on a CPU, checked against the checkpoint like a float export (restoring/quantize.py)",
+    )
+    p.add_argument(
+        "--calibration",
+        default="archive_fullband",
+        metavar="EXPERIMENT",
+        help="with --int8: the experiment whose procedural training clips calibrate the activation ranges "
+        "(default: archive_fullband; at the model's sample rate)",
+    )
     return p.parse_args(argv)
 
 
@@ -41,14 +59,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         checkpoint = Path(args.checkpoint) if args.checkpoint else bundled_model()
-        path, agreement = export_model(checkpoint, args.output or checkpoint.parent)
+        path, agreement = export_model(
+            checkpoint, args.output or checkpoint.parent, int8=args.int8, calibration=args.calibration
+        )
     except (ValueError, OSError) as exc:  # a model or checkpoint that cannot be used, a place not writable
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(
-        f"exported {checkpoint} -> {path} ({path.stat().st_size / 2**20:.1f} MiB; restores its test chunks "
-        f"as the checkpoint does to {agreement:.0f} dB SI-SDR)"
+    check = (
+        f"its restores of procedural check clips differ from the float export's by {agreement:.0f} dB or "
+        "more below the input"
+        if args.int8
+        else f"restores its test chunks as the checkpoint does to {agreement:.0f} dB SI-SDR"
     )
+    print(f"exported {checkpoint} -> {path} ({path.stat().st_size / 2**20:.1f} MiB; {check})")
     return 0
 
 

@@ -39,6 +39,7 @@ from lightning_app.evaluation.scoring import (
     guard_alone_process,
     model_process,
     perceptual_scores,
+    restoring_model,
     run_system,
     score,
     summarise,
@@ -61,7 +62,6 @@ from lightning_app.metrics.visqol import visqol_missing
 from lightning_app.restoring.engine import Restorer
 from lightning_app.restoring.files import residual_path, restore_file
 from lightning_app.restoring.networks import bundled_model
-from lightning_app.systems.checkpoints import load_model
 
 log = logging.getLogger(__name__)
 
@@ -533,7 +533,7 @@ def evaluate_folder(
     entries = []
     for checkpoint in checkpoints:
         name = checkpoint_name(checkpoint)
-        restorer = Restorer(load_model(checkpoint), mix=mix)
+        restorer = Restorer(restoring_model(checkpoint), mix=mix)
         for src in files:
             rel = src.relative_to(root)
             dst = output_dir / "restored" / name / rel

@@ -19,6 +19,7 @@ from lightning_app.metrics.perceptual import UNLABELLED, score_signal, speech_co
 from lightning_app.metrics.quality import SPEECH_REMOVED_LABEL, waveform_scores
 from lightning_app.restoring.engine import Restorer
 from lightning_app.restoring.guard import guard_alone
+from lightning_app.restoring.networks import open_network
 from lightning_app.restoring.torch_network import resolve_device
 from lightning_app.systems.checkpoints import load_model
 
@@ -95,14 +96,26 @@ def run_system(
 
 
 def checkpoint_name(path: Path) -> str:
+    """A run's checkpoint by its run (``experiment/version_N``), another by its stem; an export keeps its
+    suffix, so that a checkpoint and its export scored side by side stay apart."""
     run = path.parent.parent
+    if path.suffix.lower() == ".onnx":
+        return path.name
     return f"{run.parent.name}/{run.name}" if path.parent.name == "checkpoints" else path.stem
 
 
+def restoring_model(checkpoint: Path, device: str = "cpu"):
+    """What restores with ``checkpoint``: an export (.onnx) on ONNX Runtime, as denoise runs it on a CPU, or
+    a checkpoint's network in torch on ``device``."""
+    if Path(checkpoint).suffix.lower() == ".onnx":
+        return open_network(checkpoint, engine="onnx", device="cpu")
+    return load_model(checkpoint, resolve_device(device))
+
+
 def model_process(checkpoint: Path, device: str = "cpu", guard: bool = True):
-    """(process, the model's sample rate): the checkpoint restoring whole clips on ``device`` (as denoise
-    does: with the do-no-harm guard unless ``guard`` is False)."""
-    restorer = Restorer(load_model(checkpoint, resolve_device(device)), guard=guard)
+    """(process, the model's sample rate): the checkpoint or export restoring whole clips (as denoise does:
+    with the do-no-harm guard unless ``guard`` is False)."""
+    restorer = Restorer(restoring_model(checkpoint, device), guard=guard)
     return (lambda audio, rate: restorer(audio[:, None], rate)[:, 0]), restorer.model_rate
 
 

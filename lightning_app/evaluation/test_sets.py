@@ -25,9 +25,14 @@ DEFAULT_EXPERIMENT = "supervised_unet"
 
 # ----------------------------------------------------------------------------- test set
 def synthetic_test_set(
-    clips: int, seconds: float, overrides: list[str], experiment: str = DEFAULT_EXPERIMENT
+    clips: int,
+    seconds: float,
+    overrides: list[str],
+    experiment: str = DEFAULT_EXPERIMENT,
+    stream: int = TEST_STREAM,
 ) -> tuple[list[dict], int]:
-    """The fixed synthetic test clips from ``experiment``'s data settings (plus ``overrides``)."""
+    """The fixed synthetic test clips from ``experiment``'s data settings (plus ``overrides``); another
+    ``stream`` draws the same kind of clips from that stream instead (the training one, for calibration)."""
     cfg = C.compose(experiment, overrides)
     d = cfg.data
     sr = d.sample_rate
@@ -45,7 +50,7 @@ def synthetic_test_set(
         mode="supervised",
         seed=cfg.seed,
         length=clips,
-        stream=TEST_STREAM,
+        stream=stream,
     )
     return [clip_from_example(dataset[i], f"clip{i:03d}") for i in range(clips)], sr
 

@@ -98,14 +98,12 @@ class SubPixelConvTranspose2d(nn.Module):
         y = torch.stack(
             [y[:, i * c : (i + 1) * c, a : a + f, z : z + t] for i, (a, z) in enumerate(starts)], 2
         )
-        # Whole rows of time move when only frequency is strided, and equal strides are DepthToSpace: both
-        # far cheaper in ONNX Runtime than the general 6-D transpose.
-        if st == 1:
-            return y.transpose(2, 3).reshape(b, c, f * sf, t)
-        if sf == st:
-            return nn.functional.pixel_shuffle(y.reshape(b, c * sf * st, f, t), sf)
-        y = y.reshape(b, c, sf, st, f, t).permute(0, 1, 4, 2, 5, 3)
-        return y.reshape(b, c, f * sf, t * st)
+        # Two moves of one axis each: the time phases in beside each sample, then the frequency phases in
+        # between whole rows. ONNX Runtime does these far faster than DepthToSpace (3.9 against 2.3 ms for
+        # the bundled model's largest) or one 6-D transpose (8.1 ms).
+        if st > 1:
+            y = y.reshape(b, c, sf, st, f, t).permute(0, 1, 2, 4, 5, 3).reshape(b, c, sf, f, t * st)
+        return y.transpose(2, 3).reshape(b, c, f * sf, t * st)
 
 
 def _with_sub_pixel_convolutions(net: nn.Module) -> nn.Module:
@@ -168,9 +166,9 @@ def _graph(net: nn.Module, settings: dict) -> tuple[nn.Module, tuple, list[str],
     raise ModelError(f"a {type(net).__name__} has no ONNX export yet (spectral and waveform U-Nets do)")
 
 
-def check_export(path: Path, model: nn.Module) -> float:
+def check_export(path: Path, model: nn.Module, tolerance_db: float = TOLERANCE_DB) -> float:
     """SI-SDR (dB) of the exported model's output against the checkpoint network's on noise chunks of two
-    lengths; a ModelError below ``TOLERANCE_DB``."""
+    lengths; a ModelError below ``tolerance_db``."""
     network = OnnxNetwork(path, threads=1)
     rng = np.random.default_rng(0)
     worst = np.inf
@@ -179,17 +177,24 @@ def check_export(path: Path, model: nn.Module) -> float:
         with torch.inference_mode():
             expected = model.enhance(torch.from_numpy(chunks)[:, None])[:, 0].numpy()
         worst = min(worst, si_sdr_db(expected, network.enhance(chunks)))
-    if worst < TOLERANCE_DB:
+    if worst < tolerance_db:
         raise ModelError(
             f"{path}: the export restores differently from its checkpoint ({worst:.1f} dB SI-SDR against "
-            f"torch's output, {TOLERANCE_DB:.0f} needed); not kept"
+            f"torch's output, {tolerance_db:.0f} needed); not kept"
         )
     return worst
 
 
-def export_model(checkpoint: str | os.PathLike, destination: str | os.PathLike) -> tuple[Path, float]:
+def export_model(
+    checkpoint: str | os.PathLike,
+    destination: str | os.PathLike,
+    int8: bool = False,
+    calibration: str = "archive_fullband",
+) -> tuple[Path, float]:
     """``checkpoint`` -> ``destination`` (a .onnx file, or a folder that gets NAME.onnx); returns (path, the
-    check's SI-SDR in dB). The file appears only once it is written and checked."""
+    check's SI-SDR in dB). The file appears only once it is written and checked. ``int8``: its convolutions
+    quantised (restoring/quantize.py), their activation ranges calibrated on the ``calibration``
+    experiment's procedural training clips."""
     checkpoint, destination = Path(checkpoint), Path(destination)
     ckpt = read_checkpoint(checkpoint)
     model = denoiser_from_checkpoint(ckpt, checkpoint).eval()
@@ -211,6 +216,7 @@ def export_model(checkpoint: str | os.PathLike, destination: str | os.PathLike) 
     module, example, inputs, outputs, axes = _graph(model.net, settings)
     destination.parent.mkdir(parents=True, exist_ok=True)
     partial = destination.with_name(f".{destination.name}.partial")
+    quantized = destination.with_name(f".{destination.name}.int8.partial")
     try:
         with warnings.catch_warnings():
             # The tracer's notes on Python values it fixed (shapes, lengths) and the exporter's deprecation
@@ -228,9 +234,17 @@ def export_model(checkpoint: str | os.PathLike, destination: str | os.PathLike) 
             )
         _stamp(partial, settings)
         agreement = check_export(partial, model)
+        if int8:
+            from lightning_app.restoring.quantize import check_int8, quantize_export
+
+            settings.update(precision="int8", quantization=quantize_export(partial, quantized, calibration))
+            _stamp(quantized, settings)
+            agreement = check_int8(quantized, partial, calibration)
+            quantized.replace(partial)
         partial.replace(destination)  # a complete, checked file or none
     finally:
         partial.unlink(missing_ok=True)
+        quantized.unlink(missing_ok=True)
     return destination, agreement
 
 
@@ -238,6 +252,10 @@ def _stamp(path: Path, settings: dict) -> None:
     import onnx
 
     graph = onnx.load(str(path))
+    # a quantised copy carries its float original's settings: replaced, not added beside
+    kept = [entry for entry in graph.metadata_props if entry.key != SETTINGS_KEY]
+    del graph.metadata_props[:]
+    graph.metadata_props.extend(kept)
     entry = graph.metadata_props.add()
     entry.key, entry.value = SETTINGS_KEY, json.dumps(settings, default=str, sort_keys=True)
     graph.producer_name = "c2c-denoise"

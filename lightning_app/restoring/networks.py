@@ -191,9 +191,9 @@ class OnnxNetwork:
         self.sample_rate = int(self.settings["sample_rate"])
         self.kind = self.settings.get("kind", "")
         self.card = self.settings.get("card", {})
-        self.engine = (
-            f"ONNX Runtime on the CPU ({_threads(self.session.get_session_options().intra_op_num_threads)})"
-        )
+        self.precision = self.settings.get("precision", "float32")
+        threads = _threads(self.session.get_session_options().intra_op_num_threads)
+        self.engine = f"ONNX Runtime on the CPU ({threads}{', int8' if self.precision == 'int8' else ''})"
         # One chunk per call: as fast per chunk as two on a CPU, and ONNX Runtime's arena (which keeps the
         # largest call's activations) stays at about half the size. A larger batch is run a row at a time, so
         # the restore engine may run its rows in threads of their own with the same results.

@@ -4,13 +4,17 @@ import csv
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from lightning_app import bench, evaluate
+from lightning_app.data.dsp import si_sdr_db
 from lightning_app.evaluation.baselines import baselines
 from lightning_app.evaluation.pipeline import CHAIN_COLUMNS
 from lightning_app.evaluation.reports import system_styles
-from lightning_app.evaluation.scoring import COLUMNS, checkpoint_name
+from lightning_app.evaluation.scoring import COLUMNS, checkpoint_name, model_process, restoring_model
+from lightning_app.restoring.export import export_model
+from tests.helpers import perturbed_checkpoint
 
 
 def _report_rows(out):
@@ -276,3 +280,18 @@ def test_a_checkpoint_keeps_one_colour_across_its_mix_values_in_the_plots():
         for s in ("Wiener (decision-directed)", "a/version_0 (mix 1)", "b/version_2 (mix 1)")
     ]
     assert len(set(colours)) == 3 and styles["noisy input"]["color"] == "black"
+
+
+def test_an_export_is_scored_on_onnx_runtime_apart_from_its_checkpoint(tmp_path):
+    checkpoint = perturbed_checkpoint(tmp_path, "supervised_unet")
+    exported, _ = export_model(checkpoint, tmp_path / "exported")
+    assert checkpoint_name(exported) == "supervised_unet.onnx" != checkpoint_name(checkpoint)
+    assert "ONNX Runtime" in restoring_model(exported).engine
+    assert not hasattr(restoring_model(checkpoint), "engine"), (
+        "a checkpoint restores in torch (as_network wraps it)"
+    )
+    (by_export, rate), (by_checkpoint, _) = model_process(exported), model_process(checkpoint)
+    audio = 0.1 * np.random.default_rng(4).standard_normal(int(1.3 * rate)).astype(np.float32)
+    restored = by_export(audio, rate)
+    assert si_sdr_db(by_checkpoint(audio, rate), restored) >= 60.0
+    assert si_sdr_db(audio, restored) < 40.0, "the model did nothing: the comparison would prove nothing"
