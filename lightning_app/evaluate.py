@@ -40,7 +40,8 @@ file, reason).
 Beside the synthetic set, the real-recordings test set: clips of the corpus's test split (--real-corpus,
 default data/real, built by `make corpus`) degraded by the experiment's noise generators at 0-30 dB,
 reported per content and per 5-dB input-SNR bucket (mean SI-SDR gain, worst clip, clips made worse
-than their input, retention) with a clean-input table; real.md and real.csv. Checkpoints restore with
+than their input, retention) with a clean-input table; real.md (with each clip made worse, named with the
+recording it was cut from) and real.csv; real_clips.csv has every clip's figures. Checkpoints restore with
 the do-no-harm guard, as denoise does; --ablation adds each without it, and the guard alone;
 --real-shelves-db adds the music clips mastered brighter or darker.
 

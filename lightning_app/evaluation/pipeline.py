@@ -370,6 +370,20 @@ def evaluate(
 
 REAL_COLUMNS = ("clips", "si_sdr_i", "worst_si_sdr_i", "clips_worse_than_input", "amplitude_retention")
 
+#: real_clips.csv: one row per clip and system, to find and listen to the clips behind the tables
+REAL_CLIP_COLUMNS = (
+    "clip",
+    "system",
+    "content",
+    "track",
+    "shelf_db",
+    "snr_db",
+    "noise",
+    "si_sdr_i",
+    "worse_than_input",
+    "amplitude_retention",
+)
+
 REAL_LABELS = {
     "si_sdr_i": "mean SI-SDR gain (dB)",
     "worst_si_sdr_i": "worst clip (dB)",
@@ -441,10 +455,26 @@ def evaluate_real(
                 values.setdefault(key, []).extend(v.tolist())
         return values
 
+    clip_rows = []
     for name, estimates in outputs.items():
         values = scores(estimates)
         gain, kept = values["si_sdr_i"], values["amplitude_retention"]
         worse = values["worse_than_input"]  # 1, 0, or NaN for a clip that was not scored
+        clip_rows += [
+            {
+                "clip": clip["name"],
+                "system": name,
+                "content": clip["content"],
+                "track": clip.get("track", ""),
+                "shelf_db": clip.get("shelf_db", 0.0),
+                "snr_db": clip["snr_db"],
+                "noise": "+".join(clip.get("noise_types", [])),
+                "si_sdr_i": gain[i],
+                "worse_than_input": worse[i],
+                "amplitude_retention": kept[i],
+            }
+            for i, clip in enumerate(clips)
+        ]
         for group, members in groups_.items():
             if members:
                 rows.append(
@@ -461,6 +491,7 @@ def evaluate_real(
     clean_rows = clean_input_scores(base, systems, rate)
     output_dir.mkdir(parents=True, exist_ok=True)
     write_csv(output_dir / "real.csv", ["group", "system", *REAL_COLUMNS], rows)
+    write_csv(output_dir / "real_clips.csv", REAL_CLIP_COLUMNS, clip_rows)
     labels = {**LABELS, **REAL_LABELS}
     packages = sorted({c["origin"] for c in base})
     text = [
@@ -477,6 +508,7 @@ def evaluate_real(
         if selected:
             shown, _ = annotated(selected, REAL_COLUMNS)  # a retention cell carries its alarm
             text += [f"## {group}", "", *tables.records(shown, REAL_COLUMNS, "system", labels=labels), ""]
+    text += worse_clips_section(clip_rows)
     text += [
         "## Clean input (real): does it leave clean recordings alone?",
         "",
@@ -494,6 +526,34 @@ def evaluate_real(
     report = "\n".join(text) + "\n"
     (output_dir / "real.md").write_text(report)
     return {"rows": rows, "clean_input": clean_rows, "report": report, "clips": len(base)}
+
+
+def worse_clips_section(clip_rows: list[dict]) -> list[str]:
+    """real.md's list of the clips each system made worse than their input, worst first: the ones to listen
+    to (every clip's figures are in real_clips.csv)."""
+    worse = [r for r in clip_rows if r["worse_than_input"] == 1.0 and r["system"] != NOISY]
+    text = [f"## Clips made worse than their input by > {WORSE_THAN_INPUT_DB:g} dB", ""]
+    if not worse:
+        return [*text, "None, by any system.", ""]
+    shown = [
+        {
+            **r,
+            "shelf": f"{r['shelf_db']:+g} dB" if r["shelf_db"] else "",
+            "snr_db": f"{r['snr_db']:.1f}",
+            "si_sdr_i": f"{r['si_sdr_i']:.2f}",
+        }
+        for r in sorted(worse, key=lambda r: (r["system"], r["si_sdr_i"]))
+    ]
+    columns = ("system", "clip", "content", "track", "shelf", "snr_db", "noise", "si_sdr_i")
+    labels = {"snr_db": "input SNR (dB)", "si_sdr_i": "SI-SDR gain (dB)"}
+    return [
+        *text,
+        "Worst first, per system; every clip's figures are in real_clips.csv. The track is the recording the",
+        "clip was cut from (the corpus manifest's group).",
+        "",
+        *tables.records(shown, columns[1:], "system", labels=labels),
+        "",
+    ]
 
 
 def reference_free(folder: Path) -> bool:

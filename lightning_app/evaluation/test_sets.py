@@ -112,6 +112,7 @@ def real_test_set(
                     "noise_types": noise_type.split("+"),
                     "content": content,
                     "origin": members[0]["package"],
+                    "track": groups_[i % len(groups_)],  # the manifest's group: the recording to listen to
                 }
             )
     if not clips:

@@ -1,5 +1,7 @@
 """The real-recordings test set: composed from a (test-made) corpus, reported per content and SNR bucket."""
 
+import csv
+
 import numpy as np
 import pytest
 
@@ -53,6 +55,17 @@ def test_real_report_counts_the_clips_a_system_made_worse(tmp_path):
     text = (tmp_path / "out" / "real.md").read_text()
     assert "clips worse than input by > 0.5 dB" in text and "speech, input SNR 25-30 dB" in text
     assert (tmp_path / "out" / "real.csv").is_file()
+    # Every clip the scrambler harmed is named with its recording, worst first; none of identity's.
+    listed = text.split("## Clips made worse than their input")[1].split("## ")[0]
+    per_clip = list(csv.DictReader(open(tmp_path / "out" / "real_clips.csv")))
+    assert len(per_clip) == 3 * 12, "one row per clip for the noisy input and each system"
+    harmed = sorted(
+        (float(r["si_sdr_i"]), r["clip"], r["track"]) for r in per_clip if r["system"] == "scrambler"
+    )
+    assert all(track for _, _, track in harmed), "each clip names the recording it was cut from"
+    lines = [line for line in listed.splitlines() if line.startswith("| scrambler |")]
+    assert [line.split(" | ")[1] for line in lines] == [clip for _, clip, _ in harmed]
+    assert harmed[0][2] in lines[0] and "| identity |" not in listed
 
 
 def test_the_real_set_can_come_from_the_val_split_and_says_it_is_not_a_test_result(tmp_path):
