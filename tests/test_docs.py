@@ -47,3 +47,11 @@ def test_the_site_builds_strictly(tmp_path):
     assert "images/restored_excerpts.png" in home
     card = (tmp_path / "site" / "model-card.html").read_text()
     assert "How it was trained" in card, "the model card snippet was not included"
+    # A list written straight under a paragraph line (no blank line between) renders as one run-on paragraph.
+    run_on = [
+        f"{page.name}: {paragraph.strip()[:70]!r}"
+        for page in (tmp_path / "site").glob("*.html")
+        for paragraph in re.findall(r"<p>(.*?)</p>", page.read_text(), flags=re.S)
+        if re.search(r"\n(?:- |\d+\. )", paragraph)
+    ]
+    assert not run_on, f"lists rendered as text (put a blank line before them): {run_on}"
