@@ -42,7 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--int8",
         action="store_true",
         help="quantise the convolutions to 8-bit integers (a spectral model): about a third less network "
-        "time on a CPU, checked against the checkpoint like a float export (restoring/quantize.py)",
+        "time on a CPU, kept only if it restores procedural check clips close to the float export "
+        "(restoring/quantize.py)",
     )
     p.add_argument(
         "--calibration",

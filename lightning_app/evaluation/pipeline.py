@@ -465,10 +465,10 @@ def evaluate_real(
                 "clip": clip["name"],
                 "system": name,
                 "content": clip["content"],
-                "track": clip.get("track", ""),
+                "track": clip["track"],
                 "shelf_db": clip.get("shelf_db", 0.0),
                 "snr_db": clip["snr_db"],
-                "noise": "+".join(clip.get("noise_types", [])),
+                "noise": "+".join(clip["noise_types"]),
                 "si_sdr_i": gain[i],
                 "worse_than_input": worse[i],
                 "amplitude_retention": kept[i],
@@ -544,14 +544,14 @@ def worse_clips_section(clip_rows: list[dict]) -> list[str]:
         }
         for r in sorted(worse, key=lambda r: (r["system"], r["si_sdr_i"]))
     ]
-    columns = ("system", "clip", "content", "track", "shelf", "snr_db", "noise", "si_sdr_i")
+    columns = ("clip", "content", "track", "shelf", "snr_db", "noise", "si_sdr_i")
     labels = {"snr_db": "input SNR (dB)", "si_sdr_i": "SI-SDR gain (dB)"}
     return [
         *text,
         "Worst first, per system; every clip's figures are in real_clips.csv. The track is the recording the",
         "clip was cut from (the corpus manifest's group).",
         "",
-        *tables.records(shown, columns[1:], "system", labels=labels),
+        *tables.records(shown, columns, "system", labels=labels),
         "",
     ]
 

@@ -166,9 +166,9 @@ def _graph(net: nn.Module, settings: dict) -> tuple[nn.Module, tuple, list[str],
     raise ModelError(f"a {type(net).__name__} has no ONNX export yet (spectral and waveform U-Nets do)")
 
 
-def check_export(path: Path, model: nn.Module, tolerance_db: float = TOLERANCE_DB) -> float:
+def check_export(path: Path, model: nn.Module) -> float:
     """SI-SDR (dB) of the exported model's output against the checkpoint network's on noise chunks of two
-    lengths; a ModelError below ``tolerance_db``."""
+    lengths; a ModelError below ``TOLERANCE_DB``."""
     network = OnnxNetwork(path, threads=1)
     rng = np.random.default_rng(0)
     worst = np.inf
@@ -177,10 +177,10 @@ def check_export(path: Path, model: nn.Module, tolerance_db: float = TOLERANCE_D
         with torch.inference_mode():
             expected = model.enhance(torch.from_numpy(chunks)[:, None])[:, 0].numpy()
         worst = min(worst, si_sdr_db(expected, network.enhance(chunks)))
-    if worst < tolerance_db:
+    if worst < TOLERANCE_DB:
         raise ModelError(
             f"{path}: the export restores differently from its checkpoint ({worst:.1f} dB SI-SDR against "
-            f"torch's output, {tolerance_db:.0f} needed); not kept"
+            f"torch's output, {TOLERANCE_DB:.0f} needed); not kept"
         )
     return worst
 
@@ -215,6 +215,8 @@ def export_model(
     }
     module, example, inputs, outputs, axes = _graph(model.net, settings)
     destination.parent.mkdir(parents=True, exist_ok=True)
+    if int8 and settings["front_end"] != "spectral":  # refused before any exporting
+        raise ModelError(f"{checkpoint}: int8 export is for spectral models; export this one without --int8")
     partial = destination.with_name(f".{destination.name}.partial")
     quantized = destination.with_name(f".{destination.name}.int8.partial")
     try:

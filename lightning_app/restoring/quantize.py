@@ -77,10 +77,9 @@ def _procedural_clips(experiment: str, rate: int, clips: int, stream: int) -> li
     return [np.asarray(clip["noisy"], dtype=np.float32)[:, None] for clip in found]
 
 
-def calibration_feeds(float_path: Path, experiment: str) -> list[dict]:
-    """The network inputs restoring ``experiment``'s procedural training clips gives the float export at
-    ``float_path``: level-normalised and chunked by the restore engine, as any file would be."""
-    network = OnnxNetwork(float_path, threads=1)
+def calibration_feeds(network: OnnxNetwork, experiment: str) -> list[dict]:
+    """The inputs restoring ``experiment``'s procedural training clips gives ``network`` (the float export):
+    level-normalised and chunked by the restore engine, as any file would be."""
     recording = network.session = _RecordingSession(network.session)
     restorer = Restorer(network, guard=False)
     for clip in _procedural_clips(experiment, network.sample_rate, CALIBRATION_CLIPS, TRAIN_STREAM):
@@ -114,8 +113,9 @@ def check_int8(int8_path: Path, float_path: Path, experiment: str) -> float:
 
 
 def quantize_export(float_path: Path, int8_path: Path, experiment: str) -> str:
-    """``float_path`` (a checked float export of a spectral model) -> ``int8_path``; returns a one-line
-    description of the calibration for the model's settings. The caller stamps and checks the result."""
+    """``float_path`` (a checked float export of a spectral model: export_model refuses the others) ->
+    ``int8_path``; returns a one-line description of the calibration for the model's settings. The caller
+    stamps and checks the result."""
     import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -126,10 +126,7 @@ def quantize_export(float_path: Path, int8_path: Path, experiment: str) -> str:
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    network = OnnxNetwork(float_path, threads=1)
-    if network.settings["front_end"] != "spectral":
-        raise ModelError(f"{float_path}: int8 export is for spectral models; export this one without --int8")
-    feeds = calibration_feeds(float_path, experiment)
+    feeds = calibration_feeds(OnnxNetwork(float_path, threads=1), experiment)
 
     class Feeds(CalibrationDataReader):
         def __init__(self):
