@@ -6,9 +6,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from lightning_app.data.noise import clicks as scratch_clicks
 from lightning_app.restoring.engine import Restorer
 from lightning_app.restoring.guard import (
     DEFAULT_PASSES,
+    ClickRelease,
+    ClickSettings,
     Guard,
     GuardedDenoiser,
     GuardPass,
@@ -236,6 +239,69 @@ def test_clicks_may_be_removed_whole():
     noisy = (tone + noise + clicks)[None, None]
     out = Guard(RATE)(noisy, (tone + noise)[None, None])[0, 0]  # the model removed the clicks alone
     assert _energy(out - tone - noise) < 0.1 * _energy(clicks), "the guard put the clicks back"
+
+
+def _piano(seconds=3.0, every_s=0.125, decay_s=0.5, level=0.05, seed=0):
+    """Busy piano-like music: a new note every ``every_s`` (random pitch over two octaves, 30 partials up to
+    12 kHz), each dying away over ``decay_s`` under the next ones."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * RATE)
+    music = np.zeros(n)
+    for start in np.arange(0, n, int(every_s * RATE)):
+        f0 = 220 * 2 ** (rng.integers(0, 24) / 12)
+        t = np.arange(n - start) / RATE
+        partials = sum(np.sin(2 * np.pi * f0 * k * t) / k**1.5 for k in range(1, 30) if f0 * k < 12000)
+        music[start:] += partials * np.exp(-t / decay_s)
+    return (music * level / np.sqrt(np.mean(music**2))).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    "clicks, lets_them_go",
+    [(ClickSettings(), True), (None, False)],
+    ids=["default guard", "no click release"],
+)
+def test_scratch_clicks_over_busy_music_the_model_took_whole_go(clicks, lets_them_go):
+    """Over notes that come and go a scratch click is no transient in the input's 186-ms frames, and the long
+    pass put part of it back; in the removal it stands out in 5.8-ms frames, and the click release lets it go
+    before the passes."""
+    music = _piano()
+    scratches = scratch_clicks(np.random.default_rng(1), len(music), RATE, rate_hz=(1.0, 3.0))
+    scratches = (scratches * np.sqrt(np.mean(music**2) / np.mean(scratches**2)) * 10 ** (-10 / 20)).astype(
+        np.float32
+    )  # 10 dB below the music
+    out = Guard(RATE, clicks=clicks)((music + scratches)[None, None], music[None, None])[0, 0]
+    back = _energy(out - music) / _energy(scratches)
+    if lets_them_go:
+        assert back < 0.05, f"the guard put back {back:.2f} of the clicks the model removed"
+    else:
+        assert back > 0.15, (
+            f"without the click release the clicks still went ({back:.2f}): the case tests nothing"
+        )
+
+
+def _burst(decay_s, length=RATE, every_s=0.3, level=0.3, seed=4):
+    """Broadband bursts that die away over ``decay_s``: a scratch click at 1 ms, a drum's attack at 40 ms."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros(length)
+    size = int(8 * decay_s * RATE)
+    for start in np.arange(int(0.1 * RATE), length - size, int(every_s * RATE)):
+        out[start : start + size] += rng.standard_normal(size) * np.exp(-np.arange(size) / (decay_s * RATE))
+    return (out * level / np.abs(out).max()).astype(np.float32)
+
+
+def test_the_click_release_takes_short_bursts_taken_whole_and_nothing_else():
+    release = ClickRelease(RATE, ClickSettings())
+    tone, noise = _tone_and_noise(seconds=1.0, noise_db=-60.0)
+    for decay_s, share_removed, expected in ((0.001, 1.0, "all"), (0.04, 1.0, "none"), (0.001, 0.5, "none")):
+        burst = _burst(decay_s)
+        x = (tone + noise + burst)[None]
+        part = release(x, share_removed * burst[None])
+        let_go = 0.0 if part is None else _energy(part) / _energy(share_removed * burst)
+        what = f"a {1000 * decay_s:g}-ms burst, {100 * share_removed:g} % of it removed"
+        if expected == "all":
+            assert let_go > 0.8, f"{what}: only {let_go:.2f} of it let go as a click"
+        else:
+            assert let_go < 0.1, f"{what}: {let_go:.2f} of it let go as a click"
 
 
 def _hits(length, every_s=0.25, decay_s=0.004, level=0.3, seed=3):
