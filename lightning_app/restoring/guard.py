@@ -118,8 +118,9 @@ class ClickSettings:
     frames: int = 4  # frames on each side that make its surroundings (as transient_frames)
     band_hz: tuple[float, float] = (1000.0, 8000.0)  # a click is broadband: it stands out across this band
     band_share: float = 0.3  # ... in more than this share of the band's bins
-    # The share of the input cell's magnitude removed that lets no part of a cell go, and that lets it all go:
-    # a model that removes a click takes all of it; one that thins a hit was unsure of it.
+    # How much of the input cell's magnitude the model took (1 - what the output keeps of it) that lets no
+    # part of a cell go, and that lets it all go: a model that removes a click takes all of it; one that thins
+    # a hit was unsure of it.
     whole_share: tuple[float, float] = (0.8, 0.95)
 
 
@@ -189,13 +190,6 @@ def _moving_mean(x: np.ndarray, size: int) -> np.ndarray:
     return _sliding_sum(x, size, -1) / np.float32(size)
 
 
-def _taken_whole(removal: np.ndarray, spectrum: np.ndarray, whole_share: tuple[float, float]) -> np.ndarray:
-    """0..1 as the share of the input cell's magnitude that was removed rises through ``whole_share``."""
-    low, high = whole_share
-    share = np.sqrt(_power(removal) / np.maximum(_power(spectrum), 1e-30))
-    return np.clip((share - low) / max(high - low, 1e-6), 0.0, 1.0)
-
-
 class GuardPass:
     """One resolution of the guard: ``guard_pass(x, removed)`` -> the part of ``removed`` that looks like
     noise in ``x``'s short-time spectrum at this pass's window; (batch, time) float32 arrays."""
@@ -216,7 +210,7 @@ class GuardPass:
         self.first_whole_bin = math.ceil(above) if above <= self.n_fft else self.n_fft
         self.click_bins = slice(*(math.ceil(hz * self.n_fft / sample_rate) for hz in settings.click_band_hz))
 
-    def _stft(self, x: np.ndarray) -> np.ndarray:
+    def stft(self, x: np.ndarray) -> np.ndarray:
         return spectrogram(x, self.n_fft, self.hop, pad_mode="reflect")
 
     def floor_allowance(self, power: np.ndarray) -> np.ndarray:
@@ -290,7 +284,9 @@ class GuardPass:
     def taken_whole(self, removal: np.ndarray, spectrum: np.ndarray) -> np.ndarray:
         """How much of its transient room a cell keeps (0..1) as the share of the input cell's magnitude the
         model removed rises through ``whole_share``."""
-        return _taken_whole(removal, spectrum, self.settings.whole_share)
+        low, high = self.settings.whole_share
+        share = np.sqrt(_power(removal) / np.maximum(_power(spectrum), 1e-30))
+        return np.clip((share - low) / max(high - low, 1e-6), 0.0, 1.0)
 
     def transient_room(
         self, spectrum: np.ndarray, removal: np.ndarray, cells: tuple[np.ndarray, ...] | None = None
@@ -323,13 +319,13 @@ class GuardPass:
         length = x.shape[-1]
         if length < self.n_fft:  # too short to tell noise from signal at this resolution: nothing held back
             return removed
-        removal = self._stft(removed)
+        removal = self.stft(removed)
         # Noise the model removes is Rayleigh-distributed cell by cell (a tenth of its cells lie 3.6 dB above
         # its mean); the floor describes its mean. Its local mean over removal_cells, not each cell, is what
         # is compared.
         r = self.settings.removal_cells
         level = np.sqrt(box_mean(_power(removal), r, r))
-        spectrum = self._stft(x)
+        spectrum = self.stft(x)
         floor_allowed = self.floor_allowance(_power(spectrum))
         # Only the cells the floor alone would hold back can be held back at all. Where the model removes
         # noise they are a small share, and the transient test and what is held back are worked out for them
@@ -380,7 +376,9 @@ class ClickRelease:
         finder = self.finder
         if x.shape[-1] < finder.n_fft:
             return None
-        removal = finder._stft(removed)
+        if self.band.start >= finder.n_fft // 2 + 1:  # the band lies above this rate's Nyquist
+            return None
+        removal = finder.stft(removed)
         stands_out = finder.transient_allowance(removal)
         if np.isscalar(stands_out):  # too few frames to have surroundings
             return None
@@ -392,9 +390,13 @@ class ClickRelease:
         near = clicks.copy()
         near[:, 1:] |= clicks[:, :-1]
         near[:, :-1] |= clicks[:, 1:]
-        let_go = (near[:, None, :] & stands_out) * _taken_whole(
-            removal, finder._stft(x), self.settings.whole_share
-        )
+        # Taken whole: the output keeps little of the input cell. Judged by what is kept, not by the size of
+        # the removal, so that a click the model added (a removal larger than the input) is never let go.
+        spectrum = finder.stft(x)
+        kept = spectrum - removal
+        low, high = self.settings.whole_share
+        share = 1.0 - np.sqrt(_power(kept) / np.maximum(_power(spectrum), 1e-30))
+        let_go = (near[:, None, :] & stands_out) * np.clip((share - low) / max(high - low, 1e-6), 0.0, 1.0)
         frames = np.flatnonzero(let_go.reshape(-1, let_go.shape[-1]).any(axis=0))
         if frames.size == 0:
             return None
@@ -460,10 +462,15 @@ class Guard:
 class GuardedDenoiser:
     """A network whose every output passes the guard; the restore engine runs it like the network itself."""
 
-    def __init__(self, network, settings: GuardSettings | tuple[GuardSettings, ...] | None = None):
+    def __init__(
+        self,
+        network,
+        settings: GuardSettings | tuple[GuardSettings, ...] | None = None,
+        clicks: ClickSettings | None = ClickSettings(),
+    ):
         self.network = network
         self.sample_rate = int(network.sample_rate)
-        self.guard = Guard(self.sample_rate, settings)
+        self.guard = Guard(self.sample_rate, settings, clicks)
 
     def __getattr__(self, name: str):  # kind, card, engine, ...: the network's
         if name == "network":
@@ -488,7 +495,9 @@ class RemoveEverything:
 
 
 def guard_alone(
-    sample_rate: int, settings: GuardSettings | tuple[GuardSettings, ...] | None = None
+    sample_rate: int,
+    settings: GuardSettings | tuple[GuardSettings, ...] | None = None,
+    clicks: ClickSettings | None = ClickSettings(),
 ) -> GuardedDenoiser:
     """The guard over a model that removes everything: it takes away floor-level noise and transients only."""
-    return GuardedDenoiser(RemoveEverything(sample_rate), settings)
+    return GuardedDenoiser(RemoveEverything(sample_rate), settings, clicks)

@@ -256,11 +256,9 @@ def _piano(seconds=3.0, every_s=0.125, decay_s=0.5, level=0.05, seed=0):
 
 
 @pytest.mark.parametrize(
-    "clicks, lets_them_go",
-    [(ClickSettings(), True), (None, False)],
-    ids=["default guard", "no click release"],
+    "release, lets_them_go", [("default", True), (None, False)], ids=["default guard", "no click release"]
 )
-def test_scratch_clicks_over_busy_music_the_model_took_whole_go(clicks, lets_them_go):
+def test_scratch_clicks_over_busy_music_the_model_took_whole_go(release, lets_them_go):
     """Over notes that come and go a scratch click is no transient in the input's 186-ms frames, and the long
     pass put part of it back; in the removal it stands out in 5.8-ms frames, and the click release lets it go
     before the passes."""
@@ -269,7 +267,8 @@ def test_scratch_clicks_over_busy_music_the_model_took_whole_go(clicks, lets_the
     scratches = (scratches * np.sqrt(np.mean(music**2) / np.mean(scratches**2)) * 10 ** (-10 / 20)).astype(
         np.float32
     )  # 10 dB below the music
-    out = Guard(RATE, clicks=clicks)((music + scratches)[None, None], music[None, None])[0, 0]
+    guard = Guard(RATE) if release == "default" else Guard(RATE, clicks=None)
+    out = guard((music + scratches)[None, None], music[None, None])[0, 0]
     back = _energy(out - music) / _energy(scratches)
     if lets_them_go:
         assert back < 0.05, f"the guard put back {back:.2f} of the clicks the model removed"
@@ -302,6 +301,23 @@ def test_the_click_release_takes_short_bursts_taken_whole_and_nothing_else():
             assert let_go > 0.8, f"{what}: only {let_go:.2f} of it let go as a click"
         else:
             assert let_go < 0.1, f"{what}: {let_go:.2f} of it let go as a click"
+
+
+def test_the_click_release_judges_each_channel_alone_and_never_lets_an_added_click_go():
+    release = ClickRelease(RATE, ClickSettings())
+    tone, noise = _tone_and_noise(seconds=1.0, noise_db=-60.0)
+    burst = _burst(0.001)
+    x = np.stack([tone + noise + burst, tone + noise])
+    removed = np.stack([burst, np.zeros_like(burst)])
+    alone = release(x[:1], removed[:1])
+    together = release(x, removed)
+    np.testing.assert_allclose(together[:1], alone, atol=1e-6)
+    assert _energy(together[1]) == 0.0, "a channel with nothing removed had something let go"
+    # A model that adds clicks "removes" their negative: a removal larger than the input is not taken whole.
+    added = release((tone + noise)[None], -burst[None])
+    assert added is None or _energy(added) < 0.01 * _energy(burst), "a click the model added was let go"
+    out = Guard(RATE)((tone + noise)[None, None], (tone + noise + burst)[None, None])[0, 0]
+    assert _energy(out - tone - noise) < 0.2 * _energy(burst), "the guard kept clicks the model added"
 
 
 def _hits(length, every_s=0.25, decay_s=0.004, level=0.3, seed=3):
