@@ -190,6 +190,13 @@ def _moving_mean(x: np.ndarray, size: int) -> np.ndarray:
     return _sliding_sum(x, size, -1) / np.float32(size)
 
 
+def _whole_ramp(share: np.ndarray, whole_share: tuple[float, float]) -> np.ndarray:
+    """0..1 as the share of an input cell the model took rises through ``whole_share``: none of a cell's room
+    below its low end, all of it from its high end."""
+    low, high = whole_share
+    return np.clip((share - low) / max(high - low, 1e-6), 0.0, 1.0)
+
+
 class GuardPass:
     """One resolution of the guard: ``guard_pass(x, removed)`` -> the part of ``removed`` that looks like
     noise in ``x``'s short-time spectrum at this pass's window; (batch, time) float32 arrays."""
@@ -284,9 +291,8 @@ class GuardPass:
     def taken_whole(self, removal: np.ndarray, spectrum: np.ndarray) -> np.ndarray:
         """How much of its transient room a cell keeps (0..1) as the share of the input cell's magnitude the
         model removed rises through ``whole_share``."""
-        low, high = self.settings.whole_share
         share = np.sqrt(_power(removal) / np.maximum(_power(spectrum), 1e-30))
-        return np.clip((share - low) / max(high - low, 1e-6), 0.0, 1.0)
+        return _whole_ramp(share, self.settings.whole_share)
 
     def transient_room(
         self, spectrum: np.ndarray, removal: np.ndarray, cells: tuple[np.ndarray, ...] | None = None
@@ -394,9 +400,8 @@ class ClickRelease:
         # the removal, so that a click the model added (a removal larger than the input) is never let go.
         spectrum = finder.stft(x)
         kept = spectrum - removal
-        low, high = self.settings.whole_share
         share = 1.0 - np.sqrt(_power(kept) / np.maximum(_power(spectrum), 1e-30))
-        let_go = (near[:, None, :] & stands_out) * np.clip((share - low) / max(high - low, 1e-6), 0.0, 1.0)
+        let_go = (near[:, None, :] & stands_out) * _whole_ramp(share, self.settings.whole_share)
         frames = np.flatnonzero(let_go.reshape(-1, let_go.shape[-1]).any(axis=0))
         if frames.size == 0:
             return None
@@ -440,15 +445,13 @@ class Guard:
         x = np.asarray(noisy, dtype=np.float32).reshape(-1, length)
         removed = x - np.asarray(denoised, dtype=np.float32).reshape(-1, length)
         clicks = None if self.click_release is None else self.click_release(x, removed)
-        guarded = removed if clicks is None else removed - clicks
-        rest = guarded
+        rest = removed if clicks is None else removed - clicks  # what the passes judge
+        guarded = rest
         for guard_pass in self.passes:
             guarded = guard_pass(x, guarded)
         removed_energy = float(np.sum(np.square(removed, dtype=np.float64)))
         nothing_held = guarded is rest  # every pass let the removal go whole
-        if nothing_held:
-            guarded = removed
-        elif clicks is not None:
+        if not nothing_held and clicks is not None:
             guarded = guarded + clicks
         restored_energy = (
             0.0 if nothing_held else float(np.sum(np.square(removed - guarded, dtype=np.float64)))
