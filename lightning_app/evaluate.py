@@ -43,7 +43,9 @@ reported per content and per 5-dB input-SNR bucket (mean SI-SDR gain, worst clip
 than their input, retention) with a clean-input table; real.md (with each clip made worse, named with the
 recording it was cut from) and real.csv; real_clips.csv has every clip's figures. Checkpoints restore with
 the do-no-harm guard, as denoise does; --ablation adds each without it, and the guard alone;
---real-shelves-db adds the music clips mastered brighter or darker.
+--real-shelves-db adds the music clips mastered brighter or darker. With --real-split val, --real-snr-db,
+--real-seed and --real-noise draw harder sets to look for the rare clips a model harms (e.g. --real-clips
+700 --real-snr-db 10 25 --real-seed 777 --real-noise brown rumble: the music under low-frequency noise).
 
 A --data folder without a clean/ subfolder holds real noisy files with no reference (DIR/noisy/ or DIR
 itself; music/ and speech/ subfolders label the content, --content labels the rest; --content auto
@@ -65,7 +67,7 @@ from pathlib import Path
 from lightning_app import config as C
 from lightning_app.data.corpus import CorpusError, read_manifest
 from lightning_app.evaluation.pipeline import evaluate, evaluate_chains, evaluate_folder, reference_free
-from lightning_app.evaluation.test_sets import DEFAULT_EXPERIMENT
+from lightning_app.evaluation.test_sets import DEFAULT_EXPERIMENT, RealDraw
 from lightning_app.metrics.content import CHOICES as CONTENT_CHOICES
 
 
@@ -162,6 +164,23 @@ def parse_args(argv=None):
         help="also the real set's music clips brighter or darker: through a high shelf of each gain above "
         "5 kHz, same noise and SNR (e.g. 6 12: bright music is where a denoiser takes the top for hiss)",
     )
+    p.add_argument(
+        "--real-snr-db",
+        nargs=2,
+        type=float,
+        metavar=("LOW", "HIGH"),
+        help="with --real-split val: input SNRs spread over LOW-HIGH dB instead of 0-30 (a harder draw)",
+    )
+    p.add_argument(
+        "--real-seed", type=int, help="with --real-split val: another draw of the val clips (default 1234)"
+    )
+    p.add_argument(
+        "--real-noise",
+        nargs="+",
+        metavar="GENERATOR",
+        help="with --real-split val: keep only the clips whose noise holds one of these generators "
+        "(e.g. brown rumble; the names are the experiment's data.noise.procedural.generators)",
+    )
     p.add_argument("--no-real", action="store_true", help="leave the real-recordings test set out")
     p.add_argument(
         "--content",
@@ -228,6 +247,23 @@ def main(argv=None) -> int:
         for row in skipped:
             print(f"skipped {row['label']}: {row['reason']}", file=sys.stderr)
         return 0 if not skipped else 2 if len(skipped) == len(result["rows"]) else 1
+    try:
+        default = RealDraw()
+        draw = RealDraw(
+            snr_db=tuple(args.real_snr_db) if args.real_snr_db else default.snr_db,
+            seed=default.seed if args.real_seed is None else args.real_seed,
+            noise_types=tuple(args.real_noise or ()),
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not draw.is_default and args.real_split != "val":
+        print(
+            "error: --real-snr-db, --real-seed and --real-noise draw harder sets to tune on: "
+            "add --real-split val",
+            file=sys.stderr,
+        )
+        return 2
     real = None
     if args.data is None and not args.no_real:
         try:
@@ -255,6 +291,7 @@ def main(argv=None) -> int:
             content=args.content,
             real_split=args.real_split,
             real_shelves_db=tuple(args.real_shelves_db),
+            real_draw=draw,
         )
     except (FileNotFoundError, ValueError, C.ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)

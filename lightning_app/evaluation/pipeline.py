@@ -47,8 +47,8 @@ from lightning_app.evaluation.scoring import (
 from lightning_app.evaluation.test_sets import (
     DEFAULT_EXPERIMENT,
     REAL_SNR_BUCKETS,
-    REAL_SNR_DB,
     SHELF_CORNER_HZ,
+    RealDraw,
     label_contents,
     paired_test_set,
     real_test_set,
@@ -291,6 +291,7 @@ def evaluate(
     content: str = "auto",
     real_split: str = "test",
     real_shelves_db: tuple[float, ...] = (),
+    real_draw: RealDraw = RealDraw(),
 ) -> dict:
     """Score every system and write the reports; returns {"rows", "report", "plots", "content", ...}. The
     checkpoints run on ``device`` (cpu, cuda, auto); the baselines and the scoring on the CPU. A paired
@@ -352,6 +353,7 @@ def evaluate(
             real_clips,
             split=real_split,
             shelves_db=real_shelves_db,
+            draw=real_draw,
         )
         report += "\n" + real["report"]
         (output_dir / "report.md").write_text(report)
@@ -406,14 +408,20 @@ def evaluate_real(
     seconds: float = 6.0,
     split: str = "test",
     shelves_db: tuple[float, ...] = (),
+    draw: RealDraw = RealDraw(),
 ) -> dict:
     """The real-recordings test set (``real_test_set`` on the corpus's ``split``: test, or val to tune on,
-    since the test split is only reported): every system restores
+    since the test split is only reported; ``draw``: a harder draw of it, the val split only): every system
+    restores
     each degraded clip and each clean clip; per content and per 5-dB input-SNR bucket the mean SI-SDR
     gain, the worst clip, the clips made worse than their input, retention; and the clean-input table.
     ``shelves_db``: the music clips again, brighter or darker by each high shelf (``with_high_shelf``), each
     shelf a group of its own. Writes real.md, real.csv."""
-    base, rate = real_test_set(Path(root), split, clips_per_content, seconds, experiment)
+    if split != "val" and not draw.is_default:
+        raise ValueError("a harder draw of the real set (SNRs, seed, noise types) is for the val split only")
+    base, rate = real_test_set(
+        Path(root), split, clips_per_content, seconds, experiment, draw.snr_db, draw.seed, draw.noise_types
+    )
     music = [c for c in base if c["content"] == "music"]
     clips = base + [copy for gain in shelves_db for copy in with_high_shelf(music, rate, gain)]
     outputs = {NOISY: [c["noisy"] for c in clips]}
@@ -499,7 +507,7 @@ def evaluate_real(
         + ("" if split == "test" else ": the split to tune on, not a test result"),
         "",
         f"{len(base)} clips of {seconds:g} s at {rate} Hz from {', '.join(packages)}, degraded by the "
-        f"{experiment} noise generators at input SNRs spread over {REAL_SNR_DB[0]:g}-{REAL_SNR_DB[1]:g} dB "
+        f"{experiment} noise generators at {draw.describe()} "
         "(waveform measures only; PESQ/STOI/ViSQOL are in the procedural report above).",
         "",
     ]
