@@ -67,7 +67,7 @@ from pathlib import Path
 from lightning_app import config as C
 from lightning_app.data.corpus import CorpusError, read_manifest
 from lightning_app.evaluation.pipeline import evaluate, evaluate_chains, evaluate_folder, reference_free
-from lightning_app.evaluation.test_sets import DEFAULT_EXPERIMENT, RealDraw
+from lightning_app.evaluation.test_sets import DEFAULT_EXPERIMENT, REAL_SEED, REAL_SNR_DB, RealDraw
 from lightning_app.metrics.content import CHOICES as CONTENT_CHOICES
 
 
@@ -169,10 +169,13 @@ def parse_args(argv=None):
         nargs=2,
         type=float,
         metavar=("LOW", "HIGH"),
-        help="with --real-split val: input SNRs spread over LOW-HIGH dB instead of 0-30 (a harder draw)",
+        help="with --real-split val: input SNRs spread over LOW-HIGH dB instead of the reported set's "
+        f"{REAL_SNR_DB[0]:g}-{REAL_SNR_DB[1]:g} (a harder draw)",
     )
     p.add_argument(
-        "--real-seed", type=int, help="with --real-split val: another draw of the val clips (default 1234)"
+        "--real-seed",
+        type=int,
+        help=f"with --real-split val: another draw of the val clips (the reported set's: {REAL_SEED})",
     )
     p.add_argument(
         "--real-noise",
@@ -195,9 +198,37 @@ def parse_args(argv=None):
     return p.parse_intermixed_args(argv)
 
 
+def real_draw(args) -> RealDraw:
+    """The real set's draw the arguments ask for; ValueError (one line) before anything runs when a harder
+    draw is asked of the test split or of a run that draws no real set, or under a noise the experiment
+    lacks."""
+    default = RealDraw()
+    draw = RealDraw(
+        snr_db=tuple(args.real_snr_db) if args.real_snr_db else default.snr_db,
+        seed=default.seed if args.real_seed is None else args.real_seed,
+        noise_types=tuple(args.real_noise or ()),
+    )
+    if draw.is_default:
+        return draw
+    flags = "--real-snr-db, --real-seed and --real-noise draw harder real sets to tune on"
+    if args.real_split != "val":
+        raise ValueError(f"{flags}: add --real-split val")
+    if args.data is not None or args.no_real or args.chains is not None or args.audioldm2_dir is not None:
+        raise ValueError(
+            f"{flags}, and this run draws no real set (--data, --no-real, --chains or --audioldm2-dir)"
+        )
+    draw.check_noise(args.experiment or DEFAULT_EXPERIMENT)
+    return draw
+
+
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(argv)
+    try:
+        draw = real_draw(args)
+    except (ValueError, C.ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     checkpoints, overrides = [], []
     for item in args.checkpoints:  # key=value items are data overrides for the synthetic set
         (overrides if "=" in item and not Path(item).exists() else checkpoints).append(item)
@@ -247,23 +278,6 @@ def main(argv=None) -> int:
         for row in skipped:
             print(f"skipped {row['label']}: {row['reason']}", file=sys.stderr)
         return 0 if not skipped else 2 if len(skipped) == len(result["rows"]) else 1
-    try:
-        default = RealDraw()
-        draw = RealDraw(
-            snr_db=tuple(args.real_snr_db) if args.real_snr_db else default.snr_db,
-            seed=default.seed if args.real_seed is None else args.real_seed,
-            noise_types=tuple(args.real_noise or ()),
-        )
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if not draw.is_default and args.real_split != "val":
-        print(
-            "error: --real-snr-db, --real-seed and --real-noise draw harder sets to tune on: "
-            "add --real-split val",
-            file=sys.stderr,
-        )
-        return 2
     real = None
     if args.data is None and not args.no_real:
         try:

@@ -30,7 +30,7 @@ def excerpt_clips(corpus: Path | None, seconds: float = 6.0) -> tuple[list[dict]
 
     if corpus is not None and (Path(corpus) / "manifest.csv").exists():
         clips, rate = test_sets.real_test_set(
-            Path(corpus), clips_per_content=1, seconds=seconds, snr_db=EXCERPT_SNR_DB
+            Path(corpus), clips_per_content=1, seconds=seconds, draw=test_sets.RealDraw(snr_db=EXCERPT_SNR_DB)
         )
         return clips, rate, "real recordings (corpus test split) under the suite's historical noise"
     clips, rate = test_sets.synthetic_test_set(8, seconds, [], experiment="archive_fullband")

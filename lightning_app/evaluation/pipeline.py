@@ -46,13 +46,13 @@ from lightning_app.evaluation.scoring import (
 )
 from lightning_app.evaluation.test_sets import (
     DEFAULT_EXPERIMENT,
-    REAL_SNR_BUCKETS,
     SHELF_CORNER_HZ,
     RealDraw,
     label_contents,
     paired_test_set,
     real_test_set,
     silent_clean_rms,
+    snr_buckets,
     synthetic_test_set,
     with_high_shelf,
 )
@@ -296,7 +296,8 @@ def evaluate(
     """Score every system and write the reports; returns {"rows", "report", "plots", "content", ...}. The
     checkpoints run on ``device`` (cpu, cuda, auto); the baselines and the scoring on the CPU. A paired
     corpus's files in no speech/ or music/ folder get ``content`` ("speech", "music"; "auto": guessed from
-    each clean file, metrics/content.py), and the report says which and how."""
+    each clean file, metrics/content.py), and the report says which and how. ``real_corpus`` adds the real
+    set (``evaluate_real``) from its ``real_split``, drawn as ``real_draw`` says."""
     models, systems = checkpoint_systems(checkpoints, device, ablation)
     model_rate = models[0][2] if models else None  # the rate the (first) model works at
     test_clips, rate, skipped, description = paired_or_synthetic(
@@ -412,16 +413,13 @@ def evaluate_real(
 ) -> dict:
     """The real-recordings test set (``real_test_set`` on the corpus's ``split``: test, or val to tune on,
     since the test split is only reported; ``draw``: a harder draw of it, the val split only): every system
-    restores
-    each degraded clip and each clean clip; per content and per 5-dB input-SNR bucket the mean SI-SDR
+    restores each degraded clip and each clean clip; per content and per 5-dB input-SNR bucket the mean SI-SDR
     gain, the worst clip, the clips made worse than their input, retention; and the clean-input table.
     ``shelves_db``: the music clips again, brighter or darker by each high shelf (``with_high_shelf``), each
     shelf a group of its own. Writes real.md, real.csv."""
     if split != "val" and not draw.is_default:
         raise ValueError("a harder draw of the real set (SNRs, seed, noise types) is for the val split only")
-    base, rate = real_test_set(
-        Path(root), split, clips_per_content, seconds, experiment, draw.snr_db, draw.seed, draw.noise_types
-    )
+    base, rate = real_test_set(Path(root), split, clips_per_content, seconds, experiment, draw)
     music = [c for c in base if c["content"] == "music"]
     clips = base + [copy for gain in shelves_db for copy in with_high_shelf(music, rate, gain)]
     outputs = {NOISY: [c["noisy"] for c in clips]}
@@ -436,7 +434,7 @@ def evaluate_real(
     for content in sorted({c["content"] for c in base}):
         members = [i for i, c in enumerate(base) if c["content"] == content]
         groups_[content] = members
-        for low, high in REAL_SNR_BUCKETS:
+        for low, high in snr_buckets(draw.snr_db):
             groups_[f"{content}, input SNR {low:g}-{high:g} dB"] = [
                 i for i in members if low <= clips[i]["snr_db"] < high
             ]

@@ -6,6 +6,7 @@ A clip is a dict with ``noisy``, ``clean`` (or None), ``name``, ``content`` and,
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,9 +59,28 @@ def synthetic_test_set(
 
 REAL_SNR_DB = (0.0, 30.0)
 
-REAL_SNR_BUCKETS = tuple((float(b), float(b + 5)) for b in range(0, 30, 5))
+REAL_SEED = 1234
 
 REAL_STREAM = 7  # the real test set's seed stream: no training or validation draw uses it
+
+
+def snr_buckets(snr_db: tuple[float, float]) -> tuple[tuple[float, float], ...]:
+    """The 5-dB input-SNR buckets (on multiples of 5 dB) that cover ``snr_db``."""
+    low, high = 5 * math.floor(snr_db[0] / 5), 5 * math.ceil(snr_db[1] / 5)
+    return tuple((float(b), float(b + 5)) for b in range(low, high, 5))
+
+
+REAL_SNR_BUCKETS = snr_buckets(REAL_SNR_DB)
+
+
+def noise_generators(experiment: str) -> tuple[str, ...]:
+    """The procedural noise generators ``experiment`` draws from (none where its noise is a folder's)."""
+    noise = C.to_container(C.compose(experiment, []).data.noise)
+    if noise.get("kind") != "procedural":
+        return ()
+    return tuple(
+        name for name, spec in noise["procedural"]["generators"].items() if spec.get("weight", 0) > 0
+    )
 
 
 @dataclass(frozen=True)
@@ -70,14 +90,21 @@ class RealDraw:
     SNRs over ``snr_db``, and only the clips whose noise holds one of ``noise_types`` (generator names)."""
 
     snr_db: tuple[float, float] = REAL_SNR_DB
-    seed: int = 1234
+    seed: int = REAL_SEED
     noise_types: tuple[str, ...] = ()
 
     def __post_init__(self):
-        if not self.snr_db[0] < self.snr_db[1]:
-            raise ValueError(
-                f"the real set's input SNR range must rise, got {self.snr_db[0]:g}-{self.snr_db[1]:g} dB"
-            )
+        low, high = self.snr_db
+        if not (math.isfinite(low) and math.isfinite(high) and low < high):
+            raise ValueError(f"the real set's input SNR range must rise, got {low:g}-{high:g} dB")
+
+    def check_noise(self, experiment: str) -> None:
+        """ValueError (one line naming those there are) for a noise type ``experiment`` never draws."""
+        known = noise_generators(experiment)
+        unknown = sorted(set(self.noise_types) - set(known))
+        if unknown:
+            there = f"it draws {', '.join(known)}" if known else "its noise comes from a folder"
+            raise ValueError(f"no noise generator named {', '.join(unknown)} in {experiment} ({there})")
 
     @property
     def is_default(self) -> bool:
@@ -98,29 +125,22 @@ def real_test_set(
     clips_per_content: int = 36,
     seconds: float = 6.0,
     experiment: str = "archive_fullband",
-    snr_db=REAL_SNR_DB,
-    seed: int = 1234,
-    noise_types: tuple[str, ...] = (),
+    draw: RealDraw = RealDraw(),
 ) -> tuple[list[dict], int]:
     """Clips of the real corpus's ``split`` (data/real, ``make corpus``), degraded by the experiment's noise
     generators: per content ``clips_per_content`` clips of ``seconds``, taking the split's groups (tracks,
-    speakers) in turn, at input SNRs spread evenly over ``snr_db`` so every 5-dB bucket holds its share.
-    Each clip is a pure function of (seed, content, index). ``noise_types``: of those clips, keep only the
-    ones whose noise holds one of these generators (ValueError naming the known ones for a name the
-    experiment has not). CorpusError (one line) when there is no corpus."""
+    speakers) in turn, at input SNRs spread evenly over ``draw.snr_db`` so every 5-dB bucket holds its share.
+    Each clip is a pure function of (``draw.seed``, content, index). With ``draw.noise_types``, of those clips
+    only the ones whose noise holds one of them are kept (ValueError, one line, for a generator the experiment
+    never draws). CorpusError (one line) when there is no corpus."""
     from lightning_app.data.corpus import read_manifest
     from lightning_app.data.mixing import gain_without_clipping, noise_at_snr
 
+    draw.check_noise(experiment)
     cfg = C.compose(experiment, [])
     rate = int(cfg.data.sample_rate)
     noise = build_noise_source(rate, cache_dir=cfg.data.cache_dir, **C.to_container(cfg.data.noise))
-    known = set(C.to_container(cfg.data.noise).get("procedural", {}).get("generators", {}))
-    unknown = sorted(set(noise_types) - known)
-    if unknown:
-        raise ValueError(
-            f"no noise generator named {', '.join(unknown)} in {experiment} "
-            f"(it has {', '.join(sorted(known))})"
-        )
+    snr_db, noise_types = draw.snr_db, draw.noise_types
     rows = [r for r in read_manifest(root) if r["split"] == split]
     n = round(seconds * rate)
     clips = []
@@ -131,7 +151,7 @@ def real_test_set(
                 by_group[row["group"]].append(row)
         groups_ = sorted(by_group)
         for i in range(clips_per_content):
-            rng = np.random.default_rng((seed, REAL_STREAM, CONTENTS.index(content), i))
+            rng = np.random.default_rng((draw.seed, REAL_STREAM, CONTENTS.index(content), i))
             members = by_group[groups_[i % len(groups_)]]
             clean = real_segment(root, members, rng, n, rate)
             if clean is None:

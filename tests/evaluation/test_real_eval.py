@@ -9,7 +9,13 @@ from lightning_app import config as C
 from lightning_app.data import corpus as K
 from lightning_app.data.dsp import rms
 from lightning_app.evaluation.pipeline import evaluate_real
-from lightning_app.evaluation.test_sets import REAL_SNR_BUCKETS, RealDraw, real_test_set, with_high_shelf
+from lightning_app.evaluation.test_sets import (
+    REAL_SNR_BUCKETS,
+    RealDraw,
+    real_test_set,
+    snr_buckets,
+    with_high_shelf,
+)
 from tests.helpers import make_corpus
 
 RATE = 44100
@@ -181,9 +187,9 @@ def test_the_real_set_scored_in_batches_reports_what_one_batch_does(tmp_path, mo
 
 def test_a_harder_draw_keeps_the_clips_under_the_noise_asked_for_and_at_the_snrs_asked_for(tmp_path):
     root = make_corpus(tmp_path / "real")
-    every, _ = real_test_set(root, "val", clips_per_content=12, seconds=1.0, snr_db=(10.0, 25.0), seed=777)
+    every, _ = real_test_set(root, "val", 12, 1.0, draw=RealDraw(snr_db=(10.0, 25.0), seed=777))
     low, _ = real_test_set(
-        root, "val", 12, 1.0, snr_db=(10.0, 25.0), seed=777, noise_types=("brown", "rumble")
+        root, "val", 12, 1.0, draw=RealDraw(snr_db=(10.0, 25.0), seed=777, noise_types=("brown", "rumble"))
     )
     expected = [c for c in every if {"brown", "rumble"} & set(c["noise_types"])]
     assert 0 < len(low) < len(every), "the draw should hold clips with and without low-frequency noise"
@@ -191,10 +197,12 @@ def test_a_harder_draw_keeps_the_clips_under_the_noise_asked_for_and_at_the_snrs
     for kept, same in zip(low, expected, strict=True):  # a kept clip is the same clip as in the whole draw
         np.testing.assert_array_equal(kept["noisy"], same["noisy"])
     assert all(10.0 <= c["snr_db"] < 25.0 for c in every)
-    reported, _ = real_test_set(root, "val", 12, 1.0)
-    assert not np.allclose(reported[0]["noisy"], every[0]["noisy"]), "another seed must draw other clips"
-    with pytest.raises(ValueError, match="no noise generator named rumbel.*rumble"):
-        real_test_set(root, "val", 2, 1.0, noise_types=("rumbel",))
+    other_seed, _ = real_test_set(root, "val", 12, 1.0, draw=RealDraw(snr_db=(10.0, 25.0), seed=778))
+    assert not np.allclose(other_seed[0]["noisy"], every[0]["noisy"]), "another seed must draw other clips"
+    with pytest.raises(ValueError, match="no noise generator named rumbel.*it draws .*rumble"):
+        real_test_set(root, "val", 2, 1.0, draw=RealDraw(noise_types=("rumbel",)))
+    with pytest.raises(ValueError, match="must rise"):
+        RealDraw(snr_db=(25.0, 10.0))
 
 
 def test_a_harder_draw_is_for_the_val_split_and_its_report_says_how_it_was_drawn(tmp_path):
@@ -203,24 +211,40 @@ def test_a_harder_draw_is_for_the_val_split_and_its_report_says_how_it_was_drawn
     draw = RealDraw(snr_db=(10.0, 25.0), seed=777, noise_types=("brown", "rumble"))
     with pytest.raises(ValueError, match="val split only"):
         evaluate_real(root, identity, tmp_path / "test", "archive_fullband", 12, 1.0, draw=draw)
-    result = evaluate_real(
-        root, identity, tmp_path / "val", "archive_fullband", 12, 1.0, split="val", draw=draw
-    )
+    evaluate_real(root, identity, tmp_path / "val", "archive_fullband", 12, 1.0, split="val", draw=draw)
     text = (tmp_path / "val" / "real.md").read_text()
     assert (
         "input SNRs spread over 10-25 dB, seed 777, only the clips whose noise holds brown or rumble" in text
     )
-    noises = {r["noise"] for r in csv.DictReader(open(tmp_path / "val" / "real_clips.csv"))}
-    assert noises and all({"brown", "rumble"} & set(n.split("+")) for n in noises), noises
-    assert result["clips"] > 0
-    with pytest.raises(ValueError, match="must rise"):
-        RealDraw(snr_db=(25.0, 10.0))
+    rows = list(csv.DictReader(open(tmp_path / "val" / "real_clips.csv")))
+    assert rows and all({"brown", "rumble"} & set(r["noise"].split("+")) for r in rows)
+    assert all(10.0 <= float(r["snr_db"]) < 25.0 for r in rows), "the draw's SNRs must reach the set"
 
 
-def test_the_command_line_refuses_a_harder_draw_of_the_test_split(tmp_path, capsys):
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["--real-noise", "brown"], "add --real-split val"),
+        (["--real-split", "val", "--real-seed", "7", "--no-real"], "draws no real set"),
+        (["--real-split", "val", "--real-noise", "rumbel"], "no noise generator named rumbel"),
+        (["--real-split", "val", "--real-snr-db", "20", "10"], "must rise"),
+    ],
+)
+def test_the_command_line_refuses_a_harder_draw_it_cannot_make_before_running_anything(
+    tmp_path, capsys, args, says
+):
     from lightning_app import evaluate
 
-    status = evaluate.main(["--real-noise", "brown", "--output-dir", str(tmp_path / "out"), "--no-baselines"])
+    out = tmp_path / "out"
+    status = evaluate.main(
+        [*args, "--experiment", "archive_fullband", "--output-dir", str(out), "--no-baselines"]
+    )
     assert status == 2
-    assert "add --real-split val" in capsys.readouterr().err
-    assert not (tmp_path / "out").exists(), "nothing should run or be written"
+    assert says in capsys.readouterr().err
+    assert not out.exists(), "nothing should run or be written"
+
+
+def test_the_snr_buckets_cover_any_range_a_draw_asks_for():
+    assert REAL_SNR_BUCKETS == tuple((float(b), float(b + 5)) for b in range(0, 30, 5))
+    assert snr_buckets((25.0, 40.0)) == ((25.0, 30.0), (30.0, 35.0), (35.0, 40.0))
+    assert snr_buckets((-3.0, 7.0)) == ((-5.0, 0.0), (0.0, 5.0), (5.0, 10.0))

@@ -129,9 +129,10 @@ WHOLE_MARGIN = tuple(replace(s, loud_db=None) for s in DEFAULT_PASSES)
 def test_a_loud_tone_the_model_thinned_a_little_comes_back_and_the_noise_it_removed_stays_removed(
     passes, holds_it_back
 ):
-    """The model removed the noise and 58 dB of a tone 30 dB above it (per bin, the thinning stands a few dB
-    above the noise floor, inside the margin noise is allowed): where the input stands far above its floor,
-    that is the tone thinned, and the default guard puts a good part of it back."""
+    """The model removed the noise and a part of a tone 58 dB below the tone, which stands 30 dB above the
+    noise. Per bin that part stands a few dB above the noise floor, inside the margin noise is allowed; where
+    the input stands far above its floor it is the tone thinned, and the default guard puts much of it
+    back."""
     tone, noise = _tone_and_noise(5.0)
     thinning = 10 ** (-58 / 20)
     noisy = (tone + noise)[None, None]
@@ -158,6 +159,14 @@ def test_a_model_that_removes_the_tone_is_held_back():
     assert 0.9 < kept < 1.1, f"the guard put back {kept:.2f} of the tone's energy"
     assert left < 2.0, f"the guard put back more than the noise itself ({left:.2f})"
     assert guard.share_restored > 0.9
+
+
+@pytest.mark.parametrize(
+    "loud", [dict(loud_db=(24.0, 12.0)), dict(loud_db=(12.0, 24.0), loud_margin_db=12.0)]
+)
+def test_a_loud_margin_that_falls_the_wrong_way_is_refused(loud):
+    with pytest.raises(ValueError, match="loud_db must rise"):
+        GuardSettings(floor_margin_db=8.0, **loud)
 
 
 def test_where_the_model_removes_only_noise_the_output_is_left_as_it_is():
