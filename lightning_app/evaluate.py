@@ -175,6 +175,7 @@ def parse_args(argv=None):
     p.add_argument(
         "--real-seed",
         type=int,
+        metavar="N",
         help=f"with --real-split val: another draw of the val clips (the reported set's: {REAL_SEED})",
     )
     p.add_argument(
