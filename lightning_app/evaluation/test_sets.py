@@ -100,6 +100,8 @@ class RealDraw:
 
     def check_noise(self, experiment: str) -> None:
         """ValueError (one line naming those there are) for a noise type ``experiment`` never draws."""
+        if not self.noise_types:  # nothing to check: no need to compose the experiment's config
+            return
         known = noise_generators(experiment)
         unknown = sorted(set(self.noise_types) - set(known))
         if unknown:
